@@ -1,0 +1,331 @@
+/*
+ * libjaclip: Japanese CLIP (rinna/japanese-cloob-vit-b-16) for C and every language with a C FFI.
+ *
+ * Conventions (the same for every function below):
+ * - Functions that can fail return jaclip_status. JACLIP_OK is 0; every other value is an error whose
+ *   detail is in jaclip_last_error() on the calling thread.
+ * - Out-parameters come first and are called out / out_*. On failure *out is set to NULL, so freeing
+ *   it is always safe. An object returned through **out belongs to the caller, who frees it with its
+ *   _free function; every _free accepts NULL.
+ * - A pointer returned by a getter (const char *, const jaclip_tokenizer *) is borrowed: it lives as
+ *   long as the object it came from and must not be freed.
+ * - Strings are UTF-8. Text that is not valid UTF-8 is refused with JACLIP_ERROR_INVALID_UTF8.
+ * - No C++ exception ever leaves the library; allocation failure is reported as
+ *   JACLIP_ERROR_OUT_OF_MEMORY.
+ * - Threads: see each object. In short, a loaded model and a tokenizer may be shared by any number of
+ *   threads encoding at once; a tensor, an image or an index is owned by one thread at a time unless
+ *   only const functions are called on it. The libtorch thread count is process-wide.
+ */
+#ifndef JACLIP_H
+#define JACLIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(JACLIP_BUILDING_DLL)
+#define JACLIP_API __declspec(dllexport)
+#elif defined(__GNUC__) && defined(JACLIP_BUILDING)
+#define JACLIP_API __attribute__((visibility("default")))
+#else
+#define JACLIP_API
+#endif
+
+/* ---- Versions ------------------------------------------------------------------------------- */
+
+#define JACLIP_VERSION_MAJOR 0
+#define JACLIP_VERSION_MINOR 1
+#define JACLIP_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH */
+#define JACLIP_VERSION_NUMBER (JACLIP_VERSION_MAJOR * 10000 + JACLIP_VERSION_MINOR * 100 + JACLIP_VERSION_PATCH)
+#define JACLIP_VERSION_STRING "0.1.0"
+
+/* The version of the library actually loaded; compare with JACLIP_VERSION_NUMBER to catch a header /
+ * library mismatch. */
+JACLIP_API unsigned jaclip_version_number(void);
+/* Static string such as "0.1.0". */
+JACLIP_API const char *jaclip_version_string(void);
+
+/* ---- Errors --------------------------------------------------------------------------------- */
+
+/* Values never change between releases; new ones are only appended. */
+typedef enum jaclip_status {
+    JACLIP_OK = 0,
+    JACLIP_ERROR_INVALID_ARGUMENT = 1,  /* NULL where a value is required, option out of range */
+    JACLIP_ERROR_OUT_OF_MEMORY = 2,
+    JACLIP_ERROR_IO = 3,                /* a file could not be opened, read or written */
+    JACLIP_ERROR_MODEL_FORMAT = 4,      /* not a jaclip model, wrong format version, wrong methods */
+    JACLIP_ERROR_DEVICE_UNAVAILABLE = 5,/* e.g. "cuda" asked of a libtorch without CUDA */
+    JACLIP_ERROR_SHAPE = 6,             /* a tensor of the wrong shape or dtype */
+    JACLIP_ERROR_IMAGE_DECODE = 7,      /* corrupt, truncated or unsupported image data */
+    JACLIP_ERROR_IMAGE_TOO_LARGE = 8,   /* over the pixel limit; refused before allocating */
+    JACLIP_ERROR_INVALID_UTF8 = 9,      /* the message names the byte offset */
+    JACLIP_ERROR_TOKENIZER = 10,        /* the tokenizer model could not be loaded or used */
+    JACLIP_ERROR_BACKEND = 11,          /* libtorch failed while running the model */
+    JACLIP_ERROR_INDEX_FORMAT = 12,     /* truncated, corrupted or foreign index file */
+    JACLIP_ERROR_NOT_FOUND = 13,        /* a looked-up item does not exist */
+    JACLIP_ERROR_INTERNAL = 14          /* a bug in libjaclip; please report it */
+} jaclip_status;
+
+/* Static English name of a status ("JACLIP_ERROR_IO: input/output error"); never NULL, also for
+ * values this version does not know. */
+JACLIP_API const char *jaclip_status_string(jaclip_status status);
+
+/* Detail of the last failure on the calling thread ("truncated JPEG data", "missing key
+ * text_projection.weight"); "" if none. Valid until the next failing libjaclip call on this thread. */
+JACLIP_API const char *jaclip_last_error(void);
+
+/* ---- Tensors -------------------------------------------------------------------------------- */
+
+/* A dense, row-major (C-contiguous) array in host memory. Not thread-safe for writes; any number of
+ * threads may read one tensor that nobody writes. */
+typedef struct jaclip_tensor jaclip_tensor;
+
+typedef enum jaclip_dtype {
+    JACLIP_DTYPE_FLOAT32 = 0,
+    JACLIP_DTYPE_INT64 = 1,
+    JACLIP_DTYPE_UINT8 = 2
+} jaclip_dtype;
+
+#define JACLIP_TENSOR_MAX_DIMS 8
+
+/* Creates a tensor of the given dtype and shape (ndim 1..JACLIP_TENSOR_MAX_DIMS, every dim >= 0) and
+ * copies numel * element-size bytes from data; data == NULL gives zeros. Errors: INVALID_ARGUMENT
+ * (NULL out or shape, bad dtype or ndim, negative dim, size overflow), OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_tensor_create(jaclip_tensor **out, jaclip_dtype dtype, size_t ndim,
+                                              const int64_t *shape, const void *data);
+/* A deep copy. */
+JACLIP_API jaclip_status jaclip_tensor_clone(jaclip_tensor **out, const jaclip_tensor *tensor);
+JACLIP_API void jaclip_tensor_free(jaclip_tensor *tensor);
+
+/* Accessors. On NULL they return 0 / -1 / NULL as noted. */
+JACLIP_API jaclip_dtype jaclip_tensor_dtype(const jaclip_tensor *tensor);   /* NULL: FLOAT32 */
+JACLIP_API size_t jaclip_tensor_ndim(const jaclip_tensor *tensor);          /* NULL: 0 */
+/* Size of one axis; -1 for NULL or axis >= ndim. */
+JACLIP_API int64_t jaclip_tensor_dim(const jaclip_tensor *tensor, size_t axis);
+JACLIP_API size_t jaclip_tensor_numel(const jaclip_tensor *tensor);         /* NULL: 0 */
+JACLIP_API size_t jaclip_tensor_nbytes(const jaclip_tensor *tensor);        /* NULL: 0 */
+/* The elements, owned by the tensor (NULL for NULL or an empty tensor). */
+JACLIP_API const void *jaclip_tensor_data(const jaclip_tensor *tensor);
+JACLIP_API void *jaclip_tensor_data_mut(jaclip_tensor *tensor);
+
+/* ---- Similarity (plain C, no model needed) -------------------------------------------------- */
+
+typedef enum jaclip_similarity_kind {
+    JACLIP_SIMILARITY_COSINE = 0,  /* rows L2-normalised first (the reference evaluation) */
+    JACLIP_SIMILARITY_DOT = 1      /* raw dot product (the reference README's example) */
+} jaclip_similarity_kind;
+
+/* out[i][j] = scale * sim(a[i], b[j]) as float32 [Na, Nb]. a is [Na, D], b is [Nb, D], both float32.
+ * A zero row has cosine 0 with everything. Errors: INVALID_ARGUMENT (NULL, unknown kind, non-finite
+ * scale), SHAPE (not 2-D float32, D differs). */
+JACLIP_API jaclip_status jaclip_similarity(jaclip_tensor **out, const jaclip_tensor *a,
+                                           const jaclip_tensor *b, jaclip_similarity_kind kind,
+                                           float scale);
+/* Row-wise softmax of a 2-D float32 tensor (numerically stable). Errors: INVALID_ARGUMENT, SHAPE. */
+JACLIP_API jaclip_status jaclip_softmax(jaclip_tensor **out, const jaclip_tensor *logits);
+/* softmax(jaclip_similarity(a, b, kind, scale)) in one call: zero-shot probabilities of each row of a
+ * over the rows of b. */
+JACLIP_API jaclip_status jaclip_probabilities(jaclip_tensor **out, const jaclip_tensor *a,
+                                              const jaclip_tensor *b, jaclip_similarity_kind kind,
+                                              float scale);
+/* Copy of a 2-D float32 tensor with every row scaled to unit L2 norm (zero rows stay zero). */
+JACLIP_API jaclip_status jaclip_normalize(jaclip_tensor **out, const jaclip_tensor *x);
+/* The k largest entries of each row of a 2-D float32 tensor, best first (ties: lower index first).
+ * out_indices is int64 [N, k'], out_values float32 [N, k'] with k' = min(k, columns); either out may
+ * be NULL if not wanted. Errors: INVALID_ARGUMENT (k == 0, both outs NULL), SHAPE. */
+JACLIP_API jaclip_status jaclip_topk(jaclip_tensor **out_indices, jaclip_tensor **out_values,
+                                     const jaclip_tensor *scores, size_t k);
+
+/* ---- Images --------------------------------------------------------------------------------- */
+
+/* A decoded image in the mode PIL would open it in (grey, grey+alpha, RGB, RGBA, palette, 1-bit,
+ * 16-bit grey), ready for PIL-exact preprocessing. Immutable after creation: any number of threads
+ * may use one image at once. */
+typedef struct jaclip_image jaclip_image;
+
+typedef enum jaclip_pixel_format {
+    JACLIP_PIXEL_GRAY8 = 1,   /* 1 byte per pixel */
+    JACLIP_PIXEL_RGB8 = 2,    /* 3 bytes per pixel */
+    JACLIP_PIXEL_RGBA8 = 3,   /* 4 bytes per pixel, straight (not premultiplied) alpha */
+    JACLIP_PIXEL_GRAYA8 = 4   /* 2 bytes per pixel */
+} jaclip_pixel_format;
+
+/* Flags for image loading (bitwise OR). */
+#define JACLIP_IMAGE_DEFAULT 0u
+/* Rotate/flip by the EXIF Orientation tag. Off by default because the reference does not. */
+#define JACLIP_IMAGE_EXIF_TRANSPOSE 1u
+
+/* Default pixel limit (width * height) used when a limit of 0 is given: 2 * PIL's
+ * MAX_IMAGE_PIXELS, the size at which PIL refuses to open an image. */
+#define JACLIP_DEFAULT_MAX_PIXELS ((uint64_t)178956970)
+
+/* Decodes a JPEG or PNG file (detected by content, not by name). max_pixels bounds width * height and
+ * is checked from the header before any pixel buffer is allocated (0 = JACLIP_DEFAULT_MAX_PIXELS).
+ * Errors: INVALID_ARGUMENT, IO, IMAGE_DECODE (corrupt, truncated, unknown format), IMAGE_TOO_LARGE,
+ * OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_image_load(jaclip_image **out, const char *path, uint64_t max_pixels,
+                                           uint32_t flags);
+/* Same from bytes in memory; the bytes are not kept. */
+JACLIP_API jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, size_t size,
+                                                  uint64_t max_pixels, uint32_t flags);
+/* Wraps caller-decoded pixels (copied). stride is the byte distance between rows (0 = packed).
+ * Errors: INVALID_ARGUMENT (NULL, zero size, stride too small, unknown format), IMAGE_TOO_LARGE. */
+JACLIP_API jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels,
+                                                  uint32_t width, uint32_t height, size_t stride,
+                                                  jaclip_pixel_format format);
+JACLIP_API void jaclip_image_free(jaclip_image *image);
+JACLIP_API uint32_t jaclip_image_width(const jaclip_image *image);   /* NULL: 0 */
+JACLIP_API uint32_t jaclip_image_height(const jaclip_image *image);  /* NULL: 0 */
+/* PIL's name for the decoded mode: "L", "LA", "RGB", "RGBA", "P", "1" or "I". NULL for NULL. */
+JACLIP_API const char *jaclip_image_mode(const jaclip_image *image);
+
+/* The model's view of one image before normalisation: resize (shorter side to size, PIL's antialiased
+ * bilinear), centre crop, RGB conversion, as uint8 [size, size, 3]. Bit-exact with PIL + torchvision.
+ * Errors: INVALID_ARGUMENT (NULL, size 0 or > 4096), OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_image_resize_crop(jaclip_tensor **out, const jaclip_image *image,
+                                                  uint32_t size);
+/* Full preprocessing of n images into float32 [n, 3, size, size] (NCHW, RGB):
+ * resize_crop, then (x / 255 - mean[c]) / std[c]. mean and std point to 3 floats. */
+JACLIP_API jaclip_status jaclip_image_preprocess(jaclip_tensor **out,
+                                                 const jaclip_image *const *images, size_t n,
+                                                 uint32_t size, const float *mean, const float *std);
+
+/* ---- Tokenizer ------------------------------------------------------------------------------ */
+
+/* rinna's Japanese tokenizer: per-character lower-casing, special-token splitting, SentencePiece,
+ * then [CLS] + ids + [PAD] framing. Immutable after loading: share it between threads freely. */
+typedef struct jaclip_tokenizer jaclip_tokenizer;
+
+/* Pass as a length to mean "NUL-terminated". */
+#define JACLIP_NUL_TERMINATED ((size_t)-1)
+/* The reference context length. */
+#define JACLIP_DEFAULT_MAX_LENGTH 77
+
+/* Loads a SentencePiece .model file. Errors: INVALID_ARGUMENT, IO, TOKENIZER. */
+JACLIP_API jaclip_status jaclip_tokenizer_load(jaclip_tokenizer **out, const char *path);
+JACLIP_API jaclip_status jaclip_tokenizer_load_memory(jaclip_tokenizer **out, const void *data,
+                                                      size_t size);
+JACLIP_API void jaclip_tokenizer_free(jaclip_tokenizer *tokenizer);
+/* Number of pieces in the vocabulary (32000 for rinna's); 0 for NULL. */
+JACLIP_API int64_t jaclip_tokenizer_vocab_size(const jaclip_tokenizer *tokenizer);
+/* The piece of an id ("▁", "犬"); NULL for NULL or an id out of range. Borrowed. */
+JACLIP_API const char *jaclip_tokenizer_id_to_piece(const jaclip_tokenizer *tokenizer, int64_t id);
+
+/* Frames n texts as the model reads them: out_ids and out_mask are int64 [n, max_length]; row i is
+ * [CLS] + the first max_length-1 ids of text i + [PAD]... ; mask 1 for [CLS] and real ids, 0 for
+ * padding. lengths may be NULL (all NUL-terminated) or give each text's byte length
+ * (JACLIP_NUL_TERMINATED allowed per entry). max_length 0 means 77; otherwise 2..4096.
+ * out_mask may be NULL. Errors: INVALID_ARGUMENT, INVALID_UTF8 (message names the text and byte
+ * offset), OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_tokenizer_encode(jaclip_tensor **out_ids, jaclip_tensor **out_mask,
+                                                 const jaclip_tokenizer *tokenizer,
+                                                 const char *const *texts, const size_t *lengths,
+                                                 size_t n, size_t max_length);
+/* Every id of one text before framing and truncation (no [CLS], no padding) as int64 [count]; a count
+ * over max_length-1 means the model will see a truncated text. Pieces via _id_to_piece. */
+JACLIP_API jaclip_status jaclip_tokenizer_tokenize(jaclip_tensor **out_ids,
+                                                   const jaclip_tokenizer *tokenizer,
+                                                   const char *text, size_t length);
+
+/* ---- Model ---------------------------------------------------------------------------------- */
+
+/* A loaded model. After loading it is safe to share between threads: any number of threads may call
+ * the encode functions on one model at once. Free it only when no call is running. */
+typedef struct jaclip_model jaclip_model;
+/* Load-time options; grows by new setters, never by changing a layout. One thread at a time. */
+typedef struct jaclip_model_options jaclip_model_options;
+
+typedef enum jaclip_precision {
+    JACLIP_PRECISION_DEFAULT = 0,  /* as stored in the model file */
+    JACLIP_PRECISION_FP32 = 1,
+    JACLIP_PRECISION_BF16 = 2      /* bfloat16 weights and activations; faster, slightly different */
+} jaclip_precision;
+
+/* Options with every default: device "cpu", threads 0 (all cores this process may use), precision
+ * as stored, pixel limit JACLIP_DEFAULT_MAX_PIXELS, image flags JACLIP_IMAGE_DEFAULT. */
+JACLIP_API jaclip_status jaclip_model_options_create(jaclip_model_options **out);
+JACLIP_API void jaclip_model_options_free(jaclip_model_options *options);
+/* "cpu", "cuda" or "cuda:N" (copied). Errors: INVALID_ARGUMENT for anything else. Whether the device
+ * exists is checked at load (JACLIP_ERROR_DEVICE_UNAVAILABLE). */
+JACLIP_API jaclip_status jaclip_model_options_set_device(jaclip_model_options *options,
+                                                         const char *device);
+/* libtorch intra-op threads, 0 = the cores this process may use, else 1..1024. PROCESS-WIDE: libtorch
+ * has one thread pool per process, so the last model loaded with a non-default value sets it for
+ * everyone. */
+JACLIP_API jaclip_status jaclip_model_options_set_num_threads(jaclip_model_options *options,
+                                                              int32_t num_threads);
+JACLIP_API jaclip_status jaclip_model_options_set_precision(jaclip_model_options *options,
+                                                            jaclip_precision precision);
+/* Pixel limit for images the model decodes itself (0 = default). */
+JACLIP_API jaclip_status jaclip_model_options_set_max_image_pixels(jaclip_model_options *options,
+                                                                   uint64_t max_pixels);
+/* JACLIP_IMAGE_* flags for images the model decodes itself. Errors: INVALID_ARGUMENT on unknown bits. */
+JACLIP_API jaclip_status jaclip_model_options_set_image_flags(jaclip_model_options *options,
+                                                              uint32_t flags);
+
+/* Loads a model file written by tools/jaclip-convert; options may be NULL (defaults).
+ * Errors: INVALID_ARGUMENT, IO (missing or unreadable file), MODEL_FORMAT (not a jaclip model, a
+ * format version this library does not read, methods with the wrong signature, a damaged archive),
+ * DEVICE_UNAVAILABLE, TOKENIZER, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_model_load(jaclip_model **out, const char *path,
+                                           const jaclip_model_options *options);
+/* Same from a model file's bytes in memory (copied while loading; not kept). */
+JACLIP_API jaclip_status jaclip_model_load_memory(jaclip_model **out, const void *data, size_t size,
+                                                  const jaclip_model_options *options);
+JACLIP_API void jaclip_model_free(jaclip_model *model);
+
+/* Introspection; 0 / NULL for NULL. */
+JACLIP_API int64_t jaclip_model_embedding_dim(const jaclip_model *model);   /* 512 for rinna's */
+JACLIP_API int64_t jaclip_model_image_size(const jaclip_model *model);      /* 224 */
+JACLIP_API int64_t jaclip_model_max_text_length(const jaclip_model *model); /* 77 */
+JACLIP_API const char *jaclip_model_device(const jaclip_model *model);      /* "cpu", "cuda:0" */
+JACLIP_API jaclip_precision jaclip_model_precision(const jaclip_model *model); /* FP32 or BF16 */
+/* The image mean and std the model normalises with (3 floats each, borrowed). */
+JACLIP_API const float *jaclip_model_image_mean(const jaclip_model *model);
+JACLIP_API const float *jaclip_model_image_std(const jaclip_model *model);
+/* The tokenizer stored in the model file (borrowed; lives as long as the model). */
+JACLIP_API const jaclip_tokenizer *jaclip_model_tokenizer(const jaclip_model *model);
+
+/* Image features from preprocessed pixels: pixel_values float32 [N, 3, S, S] (S = image size, N >= 1)
+ * → out float32 [N, D]. Errors: INVALID_ARGUMENT, SHAPE, BACKEND, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_model_encode_pixel_values(jaclip_tensor **out,
+                                                          const jaclip_model *model,
+                                                          const jaclip_tensor *pixel_values);
+/* Text features from framed ids: input_ids and attention_mask int64 [N, L] (2 <= L <= the model's
+ * position limit), as jaclip_tokenizer_encode gives them → out float32 [N, D]. Ids must be in
+ * 0..vocab-1 and mask values 0 or 1. Errors: INVALID_ARGUMENT, SHAPE, BACKEND. */
+JACLIP_API jaclip_status jaclip_model_encode_token_ids(jaclip_tensor **out, const jaclip_model *model,
+                                                       const jaclip_tensor *input_ids,
+                                                       const jaclip_tensor *attention_mask);
+/* Tokenise (with the model's tokenizer and context length) and encode n texts → [n, D]. lengths as in
+ * jaclip_tokenizer_encode. */
+JACLIP_API jaclip_status jaclip_model_encode_texts(jaclip_tensor **out, const jaclip_model *model,
+                                                   const char *const *texts, const size_t *lengths,
+                                                   size_t n);
+/* Preprocess with the model's size, mean and std, and encode n images → [n, D]. */
+JACLIP_API jaclip_status jaclip_model_encode_images(jaclip_tensor **out, const jaclip_model *model,
+                                                    const jaclip_image *const *images, size_t n);
+/* Decode (with the model's pixel limit and flags), preprocess and encode n files → [n, D]. The
+ * message of a failure names the file. */
+JACLIP_API jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out,
+                                                         const jaclip_model *model,
+                                                         const char *const *paths, size_t n);
+/* Same from n encoded images in memory. */
+JACLIP_API jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out,
+                                                           const jaclip_model *model,
+                                                           const void *const *data,
+                                                           const size_t *sizes, size_t n);
+/* The float32 [n, 3, S, S] input the model would see for these images (for checking parity). */
+JACLIP_API jaclip_status jaclip_model_preprocess_images(jaclip_tensor **out,
+                                                        const jaclip_model *model,
+                                                        const jaclip_image *const *images, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JACLIP_H */

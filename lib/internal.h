@@ -1,0 +1,51 @@
+/* Shared by the implementation files only; never installed. Internal symbols use the jc_ prefix so the
+ * version script (global: jaclip_*) can never export them. */
+#ifndef JACLIP_INTERNAL_H
+#define JACLIP_INTERNAL_H
+
+#define JACLIP_BUILDING 1
+#include "jaclip.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define JC_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define JC_PRINTF(f, a)
+#endif
+
+/* Records the detail for jaclip_last_error() on this thread and returns status, so error paths read
+ * `return jc_fail(JACLIP_ERROR_IO, "cannot open %s", path);`. */
+jaclip_status jc_fail(jaclip_status status, const char *fmt, ...) JC_PRINTF(2, 3);
+jaclip_status jc_vfail(jaclip_status status, const char *fmt, va_list ap);
+/* Prefixes the current message of this thread ("dog.jpg: " + detail) and returns status. */
+jaclip_status jc_fail_prefix(jaclip_status status, const char *fmt, ...) JC_PRINTF(2, 3);
+
+struct jaclip_tensor {
+    jaclip_dtype dtype;
+    size_t ndim;
+    int64_t shape[JACLIP_TENSOR_MAX_DIMS];
+    size_t numel;
+    void *data;
+};
+
+size_t jc_dtype_size(jaclip_dtype dtype);
+/* A zero-filled tensor; shorthand for the 1-D / 2-D cases used everywhere. */
+jaclip_status jc_tensor_new(jaclip_tensor **out, jaclip_dtype dtype, size_t ndim, const int64_t *shape);
+jaclip_status jc_tensor_new_2d(jaclip_tensor **out, jaclip_dtype dtype, int64_t rows, int64_t cols);
+/* SHAPE error unless t is a 2-D tensor of dtype; name appears in the message. */
+jaclip_status jc_check_2d(const jaclip_tensor *t, jaclip_dtype dtype, const char *name);
+
+/* Overflow-checked size arithmetic: false when a * b (+ c) does not fit. */
+bool jc_mul_size(size_t a, size_t b, size_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
