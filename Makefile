@@ -22,7 +22,6 @@ TORCH_DIR ?=
 ifeq ($(TORCH_DIR),)
 TORCH_CXXFLAGS := -I/usr/include/torch/csrc/api/include
 TORCH_LIBS := -ltorch -ltorch_cpu -lc10
-TORCH_PC_LIBS := -ltorch -ltorch_cpu -lc10
 else
 # Wheels of PyTorch may use the old C++ ABI: read it from the build itself unless given.
 TORCH_CXX11_ABI ?= $(shell grep -qs '_GLIBCXX_USE_CXX11_ABI=0' $(TORCH_DIR)/share/cmake/Torch/TorchConfig.cmake && echo 0 || echo 1)
@@ -30,7 +29,6 @@ TORCH_CXXFLAGS := -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/to
 	-D_GLIBCXX_USE_CXX11_ABI=$(TORCH_CXX11_ABI)
 TORCH_CUDA_LIBS := $(if $(wildcard $(TORCH_DIR)/lib/libtorch_cuda.so),-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed)
 TORCH_LIBS := -L$(TORCH_DIR)/lib -Wl,-rpath,$(TORCH_DIR)/lib -ltorch -ltorch_cpu -lc10 $(TORCH_CUDA_LIBS)
-TORCH_PC_LIBS := $(TORCH_LIBS)
 endif
 
 PKGS := libturbojpeg libjpeg libpng16 sentencepiece icu-uc
@@ -42,18 +40,20 @@ WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter
 COMMON := -O2 -g -fPIC -fvisibility=hidden -ffp-contract=off -Iinclude -Ilib $(PKG_CFLAGS)
 CFLAGS_LIB := -std=c11 -D_GNU_SOURCE $(COMMON) $(WARN) $(CFLAGS)
 CXXFLAGS_LIB := -std=c++17 -D_GNU_SOURCE $(COMMON) $(WARN) $(CXXFLAGS)
-LIB_LDLIBS := $(TORCH_LIBS) $(PKG_LIBS) -lm -lpthread
+LIB_LDLIBS := $(PKG_LIBS) -ldl -lm -lpthread
+PLUGIN_LDLIBS := $(TORCH_LIBS) -lm -lpthread
 
 LIB_C_SRCS := $(sort $(wildcard lib/*.c))
 # torch_bridge.cpp is the only file that includes libtorch; other C++ files must not.
 LIB_CXX_SRCS := $(sort $(filter-out lib/torch_bridge.cpp,$(wildcard lib/*.cpp)))
-LIB_OBJS := $(LIB_C_SRCS:lib/%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:lib/%.cpp=$(BUILD)/obj/%.o) \
-	$(BUILD)/obj/torch_bridge.o
-# The library without the model (no libtorch): for sanitizer and fuzz builds.
-NOTORCH_SRCS := $(filter-out lib/model.c,$(LIB_C_SRCS)) $(LIB_CXX_SRCS)
+LIB_OBJS := $(LIB_C_SRCS:lib/%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:lib/%.cpp=$(BUILD)/obj/%.o)
+# libjaclip itself never links libtorch: model.c reaches it through the plugin (lib/torch_bridge.h).
+# Sanitizer and fuzz builds can therefore compile these same sources without it.
+NOTORCH_SRCS := $(LIB_C_SRCS) $(LIB_CXX_SRCS)
 
 SHLIB := $(BUILD)/libjaclip.so.$(VERSION)
 STLIB := $(BUILD)/libjaclip.a
+PLUGIN := $(BUILD)/libjaclip-torch.so.1
 
 # Fragments in mk/ add build rules and test steps (TEST_STEPS, in order) for each part of the project.
 TEST_STEPS :=
@@ -61,10 +61,14 @@ TEST_STEPS :=
 .PHONY: all lib setup demo test install uninstall clean check-setup test-models
 all: lib
 
-lib: $(SHLIB) $(BUILD)/libjaclip.so $(BUILD)/$(SONAME) $(STLIB)
+lib: $(SHLIB) $(BUILD)/libjaclip.so $(BUILD)/$(SONAME) $(STLIB) $(PLUGIN)
 
 $(BUILD)/obj/%.o: lib/%.c include/jaclip.h lib/internal.h $(wildcard lib/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+# Where the static library looks for the plugin (the shared one looks beside itself first).
+$(BUILD)/obj/torch_plugin.o: CFLAGS_LIB += -DJACLIP_PLUGIN_DIR='"$(LIBDIR)"'
+
 
 $(BUILD)/obj/%.o: lib/%.cpp include/jaclip.h lib/internal.h $(wildcard lib/*.h) | $(BUILD)/obj
 	$(CXX) $(CXXFLAGS_LIB) -c $< -o $@
@@ -74,6 +78,9 @@ $(BUILD)/obj/torch_bridge.o: lib/torch_bridge.cpp lib/torch_bridge.h lib/interna
 
 $(BUILD)/obj:
 	mkdir -p $@
+
+$(PLUGIN): $(BUILD)/obj/torch_bridge.o
+	$(CXX) -shared -Wl,-soname,libjaclip-torch.so.1 -Wl,--no-undefined -o $@ $< $(PLUGIN_LDLIBS)
 
 $(SHLIB): $(LIB_OBJS) lib/jaclip.map
 	$(CXX) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/jaclip.map -Wl,--no-undefined \
@@ -90,7 +97,7 @@ $(STLIB): $(LIB_OBJS)
 $(BUILD)/jaclip.pc: pkgconfig/jaclip.pc.in Makefile | $(BUILD)/obj
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES_PRIVATE@|$(PKGS)|' \
-	    -e 's|@LIBS_PRIVATE@|$(TORCH_PC_LIBS) -lstdc++ -lm -lpthread|' $< > $@
+	    -e 's|@LIBS_PRIVATE@|-lstdc++ -ldl -lm -lpthread|' $< > $@
 
 # ---- set-up: installs the Debian packages the project needs (idempotent, quick when all present) --
 setup:
@@ -124,6 +131,7 @@ install: lib $(BUILD)/jaclip.pc
 	install -m 644 include/jaclip.h $(DESTDIR)$(INCLUDEDIR)/jaclip.h
 	$(if $(wildcard include/jaclip.hpp),install -m 644 include/jaclip.hpp $(DESTDIR)$(INCLUDEDIR)/jaclip.hpp)
 	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/libjaclip.so.$(VERSION)
+	install -m 755 $(PLUGIN) $(DESTDIR)$(LIBDIR)/libjaclip-torch.so.1
 	ln -sf libjaclip.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf libjaclip.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libjaclip.so
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/libjaclip.a
@@ -132,7 +140,7 @@ install: lib $(BUILD)/jaclip.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/jaclip.h $(DESTDIR)$(INCLUDEDIR)/jaclip.hpp \
-	      $(DESTDIR)$(LIBDIR)/libjaclip.so* $(DESTDIR)$(LIBDIR)/libjaclip.a \
+	      $(DESTDIR)$(LIBDIR)/libjaclip.so* $(DESTDIR)$(LIBDIR)/libjaclip.a $(DESTDIR)$(LIBDIR)/libjaclip-torch.so.1 \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/jaclip.pc
 
 clean:

@@ -44,6 +44,9 @@ jaclip_status jc_check_2d(const jaclip_tensor *t, jaclip_dtype dtype, const char
 /* Overflow-checked size arithmetic: false when a * b (+ c) does not fit. */
 bool jc_mul_size(size_t a, size_t b, size_t *out);
 
+/* The k best (value, index) of one row, best first; ties go to the lower index. */
+void jc_topk_row(const float *row, int64_t cols, size_t k, int64_t *out_idx, float *out_val);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,538 @@
+/* The model handle: options, the configuration record of the model file, input validation, batching
+ * and the text trimming lever; the tensors themselves go through torch_bridge. */
+#include "torch_bridge.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JC_MODEL_FORMAT "jaclip-model"
+#define JC_MODEL_FORMAT_VERSION 1
+/* Images are preprocessed and encoded this many at a time, bounding the float buffer (~19 MB). */
+#define JC_IMAGE_CHUNK 32
+#define JC_TEXT_CHUNK 256
+
+struct jaclip_model_options {
+    char device[32];
+    int32_t num_threads;
+    jaclip_precision precision;
+    uint64_t max_image_pixels;
+    uint32_t image_flags;
+};
+
+struct jaclip_model {
+    const jc_torch_api *api;
+    jc_torch_model *torch;
+    jaclip_tokenizer *tokenizer;
+    int64_t embedding_dim;
+    int64_t image_size;
+    int64_t max_text_length;
+    int64_t max_positions;
+    int64_t vocab_size;
+    float mean[3];
+    float std[3];
+    uint64_t max_image_pixels;
+    uint32_t image_flags;
+};
+
+/* ---- options ---------------------------------------------------------------------------------- */
+
+static void options_defaults(jaclip_model_options *o)
+{
+    memset(o, 0, sizeof *o);
+    strcpy(o->device, "cpu");
+    o->precision = JACLIP_PRECISION_DEFAULT;
+}
+
+jaclip_status jaclip_model_options_create(jaclip_model_options **out)
+{
+    if (!out)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = malloc(sizeof **out);
+    if (!*out)
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory");
+    options_defaults(*out);
+    return JACLIP_OK;
+}
+
+void jaclip_model_options_free(jaclip_model_options *options) { free(options); }
+
+static bool valid_device(const char *device)
+{
+    if (strcmp(device, "cpu") == 0 || strcmp(device, "cuda") == 0)
+        return true;
+    if (strncmp(device, "cuda:", 5) != 0)
+        return false;
+    const char *digits = device + 5;
+    size_t n = strlen(digits);
+    if (n == 0 || n > 3)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)digits[i]))
+            return false;
+    return true;
+}
+
+jaclip_status jaclip_model_options_set_device(jaclip_model_options *options, const char *device)
+{
+    if (!options || !device)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "options and device must not be NULL");
+    if (!valid_device(device))
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "device \"%.40s\" is not \"cpu\", \"cuda\" or \"cuda:N\"", device);
+    snprintf(options->device, sizeof options->device, "%s", device);
+    return JACLIP_OK;
+}
+
+jaclip_status jaclip_model_options_set_num_threads(jaclip_model_options *options, int32_t num_threads)
+{
+    if (!options)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "options is NULL");
+    if (num_threads < 0 || num_threads > 1024)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "num_threads must be 0..1024, got %d", (int)num_threads);
+    options->num_threads = num_threads;
+    return JACLIP_OK;
+}
+
+jaclip_status jaclip_model_options_set_precision(jaclip_model_options *options, jaclip_precision precision)
+{
+    if (!options)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "options is NULL");
+    if (precision != JACLIP_PRECISION_DEFAULT && precision != JACLIP_PRECISION_FP32 &&
+        precision != JACLIP_PRECISION_BF16)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown precision %d", (int)precision);
+    options->precision = precision;
+    return JACLIP_OK;
+}
+
+jaclip_status jaclip_model_options_set_max_image_pixels(jaclip_model_options *options, uint64_t max_pixels)
+{
+    if (!options)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "options is NULL");
+    options->max_image_pixels = max_pixels;
+    return JACLIP_OK;
+}
+
+jaclip_status jaclip_model_options_set_image_flags(jaclip_model_options *options, uint32_t flags)
+{
+    if (!options)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "options is NULL");
+    if (flags & ~(uint32_t)JACLIP_IMAGE_EXIF_TRANSPOSE)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown image flags 0x%x", (unsigned)flags);
+    options->image_flags = flags;
+    return JACLIP_OK;
+}
+
+/* ---- the configuration record ------------------------------------------------------------------ */
+
+/* Finds `key=` at the start of a line and returns its value up to the end of line in buf. */
+static bool config_value(const char *text, const char *key, char *buf, size_t cap)
+{
+    size_t key_len = strlen(key);
+    for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        if (strncmp(line, key, key_len) == 0 && line[key_len] == '=') {
+            const char *value = line + key_len + 1;
+            size_t n = strcspn(value, "\r\n");
+            if (n >= cap)
+                return false;
+            memcpy(buf, value, n);
+            buf[n] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
+static jaclip_status config_int(const char *text, const char *key, int64_t lo, int64_t hi, int64_t *out)
+{
+    char buf[64], *end;
+    if (!config_value(text, key, buf, sizeof buf))
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration lacks %s", key);
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || end == buf || *end || v < lo || v > hi)
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: %s=%s is not in %lld..%lld", key, buf,
+                       (long long)lo, (long long)hi);
+    *out = v;
+    return JACLIP_OK;
+}
+
+static jaclip_status config_floats3(const char *text, const char *key, float out[3], bool positive)
+{
+    char buf[256], *p = buf, *end;
+    if (!config_value(text, key, buf, sizeof buf))
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration lacks %s", key);
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        /* Parsed as double then rounded once to float, as torch.tensor(tuple_of_floats) does. */
+        double v = strtod(p, &end);
+        if (errno || end == p || (i < 2 && *end != ',') || (i == 2 && *end) || !(v == v) ||
+            (positive && !(v > 0)) || v > 1e6 || v < -1e6)
+            return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: %s=%s is not three numbers", key, buf);
+        out[i] = (float)v;
+        p = end + 1;
+    }
+    return JACLIP_OK;
+}
+
+static jaclip_status parse_config(jaclip_model *m, const char *text)
+{
+    char format[64];
+    int64_t version, special;
+    jaclip_status st;
+    if (!config_value(text, "format", format, sizeof format) || strcmp(format, JC_MODEL_FORMAT) != 0)
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "not a jaclip model file (no \"format=%s\" record)", JC_MODEL_FORMAT);
+    if ((st = config_int(text, "format_version", 0, INT32_MAX, &version)))
+        return st;
+    if (version != JC_MODEL_FORMAT_VERSION)
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT,
+                       "model format version %lld; this libjaclip %s reads version %d (convert the "
+                       "checkpoint again with this release's tools/jaclip-convert)",
+                       (long long)version, JACLIP_VERSION_STRING, JC_MODEL_FORMAT_VERSION);
+    if ((st = config_int(text, "embedding_dim", 1, 65536, &m->embedding_dim)) ||
+        (st = config_int(text, "image_size", 1, 4096, &m->image_size)) ||
+        (st = config_int(text, "max_position_embeddings", 2, 1 << 20, &m->max_positions)) ||
+        (st = config_int(text, "max_text_length", 2, m->max_positions, &m->max_text_length)) ||
+        (st = config_int(text, "vocab_size", 8, 1 << 24, &m->vocab_size)) ||
+        (st = config_floats3(text, "image_mean", m->mean, false)) ||
+        (st = config_floats3(text, "image_std", m->std, true)))
+        return st;
+    /* The tokenizer frames with [CLS]=4 and [PAD]=3; a model built for other ids would be misread. */
+    if ((st = config_int(text, "cls_id", 0, INT32_MAX, &special)))
+        return st;
+    if (special != 4)
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: cls_id=%lld, this library frames with 4", (long long)special);
+    if ((st = config_int(text, "pad_id", 0, INT32_MAX, &special)))
+        return st;
+    if (special != 3)
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: pad_id=%lld, this library pads with 3", (long long)special);
+    return JACLIP_OK;
+}
+
+/* ---- load / free ------------------------------------------------------------------------------- */
+
+static jaclip_status model_load(jaclip_model **out, const char *path, const void *data, size_t size,
+                                const jaclip_model_options *options)
+{
+    jaclip_model_options defaults;
+    jc_torch_load_args args;
+    char *config = NULL, *tokenizer = NULL;
+    size_t config_size = 0, tokenizer_size = 0;
+    jaclip_model *m;
+    jaclip_status st;
+    const char *where = path ? path : "model in memory";
+
+    if (!options) {
+        options_defaults(&defaults);
+        options = &defaults;
+    }
+    m = calloc(1, sizeof *m);
+    if (!m)
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory");
+    m->api = jc_torch(&st);
+    if (!m->api) {
+        free(m);
+        return st;
+    }
+    args.path = path;
+    args.data = data;
+    args.size = size;
+    args.device = options->device;
+    args.precision = options->precision;
+    args.num_threads = options->num_threads;
+    st = m->api->load(&m->torch, &args, &config, &config_size, &tokenizer, &tokenizer_size);
+    if (st == JACLIP_OK && (config_size == 0 || strlen(config) != config_size))
+        st = jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: not a jaclip model file (no jaclip/config.txt inside)", where);
+    if (st == JACLIP_OK && (st = parse_config(m, config)) != JACLIP_OK)
+        jc_fail_prefix(st, "%s: ", where);
+    if (st == JACLIP_OK && tokenizer_size == 0)
+        st = jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: the model file holds no tokenizer (jaclip/tokenizer.model)", where);
+    if (st == JACLIP_OK && (st = jaclip_tokenizer_load_memory(&m->tokenizer, tokenizer, tokenizer_size)) != JACLIP_OK)
+        jc_fail_prefix(st, "%s: stored tokenizer: ", where);
+    free(config);
+    free(tokenizer);
+    if (st != JACLIP_OK) {
+        jaclip_model_free(m);
+        return st;
+    }
+    m->max_image_pixels = options->max_image_pixels;
+    m->image_flags = options->image_flags;
+    *out = m;
+    return JACLIP_OK;
+}
+
+jaclip_status jaclip_model_load(jaclip_model **out, const char *path, const jaclip_model_options *options)
+{
+    FILE *f;
+    if (!out)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!path)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
+    /* libtorch's own message for a missing file is a C++ backtrace; say it plainly first. */
+    f = fopen(path, "rb");
+    if (!f)
+        return jc_fail(JACLIP_ERROR_IO, "cannot open model file %s: %s", path, strerror(errno));
+    fclose(f);
+    return model_load(out, path, NULL, 0, options);
+}
+
+jaclip_status jaclip_model_load_memory(jaclip_model **out, const void *data, size_t size,
+                                       const jaclip_model_options *options)
+{
+    if (!out)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!data || size == 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data is NULL or size is 0");
+    return model_load(out, NULL, data, size, options);
+}
+
+void jaclip_model_free(jaclip_model *model)
+{
+    if (!model)
+        return;
+    if (model->torch)
+        model->api->free_model(model->torch);
+    jaclip_tokenizer_free(model->tokenizer);
+    free(model);
+}
+
+int64_t jaclip_model_embedding_dim(const jaclip_model *m) { return m ? m->embedding_dim : 0; }
+int64_t jaclip_model_image_size(const jaclip_model *m) { return m ? m->image_size : 0; }
+int64_t jaclip_model_max_text_length(const jaclip_model *m) { return m ? m->max_text_length : 0; }
+const char *jaclip_model_device(const jaclip_model *m) { return m ? m->api->device(m->torch) : NULL; }
+jaclip_precision jaclip_model_precision(const jaclip_model *m) { return m ? m->api->precision(m->torch) : JACLIP_PRECISION_DEFAULT; }
+const float *jaclip_model_image_mean(const jaclip_model *m) { return m ? m->mean : NULL; }
+const float *jaclip_model_image_std(const jaclip_model *m) { return m ? m->std : NULL; }
+const jaclip_tokenizer *jaclip_model_tokenizer(const jaclip_model *m) { return m ? m->tokenizer : NULL; }
+
+/* ---- encoding ---------------------------------------------------------------------------------- */
+
+static jaclip_status check_model_out(jaclip_tensor **out, const jaclip_model *model)
+{
+    if (!out)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!model)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "model is NULL");
+    return JACLIP_OK;
+}
+
+jaclip_status jaclip_model_encode_pixel_values(jaclip_tensor **out, const jaclip_model *model,
+                                               const jaclip_tensor *pixel_values)
+{
+    jaclip_status st;
+    const jaclip_tensor *px = pixel_values;
+    if ((st = check_model_out(out, model)))
+        return st;
+    if (!px)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "pixel_values is NULL");
+    if (px->dtype != JACLIP_DTYPE_FLOAT32 || px->ndim != 4 || px->shape[1] != 3 ||
+        px->shape[2] != model->image_size || px->shape[3] != model->image_size)
+        return jc_fail(JACLIP_ERROR_SHAPE, "pixel_values must be float32 [N, 3, %lld, %lld]",
+                       (long long)model->image_size, (long long)model->image_size);
+    if ((st = jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, px->shape[0], model->embedding_dim)))
+        return st;
+    if (px->shape[0] == 0)
+        return JACLIP_OK;
+    st = model->api->encode_image(model->torch, px->data, px->shape[0], model->image_size, (*out)->data,
+                               model->embedding_dim);
+    if (st) {
+        jaclip_tensor_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* Columns past the last one any row attends to change nothing (their keys get zero weight), so they
+ * are not computed: a batch of short labels runs at its own length, not at 77. */
+static int64_t attended_length(const int64_t *mask, int64_t rows, int64_t cols)
+{
+    int64_t length = 1;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = cols - 1; c >= length; c--)
+            if (mask[r * cols + c]) {
+                length = c + 1;
+                break;
+            }
+    return length;
+}
+
+static jaclip_status encode_ids(jaclip_tensor *out, const jaclip_model *model, const int64_t *ids,
+                                const int64_t *mask, int64_t rows, int64_t cols)
+{
+    for (int64_t first = 0; first < rows; first += JC_TEXT_CHUNK) {
+        int64_t n = rows - first < JC_TEXT_CHUNK ? rows - first : JC_TEXT_CHUNK;
+        int64_t length = attended_length(mask + first * cols, n, cols);
+        jaclip_status st = model->api->encode_text(model->torch, ids + first * cols, mask + first * cols, n, length,
+                                                cols, (float *)out->data + first * model->embedding_dim,
+                                                model->embedding_dim);
+        if (st)
+            return st;
+    }
+    return JACLIP_OK;
+}
+
+jaclip_status jaclip_model_encode_token_ids(jaclip_tensor **out, const jaclip_model *model,
+                                            const jaclip_tensor *input_ids, const jaclip_tensor *attention_mask)
+{
+    jaclip_status st;
+    if ((st = check_model_out(out, model)) || (st = jc_check_2d(input_ids, JACLIP_DTYPE_INT64, "input_ids")) ||
+        (st = jc_check_2d(attention_mask, JACLIP_DTYPE_INT64, "attention_mask")))
+        return st;
+    int64_t rows = input_ids->shape[0], cols = input_ids->shape[1];
+    if (attention_mask->shape[0] != rows || attention_mask->shape[1] != cols)
+        return jc_fail(JACLIP_ERROR_SHAPE, "attention_mask is [%lld, %lld] but input_ids is [%lld, %lld]",
+                       (long long)attention_mask->shape[0], (long long)attention_mask->shape[1], (long long)rows,
+                       (long long)cols);
+    if (cols < 2 || cols > model->max_positions)
+        return jc_fail(JACLIP_ERROR_SHAPE, "sequence length %lld is not in 2..%lld", (long long)cols,
+                       (long long)model->max_positions);
+    const int64_t *ids = input_ids->data, *mask = attention_mask->data;
+    for (size_t i = 0; i < input_ids->numel; i++) {
+        if (ids[i] < 0 || ids[i] >= model->vocab_size)
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "input_ids[%zu][%zu] = %lld is outside the vocabulary 0..%lld",
+                           i / (size_t)cols, i % (size_t)cols, (long long)ids[i], (long long)model->vocab_size - 1);
+        if (mask[i] != 0 && mask[i] != 1)
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "attention_mask[%zu][%zu] = %lld is not 0 or 1",
+                           i / (size_t)cols, i % (size_t)cols, (long long)mask[i]);
+    }
+    if ((st = jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, rows, model->embedding_dim)))
+        return st;
+    if ((st = encode_ids(*out, model, ids, mask, rows, cols))) {
+        jaclip_tensor_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+jaclip_status jaclip_model_encode_texts(jaclip_tensor **out, const jaclip_model *model, const char *const *texts,
+                                        const size_t *lengths, size_t n)
+{
+    jaclip_tensor *ids = NULL, *mask = NULL;
+    jaclip_status st;
+    if ((st = check_model_out(out, model)))
+        return st;
+    if (!texts && n > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "texts is NULL");
+    if (n == 0)
+        return jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, 0, model->embedding_dim);
+    st = jaclip_tokenizer_encode(&ids, &mask, model->tokenizer, texts, lengths, n, (size_t)model->max_text_length);
+    if (st == JACLIP_OK)
+        st = jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, (int64_t)n, model->embedding_dim);
+    if (st == JACLIP_OK)
+        st = encode_ids(*out, model, ids->data, mask->data, (int64_t)n, ids->shape[1]);
+    if (st != JACLIP_OK) {
+        jaclip_tensor_free(*out);
+        *out = NULL;
+    }
+    jaclip_tensor_free(ids);
+    jaclip_tensor_free(mask);
+    return st;
+}
+
+jaclip_status jaclip_model_preprocess_images(jaclip_tensor **out, const jaclip_model *model,
+                                             const jaclip_image *const *images, size_t n)
+{
+    jaclip_status st;
+    if ((st = check_model_out(out, model)))
+        return st;
+    return jaclip_image_preprocess(out, images, n, (uint32_t)model->image_size, model->mean, model->std);
+}
+
+/* Preprocesses images [first, first+n) into pixel values and encodes them into rows of out. */
+static jaclip_status encode_image_chunk(jaclip_tensor *out, size_t first, const jaclip_model *model,
+                                        const jaclip_image *const *images, size_t n)
+{
+    jaclip_tensor *px = NULL;
+    jaclip_status st = jaclip_image_preprocess(&px, images, n, (uint32_t)model->image_size, model->mean, model->std);
+    if (st == JACLIP_OK)
+        st = model->api->encode_image(model->torch, px->data, (int64_t)n, model->image_size,
+                                   (float *)out->data + first * (size_t)model->embedding_dim, model->embedding_dim);
+    jaclip_tensor_free(px);
+    return st;
+}
+
+jaclip_status jaclip_model_encode_images(jaclip_tensor **out, const jaclip_model *model,
+                                         const jaclip_image *const *images, size_t n)
+{
+    jaclip_status st;
+    if ((st = check_model_out(out, model)))
+        return st;
+    if (!images && n > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "images is NULL");
+    for (size_t i = 0; i < n; i++)
+        if (!images[i])
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "images[%zu] is NULL", i);
+    if ((st = jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, (int64_t)n, model->embedding_dim)))
+        return st;
+    for (size_t first = 0; first < n && st == JACLIP_OK; first += JC_IMAGE_CHUNK)
+        st = encode_image_chunk(*out, first, model, images + first, n - first < JC_IMAGE_CHUNK ? n - first : JC_IMAGE_CHUNK);
+    if (st) {
+        jaclip_tensor_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* Decodes one chunk of files or buffers, then encodes it: only one chunk of decoded images is alive. */
+static jaclip_status encode_sources(jaclip_tensor **out, const jaclip_model *model, const char *const *paths,
+                                    const void *const *data, const size_t *sizes, size_t n)
+{
+    jaclip_image *chunk[JC_IMAGE_CHUNK];
+    jaclip_status st;
+    if ((st = jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, (int64_t)n, model->embedding_dim)))
+        return st;
+    for (size_t first = 0; first < n && st == JACLIP_OK; first += JC_IMAGE_CHUNK) {
+        size_t count = n - first < JC_IMAGE_CHUNK ? n - first : JC_IMAGE_CHUNK, loaded = 0;
+        for (; loaded < count && st == JACLIP_OK; loaded++) {
+            size_t i = first + loaded;
+            if (paths) {
+                st = paths[i] ? jaclip_image_load(&chunk[loaded], paths[i], model->max_image_pixels, model->image_flags)
+                              : jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "paths[%zu] is NULL", i);
+                if (st && paths[i])
+                    jc_fail_prefix(st, "%s: ", paths[i]);
+            } else {
+                st = jaclip_image_load_memory(&chunk[loaded], data[i], sizes[i], model->max_image_pixels,
+                                              model->image_flags);
+                if (st)
+                    jc_fail_prefix(st, "image buffer %zu: ", i);
+            }
+            if (st)
+                break;
+        }
+        if (st == JACLIP_OK)
+            st = encode_image_chunk(*out, first, model, (const jaclip_image *const *)chunk, count);
+        for (size_t i = 0; i < loaded; i++)
+            jaclip_image_free(chunk[i]);
+    }
+    if (st) {
+        jaclip_tensor_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out, const jaclip_model *model,
+                                              const char *const *paths, size_t n)
+{
+    jaclip_status st;
+    if ((st = check_model_out(out, model)))
+        return st;
+    if (!paths && n > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "paths is NULL");
+    return encode_sources(out, model, paths, NULL, NULL, n);
+}
+
+jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out, const jaclip_model *model,
+                                                const void *const *data, const size_t *sizes, size_t n)
+{
+    jaclip_status st;
+    if ((st = check_model_out(out, model)))
+        return st;
+    if ((!data || !sizes) && n > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data or sizes is NULL");
+    return encode_sources(out, model, NULL, data, sizes, n);
+}

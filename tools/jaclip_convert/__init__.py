@@ -1,0 +1,1 @@
+"""Conversion of rinna/japanese-cloob-vit-b-16 checkpoints into libjaclip model files (PyTorch only)."""

@@ -1,0 +1,57 @@
+"""Writing the libjaclip model file: a TorchScript archive plus two extra files.
+
+`jaclip/config.txt` holds `key=value` lines (format, format_version, sizes, mean/std, special ids,
+precision); `jaclip/tokenizer.model` holds the SentencePiece model. docs/model-format.md describes both.
+"""
+import io
+
+import torch
+
+from .cloob import CloobModel, hf_to_module_state
+
+FORMAT_NAME = "jaclip-model"
+FORMAT_VERSION = 1
+IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+MAX_TEXT_LENGTH = 77
+SPECIAL_IDS = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": 3, "cls_id": 4, "sep_id": 5, "mask_id": 6}
+CONFIG_FILE = "jaclip/config.txt"
+TOKENIZER_FILE = "jaclip/tokenizer.model"
+
+
+def build_module(cfg, hf_state, dtype):
+    model = CloobModel(cfg)
+    model.load_state_dict(hf_to_module_state(cfg, hf_state), strict=True)
+    model = model.to(dtype).eval().requires_grad_(False)
+    return torch.jit.script(model)
+
+
+def config_text(cfg, dtype_name, source):
+    lines = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "source": source.replace("\n", " "),
+        "precision": dtype_name,
+        "embedding_dim": cfg.projection_dim,
+        "image_size": cfg.vision.image_size,
+        "image_mean": ",".join(repr(x) for x in IMAGE_MEAN),
+        "image_std": ",".join(repr(x) for x in IMAGE_STD),
+        "max_text_length": MAX_TEXT_LENGTH,
+        "max_position_embeddings": cfg.text.max_position_embeddings,
+        "vocab_size": cfg.text.vocab_size,
+        **SPECIAL_IDS,
+    }
+    return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+def write_model_file(path, cfg, hf_state, tokenizer_bytes, dtype_name, source):
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    if cfg.text.max_position_embeddings < MAX_TEXT_LENGTH:
+        raise ValueError(f"max_position_embeddings {cfg.text.max_position_embeddings} < {MAX_TEXT_LENGTH}")
+    scripted = build_module(cfg, hf_state, dtype)
+    extra = {CONFIG_FILE: config_text(cfg, dtype_name, source), TOKENIZER_FILE: tokenizer_bytes}
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer, _extra_files=extra)
+    with open(path, "wb") as f:
+        f.write(buffer.getvalue())
+    return scripted
