@@ -1,0 +1,51 @@
+/* Internal image representation shared by decoding and preprocessing. Pixels are stored the way PIL
+ * stores the mode PIL would open the image in, so preprocessing can follow PIL step by step. */
+#ifndef JACLIP_IMAGE_H
+#define JACLIP_IMAGE_H
+
+#include "internal.h"
+
+#include <stdint.h>
+
+typedef enum jc_image_mode {
+    JC_MODE_1,    /* 1-bit, stored as one byte 0 or 255 per pixel (PIL "1") */
+    JC_MODE_L,    /* 8-bit grey */
+    JC_MODE_LA,   /* grey + alpha, 2 bytes per pixel */
+    JC_MODE_RGB,
+    JC_MODE_RGBA, /* straight alpha */
+    JC_MODE_P,    /* 8-bit palette index; palette in jaclip_image.palette */
+    JC_MODE_I,    /* int32 per pixel, native byte order (16-bit grey PNG: 0..65535) */
+    JC_MODE_CMYK  /* 4 bytes per pixel, already un-inverted as PIL's "CMYK;I" raw mode leaves it */
+} jc_image_mode;
+
+struct jaclip_image {
+    uint32_t width;
+    uint32_t height;
+    jc_image_mode mode;
+    size_t pixel_bytes;      /* bytes per pixel: 1, 2, 3 or 4 */
+    uint8_t *pixels;         /* width * height * pixel_bytes, rows packed */
+    uint8_t palette[256 * 3];/* mode P: RGB entries; unused entries form a grey ramp, as in PIL */
+};
+
+size_t jc_image_mode_pixel_bytes(jc_image_mode mode);
+
+/* Allocates an image with uninitialised pixels after checking width * height against max_pixels
+ * (0 = JACLIP_DEFAULT_MAX_PIXELS). Errors: IMAGE_TOO_LARGE, OUT_OF_MEMORY. */
+jaclip_status jc_image_new(jaclip_image **out, uint32_t width, uint32_t height, jc_image_mode mode,
+                           uint64_t max_pixels);
+/* IMAGE_TOO_LARGE unless width * height fits under max_pixels (0 = default); checked from headers. */
+jaclip_status jc_image_check_size(uint64_t width, uint64_t height, uint64_t max_pixels);
+
+/* Format decoders over a complete in-memory file. */
+jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size_t size,
+                                   uint64_t max_pixels, uint32_t flags);
+jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_t size,
+                                  uint64_t max_pixels, uint32_t flags);
+
+/* EXIF: orientation 1..8 from a TIFF-structured EXIF block (without the "Exif\0\0" prefix); 0 if
+ * absent or unreadable. */
+int jc_exif_orientation(const uint8_t *tiff, size_t size);
+/* Replaces *image with a copy transposed as PIL's ImageOps.exif_transpose does for orientation. */
+jaclip_status jc_image_apply_orientation(jaclip_image **image, int orientation);
+
+#endif
