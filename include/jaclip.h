@@ -180,12 +180,14 @@ JACLIP_API jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void
 JACLIP_API void jaclip_image_free(jaclip_image *image);
 JACLIP_API uint32_t jaclip_image_width(const jaclip_image *image);   /* NULL: 0 */
 JACLIP_API uint32_t jaclip_image_height(const jaclip_image *image);  /* NULL: 0 */
-/* PIL's name for the decoded mode: "L", "LA", "RGB", "RGBA", "P", "1" or "I". NULL for NULL. */
+/* PIL's name for the decoded mode: "1", "L", "LA", "I" (16-bit grey), "P", "RGB", "RGBA" or "CMYK"
+ * (4-component JPEG; converted to RGB after the crop, as PIL does). NULL for NULL. */
 JACLIP_API const char *jaclip_image_mode(const jaclip_image *image);
 
 /* The model's view of one image before normalisation: resize (shorter side to size, PIL's antialiased
  * bilinear), centre crop, RGB conversion, as uint8 [size, size, 3]. Bit-exact with PIL + torchvision.
- * Errors: INVALID_ARGUMENT (NULL, size 0 or > 4096), OUT_OF_MEMORY. */
+ * Errors: INVALID_ARGUMENT (NULL, size 0 or > 4096), IMAGE_TOO_LARGE (the resized long side would
+ * not fit in an int, as in PIL), OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_image_resize_crop(jaclip_tensor **out, const jaclip_image *image,
                                                   uint32_t size);
 /* Full preprocessing of n images into float32 [n, 3, size, size] (NCHW, RGB):
@@ -323,6 +325,87 @@ JACLIP_API jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out,
 JACLIP_API jaclip_status jaclip_model_preprocess_images(jaclip_tensor **out,
                                                         const jaclip_model *model,
                                                         const jaclip_image *const *images, size_t n);
+
+/* ---- Index ---------------------------------------------------------------------------------- */
+
+/* An exact cosine-similarity index: rows of embeddings, each with a UTF-8 label (an image's path, an
+ * id). Rows are stored L2-normalised (a zero row stays zero), so a search scores cos(query, row).
+ * Threads: const functions (size, dim, label, find_label, embeddings, search, save) may run on one
+ * index from any number of threads at once; add and free need the index to themselves. The file format
+ * is docs/index-format.md: versioned, little-endian, CRC32-checked, and appendable in place. */
+typedef struct jaclip_index jaclip_index;
+
+/* Flags for jaclip_index_load (bitwise OR). */
+#define JACLIP_INDEX_DEFAULT 0u
+/* Map the file instead of reading it: the rows are used where they lie in the page cache, not copied.
+ * The file must not be truncated or rewritten in place while mapped (jaclip_index_save replaces it by
+ * rename and jaclip_index_append_file only writes past the loaded part, so both are safe). */
+#define JACLIP_INDEX_MMAP 1u
+/* Skip the CRC32 of the vector data (for opening a large trusted file quickly). Lengths, labels and
+ * every header are still checked, so a damaged file can give wrong scores but never a crash. */
+#define JACLIP_INDEX_NO_CHECKSUM 2u
+
+/* Largest embedding width an index accepts. */
+#define JACLIP_INDEX_MAX_DIM 65536
+
+/* An empty index of dim-wide rows (1..JACLIP_INDEX_MAX_DIM). Errors: INVALID_ARGUMENT, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_index_create(jaclip_index **out, size_t dim);
+/* Frees the index and, for a mapped one, unmaps the file. NULL is a no-op. */
+JACLIP_API void jaclip_index_free(jaclip_index *index);
+
+/* Appends the N rows of embeddings (float32 [N, dim], copied and L2-normalised) with labels[0..N-1]
+ * (copied; need not be unique). Nothing is added on failure. Invalidates pointers from
+ * jaclip_index_label. Errors: INVALID_ARGUMENT (NULL index, embeddings or labels, a NULL label, a
+ * non-finite value: the message names the row), SHAPE (not 2-D float32, width != dim), INVALID_UTF8,
+ * OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_index_add(jaclip_index *index, const jaclip_tensor *embeddings,
+                                          const char *const *labels);
+
+/* Number of rows; 0 for NULL. */
+JACLIP_API size_t jaclip_index_size(const jaclip_index *index);
+/* Row width; 0 for NULL. */
+JACLIP_API size_t jaclip_index_dim(const jaclip_index *index);
+/* The label of row i, borrowed: valid until the next jaclip_index_add on this index or its free.
+ * NULL for NULL or i >= size. */
+JACLIP_API const char *jaclip_index_label(const jaclip_index *index, size_t i);
+/* The lowest row whose label equals label (byte for byte), in constant expected time; for resuming an
+ * interrupted build. Errors: INVALID_ARGUMENT (NULL), NOT_FOUND (no such label; *out is SIZE_MAX). */
+JACLIP_API jaclip_status jaclip_index_find_label(size_t *out, const jaclip_index *index,
+                                                 const char *label);
+/* A copy of rows first..first+count-1 as stored (L2-normalised), float32 [count, dim].
+ * Errors: INVALID_ARGUMENT (NULL, range past the end), OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_index_embeddings(jaclip_tensor **out, const jaclip_index *index,
+                                                 size_t first, size_t count);
+
+/* Exact top-k by cosine similarity for each row of queries (float32 [Q, dim]; each query is
+ * L2-normalised first). out_indices is int64 [Q, k'], out_scores float32 [Q, k'] with
+ * k' = min(k, size), best first, ties to the lower row; either out may be NULL if not wanted. Scans
+ * with up to one thread per core on large indexes. Errors: INVALID_ARGUMENT (NULL index or queries,
+ * both outs NULL, k == 0, a non-finite query value), SHAPE (not 2-D float32, width != dim),
+ * OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_index_search(jaclip_tensor **out_indices, jaclip_tensor **out_scores,
+                                             const jaclip_index *index, const jaclip_tensor *queries,
+                                             size_t k);
+
+/* Writes the whole index to path atomically and durably: a temporary file beside it is written,
+ * synced and renamed over path, so readers see the old file or the new one, never a mix.
+ * Errors: INVALID_ARGUMENT, IO (the message names the file and the system error). */
+JACLIP_API jaclip_status jaclip_index_save(const jaclip_index *index, const char *path);
+/* Appends rows (as jaclip_index_add takes them) to an existing index file in place, durably: the new
+ * segment is written and synced before the header that commits it, so an interruption at any moment
+ * leaves the file holding either the old rows or the old rows plus these. Holds an exclusive flock()
+ * while writing, so concurrent appenders queue instead of interleaving. An empty embeddings [0, dim]
+ * is a no-op. Errors: INVALID_ARGUMENT, SHAPE (width differs from the file's dim), INVALID_UTF8,
+ * IO, INDEX_FORMAT (path is not a usable index file). */
+JACLIP_API jaclip_status jaclip_index_append_file(const char *path, const jaclip_tensor *embeddings,
+                                                  const char *const *labels);
+/* Loads an index file written by jaclip_index_save / _append_file. flags: JACLIP_INDEX_*. Every length
+ * is checked against the file size before use, and every header and (unless NO_CHECKSUM) all data
+ * against its CRC32. The result may be added to; added rows live in memory until saved.
+ * Errors: INVALID_ARGUMENT (NULL, unknown flag), IO, INDEX_FORMAT (foreign, truncated or corrupted
+ * file, or a format version this library does not read; the message says which and where),
+ * OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_index_load(jaclip_index **out, const char *path, uint32_t flags);
 
 #ifdef __cplusplus
 }

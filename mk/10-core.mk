@@ -31,3 +31,13 @@ test-python: lib test-models
 	$(TEST_ENV) $(PYTHON) -m pytest -q -rs test/python
 
 TEST_STEPS += test-c test-python
+
+# load / encode / free under memcheck: no definite leak, no invalid access (test/valgrind.supp lists
+# the glibc loader's known false positives).
+VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
+	--suppressions=test/valgrind.supp
+.PHONY: test-valgrind-core
+test-valgrind-core: $(BUILD)/test/test_core test-models
+	$(TEST_ENV) $(VALGRIND) $(BUILD)/test/test_core
+
+TEST_STEPS += test-valgrind-core
