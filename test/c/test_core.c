@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <unistd.h>
 
 static const char *env_or(const char *name, const char *fallback)
 {
@@ -438,6 +439,22 @@ static void test_model(const char *model_path, const char *bf16_path, const char
     const char *missing[2] = {dog, "/nonexistent/cat.jpg"};
     CHECK_ERROR(jaclip_model_encode_image_files(&out, m, missing, 2), JACLIP_ERROR_IO);
     CHECK(out == NULL && strstr(jaclip_last_error(), "/nonexistent/cat.jpg") != NULL);
+    /* A corrupt file in a batch: its status, and its path named once. */
+    char cut[64];
+    snprintf(cut, sizeof cut, "/tmp/jaclip-test-cut-%d.jpg", (int)getpid());
+    FILE *cf = fopen(cut, "wb");
+    size_t whole = 0;
+    char *whole_bytes = read_file(dog, &whole);
+    if (cf && whole_bytes) {
+        fwrite(whole_bytes, 1, whole / 3, cf);
+        fclose(cf);
+        const char *with_cut[3] = {dog, cut, dog};
+        CHECK_ERROR(jaclip_model_encode_image_files(&out, m, with_cut, 3), JACLIP_ERROR_IMAGE_DECODE);
+        const char *first = strstr(jaclip_last_error(), cut);
+        CHECK(first != NULL && strstr(first + strlen(cut), cut) == NULL);
+        remove(cut);
+    }
+    free(whole_bytes);
     const char *with_null[1] = {NULL};
     CHECK_ERROR(jaclip_model_encode_image_files(&out, m, with_null, 1), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_model_encode_image_files(&out, m, NULL, 1), JACLIP_ERROR_INVALID_ARGUMENT);
