@@ -1,0 +1,42 @@
+# The embedding index (lib/index.c, built into the library by the Makefile's lib/*.c rule) and the
+# `jaclip` command (tools/jaclip.c). test/c/test_index.c and test/python/test_cli.py run in test-c and
+# test-python; nothing else is added to TEST_STEPS.
+
+# The index checksums with zlib's crc32.
+LIB_LDLIBS += -lz
+PKGS += zlib
+# The search scan must vectorise; -O3 lets gcc unroll it. -ffp-contract=off stays: the AVX2 and
+# baseline clones then round identically.
+$(BUILD)/obj/index.o: CFLAGS_LIB += -O3
+
+CLI := $(BUILD)/jaclip
+CLI_INSTALLED := $(BUILD)/obj/jaclip-installed
+# Where the installed command finds jaclip-convert (installed beside its Python package).
+CONVERT_DIR := $(LIBDIR)/jaclip
+
+all: $(CLI)
+install: $(CLI_INSTALLED)
+test-python: $(CLI)
+
+JACLIP_CLI_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude \
+	-DJACLIP_CONVERT_INSTALLED='"$(CONVERT_DIR)/jaclip-convert"' -DJACLIP_DEFAULT_PYTHON='"$(PYTHON)"'
+
+# In the build tree the command finds the library beside itself...
+$(CLI): tools/jaclip.c include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so
+	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $< -L$(BUILD) -ljaclip -Wl,-rpath,'$$ORIGIN' -lm
+
+# ...and installed, in $(LIBDIR) only.
+$(CLI_INSTALLED): tools/jaclip.c include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so
+	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $< -L$(BUILD) -ljaclip -Wl,-rpath,$(LIBDIR) -lm
+
+INSTALL_EXTRA += install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(CONVERT_DIR)/jaclip_convert && \
+	install -m 755 $(CLI_INSTALLED) $(DESTDIR)$(BINDIR)/jaclip && \
+	install -m 644 docs/jaclip.1 $(DESTDIR)$(PREFIX)/share/man/man1/jaclip.1 && \
+	install -m 755 tools/jaclip-convert $(DESTDIR)$(CONVERT_DIR)/jaclip-convert && \
+	install -m 644 tools/jaclip_convert/*.py $(DESTDIR)$(CONVERT_DIR)/jaclip_convert/;
+
+.PHONY: uninstall-cli
+uninstall: uninstall-cli
+uninstall-cli:
+	rm -f $(DESTDIR)$(BINDIR)/jaclip $(DESTDIR)$(PREFIX)/share/man/man1/jaclip.1
+	rm -rf $(DESTDIR)$(CONVERT_DIR)

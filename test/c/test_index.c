@@ -1,0 +1,744 @@
+/* The embedding index: every function, its error paths, and the file format against truncation,
+ * corruption, foreign files, bit flips and interrupted appends. Needs no model. Temporary files go
+ * under $TMPDIR (default /tmp). */
+#include "jaclip.h"
+#include "check.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DIM 5
+
+static char dir[256];
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[8][512];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, 512, "%s/%s", dir, name);
+    return p;
+}
+
+static jaclip_tensor *make_f32(size_t rows, size_t cols, const float *data)
+{
+    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+    jaclip_tensor *t = NULL;
+    CHECK_OK(jaclip_tensor_create(&t, JACLIP_DTYPE_FLOAT32, 2, shape, data));
+    return t;
+}
+
+/* A deterministic pseudo-random fill in [-1, 1). */
+static void fill(float *x, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)((seed >> 8) / 8388608.0 - 1.0);
+    }
+}
+
+static unsigned char *read_all(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long n;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 1);
+        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        *size = (size_t)n;
+    }
+    fclose(f);
+    return buf;
+}
+
+static void write_all(const char *path, const void *data, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fwrite(data, 1, size, f) == size);
+        fclose(f);
+    }
+}
+
+/* Cosine computed here in double, independently of the library. */
+static double cosine(const float *a, const float *b, size_t d)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < d; i++)
+        ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
+}
+
+static void test_create_and_getters(void)
+{
+    jaclip_index *index = (jaclip_index *)0x1;
+    CHECK_ERROR(jaclip_index_create(NULL, DIM), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_create(&index, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(index == NULL);
+    CHECK_ERROR(jaclip_index_create(&index, JACLIP_INDEX_MAX_DIM + 1), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_OK(jaclip_index_create(&index, DIM));
+    CHECK(jaclip_index_size(index) == 0);
+    CHECK(jaclip_index_dim(index) == DIM);
+    CHECK(jaclip_index_label(index, 0) == NULL);
+    size_t row = 0;
+    CHECK_ERROR(jaclip_index_find_label(&row, index, "a"), JACLIP_ERROR_NOT_FOUND);
+    CHECK(row == SIZE_MAX);
+    jaclip_index_free(index);
+    jaclip_index_free(NULL);
+    CHECK(jaclip_index_size(NULL) == 0);
+    CHECK(jaclip_index_dim(NULL) == 0);
+    CHECK(jaclip_index_label(NULL, 0) == NULL);
+}
+
+static void test_add(void)
+{
+    jaclip_index *index = NULL;
+    float x[3 * DIM] = {3, 4, 0, 0, 0, /* norm 5 */ 0, 0, 0, 0, 0, /* zero row */ 1, 1, 1, 1, 1};
+    const char *labels[3] = {"a.jpg", "写真/猫.png", "c"};
+    jaclip_tensor *t = make_f32(3, DIM, x), *wide = make_f32(3, DIM + 1, NULL), *out = NULL;
+    CHECK_OK(jaclip_index_create(&index, DIM));
+
+    CHECK_ERROR(jaclip_index_add(NULL, t, labels), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_add(index, NULL, labels), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_add(index, t, NULL), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_add(index, wide, labels), JACLIP_ERROR_SHAPE);
+    const char *with_null[3] = {"a", NULL, "c"};
+    CHECK_ERROR(jaclip_index_add(index, t, with_null), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(jaclip_last_error(), "labels[1]") != NULL);
+    const char *bad_utf8[3] = {"a", "b\xff", "c"};
+    CHECK_ERROR(jaclip_index_add(index, t, bad_utf8), JACLIP_ERROR_INVALID_UTF8);
+    const char *surrogate[3] = {"a", "\xed\xa0\x80", "c"};
+    CHECK_ERROR(jaclip_index_add(index, t, surrogate), JACLIP_ERROR_INVALID_UTF8);
+    float nan_rows[3 * DIM];
+    memcpy(nan_rows, x, sizeof x);
+    nan_rows[2 * DIM + 3] = NAN;
+    jaclip_tensor *tn = make_f32(3, DIM, nan_rows);
+    CHECK_ERROR(jaclip_index_add(index, tn, labels), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(jaclip_last_error(), "row 2") != NULL);
+    int64_t shape3[3] = {1, 3, DIM};
+    jaclip_tensor *t3 = NULL;
+    CHECK_OK(jaclip_tensor_create(&t3, JACLIP_DTYPE_FLOAT32, 3, shape3, NULL));
+    CHECK_ERROR(jaclip_index_add(index, t3, labels), JACLIP_ERROR_SHAPE);
+    CHECK(jaclip_index_size(index) == 0); /* nothing added by a failing call */
+
+    jaclip_tensor *empty = make_f32(0, DIM, NULL);
+    CHECK_OK(jaclip_index_add(index, empty, NULL));
+    CHECK(jaclip_index_size(index) == 0);
+
+    CHECK_OK(jaclip_index_add(index, t, labels));
+    CHECK(jaclip_index_size(index) == 3);
+    CHECK(strcmp(jaclip_index_label(index, 1), "写真/猫.png") == 0);
+    CHECK(jaclip_index_label(index, 3) == NULL);
+    CHECK_OK(jaclip_index_embeddings(&out, index, 0, 3));
+    const float *e = jaclip_tensor_data(out);
+    CHECK(fabsf(e[0] - 0.6f) < 1e-7f && fabsf(e[1] - 0.8f) < 1e-7f && e[2] == 0);
+    for (int i = 0; i < DIM; i++)
+        CHECK(e[DIM + i] == 0.0f); /* a zero row stays zero */
+    CHECK(fabsf(e[2 * DIM] - (float)(1 / sqrt(5.0))) < 1e-7f);
+    jaclip_tensor_free(out);
+    CHECK_OK(jaclip_index_embeddings(&out, index, 1, 0));
+    CHECK(jaclip_tensor_dim(out, 0) == 0 && jaclip_tensor_dim(out, 1) == DIM);
+    jaclip_tensor_free(out);
+    CHECK_ERROR(jaclip_index_embeddings(&out, index, 2, 2), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(out == NULL);
+    CHECK_ERROR(jaclip_index_embeddings(&out, index, SIZE_MAX, 2), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_embeddings(NULL, index, 0, 1), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_embeddings(&out, NULL, 0, 1), JACLIP_ERROR_INVALID_ARGUMENT);
+
+    /* Duplicates are kept; find_label returns the lowest row. */
+    CHECK_OK(jaclip_index_add(index, t, labels));
+    size_t row = 99;
+    CHECK_OK(jaclip_index_find_label(&row, index, "写真/猫.png"));
+    CHECK(row == 1);
+    CHECK_OK(jaclip_index_find_label(&row, index, "c"));
+    CHECK(row == 2);
+    CHECK_ERROR(jaclip_index_find_label(&row, index, "写真"), JACLIP_ERROR_NOT_FOUND);
+    CHECK_ERROR(jaclip_index_find_label(NULL, index, "c"), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_find_label(&row, NULL, "c"), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_find_label(&row, index, NULL), JACLIP_ERROR_INVALID_ARGUMENT);
+
+    jaclip_tensor_free(t);
+    jaclip_tensor_free(tn);
+    jaclip_tensor_free(t3);
+    jaclip_tensor_free(wide);
+    jaclip_tensor_free(empty);
+    jaclip_index_free(index);
+}
+
+/* Many rows across growth and the label table's rehashing: every label is found at its row. */
+static void test_many_labels(void)
+{
+    enum { N = 5000 };
+    jaclip_index *index = NULL;
+    static float x[100 * DIM];
+    char names[100][32];
+    const char *labels[100];
+    CHECK_OK(jaclip_index_create(&index, DIM));
+    for (int b = 0; b < N / 100; b++) {
+        fill(x, 100 * DIM, (uint32_t)b + 7);
+        for (int i = 0; i < 100; i++) {
+            snprintf(names[i], sizeof names[i], "photo-%05d.jpg", b * 100 + i);
+            labels[i] = names[i];
+        }
+        jaclip_tensor *t = make_f32(100, DIM, x);
+        CHECK_OK(jaclip_index_add(index, t, labels));
+        jaclip_tensor_free(t);
+    }
+    CHECK(jaclip_index_size(index) == N);
+    int misplaced = 0;
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        size_t row;
+        snprintf(name, sizeof name, "photo-%05d.jpg", i);
+        if (jaclip_index_find_label(&row, index, name) != JACLIP_OK || row != (size_t)i)
+            misplaced++;
+    }
+    CHECK(misplaced == 0);
+    jaclip_index_free(index);
+}
+
+/* Brute force in double over the raw rows: the best k, ties to the lower row. */
+static void brute_topk(const float *rows, size_t n, const float *q, size_t k, size_t *best)
+{
+    double *s = malloc(n * sizeof *s);
+    bool *taken = calloc(n, 1);
+    for (size_t i = 0; i < n; i++)
+        s[i] = cosine(rows + i * DIM, q, DIM);
+    for (size_t j = 0; j < k; j++) {
+        size_t arg = SIZE_MAX;
+        for (size_t i = 0; i < n; i++)
+            if (!taken[i] && (arg == SIZE_MAX || s[i] > s[arg]))
+                arg = i;
+        best[j] = arg;
+        taken[arg] = true;
+    }
+    free(s);
+    free(taken);
+}
+
+static void check_search_against_brute_force(const jaclip_index *index, const float *rows, size_t n,
+                                             const float *queries, size_t nq, size_t k)
+{
+    jaclip_tensor *qt = make_f32(nq, DIM, queries), *idx = NULL, *val = NULL;
+    CHECK_OK(jaclip_index_search(&idx, &val, index, qt, k));
+    size_t kk = k < n ? k : n;
+    CHECK(jaclip_tensor_dim(idx, 0) == (int64_t)nq && jaclip_tensor_dim(idx, 1) == (int64_t)kk);
+    CHECK(jaclip_tensor_dtype(idx) == JACLIP_DTYPE_INT64 && jaclip_tensor_dtype(val) == JACLIP_DTYPE_FLOAT32);
+    const int64_t *ip = jaclip_tensor_data(idx);
+    const float *vp = jaclip_tensor_data(val);
+    size_t *best = malloc((kk ? kk : 1) * sizeof *best);
+    int wrong = 0;
+    for (size_t q = 0; q < nq && ip; q++) {
+        brute_topk(rows, n, queries + q * DIM, kk, best);
+        for (size_t j = 0; j < kk; j++) {
+            double want = cosine(rows + best[j] * DIM, queries + q * DIM, DIM);
+            if ((size_t)ip[q * kk + j] != best[j] || fabs(vp[q * kk + j] - want) > 1e-5)
+                wrong++;
+        }
+    }
+    CHECK(wrong == 0);
+    free(best);
+    jaclip_tensor_free(qt);
+    jaclip_tensor_free(idx);
+    jaclip_tensor_free(val);
+}
+
+static void test_search(void)
+{
+    enum { N = 300, Q = 11 };
+    static float rows[N * DIM], queries[Q * DIM];
+    static char names[N][16];
+    const char *labels[N];
+    fill(rows, N * DIM, 1);
+    fill(queries, Q * DIM, 2);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "r%d", i);
+        labels[i] = names[i];
+    }
+    jaclip_index *index = NULL;
+    jaclip_tensor *t = make_f32(N, DIM, rows), *idx = NULL, *val = NULL;
+    CHECK_OK(jaclip_index_create(&index, DIM));
+
+    /* An empty index gives [Q, 0]. */
+    jaclip_tensor *qt = make_f32(Q, DIM, queries);
+    CHECK_OK(jaclip_index_search(&idx, &val, index, qt, 5));
+    CHECK(jaclip_tensor_dim(idx, 0) == Q && jaclip_tensor_dim(idx, 1) == 0);
+    jaclip_tensor_free(idx);
+    jaclip_tensor_free(val);
+
+    CHECK_OK(jaclip_index_add(index, t, labels));
+    check_search_against_brute_force(index, rows, N, queries, Q, 1);
+    check_search_against_brute_force(index, rows, N, queries, Q, 10);
+    check_search_against_brute_force(index, rows, N, queries, 3, N + 50); /* k over size: every row */
+
+    /* A row equal to the query (up to scale) scores 1 and comes first. */
+    float scaled[DIM];
+    for (int i = 0; i < DIM; i++)
+        scaled[i] = rows[42 * DIM + i] * 7.5f;
+    jaclip_tensor *q1 = make_f32(1, DIM, scaled);
+    CHECK_OK(jaclip_index_search(&idx, NULL, index, q1, 1));
+    CHECK(((const int64_t *)jaclip_tensor_data(idx))[0] == 42);
+    jaclip_tensor_free(idx);
+    CHECK_OK(jaclip_index_search(NULL, &val, index, q1, 1));
+    CHECK(fabsf(((const float *)jaclip_tensor_data(val))[0] - 1.0f) < 1e-6f);
+    jaclip_tensor_free(val);
+
+    /* Equal scores: the lower row first. */
+    jaclip_index *ties = NULL;
+    float same[4 * DIM];
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < DIM; i++)
+            same[r * DIM + i] = r == 1 ? -1.0f : 1.0f;
+    const char *tl[4] = {"0", "1", "2", "3"};
+    jaclip_tensor *ts = make_f32(4, DIM, same);
+    CHECK_OK(jaclip_index_create(&ties, DIM));
+    CHECK_OK(jaclip_index_add(ties, ts, tl));
+    jaclip_tensor *qs = make_f32(1, DIM, same);
+    CHECK_OK(jaclip_index_search(&idx, NULL, ties, qs, 4));
+    const int64_t *ti = jaclip_tensor_data(idx);
+    CHECK(ti[0] == 0 && ti[1] == 2 && ti[2] == 3 && ti[3] == 1);
+    jaclip_tensor_free(idx);
+    jaclip_tensor_free(ts);
+    jaclip_tensor_free(qs);
+    jaclip_index_free(ties);
+
+    /* A zero query scores 0 everywhere. */
+    jaclip_tensor *zero = make_f32(1, DIM, NULL);
+    CHECK_OK(jaclip_index_search(&idx, &val, index, zero, 3));
+    CHECK(((const float *)jaclip_tensor_data(val))[0] == 0.0f);
+    CHECK(((const int64_t *)jaclip_tensor_data(idx))[0] == 0);
+    jaclip_tensor_free(idx);
+    jaclip_tensor_free(val);
+
+    /* Errors. */
+    idx = val = (jaclip_tensor *)0x1;
+    CHECK_ERROR(jaclip_index_search(&idx, &val, index, qt, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(idx == NULL && val == NULL);
+    CHECK_ERROR(jaclip_index_search(NULL, NULL, index, qt, 3), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_search(&idx, &val, NULL, qt, 3), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_search(&idx, &val, index, NULL, 3), JACLIP_ERROR_INVALID_ARGUMENT);
+    jaclip_tensor *wide = make_f32(1, DIM + 1, NULL);
+    CHECK_ERROR(jaclip_index_search(&idx, &val, index, wide, 3), JACLIP_ERROR_SHAPE);
+    float inf_q[DIM] = {1, INFINITY, 0, 0, 0};
+    jaclip_tensor *qi = make_f32(1, DIM, inf_q);
+    CHECK_ERROR(jaclip_index_search(&idx, &val, index, qi, 3), JACLIP_ERROR_INVALID_ARGUMENT);
+    int64_t shape1[1] = {DIM};
+    jaclip_tensor *flat = NULL;
+    CHECK_OK(jaclip_tensor_create(&flat, JACLIP_DTYPE_FLOAT32, 1, shape1, NULL));
+    CHECK_ERROR(jaclip_index_search(&idx, &val, index, flat, 3), JACLIP_ERROR_SHAPE);
+
+    jaclip_tensor_free(flat);
+    jaclip_tensor_free(qi);
+    jaclip_tensor_free(wide);
+    jaclip_tensor_free(zero);
+    jaclip_tensor_free(q1);
+    jaclip_tensor_free(qt);
+    jaclip_tensor_free(t);
+    jaclip_index_free(index);
+}
+
+/* Large enough for the scan to run on several threads, with a width that is not a multiple of 16:
+ * scores agree with double-precision brute force. */
+static void test_search_large(void)
+{
+    enum { N = 9000, D = 131, Q = 10 };
+    float *rows = malloc(sizeof(float) * N * D), *queries = malloc(sizeof(float) * Q * D);
+    char (*names)[16] = malloc(N * 16);
+    const char **labels = malloc(N * sizeof *labels);
+    fill(rows, (size_t)N * D, 3);
+    fill(queries, (size_t)Q * D, 4);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], 16, "%d", i);
+        labels[i] = names[i];
+    }
+    jaclip_index *index = NULL;
+    jaclip_tensor *t = make_f32(N, D, rows), *qt = make_f32(Q, D, queries), *idx = NULL, *val = NULL;
+    CHECK_OK(jaclip_index_create(&index, D));
+    CHECK_OK(jaclip_index_add(index, t, labels));
+    CHECK_OK(jaclip_index_search(&idx, &val, index, qt, 5));
+    const int64_t *ip = jaclip_tensor_data(idx);
+    const float *vp = jaclip_tensor_data(val);
+    int wrong = 0;
+    for (int q = 0; q < Q; q++) {
+        double best = -2;
+        size_t arg = 0;
+        for (size_t r = 0; r < N; r++) {
+            double c = cosine(rows + r * D, queries + q * D, D);
+            if (c > best)
+                best = c, arg = r;
+        }
+        if ((size_t)ip[q * 5] != arg || fabs(vp[q * 5] - best) > 1e-5)
+            wrong++;
+        for (int j = 1; j < 5; j++)
+            if (vp[q * 5 + j] > vp[q * 5 + j - 1])
+                wrong++;
+    }
+    CHECK(wrong == 0);
+    /* One query at a time gives bit-identical scores to the batch. */
+    jaclip_tensor *one = make_f32(1, D, queries + 7 * D), *idx1 = NULL, *val1 = NULL;
+    CHECK_OK(jaclip_index_search(&idx1, &val1, index, one, 5));
+    CHECK(memcmp(jaclip_tensor_data(val1), vp + 7 * 5, 5 * sizeof(float)) == 0);
+    CHECK(memcmp(jaclip_tensor_data(idx1), ip + 7 * 5, 5 * sizeof(int64_t)) == 0);
+    jaclip_tensor_free(one);
+    jaclip_tensor_free(idx1);
+    jaclip_tensor_free(val1);
+    jaclip_tensor_free(t);
+    jaclip_tensor_free(qt);
+    jaclip_tensor_free(idx);
+    jaclip_tensor_free(val);
+    jaclip_index_free(index);
+    free(rows);
+    free(queries);
+    free(names);
+    free(labels);
+}
+
+/* Two indexes hold the same rows, labels and search results. */
+static void check_same_index(const jaclip_index *a, const jaclip_index *b)
+{
+    CHECK(jaclip_index_size(a) == jaclip_index_size(b));
+    CHECK(jaclip_index_dim(a) == jaclip_index_dim(b));
+    size_t n = jaclip_index_size(a);
+    int differ = 0;
+    for (size_t i = 0; i < n && jaclip_index_size(b) == n; i++)
+        differ += strcmp(jaclip_index_label(a, i), jaclip_index_label(b, i)) != 0;
+    CHECK(differ == 0);
+    jaclip_tensor *ea = NULL, *eb = NULL;
+    CHECK_OK(jaclip_index_embeddings(&ea, a, 0, n));
+    if (jaclip_index_size(b) == n && jaclip_index_dim(b) == jaclip_index_dim(a)) {
+        CHECK_OK(jaclip_index_embeddings(&eb, b, 0, n));
+        CHECK(jaclip_tensor_nbytes(ea) == jaclip_tensor_nbytes(eb) &&
+              (n == 0 || memcmp(jaclip_tensor_data(ea), jaclip_tensor_data(eb), jaclip_tensor_nbytes(ea)) == 0));
+    }
+    jaclip_tensor_free(ea);
+    jaclip_tensor_free(eb);
+}
+
+static jaclip_index *make_index(size_t n, uint32_t seed, const char *prefix)
+{
+    float *x = malloc(sizeof(float) * (n ? n : 1) * DIM);
+    char (*names)[32] = malloc((n ? n : 1) * 32);
+    const char **labels = malloc((n ? n : 1) * sizeof *labels);
+    fill(x, n * DIM, seed);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], 32, "%s%zu", prefix, i);
+        labels[i] = names[i];
+    }
+    jaclip_index *index = NULL;
+    jaclip_tensor *t = make_f32(n, DIM, x);
+    CHECK_OK(jaclip_index_create(&index, DIM));
+    CHECK_OK(jaclip_index_add(index, t, labels));
+    jaclip_tensor_free(t);
+    free(x);
+    free(names);
+    free(labels);
+    return index;
+}
+
+static void test_save_load(void)
+{
+    const char *path = tmp_path("a.jci");
+    jaclip_index *index = make_index(37, 5, "写真/"), *loaded = NULL;
+    CHECK_ERROR(jaclip_index_save(NULL, path), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_save(index, NULL), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_save(index, tmp_path("no-such-dir/a.jci")), JACLIP_ERROR_IO);
+    CHECK(strstr(jaclip_last_error(), "no-such-dir") != NULL);
+    CHECK_OK(jaclip_index_save(index, path));
+    for (uint32_t flags = 0; flags < 4; flags++) {
+        CHECK_OK(jaclip_index_load(&loaded, path, flags));
+        check_same_index(index, loaded);
+        size_t row = 0;
+        CHECK_OK(jaclip_index_find_label(&row, loaded, "写真/36"));
+        CHECK(row == 36);
+        jaclip_index_free(loaded);
+        loaded = NULL;
+    }
+    /* No temporary file is left beside it. */
+    CHECK(access(tmp_path("a.jci.tmp"), F_OK) != 0);
+
+    /* A loaded (mapped) index takes more rows, and saving it over its own file is safe. */
+    CHECK_OK(jaclip_index_load(&loaded, path, JACLIP_INDEX_MMAP));
+    jaclip_index *more = make_index(4, 6, "more-");
+    jaclip_tensor *e = NULL;
+    CHECK_OK(jaclip_index_embeddings(&e, more, 0, 4));
+    const char *ml[4] = {"m0", "m1", "m2", "m3"};
+    CHECK_OK(jaclip_index_add(loaded, e, ml));
+    CHECK_OK(jaclip_index_add(index, e, ml));
+    CHECK(jaclip_index_size(loaded) == 41);
+    CHECK(strcmp(jaclip_index_label(loaded, 38), "m1") == 0);
+    CHECK_OK(jaclip_index_save(loaded, path));
+    jaclip_index *again = NULL;
+    CHECK_OK(jaclip_index_load(&again, path, JACLIP_INDEX_DEFAULT));
+    check_same_index(index, again);
+    check_same_index(loaded, again);
+    jaclip_index_free(again);
+    jaclip_index_free(loaded);
+    jaclip_tensor_free(e);
+    jaclip_index_free(more);
+
+    /* An empty index round-trips. */
+    jaclip_index *empty = NULL;
+    CHECK_OK(jaclip_index_create(&empty, 3));
+    CHECK_OK(jaclip_index_save(empty, tmp_path("empty.jci")));
+    CHECK_OK(jaclip_index_load(&loaded, tmp_path("empty.jci"), JACLIP_INDEX_MMAP));
+    CHECK(jaclip_index_size(loaded) == 0 && jaclip_index_dim(loaded) == 3);
+    jaclip_index_free(loaded);
+    jaclip_index_free(empty);
+
+    loaded = (jaclip_index *)0x1;
+    CHECK_ERROR(jaclip_index_load(&loaded, tmp_path("missing.jci"), 0), JACLIP_ERROR_IO);
+    CHECK(loaded == NULL);
+    CHECK(strstr(jaclip_last_error(), "missing.jci") != NULL);
+    CHECK_ERROR(jaclip_index_load(NULL, path, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_load(&loaded, NULL, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_load(&loaded, path, 0x80), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_load(&loaded, dir, 0), JACLIP_ERROR_IO); /* a directory */
+    jaclip_index_free(index);
+}
+
+static void test_append(void)
+{
+    const char *path = tmp_path("append.jci");
+    jaclip_index *whole = make_index(0, 0, ""), *loaded = NULL;
+    CHECK_OK(jaclip_index_save(whole, path));
+    /* Three appends of different sizes equal one index with every row. */
+    for (int part = 0; part < 3; part++) {
+        jaclip_index *p = make_index((size_t)(part * 3 + 1), (uint32_t)part + 20, part == 1 ? "b" : "a");
+        jaclip_tensor *e = NULL;
+        size_t n = jaclip_index_size(p);
+        const char **labels = malloc(n * sizeof *labels);
+        for (size_t i = 0; i < n; i++)
+            labels[i] = jaclip_index_label(p, i);
+        CHECK_OK(jaclip_index_embeddings(&e, p, 0, n));
+        CHECK_OK(jaclip_index_append_file(path, e, labels));
+        CHECK_OK(jaclip_index_add(whole, e, labels));
+        jaclip_tensor_free(e);
+        free(labels);
+        jaclip_index_free(p);
+    }
+    CHECK_OK(jaclip_index_load(&loaded, path, JACLIP_INDEX_MMAP));
+    check_same_index(whole, loaded);
+    CHECK(jaclip_index_size(loaded) == 12);
+    size_t row;
+    CHECK_OK(jaclip_index_find_label(&row, loaded, "a6")); /* the third append's row 6 */
+    CHECK(row == 1 + 4 + 6);
+    jaclip_index_free(loaded);
+
+    /* Appending raw rows normalises them as add does. */
+    float raw[DIM] = {0, 0, 2, 0, 0};
+    const char *one[1] = {"raw"};
+    jaclip_tensor *t = make_f32(1, DIM, raw), *e = NULL;
+    CHECK_OK(jaclip_index_append_file(path, t, one));
+    CHECK_OK(jaclip_index_load(&loaded, path, 0));
+    CHECK_OK(jaclip_index_embeddings(&e, loaded, 12, 1));
+    CHECK(((const float *)jaclip_tensor_data(e))[2] == 1.0f);
+    jaclip_tensor_free(e);
+    jaclip_index_free(loaded);
+
+    /* Errors: width mismatch, bad labels, missing or foreign file; none changes the file. */
+    size_t before_size = 0;
+    free(read_all(path, &before_size));
+    jaclip_tensor *wide = make_f32(1, DIM + 2, NULL);
+    CHECK_ERROR(jaclip_index_append_file(path, wide, one), JACLIP_ERROR_SHAPE);
+    CHECK_ERROR(jaclip_index_append_file(path, t, NULL), JACLIP_ERROR_INVALID_ARGUMENT);
+    const char *bad[1] = {"\xc3"};
+    CHECK_ERROR(jaclip_index_append_file(path, t, bad), JACLIP_ERROR_INVALID_UTF8);
+    CHECK_ERROR(jaclip_index_append_file(NULL, t, one), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_append_file(path, NULL, one), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_index_append_file(tmp_path("nothing.jci"), t, one), JACLIP_ERROR_IO);
+    char foreign[100];
+    memset(foreign, '.', sizeof foreign);
+    memcpy(foreign, "PK\3\4 not an index", 18);
+    write_all(tmp_path("foreign.bin"), foreign, sizeof foreign);
+    CHECK_ERROR(jaclip_index_append_file(tmp_path("foreign.bin"), t, one), JACLIP_ERROR_INDEX_FORMAT);
+    jaclip_tensor *none = make_f32(0, DIM, NULL);
+    CHECK_OK(jaclip_index_append_file(path, none, NULL));
+    size_t after_size = 0;
+    free(read_all(path, &after_size));
+    CHECK(after_size == before_size);
+    jaclip_tensor_free(none);
+    jaclip_tensor_free(wide);
+    jaclip_tensor_free(t);
+    jaclip_index_free(whole);
+}
+
+/* An append cut off at any byte (as by a crash or power loss before the header commit) leaves the
+ * earlier rows loadable, and the next append replaces the leftovers. */
+static void test_interrupted_append(void)
+{
+    const char *path = tmp_path("cut.jci"), *cut = tmp_path("cut-copy.jci");
+    jaclip_index *base = make_index(3, 30, "base"), *extra = make_index(2, 31, "extra"), *loaded = NULL;
+    CHECK_OK(jaclip_index_save(base, path));
+    size_t old_size = 0, new_size = 0;
+    unsigned char *old_bytes = read_all(path, &old_size);
+    jaclip_tensor *e = NULL;
+    const char *labels[2] = {"extra0", "extra1"};
+    CHECK_OK(jaclip_index_embeddings(&e, extra, 0, 2));
+    CHECK_OK(jaclip_index_append_file(path, e, labels));
+    unsigned char *new_bytes = read_all(path, &new_size);
+    CHECK(new_size > old_size);
+    /* The state before the header commit: the old header followed by part of the new segment. */
+    int failures = 0;
+    for (size_t keep = old_size; keep <= new_size; keep += 7) {
+        unsigned char *mix = malloc(keep);
+        memcpy(mix, new_bytes, keep);
+        memcpy(mix, old_bytes, 64);
+        write_all(cut, mix, keep);
+        free(mix);
+        if (jaclip_index_load(&loaded, cut, 0) != JACLIP_OK || jaclip_index_size(loaded) != 3)
+            failures++;
+        jaclip_index_free(loaded);
+        loaded = NULL;
+    }
+    CHECK(failures == 0);
+    /* Appending to such a file drops the leftovers. */
+    unsigned char *mix = malloc(new_size - 5);
+    memcpy(mix, new_bytes, new_size - 5);
+    memcpy(mix, old_bytes, 64);
+    write_all(cut, mix, new_size - 5);
+    free(mix);
+    CHECK_OK(jaclip_index_append_file(cut, e, labels));
+    CHECK_OK(jaclip_index_load(&loaded, cut, JACLIP_INDEX_MMAP));
+    CHECK(jaclip_index_size(loaded) == 5);
+    CHECK(loaded && strcmp(jaclip_index_label(loaded, 4), "extra1") == 0);
+    jaclip_index_free(loaded);
+    size_t cut_size = 0;
+    free(read_all(cut, &cut_size));
+    CHECK(cut_size == new_size);
+    jaclip_tensor_free(e);
+    free(old_bytes);
+    free(new_bytes);
+    jaclip_index_free(base);
+    jaclip_index_free(extra);
+}
+
+static jaclip_status load_bytes(const unsigned char *data, size_t size, uint32_t flags)
+{
+    const char *path = tmp_path("damaged.jci");
+    write_all(path, data, size);
+    jaclip_index *loaded = NULL;
+    jaclip_status st = jaclip_index_load(&loaded, path, flags);
+    CHECK((st == JACLIP_OK) == (loaded != NULL));
+    jaclip_index_free(loaded);
+    return st;
+}
+
+static void test_damaged_files(void)
+{
+    const char *path = tmp_path("good.jci");
+    jaclip_index *index = make_index(6, 40, "ラベル");
+    CHECK_OK(jaclip_index_save(index, path));
+    jaclip_tensor *e = NULL;
+    const char *labels[2] = {"x", "y"};
+    CHECK_OK(jaclip_index_embeddings(&e, index, 0, 2));
+    CHECK_OK(jaclip_index_append_file(path, e, labels)); /* two segments */
+    jaclip_tensor_free(e);
+    size_t size = 0;
+    unsigned char *good = read_all(path, &size);
+    CHECK(good != NULL && size > 64);
+    CHECK_OK(load_bytes(good, size, 0));
+
+    /* Foreign files. */
+    CHECK_ERROR(load_bytes((const unsigned char *)"", 0, 0), JACLIP_ERROR_INDEX_FORMAT);
+    CHECK(strstr(jaclip_last_error(), "not a jaclip index") != NULL);
+    CHECK_ERROR(load_bytes((const unsigned char *)"\x89PNG\r\n\x1a\n0000000000000000", 24, 0),
+                JACLIP_ERROR_INDEX_FORMAT);
+    CHECK_ERROR(load_bytes((const unsigned char *)"JACLIPI", 7, 0), JACLIP_ERROR_INDEX_FORMAT);
+
+    /* Every truncation is refused, with either flag. */
+    int accepted = 0, unclear = 0;
+    for (size_t n = 0; n < size; n++) {
+        jaclip_status st = load_bytes(good, n, n % 2 ? JACLIP_INDEX_MMAP : 0);
+        accepted += st != JACLIP_ERROR_INDEX_FORMAT;
+        unclear += st == JACLIP_ERROR_INDEX_FORMAT && n >= 64 && !strstr(jaclip_last_error(), "truncated");
+    }
+    CHECK(accepted == 0);
+    CHECK(unclear == 0);
+
+    /* Every single-bit flip in the committed bytes is caught (CRC32 catches all of them). */
+    unsigned char *copy = malloc(size);
+    accepted = 0;
+    for (size_t byte = 0; byte < size; byte++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            memcpy(copy, good, size);
+            copy[byte] ^= (unsigned char)(1u << bit);
+            accepted += load_bytes(copy, size, byte % 2 ? JACLIP_INDEX_MMAP : 0) != JACLIP_ERROR_INDEX_FORMAT;
+        }
+    }
+    CHECK(accepted == 0);
+
+    /* Without checksums a flipped vector bit loads (a wrong score, never a crash), but a flipped label or
+     * length byte is still refused. */
+    memcpy(copy, good, size);
+    copy[64 + 64 + 1] ^= 0x10; /* inside segment 0's first vector */
+    CHECK_OK(load_bytes(copy, size, JACLIP_INDEX_NO_CHECKSUM));
+    CHECK_ERROR(load_bytes(copy, size, 0), JACLIP_ERROR_INDEX_FORMAT);
+    CHECK(strstr(jaclip_last_error(), "CRC32") != NULL);
+
+    /* A newer format version is named as such. */
+    memcpy(copy, good, size);
+    copy[8] = 2;
+    CHECK_ERROR(load_bytes(copy, size, 0), JACLIP_ERROR_INDEX_FORMAT);
+    CHECK(strstr(jaclip_last_error(), "version 2") != NULL);
+
+    /* Trailing bytes past the committed size are an unfinished append: ignored. */
+    unsigned char *longer = malloc(size + 100);
+    memcpy(longer, good, size);
+    memset(longer + size, 0xAB, 100);
+    jaclip_index *loaded = NULL;
+    write_all(tmp_path("longer.jci"), longer, size + 100);
+    CHECK_OK(jaclip_index_load(&loaded, tmp_path("longer.jci"), JACLIP_INDEX_MMAP));
+    CHECK(jaclip_index_size(loaded) == 8);
+    jaclip_index_free(loaded);
+
+    /* Random garbage behind a valid signature never crashes. */
+    uint32_t seed = 99;
+    int crashes_would_show = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        size_t n = 64 + (size_t)trial * 3 % (size + 100 - 64);
+        for (size_t i = 8; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            longer[i] = (unsigned char)(seed >> 24);
+        }
+        crashes_would_show += load_bytes(longer, n, 0) == JACLIP_OK;
+    }
+    CHECK(crashes_would_show == 0);
+    free(longer);
+    free(copy);
+    free(good);
+    jaclip_index_free(index);
+}
+
+int main(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/jaclip-test-index-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_create_and_getters();
+    test_add();
+    test_many_labels();
+    test_search();
+    test_search_large();
+    test_save_load();
+    test_append();
+    test_interrupted_append();
+    test_damaged_files();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return check_summary("test_index");
+}
