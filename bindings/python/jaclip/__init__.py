@@ -1,0 +1,62 @@
+"""Python binding of libjaclip (rinna's Japanese CLOOB: image and text embeddings, zero-shot
+classification). Pure ctypes; results are numpy arrays when numpy is importable, else jaclip.Tensor.
+
+    import jaclip
+    with jaclip.Model("model.jaclip") as model:
+        for label, p in model.classify("dog.jpeg", ["犬", "猫", "象"], template="{}の写真"):
+            print(f"{p:.3f} {label}")
+"""
+from . import _lib
+from ._errors import (BackendError, ClosedError, DeviceUnavailableError, Error, ImageDecodeError,
+                      ImageTooLargeError, IndexFormatError, InputOutputError, InternalError,
+                      InvalidArgumentError, InvalidUTF8Error, ModelFormatError, NotFoundError,
+                      OutOfMemoryError, ShapeError, TokenizerError, VersionError)
+from ._api import (Image, Model, Prediction, Tokenizer, normalize, preprocess_images, probabilities,
+                   similarity, softmax, topk)
+from ._tensor import Tensor
+
+__version__ = "0.1.0"
+# The C library version this package was written against (MAJOR * 10000 + MINOR * 100 + PATCH).
+EXPECTED_VERSION_NUMBER = 100
+
+
+def check_version(found, expected=EXPECTED_VERSION_NUMBER):
+    """Raises VersionError unless a library of version `found` serves a binding written for `expected`:
+    same major (and, before 1.0, same minor) and not older."""
+    same = found // 10000 == expected // 10000 and (expected >= 10000 or found // 100 == expected // 100)
+    if not same or found < expected:
+        def text(n):
+            return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
+        raise VersionError(f"jaclip {__version__} needs libjaclip {text(expected)} or a compatible later "
+                           f"release, but {_lib.path} is {text(found)}")
+
+
+def version_number():
+    """jaclip_version_number() of the loaded library."""
+    return _lib.lib.jaclip_version_number()
+
+
+def version_string():
+    return _lib.lib.jaclip_version_string().decode()
+
+
+def status_string(status):
+    """The library's static name of a status, e.g. "JACLIP_ERROR_IO: input/output error"."""
+    return _lib.lib.jaclip_status_string(status).decode()
+
+
+def library_path():
+    """The path libjaclip was loaded from."""
+    return _lib.path
+
+
+check_version(version_number())
+
+__all__ = [
+    "BackendError", "ClosedError", "DeviceUnavailableError", "Error", "ImageDecodeError",
+    "ImageTooLargeError", "IndexFormatError", "InputOutputError", "InternalError", "InvalidArgumentError",
+    "InvalidUTF8Error", "ModelFormatError", "NotFoundError", "OutOfMemoryError", "ShapeError",
+    "TokenizerError", "VersionError", "Image", "Model", "Prediction", "Tensor", "Tokenizer", "normalize",
+    "preprocess_images", "probabilities", "similarity", "softmax", "topk", "check_version",
+    "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
+]

@@ -1,0 +1,139 @@
+"""Finds libjaclip, declares every C signature the binding uses, and turns statuses into exceptions."""
+import ctypes
+import ctypes.util
+import os
+import shutil
+import subprocess
+
+from . import _errors
+
+SONAME = "libjaclip.so.1"
+
+P = ctypes.c_void_p
+PP = ctypes.POINTER(P)
+c_char_pp = ctypes.POINTER(ctypes.c_char_p)
+c_size_p = ctypes.POINTER(ctypes.c_size_t)
+c_int64_p = ctypes.POINTER(ctypes.c_int64)
+c_float_p = ctypes.POINTER(ctypes.c_float)
+i32, u32, u64, i64, sz, flt = ctypes.c_int, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t, ctypes.c_float
+
+# name: (restype, argtypes). Every call of the binding goes through one of these.
+_SIGNATURES = {
+    "jaclip_version_number": (ctypes.c_uint, []),
+    "jaclip_version_string": (ctypes.c_char_p, []),
+    "jaclip_status_string": (ctypes.c_char_p, [i32]),
+    "jaclip_last_error": (ctypes.c_char_p, []),
+    "jaclip_tensor_create": (i32, [PP, i32, sz, c_int64_p, P]),
+    "jaclip_tensor_free": (None, [P]),
+    "jaclip_tensor_dtype": (i32, [P]),
+    "jaclip_tensor_ndim": (sz, [P]),
+    "jaclip_tensor_dim": (i64, [P, sz]),
+    "jaclip_tensor_nbytes": (sz, [P]),
+    "jaclip_tensor_data": (P, [P]),
+    "jaclip_similarity": (i32, [PP, P, P, i32, flt]),
+    "jaclip_softmax": (i32, [PP, P]),
+    "jaclip_probabilities": (i32, [PP, P, P, i32, flt]),
+    "jaclip_normalize": (i32, [PP, P]),
+    "jaclip_topk": (i32, [PP, PP, P, sz]),
+    "jaclip_image_load": (i32, [PP, ctypes.c_char_p, u64, u32]),
+    "jaclip_image_load_memory": (i32, [PP, ctypes.c_char_p, sz, u64, u32]),
+    "jaclip_image_from_pixels": (i32, [PP, ctypes.c_char_p, u32, u32, sz, i32]),
+    "jaclip_image_free": (None, [P]),
+    "jaclip_image_width": (u32, [P]),
+    "jaclip_image_height": (u32, [P]),
+    "jaclip_image_mode": (ctypes.c_char_p, [P]),
+    "jaclip_image_resize_crop": (i32, [PP, P, u32]),
+    "jaclip_image_preprocess": (i32, [PP, PP, sz, u32, c_float_p, c_float_p]),
+    "jaclip_tokenizer_load": (i32, [PP, ctypes.c_char_p]),
+    "jaclip_tokenizer_load_memory": (i32, [PP, ctypes.c_char_p, sz]),
+    "jaclip_tokenizer_free": (None, [P]),
+    "jaclip_tokenizer_vocab_size": (i64, [P]),
+    "jaclip_tokenizer_id_to_piece": (ctypes.c_char_p, [P, i64]),
+    "jaclip_tokenizer_encode": (i32, [PP, PP, P, c_char_pp, c_size_p, sz, sz]),
+    "jaclip_tokenizer_tokenize": (i32, [PP, P, ctypes.c_char_p, sz]),
+    "jaclip_model_options_create": (i32, [PP]),
+    "jaclip_model_options_free": (None, [P]),
+    "jaclip_model_options_set_device": (i32, [P, ctypes.c_char_p]),
+    "jaclip_model_options_set_num_threads": (i32, [P, ctypes.c_int32]),
+    "jaclip_model_options_set_precision": (i32, [P, i32]),
+    "jaclip_model_options_set_max_image_pixels": (i32, [P, u64]),
+    "jaclip_model_options_set_image_flags": (i32, [P, u32]),
+    "jaclip_model_load": (i32, [PP, ctypes.c_char_p, P]),
+    "jaclip_model_load_memory": (i32, [PP, ctypes.c_char_p, sz, P]),
+    "jaclip_model_free": (None, [P]),
+    "jaclip_model_embedding_dim": (i64, [P]),
+    "jaclip_model_image_size": (i64, [P]),
+    "jaclip_model_max_text_length": (i64, [P]),
+    "jaclip_model_device": (ctypes.c_char_p, [P]),
+    "jaclip_model_precision": (i32, [P]),
+    "jaclip_model_image_mean": (c_float_p, [P]),
+    "jaclip_model_image_std": (c_float_p, [P]),
+    "jaclip_model_tokenizer": (P, [P]),
+    "jaclip_model_encode_pixel_values": (i32, [PP, P, P]),
+    "jaclip_model_encode_token_ids": (i32, [PP, P, P, P]),
+    "jaclip_model_encode_texts": (i32, [PP, P, c_char_pp, c_size_p, sz]),
+    "jaclip_model_encode_images": (i32, [PP, P, PP, sz]),
+    "jaclip_model_encode_image_files": (i32, [PP, P, c_char_pp, sz]),
+    "jaclip_model_encode_image_buffers": (i32, [PP, P, c_char_pp, c_size_p, sz]),
+    "jaclip_model_preprocess_images": (i32, [PP, P, PP, sz]),
+}
+
+
+def _pkg_config_libdir():
+    """libdir of the installed jaclip.pc, or None without pkg-config or the package."""
+    exe = shutil.which("pkg-config")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--variable=libdir", "jaclip"], capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    libdir = out.stdout.strip()
+    return libdir if out.returncode == 0 and libdir else None
+
+
+def candidates():
+    """Where the library is looked for, in order: JACLIP_LIBRARY, pkg-config, the system's search."""
+    env = os.environ.get("JACLIP_LIBRARY")
+    if env:
+        # Set means "this one": no silent fall-back to another copy.
+        return [os.path.join(env, SONAME) if os.path.isdir(env) else env]
+    found = []
+    libdir = _pkg_config_libdir()
+    if libdir and os.path.exists(os.path.join(libdir, SONAME)):
+        found.append(os.path.join(libdir, SONAME))
+    system = ctypes.util.find_library("jaclip")
+    if system:
+        found.append(system)
+    found.append(SONAME)
+    return found
+
+
+def _load():
+    errors = []
+    for path in candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as e:
+            errors.append(f"{path}: {e}")
+            continue
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = restype, argtypes
+        return lib, path
+    raise ImportError("jaclip: libjaclip not found (set JACLIP_LIBRARY to its path, or install it where "
+                      "pkg-config or the dynamic linker finds it): " + "; ".join(errors))
+
+
+lib, path = _load()
+
+
+def last_error():
+    return (lib.jaclip_last_error() or b"").decode("utf-8", "replace")
+
+
+def check(status):
+    """Raises the Error subclass of a non-zero status with the thread's last-error detail."""
+    if status != 0:
+        raise _errors.from_status(status, last_error())

@@ -1,0 +1,474 @@
+/*
+ * libjaclip for C++17: move-only RAII owners over the C API of jaclip.h, and jaclip::Error (status +
+ * jaclip_last_error()) thrown for every failing call. Header-only; link with -ljaclip as for C.
+ *
+ *     jaclip::Model model("model.jaclip");
+ *     for (const auto &p : model.classify("dog.jpeg", {"犬", "猫", "象"}, {"{}の写真"}))
+ *         std::printf("%.3f %s\n", p.probability, p.label.c_str());
+ *
+ * Threads: as in jaclip.h. A const Model or Tokenizer may be used by many threads at once; a Tensor or
+ * Image by one thread at a time unless only const members are called.
+ */
+#ifndef JACLIP_HPP
+#define JACLIP_HPP
+
+#include "jaclip.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace jaclip {
+
+/* A failed libjaclip call: status() is the jaclip_status, what() the library's detail. */
+class Error : public std::runtime_error {
+public:
+    Error(jaclip_status status, const std::string &message) : std::runtime_error(message), status_(status) {}
+    jaclip_status status() const noexcept { return status_; }
+    /* "JACLIP_ERROR_IO: input/output error" */
+    const char *status_string() const noexcept { return jaclip_status_string(status_); }
+
+private:
+    jaclip_status status_;
+};
+
+namespace detail {
+inline void check(jaclip_status status)
+{
+    if (status != JACLIP_OK)
+        throw Error(status, jaclip_last_error());
+}
+template <class T, void (*Free)(T *)>
+struct Deleter {
+    void operator()(T *p) const noexcept { Free(p); }
+};
+template <class T, void (*Free)(T *)>
+using Owned = std::unique_ptr<T, Deleter<T, Free>>;
+
+inline void append_label_texts(std::vector<std::string> &texts, const std::string &label,
+                               const std::vector<std::string> &templates)
+{
+    for (const std::string &t : templates) {
+        size_t at = t.find("{}");
+        if (at == std::string::npos)
+            throw Error(JACLIP_ERROR_INVALID_ARGUMENT, "every template must contain {}");
+        std::string text = t;
+        while (at != std::string::npos) {
+            text.replace(at, 2, label);
+            at = text.find("{}", at + label.size());
+        }
+        texts.push_back(std::move(text));
+    }
+}
+}  // namespace detail
+
+/* Throws unless the loaded library is the version this header describes (same major; before 1.0 the
+ * same minor) or a later compatible one. */
+inline void check_version()
+{
+    unsigned found = jaclip_version_number(), want = JACLIP_VERSION_NUMBER;
+    bool same = found / 10000 == want / 10000 && (want >= 10000 || found / 100 == want / 100);
+    if (!same || found < want)
+        throw Error(JACLIP_ERROR_INVALID_ARGUMENT, std::string("libjaclip ") + jaclip_version_string() +
+                                                       " does not match jaclip.hpp " JACLIP_VERSION_STRING);
+}
+
+/* An owned jaclip_tensor. */
+class Tensor {
+public:
+    Tensor() = default;
+    explicit Tensor(jaclip_tensor *owned) noexcept : p_(owned) {}
+
+    static Tensor create(jaclip_dtype dtype, const std::vector<int64_t> &shape, const void *data = nullptr)
+    {
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_tensor_create(&t, dtype, shape.size(), shape.data(), data));
+        return Tensor(t);
+    }
+    /* float32 [rows, cols] from row-major data. */
+    static Tensor from_floats(size_t rows, size_t cols, const float *data)
+    {
+        return create(JACLIP_DTYPE_FLOAT32, {int64_t(rows), int64_t(cols)}, data);
+    }
+    Tensor clone() const
+    {
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_tensor_clone(&t, p_.get()));
+        return Tensor(t);
+    }
+
+    jaclip_dtype dtype() const noexcept { return jaclip_tensor_dtype(p_.get()); }
+    size_t ndim() const noexcept { return jaclip_tensor_ndim(p_.get()); }
+    int64_t dim(size_t axis) const noexcept { return jaclip_tensor_dim(p_.get(), axis); }
+    std::vector<int64_t> shape() const
+    {
+        std::vector<int64_t> s(ndim());
+        for (size_t i = 0; i < s.size(); i++)
+            s[i] = dim(i);
+        return s;
+    }
+    size_t numel() const noexcept { return jaclip_tensor_numel(p_.get()); }
+    size_t nbytes() const noexcept { return jaclip_tensor_nbytes(p_.get()); }
+    /* The elements; T must match dtype() (float, int64_t or uint8_t). */
+    template <class T>
+    const T *data() const noexcept { return static_cast<const T *>(jaclip_tensor_data(p_.get())); }
+    template <class T>
+    T *data_mut() noexcept { return static_cast<T *>(jaclip_tensor_data_mut(p_.get())); }
+    template <class T>
+    std::vector<T> to_vector() const { return std::vector<T>(data<T>(), data<T>() + numel()); }
+
+    jaclip_tensor *get() const noexcept { return p_.get(); }
+    jaclip_tensor *release() noexcept { return p_.release(); }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+
+private:
+    detail::Owned<jaclip_tensor, jaclip_tensor_free> p_;
+};
+
+/* ---- similarity (no model needed) ---- */
+
+inline Tensor similarity(const Tensor &a, const Tensor &b,
+                         jaclip_similarity_kind kind = JACLIP_SIMILARITY_COSINE, float scale = 1.0f)
+{
+    jaclip_tensor *t = nullptr;
+    detail::check(jaclip_similarity(&t, a.get(), b.get(), kind, scale));
+    return Tensor(t);
+}
+inline Tensor probabilities(const Tensor &a, const Tensor &b,
+                            jaclip_similarity_kind kind = JACLIP_SIMILARITY_COSINE, float scale = 100.0f)
+{
+    jaclip_tensor *t = nullptr;
+    detail::check(jaclip_probabilities(&t, a.get(), b.get(), kind, scale));
+    return Tensor(t);
+}
+inline Tensor softmax(const Tensor &logits)
+{
+    jaclip_tensor *t = nullptr;
+    detail::check(jaclip_softmax(&t, logits.get()));
+    return Tensor(t);
+}
+inline Tensor normalize(const Tensor &x)
+{
+    jaclip_tensor *t = nullptr;
+    detail::check(jaclip_normalize(&t, x.get()));
+    return Tensor(t);
+}
+/* (indices int64 [N, k'], values float32 [N, k']), best first. */
+inline std::pair<Tensor, Tensor> topk(const Tensor &scores, size_t k)
+{
+    jaclip_tensor *idx = nullptr, *val = nullptr;
+    detail::check(jaclip_topk(&idx, &val, scores.get(), k));
+    return {Tensor(idx), Tensor(val)};
+}
+
+/* ---- images ---- */
+
+class Image {
+public:
+    explicit Image(const std::string &path, uint64_t max_pixels = 0, uint32_t flags = JACLIP_IMAGE_DEFAULT)
+    {
+        jaclip_image *img = nullptr;
+        detail::check(jaclip_image_load(&img, path.c_str(), max_pixels, flags));
+        p_.reset(img);
+    }
+    static Image from_memory(const void *data, size_t size, uint64_t max_pixels = 0,
+                             uint32_t flags = JACLIP_IMAGE_DEFAULT)
+    {
+        jaclip_image *img = nullptr;
+        detail::check(jaclip_image_load_memory(&img, data, size, max_pixels, flags));
+        return Image(img);
+    }
+    static Image from_pixels(const void *pixels, uint32_t width, uint32_t height, size_t stride,
+                             jaclip_pixel_format format)
+    {
+        jaclip_image *img = nullptr;
+        detail::check(jaclip_image_from_pixels(&img, pixels, width, height, stride, format));
+        return Image(img);
+    }
+
+    uint32_t width() const noexcept { return jaclip_image_width(p_.get()); }
+    uint32_t height() const noexcept { return jaclip_image_height(p_.get()); }
+    std::string mode() const { return p_ ? jaclip_image_mode(p_.get()) : ""; }
+    /* uint8 [size, size, 3] */
+    Tensor resize_crop(uint32_t size) const
+    {
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_image_resize_crop(&t, p_.get(), size));
+        return Tensor(t);
+    }
+    const jaclip_image *get() const noexcept { return p_.get(); }
+
+private:
+    explicit Image(jaclip_image *owned) noexcept : p_(owned) {}
+    detail::Owned<jaclip_image, jaclip_image_free> p_;
+};
+
+namespace detail {
+inline std::vector<const jaclip_image *> image_pointers(const std::vector<Image> &images)
+{
+    std::vector<const jaclip_image *> ptrs;
+    ptrs.reserve(images.size());
+    for (const Image &img : images)
+        ptrs.push_back(img.get());
+    return ptrs;
+}
+}  // namespace detail
+
+/* float32 [n, 3, size, size]; mean and std hold 3 floats each. */
+inline Tensor preprocess_images(const std::vector<Image> &images, uint32_t size, const float *mean,
+                                const float *std)
+{
+    auto ptrs = detail::image_pointers(images);
+    jaclip_tensor *t = nullptr;
+    detail::check(jaclip_image_preprocess(&t, ptrs.data(), ptrs.size(), size, mean, std));
+    return Tensor(t);
+}
+
+/* ---- tokenizer ---- */
+
+/* Non-owning view of a tokenizer: what Model::tokenizer() returns (valid while the model lives) and
+ * the base of the owning Tokenizer. */
+class TokenizerRef {
+public:
+    explicit TokenizerRef(const jaclip_tokenizer *t) noexcept : t_(t) {}
+
+    int64_t vocab_size() const noexcept { return jaclip_tokenizer_vocab_size(t_); }
+    /* Throws JACLIP_ERROR_NOT_FOUND for an id outside the vocabulary. */
+    std::string id_to_piece(int64_t id) const
+    {
+        const char *piece = jaclip_tokenizer_id_to_piece(t_, id);
+        if (!piece)
+            throw Error(JACLIP_ERROR_NOT_FOUND, "token id " + std::to_string(id) + " is not in the vocabulary");
+        return piece;
+    }
+    /* (input_ids, attention_mask), int64 [texts.size(), max_length]. */
+    std::pair<Tensor, Tensor> encode(const std::vector<std::string> &texts,
+                                     size_t max_length = JACLIP_DEFAULT_MAX_LENGTH) const
+    {
+        std::vector<const char *> ptrs;
+        std::vector<size_t> lengths;
+        for (const std::string &s : texts) {
+            ptrs.push_back(s.data());
+            lengths.push_back(s.size());
+        }
+        jaclip_tensor *ids = nullptr, *mask = nullptr;
+        detail::check(jaclip_tokenizer_encode(&ids, &mask, t_, ptrs.data(), lengths.data(), texts.size(),
+                                              max_length));
+        return {Tensor(ids), Tensor(mask)};
+    }
+    /* Every id of one text, unframed: int64 [count]. */
+    Tensor tokenize(std::string_view text) const
+    {
+        jaclip_tensor *ids = nullptr;
+        detail::check(jaclip_tokenizer_tokenize(&ids, t_, text.data(), text.size()));
+        return Tensor(ids);
+    }
+    const jaclip_tokenizer *get() const noexcept { return t_; }
+
+protected:
+    const jaclip_tokenizer *t_;
+};
+
+/* An owned tokenizer loaded from a SentencePiece .model file or its bytes. Move-only. */
+class Tokenizer : public TokenizerRef {
+public:
+    explicit Tokenizer(const std::string &path) : TokenizerRef(nullptr)
+    {
+        jaclip_tokenizer *t = nullptr;
+        detail::check(jaclip_tokenizer_load(&t, path.c_str()));
+        t_ = t;
+    }
+    static Tokenizer from_memory(const void *data, size_t size)
+    {
+        jaclip_tokenizer *t = nullptr;
+        detail::check(jaclip_tokenizer_load_memory(&t, data, size));
+        return Tokenizer(t);
+    }
+    Tokenizer(Tokenizer &&other) noexcept : TokenizerRef(std::exchange(other.t_, nullptr)) {}
+    Tokenizer &operator=(Tokenizer &&other) noexcept
+    {
+        if (this != &other) {
+            jaclip_tokenizer_free(const_cast<jaclip_tokenizer *>(t_));
+            t_ = std::exchange(other.t_, nullptr);
+        }
+        return *this;
+    }
+    Tokenizer(const Tokenizer &) = delete;
+    Tokenizer &operator=(const Tokenizer &) = delete;
+    ~Tokenizer() { jaclip_tokenizer_free(const_cast<jaclip_tokenizer *>(t_)); }
+
+private:
+    explicit Tokenizer(jaclip_tokenizer *owned) noexcept : TokenizerRef(owned) {}
+};
+
+/* ---- model ---- */
+
+struct ModelOptions {
+    std::string device = "cpu";          /* "cpu", "cuda", "cuda:N" */
+    int32_t num_threads = 0;             /* 0 = all cores; PROCESS-WIDE in libtorch */
+    jaclip_precision precision = JACLIP_PRECISION_DEFAULT;
+    uint64_t max_image_pixels = 0;       /* 0 = JACLIP_DEFAULT_MAX_PIXELS */
+    uint32_t image_flags = JACLIP_IMAGE_DEFAULT;
+};
+
+struct Prediction {
+    std::string label;
+    float probability;
+};
+
+/* A loaded model. Move-only; const members may run in many threads at once. */
+class Model {
+public:
+    explicit Model(const std::string &path, const ModelOptions &options = {})
+    {
+        auto opts = make_options(options);
+        jaclip_model *m = nullptr;
+        detail::check(jaclip_model_load(&m, path.c_str(), opts.get()));
+        p_.reset(m);
+    }
+    static Model from_memory(const void *data, size_t size, const ModelOptions &options = {})
+    {
+        auto opts = make_options(options);
+        jaclip_model *m = nullptr;
+        detail::check(jaclip_model_load_memory(&m, data, size, opts.get()));
+        return Model(m);
+    }
+
+    int64_t embedding_dim() const noexcept { return jaclip_model_embedding_dim(p_.get()); }
+    int64_t image_size() const noexcept { return jaclip_model_image_size(p_.get()); }
+    int64_t max_text_length() const noexcept { return jaclip_model_max_text_length(p_.get()); }
+    std::string device() const { return p_ ? jaclip_model_device(p_.get()) : ""; }
+    jaclip_precision precision() const noexcept { return jaclip_model_precision(p_.get()); }
+    const float *image_mean() const noexcept { return jaclip_model_image_mean(p_.get()); }
+    const float *image_std() const noexcept { return jaclip_model_image_std(p_.get()); }
+    TokenizerRef tokenizer() const noexcept { return TokenizerRef(jaclip_model_tokenizer(p_.get())); }
+
+    Tensor encode_texts(const std::vector<std::string> &texts) const
+    {
+        std::vector<const char *> ptrs;
+        std::vector<size_t> lengths;
+        for (const std::string &s : texts) {
+            ptrs.push_back(s.data());
+            lengths.push_back(s.size());
+        }
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_model_encode_texts(&t, p_.get(), ptrs.data(), lengths.data(), texts.size()));
+        return Tensor(t);
+    }
+    Tensor encode_token_ids(const Tensor &input_ids, const Tensor &attention_mask) const
+    {
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_model_encode_token_ids(&t, p_.get(), input_ids.get(), attention_mask.get()));
+        return Tensor(t);
+    }
+    Tensor encode_pixel_values(const Tensor &pixel_values) const
+    {
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_model_encode_pixel_values(&t, p_.get(), pixel_values.get()));
+        return Tensor(t);
+    }
+    Tensor encode_image_files(const std::vector<std::string> &paths) const
+    {
+        std::vector<const char *> ptrs;
+        for (const std::string &s : paths)
+            ptrs.push_back(s.c_str());
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_model_encode_image_files(&t, p_.get(), ptrs.data(), ptrs.size()));
+        return Tensor(t);
+    }
+    /* Encoded JPEG/PNG files held in memory. */
+    Tensor encode_image_buffers(const std::vector<std::string_view> &buffers) const
+    {
+        std::vector<const void *> ptrs;
+        std::vector<size_t> sizes;
+        for (std::string_view b : buffers) {
+            ptrs.push_back(b.data());
+            sizes.push_back(b.size());
+        }
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_model_encode_image_buffers(&t, p_.get(), ptrs.data(), sizes.data(), ptrs.size()));
+        return Tensor(t);
+    }
+    Tensor encode_images(const std::vector<Image> &images) const
+    {
+        auto ptrs = detail::image_pointers(images);
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_model_encode_images(&t, p_.get(), ptrs.data(), ptrs.size()));
+        return Tensor(t);
+    }
+    Tensor preprocess_images(const std::vector<Image> &images) const
+    {
+        auto ptrs = detail::image_pointers(images);
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_model_preprocess_images(&t, p_.get(), ptrs.data(), ptrs.size()));
+        return Tensor(t);
+    }
+
+    /* Unit-length class embeddings float32 [labels, D] as the reference ImageNet evaluation builds
+     * them: each template ("{}の写真"; empty = the label alone) filled with the label, every text
+     * embedding L2-normalised, averaged per label (summed in order in double, as the Python and Ruby
+     * bindings do, so all give the same bytes), re-normalised. */
+    Tensor encode_labels(const std::vector<std::string> &labels, std::vector<std::string> templates = {}) const
+    {
+        if (labels.empty())
+            throw Error(JACLIP_ERROR_INVALID_ARGUMENT, "no labels given");
+        if (templates.empty())
+            templates.push_back("{}");
+        std::vector<std::string> texts;
+        for (const std::string &label : labels)
+            detail::append_label_texts(texts, label, templates);
+        Tensor per_text = normalize(encode_texts(texts));
+        size_t dim = size_t(per_text.dim(1)), count = templates.size();
+        const float *rows = per_text.data<float>();
+        std::vector<float> means(labels.size() * dim);
+        for (size_t i = 0; i < labels.size(); i++)
+            for (size_t d = 0; d < dim; d++) {
+                double acc = 0.0;
+                for (size_t j = 0; j < count; j++)
+                    acc += double(rows[(i * count + j) * dim + d]);
+                means[i * dim + d] = float(acc / double(count));
+            }
+        return normalize(Tensor::from_floats(labels.size(), dim, means.data()));
+    }
+    /* Zero-shot classification of one image file: labels ranked best first, probabilities summing
+     * to 1 (softmax of scale * cosine). */
+    std::vector<Prediction> classify(const std::string &image_path, const std::vector<std::string> &labels,
+                                     const std::vector<std::string> &templates = {}, float scale = 100.0f) const
+    {
+        Tensor features = encode_image_files({image_path});
+        Tensor probs = probabilities(features, encode_labels(labels, templates), JACLIP_SIMILARITY_COSINE, scale);
+        auto ranked = topk(probs, labels.size());
+        std::vector<Prediction> out;
+        for (size_t i = 0; i < labels.size(); i++)
+            out.push_back({labels[size_t(ranked.first.data<int64_t>()[i])], ranked.second.data<float>()[i]});
+        return out;
+    }
+
+    const jaclip_model *get() const noexcept { return p_.get(); }
+
+private:
+    explicit Model(jaclip_model *owned) noexcept : p_(owned) {}
+    using Options = detail::Owned<jaclip_model_options, jaclip_model_options_free>;
+    static Options make_options(const ModelOptions &o)
+    {
+        jaclip_model_options *raw = nullptr;
+        detail::check(jaclip_model_options_create(&raw));
+        Options opts(raw);
+        detail::check(jaclip_model_options_set_device(raw, o.device.c_str()));
+        detail::check(jaclip_model_options_set_num_threads(raw, o.num_threads));
+        detail::check(jaclip_model_options_set_precision(raw, o.precision));
+        detail::check(jaclip_model_options_set_max_image_pixels(raw, o.max_image_pixels));
+        detail::check(jaclip_model_options_set_image_flags(raw, o.image_flags));
+        return opts;
+    }
+    detail::Owned<jaclip_model, jaclip_model_free> p_;
+};
+
+}  // namespace jaclip
+
+#endif /* JACLIP_HPP */

@@ -1,0 +1,261 @@
+"""Consumers of libjaclip: (a) C, C++, Python and Ruby give the same feature bytes for the same image
+and texts, and the examples (search.c, classify.cpp/.py/.rb) run with the documented output; (b) an
+installed copy (`make install PREFIX=tmp`) serves programs built only with pkg-config and both bindings."""
+import math
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import LIBRARY, PROJECT_DATA, PYTHON, ROOT, TINY_MODEL
+
+BUILD = os.path.join(ROOT, "build")
+DOG = os.path.join(PROJECT_DATA, "dog.jpeg")
+RUBY = os.environ.get("RUBY", "ruby")
+CC = os.environ.get("CC", "cc")
+CXX = os.environ.get("CXX", "g++")
+TEXTS = ["犬", "猫が座っている", "吾輩は猫である。名前はまだ無い。", ""]
+LABELS = ["犬", "猫", "象", "自動車"]
+TEMPLATES = ["--template", "{}の写真", "--template", "{}"]
+
+
+def run(cmd, env=None, check=True, **kw):
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, **kw)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def env_for(library=LIBRARY, **extra):
+    env = dict(os.environ, JACLIP_LIBRARY=library, PYTHONPATH=os.path.join(ROOT, "bindings", "python"))
+    env.update(extra)
+    return env
+
+
+def compile_c(src, out, flags):
+    run([CC, "-std=c99", "-D_DEFAULT_SOURCE", "-O1", "-Wall", "-Wextra", "-Werror", src, "-o", out] + flags)
+    return out
+
+
+def compile_cxx(src, out, flags):
+    run([CXX, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", src, "-o", out] + flags)
+    return out
+
+
+BUILD_FLAGS = ["-I" + os.path.join(ROOT, "include"), "-L" + BUILD, "-ljaclip", "-Wl,-rpath," + BUILD]
+
+
+@pytest.fixture(scope="module")
+def bins(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bins")
+    c = os.path.join(ROOT, "test", "consumers")
+    return {
+        "features_c": compile_c(os.path.join(c, "features.c"), str(d / "features_c"), BUILD_FLAGS),
+        "features_cpp": compile_cxx(os.path.join(c, "features.cpp"), str(d / "features_cpp"), BUILD_FLAGS),
+        "search": compile_c(os.path.join(ROOT, "examples", "search.c"), str(d / "search"), BUILD_FLAGS),
+        "classify_cpp": compile_cxx(os.path.join(ROOT, "examples", "classify.cpp"), str(d / "classify_cpp"),
+                                    BUILD_FLAGS),
+    }
+
+
+def features_commands(bins):
+    c = os.path.join(ROOT, "test", "consumers")
+    return {
+        "c": [bins["features_c"]],
+        "c++": [bins["features_cpp"]],
+        "python": [PYTHON, os.path.join(c, "features.py")],
+        "ruby": [RUBY, "-I" + os.path.join(ROOT, "bindings", "ruby", "lib"), os.path.join(c, "features.rb")],
+    }
+
+
+def read_features(outdir):
+    with open(os.path.join(outdir, "image.f32"), "rb") as f:
+        image = f.read()
+    with open(os.path.join(outdir, "text.f32"), "rb") as f:
+        text = f.read()
+    return image, text
+
+
+# ---- (a) the same bytes from every language ------------------------------------------------------
+
+def test_c_cpp_python_ruby_give_identical_feature_bytes(bins, tmp_path):
+    results = {}
+    for lang, cmd in features_commands(bins).items():
+        out = tmp_path / lang
+        out.mkdir()
+        run(cmd + [TINY_MODEL, DOG, str(out)] + TEXTS, env=env_for())
+        results[lang] = read_features(out)
+    image, text = results["c"]
+    assert len(image) == 32 * 4 and len(text) == len(TEXTS) * 32 * 4
+    assert any(image) and any(text)
+    for lang, (other_image, other_text) in results.items():
+        assert other_image == image, f"{lang} image features differ from C's"
+        assert other_text == text, f"{lang} text features differ from C's"
+
+
+def classify_commands(bins):
+    return {
+        "c++": [bins["classify_cpp"]],
+        "python": [PYTHON, os.path.join(ROOT, "examples", "classify.py")],
+        "ruby": [RUBY, "-I" + os.path.join(ROOT, "bindings", "ruby", "lib"), os.path.join(ROOT, "examples", "classify.rb")],
+    }
+
+
+def parse_classify(stdout):
+    rows = []
+    for line in stdout.splitlines():
+        prob, label = line.split("\t")
+        rows.append((float(prob), label))
+    return rows
+
+
+@pytest.mark.parametrize("extra", [[], TEMPLATES, TEMPLATES + ["--scale", "7.5"]])
+def test_classify_examples_agree_and_print_ranked_probabilities(bins, extra):
+    outputs = {lang: run(cmd + [TINY_MODEL, DOG] + LABELS + extra, env=env_for()).stdout
+               for lang, cmd in classify_commands(bins).items()}
+    assert outputs["python"] == outputs["c++"] == outputs["ruby"]
+    rows = parse_classify(outputs["c++"])
+    assert sorted(label for _, label in rows) == sorted(LABELS)
+    probs = [p for p, _ in rows]
+    assert probs == sorted(probs, reverse=True) and all(0 <= p <= 1 for p in probs)
+    assert math.isclose(sum(probs), 1.0, abs_tol=1e-6)
+
+
+def test_classify_examples_report_errors(bins, tmp_path):
+    for lang, cmd in classify_commands(bins).items():
+        out = run(cmd + [TINY_MODEL, str(tmp_path / "missing.jpg"), "犬"], env=env_for(), check=False)
+        assert out.returncode == 1, lang
+        assert "missing.jpg" in out.stderr and "JACLIP_ERROR_IO" in out.stderr, lang
+        assert out.stdout == ""
+        usage = run(cmd + [TINY_MODEL], env=env_for(), check=False)
+        assert usage.returncode == 2 and "usage" in usage.stderr, lang
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    from PIL import Image
+    d = tmp_path_factory.mktemp("images")
+    shutil.copy(DOG, d / "dog.jpeg")
+    Image.new("RGB", (320, 200), (200, 40, 30)).save(d / "red.png")
+    Image.linear_gradient("L").save(d / "gradient.PNG")
+    Image.new("RGB", (50, 80), (0, 0, 250)).save(d / "blue.jpg")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_search_example_ranks_the_folder(bins, image_dir):
+    out = run([bins["search"], TINY_MODEL, str(image_dir), "犬の写真"], env=env_for()).stdout
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert [int(rank) for rank, _, _ in lines] == [1, 2, 3, 4]
+    assert sorted(os.path.basename(p) for _, _, p in lines) == ["blue.jpg", "dog.jpeg", "gradient.PNG", "red.png"]
+    scores = [float(s) for _, s, _ in lines]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    # The same ranking and scores through the Python binding.
+    code = f"""
+import jaclip, os
+paths = sorted(os.path.join({str(image_dir)!r}, n) for n in os.listdir({str(image_dir)!r}) if not n.endswith(".txt"))
+with jaclip.Model({TINY_MODEL!r}) as m:
+    sims = jaclip.similarity(m.encode_texts(["犬の写真"]), m.encode_images(paths))[0]
+    idx, val = jaclip.topk([sims.tolist()], len(paths))
+for r, (i, s) in enumerate(zip(idx[0].tolist(), val[0].tolist()), 1):
+    print(f"{{r}}\\t{{s:.6f}}\\t{{paths[i]}}")
+"""
+    assert run([PYTHON, "-c", code], env=env_for()).stdout == out
+    top2 = run([bins["search"], TINY_MODEL, str(image_dir), "犬の写真", "2"], env=env_for()).stdout
+    assert top2.splitlines() == out.splitlines()[:2]
+
+
+def test_search_example_errors(bins, image_dir, tmp_path):
+    empty = run([bins["search"], TINY_MODEL, str(tmp_path), "犬"], env=env_for(), check=False)
+    assert empty.returncode == 1 and "no .jpg" in empty.stderr
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    broken = run([bins["search"], TINY_MODEL, str(tmp_path), "犬"], env=env_for(), check=False)
+    assert broken.returncode == 1 and "broken.png" in broken.stderr and "IMAGE_DECODE" in broken.stderr
+    bad_text = run([bins["search"], TINY_MODEL, str(image_dir), "\udcff"], env=env_for(), check=False)
+    assert bad_text.returncode == 1 and "UTF8" in bad_text.stderr
+    usage = run([bins["search"], TINY_MODEL], env=env_for(), check=False)
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+# ---- (b) an installed copy -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("prefix")
+    # These build outputs bake PREFIX in and are not remade when only PREFIX changes: remove them before
+    # and after so neither this install nor a later one gets a stale prefix.
+    baked = [os.path.join(BUILD, "jaclip.pc"), os.path.join(BUILD, "obj", "jaclip-installed")]
+
+    def clean():
+        for path in baked:
+            if os.path.exists(path):
+                os.remove(path)
+
+    clean()
+    try:
+        run(["make", "--no-print-directory", "-C", ROOT, "install", f"PREFIX={prefix}"])
+    finally:
+        clean()
+    return prefix
+
+
+def pkg_env(prefix, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("JACLIP_LIBRARY", "PYTHONPATH")}
+    env.update(PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"), **extra)
+    return env
+
+
+def test_installed_library_has_the_soname_and_exports_only_jaclip(installed):
+    lib = str(installed / "lib" / "libjaclip.so.1")
+    assert os.path.islink(lib) and os.path.exists(installed / "include" / "jaclip.h")
+    assert os.path.exists(installed / "include" / "jaclip.hpp")
+    assert os.path.exists(installed / "lib" / "libjaclip-torch.so.1")
+    dynamic = run(["readelf", "-d", lib]).stdout
+    assert "Library soname: [libjaclip.so.1]" in dynamic
+    symbols = [line.split() for line in run(["nm", "-D", "--defined-only", lib]).stdout.splitlines()]
+    # The only non-function entry is the version node of lib/jaclip.map.
+    names = [s[-1] for s in symbols if s[1] != "A"]
+    assert len(names) > 60 and all(n.startswith("jaclip_") for n in names), [n for n in names if not n.startswith("jaclip_")]
+    assert [s[-1] for s in symbols if s[1] == "A"] in ([], ["JACLIP_1"])
+
+
+def test_programs_built_only_with_pkg_config_run_against_the_install(installed, bins, tmp_path):
+    env = pkg_env(installed)
+    flags = run(["pkg-config", "--cflags", "--libs", "jaclip"], env=env).stdout.split()
+    assert f"-I{installed}/include" in flags and f"-L{installed}/lib" in flags
+    c = os.path.join(ROOT, "test", "consumers")
+    # Compiled in an empty folder with nothing but pkg-config's flags (no -I of the source tree).
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(os.path.join(c, "features.c"), work)
+    shutil.copy(os.path.join(c, "features.cpp"), work)
+    progs = [compile_c(str(work / "features.c"), str(work / "c"), flags),
+             compile_cxx(str(work / "features.cpp"), str(work / "cpp"), flags)]
+    run_env = dict(env, LD_LIBRARY_PATH=str(installed / "lib"))
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    run([bins["features_c"], TINY_MODEL, DOG, str(reference)] + TEXTS, env=env_for())
+    for prog in progs:
+        ldd = run(["ldd", prog], env=run_env).stdout
+        assert f"libjaclip.so.1 => {installed}/lib/libjaclip.so.1" in ldd
+        out = tmp_path / os.path.basename(prog)
+        out.mkdir()
+        run([prog, TINY_MODEL, DOG, str(out)] + TEXTS, env=run_env)
+        assert read_features(out) == read_features(reference)
+
+
+@pytest.mark.parametrize("how", ["pkg-config", "JACLIP_LIBRARY"])
+def test_bindings_load_the_installed_library(installed, how):
+    libdir = str(installed / "lib")
+    env = pkg_env(installed) if how == "pkg-config" else pkg_env(installed, JACLIP_LIBRARY=libdir)
+    py = run([PYTHON, "-c", f"import jaclip; print(jaclip.library_path()); "
+                            f"print(jaclip.Model({TINY_MODEL!r}).encode_texts(['犬']).shape)"],
+             env=dict(env, PYTHONPATH=os.path.join(ROOT, "bindings", "python")))
+    path, shape = py.stdout.splitlines()
+    assert path.startswith(libdir) and shape == "(1, 32)"
+    rb = run([RUBY, "-I" + os.path.join(ROOT, "bindings", "ruby", "lib"), "-rjaclip", "-e",
+              f"puts Jaclip.library_path; Jaclip::Model.open({TINY_MODEL!r}) {{ |m| p m.encode_texts(['犬'])[0].size }}"],
+             env=env)
+    path, dim = rb.stdout.splitlines()
+    assert path.startswith(libdir) and dim == "32"
