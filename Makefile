@@ -67,8 +67,14 @@ lib: $(SHLIB) $(BUILD)/libjaclip.so $(BUILD)/$(SONAME) $(STLIB) $(PLUGIN)
 $(BUILD)/obj/%.o: lib/%.c include/jaclip.h lib/internal.h $(wildcard lib/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
+# Files that embed an install path are rebuilt when the path changes: the stamp's name is a hash of it.
+PREFIX_STAMP := $(BUILD)/obj/prefix-$(shell printf '%s' '$(PREFIX)|$(LIBDIR)|$(INCLUDEDIR)|$(BINDIR)' | md5sum | cut -c1-12)
+$(PREFIX_STAMP): | $(BUILD)/obj
+	rm -f $(BUILD)/obj/prefix-* && touch $@
+
 # Where the static library looks for the plugin (the shared one looks beside itself first).
 $(BUILD)/obj/torch_plugin.o: CFLAGS_LIB += -DJACLIP_PLUGIN_DIR='"$(LIBDIR)"'
+$(BUILD)/obj/torch_plugin.o: $(PREFIX_STAMP)
 
 
 $(BUILD)/obj/%.o: lib/%.cpp include/jaclip.h lib/internal.h $(wildcard lib/*.h) | $(BUILD)/obj
@@ -95,7 +101,7 @@ $(BUILD)/libjaclip.so: $(SHLIB)
 $(STLIB): $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/jaclip.pc: pkgconfig/jaclip.pc.in Makefile | $(BUILD)/obj
+$(BUILD)/jaclip.pc: pkgconfig/jaclip.pc.in Makefile $(PREFIX_STAMP) | $(BUILD)/obj
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES_PRIVATE@|$(PKGS)|' \
 	    -e 's|@LIBS_PRIVATE@|-lstdc++ -ldl -lm -lpthread|' $< > $@

@@ -26,7 +26,7 @@ $(CLI): tools/jaclip.c include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so
 	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $< -L$(BUILD) -ljaclip -Wl,-rpath,'$$ORIGIN' -lm
 
 # ...and installed, in $(LIBDIR) only.
-$(CLI_INSTALLED): tools/jaclip.c include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so
+$(CLI_INSTALLED): tools/jaclip.c include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so $(PREFIX_STAMP)
 	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $< -L$(BUILD) -ljaclip -Wl,-rpath,$(LIBDIR) -lm
 
 INSTALL_EXTRA += install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(CONVERT_DIR)/jaclip_convert && \
