@@ -1,5 +1,6 @@
 """Python binding of libjaclip (rinna's Japanese CLOOB: image and text embeddings, zero-shot
-classification). Pure ctypes; results are numpy arrays when numpy is importable, else jaclip.Tensor.
+classification, an embedding index). Pure ctypes; results are numpy arrays when numpy is importable,
+else jaclip.Tensor.
 
     import jaclip
     with jaclip.Model("model.jaclip") as model:
@@ -13,6 +14,7 @@ from ._errors import (BackendError, ClosedError, DeviceUnavailableError, Error, 
                       OutOfMemoryError, ShapeError, TokenizerError, VersionError)
 from ._api import (Image, Model, Prediction, Tokenizer, normalize, preprocess_images, probabilities,
                    similarity, softmax, topk)
+from ._index import Hit, Index
 from ._tensor import Tensor
 
 __version__ = "0.1.0"
@@ -56,7 +58,7 @@ __all__ = [
     "BackendError", "ClosedError", "DeviceUnavailableError", "Error", "ImageDecodeError",
     "ImageTooLargeError", "IndexFormatError", "InputOutputError", "InternalError", "InvalidArgumentError",
     "InvalidUTF8Error", "ModelFormatError", "NotFoundError", "OutOfMemoryError", "ShapeError",
-    "TokenizerError", "VersionError", "Image", "Model", "Prediction", "Tensor", "Tokenizer", "normalize",
-    "preprocess_images", "probabilities", "similarity", "softmax", "topk", "check_version",
+    "TokenizerError", "VersionError", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
+    "normalize", "preprocess_images", "probabilities", "similarity", "softmax", "topk", "check_version",
     "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
 ]

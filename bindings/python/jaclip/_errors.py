@@ -72,7 +72,7 @@ class InternalError(Error):
 
 
 class ClosedError(InvalidArgumentError):
-    """A method was called on a closed Model, Tokenizer or Image (the C call would be on a freed handle)."""
+    """A method was called on a closed Model, Tokenizer, Image or Index (the C call would be on a freed handle)."""
 
 
 class VersionError(ImportError):

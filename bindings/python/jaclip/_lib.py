@@ -76,6 +76,18 @@ _SIGNATURES = {
     "jaclip_model_encode_image_files": (i32, [PP, P, c_char_pp, sz]),
     "jaclip_model_encode_image_buffers": (i32, [PP, P, c_char_pp, c_size_p, sz]),
     "jaclip_model_preprocess_images": (i32, [PP, P, PP, sz]),
+    "jaclip_index_create": (i32, [PP, sz]),
+    "jaclip_index_free": (None, [P]),
+    "jaclip_index_add": (i32, [P, P, c_char_pp]),
+    "jaclip_index_size": (sz, [P]),
+    "jaclip_index_dim": (sz, [P]),
+    "jaclip_index_label": (ctypes.c_char_p, [P, sz]),
+    "jaclip_index_find_label": (i32, [c_size_p, P, ctypes.c_char_p]),
+    "jaclip_index_embeddings": (i32, [PP, P, sz, sz]),
+    "jaclip_index_search": (i32, [PP, PP, P, P, sz]),
+    "jaclip_index_save": (i32, [P, ctypes.c_char_p]),
+    "jaclip_index_append_file": (i32, [ctypes.c_char_p, P, c_char_pp]),
+    "jaclip_index_load": (i32, [PP, ctypes.c_char_p, u32]),
 }
 
 

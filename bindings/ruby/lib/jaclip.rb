@@ -1,5 +1,5 @@
 # Ruby binding of libjaclip (rinna's Japanese CLOOB: image and text embeddings, zero-shot
-# classification) over the ffi gem. Results are Arrays of Floats.
+# classification, an embedding index) over the ffi gem. Results are Arrays of Floats.
 #
 #   require "jaclip"
 #   Jaclip::Model.open("model.jaclip") do |model|
@@ -11,5 +11,6 @@ require_relative "jaclip/native"
 require_relative "jaclip/tensor"
 require_relative "jaclip/handle"
 require_relative "jaclip/api"
+require_relative "jaclip/index"
 
 Jaclip.check_version

@@ -94,7 +94,7 @@ module Jaclip
     end
   end
 
-  # Shared by Image, Tokenizer and Model: open with a block closes at its end.
+  # Shared by Image, Tokenizer, Model and Index: open with a block closes at its end.
   module Closable
     def closed? = @handle.closed?
 

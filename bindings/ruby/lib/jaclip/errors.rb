@@ -22,7 +22,7 @@ module Jaclip
     const_set(name, klass)
   end
 
-  # A method was called on a closed Model, Tokenizer or Image.
+  # A method was called on a closed Model, Tokenizer, Image or Index.
   class ClosedError < InvalidArgumentError; end
 
   # The loaded libjaclip is not a version this gem was written for.

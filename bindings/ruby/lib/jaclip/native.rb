@@ -107,6 +107,19 @@ module Jaclip
     attach_function :jaclip_model_encode_image_buffers, %i[out pointer pointer pointer size_t], :status, blocking: true
     attach_function :jaclip_model_preprocess_images, %i[out pointer pointer size_t], :status, blocking: true
 
+    attach_function :jaclip_index_create, %i[out size_t], :status
+    attach_function :jaclip_index_free, [:pointer], :void
+    attach_function :jaclip_index_add, %i[pointer pointer pointer], :status, blocking: true
+    attach_function :jaclip_index_size, [:pointer], :size_t
+    attach_function :jaclip_index_dim, [:pointer], :size_t
+    attach_function :jaclip_index_label, %i[pointer size_t], :pointer
+    attach_function :jaclip_index_find_label, %i[pointer pointer pointer], :status
+    attach_function :jaclip_index_embeddings, %i[out pointer size_t size_t], :status
+    attach_function :jaclip_index_search, %i[out out pointer pointer size_t], :status, blocking: true
+    attach_function :jaclip_index_save, %i[pointer string], :status, blocking: true
+    attach_function :jaclip_index_append_file, %i[string pointer pointer], :status, blocking: true
+    attach_function :jaclip_index_load, %i[out string uint32], :status, blocking: true
+
     # Raises the Error subclass of a non-zero status with this thread's last-error detail.
     def self.check(status)
       return if status.zero?

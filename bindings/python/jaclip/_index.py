@@ -1,0 +1,243 @@
+"""Index: the exact cosine-similarity index (jaclip_index) and its file (docs/index-format.md)."""
+import collections
+import contextlib
+import ctypes
+import operator
+import os
+import threading
+
+from . import _errors
+from ._api import _text_bytes
+from ._handle import Handle
+from ._lib import P, check, lib
+from ._tensor import FLOAT32, CTensors, call, take
+
+INDEX_MMAP, INDEX_NO_CHECKSUM = 1, 2
+
+Hit = collections.namedtuple("Hit", "label score row")
+
+
+def _count(value, what):
+    """A non-negative int for a size_t argument: ctypes would wrap -1 to SIZE_MAX silently."""
+    value = operator.index(value)
+    if value < 0:
+        raise _errors.InvalidArgumentError(f"{what} must not be negative, got {value}", 1)
+    return value
+
+
+def _labels(labels, tensor):
+    """A char*[] of the labels (kept alive by the returned tuple) after checking they match the rows."""
+    if isinstance(labels, (str, bytes)):
+        raise TypeError("expected a list of labels, not a single label")
+    raw = [_text_bytes(label) for label in labels]
+    for i, b in enumerate(raw):
+        if b"\0" in b:  # the C API takes NUL-terminated labels: it would silently cut this one short
+            raise _errors.InvalidArgumentError(f"label {i} contains a NUL byte", 1)
+    # The C API reads one label per row and cannot know the list's length, so a short list would be read
+    # past its end; a tensor that is not 2-D is refused by the library before it reads any label.
+    if lib.jaclip_tensor_ndim(tensor) == 2 and lib.jaclip_tensor_dim(tensor, 0) != len(raw):
+        raise _errors.InvalidArgumentError(f"{lib.jaclip_tensor_dim(tensor, 0)} rows but {len(raw)} labels", 1)
+    return (ctypes.c_char_p * max(len(raw), 1))(*raw), raw
+
+
+class _SharedLock:
+    """Many readers or one writer: add() reallocates the rows and labels that search(), label() and
+    save() read, and ctypes runs all of them without the GIL. A waiting writer holds off new readers, so
+    a stream of searches cannot starve add() (which is why the binding never nests two reads in one
+    thread)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers, self._writers, self._writing = 0, 0, False  # _writers: waiting or writing
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            while self._writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._writers += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writers -= 1
+                self._writing = False
+                self._cond.notify_all()
+
+
+class Index:
+    """An exact cosine-similarity index of labelled rows (jaclip_index): Index(dim) for an empty one,
+    Index.load(path) for a saved one. Rows are stored L2-normalised. Any number of threads may search
+    one index at once; add() waits for them. close() or `with` frees it."""
+
+    def __init__(self, dim):
+        dim = _count(dim, "dim")
+        self._adopt(lambda out: lib.jaclip_index_create(out, dim))
+
+    def _adopt(self, make):
+        out = P()
+        check(make(ctypes.byref(out)))
+        self._h, self._lock = Handle(out.value, lib.jaclip_index_free, "index"), _SharedLock()
+
+    @classmethod
+    def load(cls, path, mmap=False, verify=True):
+        """Opens an index file. mmap: use the rows where they lie in the page cache instead of copying
+        them (the file must not be truncated meanwhile); verify=False skips the CRC32 of the vector data
+        (lengths and labels are still checked). IndexFormatError for a foreign, truncated or corrupted
+        file."""
+        flags = (INDEX_MMAP if mmap else 0) | (0 if verify else INDEX_NO_CHECKSUM)
+        encoded = os.fsencode(path)
+        self = cls.__new__(cls)
+        self._adopt(lambda out: lib.jaclip_index_load(out, encoded, flags))
+        return self
+
+    @staticmethod
+    def append_file(path, embeddings, labels):
+        """Appends rows (float32 [N, dim]) with their labels to an existing index file in place, durably
+        (an interruption leaves the old rows, or the old rows plus these); no Index object is needed."""
+        with CTensors((embeddings, FLOAT32)) as (t,):
+            arr, _keep = _labels(labels, t)
+            check(lib.jaclip_index_append_file(os.fsencode(path), t, arr))
+
+    def _read(self):
+        return _Using(self._lock.shared(), self._h)
+
+    # -- rows
+    def add(self, embeddings, labels):
+        """Appends float32 [N, dim] rows (copied, L2-normalised) with one str label each; nothing is
+        added on failure."""
+        with CTensors((embeddings, FLOAT32)) as (t,):
+            arr, _keep = _labels(labels, t)
+            with _Using(self._lock.exclusive(), self._h) as p:
+                check(lib.jaclip_index_add(p, t, arr))
+
+    def __len__(self):
+        with self._read() as p:
+            return lib.jaclip_index_size(p)
+
+    @property
+    def dim(self):
+        with self._read() as p:
+            return lib.jaclip_index_dim(p)
+
+    def label(self, i):
+        """The label of row i; NotFoundError past the end."""
+        i = operator.index(i)
+        with self._read() as p:
+            raw = lib.jaclip_index_label(p, i) if i >= 0 else None  # copied before add() can move it
+        if raw is None:
+            raise _errors.NotFoundError(f"row {i} is not in the index", 13)
+        return raw.decode("utf-8")
+
+    def labels(self):
+        """Every label, in row order."""
+        with self._read() as p:
+            return [lib.jaclip_index_label(p, i).decode("utf-8") for i in range(lib.jaclip_index_size(p))]
+
+    def find(self, label):
+        """The lowest row labelled `label`; NotFoundError if none is."""
+        raw = _text_bytes(label)
+        if b"\0" in raw:
+            raise _errors.NotFoundError("no label contains a NUL byte", 13)
+        out = ctypes.c_size_t()
+        with self._read() as p:
+            check(lib.jaclip_index_find_label(ctypes.byref(out), p, raw))
+        return out.value
+
+    def embeddings(self, first=0, count=None):
+        """float32 [count, dim] copy of rows first.. as stored (unit length); all from first by default."""
+        first = _count(first, "first")
+        with self._read() as p:
+            if count is None:
+                count = max(lib.jaclip_index_size(p) - first, 0)
+            return call(lib.jaclip_index_embeddings, p, first, _count(count, "count"))
+
+    # -- search
+    def search(self, queries, k=10):
+        """(indices int64 [Q, k'], scores float32 [Q, k']) of the k rows most cosine-similar to each row
+        of queries (float32 [Q, dim]), best first, ties to the lower row; k' = min(k, len(self))."""
+        k = _count(k, "k")
+        idx, val = P(), P()
+        with CTensors((queries, FLOAT32)) as (t,), self._read() as p:
+            check(lib.jaclip_index_search(ctypes.byref(idx), ctypes.byref(val), p, t, k))
+        return take(idx), take(val)
+
+    def _hits(self, features, k):
+        idx, val = self.search(features, k)
+        with self._read() as p:
+            # The rows found are still there: a concurrent add() only appends.
+            return [Hit(lib.jaclip_index_label(p, int(i)).decode("utf-8"), float(v), int(i))
+                    for i, v in zip(idx.tolist()[0], val.tolist()[0])]
+
+    def search_text(self, model, text, k=10):
+        """The k rows best matching one text, encoded by model: a list of Hit(label, score, row)."""
+        if not isinstance(text, (str, bytes)):
+            raise TypeError(f"expected one text, not {type(text).__name__}")
+        return self._hits(model.encode_texts([text]), k)
+
+    def search_image(self, model, image, k=10):
+        """The k rows best matching one image (path, bytes or jaclip.Image), encoded by model: a list of
+        Hit(label, score, row)."""
+        return self._hits(model.encode_images([image]), k)
+
+    # -- files
+    def save(self, path):
+        """Writes the whole index to path atomically (a temporary file renamed over it) and durably."""
+        with self._read() as p:
+            check(lib.jaclip_index_save(p, os.fsencode(path)))
+
+    # -- lifetime
+    @property
+    def closed(self):
+        return self._h.closed
+
+    def close(self):
+        """Frees the index (and unmaps its file) now, or when the calls running in other threads return."""
+        self._h.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        if self.closed:
+            return "<jaclip.Index (closed)>"
+        return f"<jaclip.Index dim={self.dim} rows={len(self)}>"
+
+
+class _Using:
+    """Enters a lock context, then a handle (giving its pointer); leaves both in reverse."""
+
+    def __init__(self, lock_cm, handle):
+        self._lock_cm, self._handle = lock_cm, handle
+
+    def __enter__(self):
+        self._lock_cm.__enter__()
+        try:
+            return self._handle.__enter__()
+        except BaseException:
+            self._lock_cm.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc):
+        try:
+            self._handle.__exit__()
+        finally:
+            self._lock_cm.__exit__(None, None, None)

@@ -1,0 +1,216 @@
+module Jaclip
+  # One search result of Index#search_text / #search_image: the row's label, its cosine score, its row.
+  Hit = Struct.new(:label, :score, :row)
+
+  # An exact cosine-similarity index of labelled rows (jaclip_index): Index.open(dim) for an empty one,
+  # Index.load(path) for a saved one; with a block, freed when the block ends. Rows are stored
+  # L2-normalised. Threads may search one index at once; #add waits for them.
+  class Index
+    include Closable
+
+    MMAP = 1
+    NO_CHECKSUM = 2
+
+    # Many readers or one writer: add reallocates the rows and labels that search, label and save read,
+    # and those run without the GVL. A waiting writer holds off new readers, so a stream of searches
+    # cannot starve add (which is why the binding never nests two reads in one thread).
+    class SharedLock
+      def initialize
+        @mutex = Mutex.new
+        @cond = ConditionVariable.new
+        @readers = 0
+        @writers = 0 # waiting or writing
+        @writing = false
+      end
+
+      def shared
+        @mutex.synchronize do
+          @cond.wait(@mutex) while @writers.positive?
+          @readers += 1
+        end
+        begin
+          yield
+        ensure
+          @mutex.synchronize { @cond.broadcast if (@readers -= 1).zero? }
+        end
+      end
+
+      def exclusive
+        @mutex.synchronize do
+          @writers += 1
+          @cond.wait(@mutex) while @writing || @readers.positive?
+          @writing = true
+        end
+        begin
+          yield
+        ensure
+          @mutex.synchronize do
+            @writers -= 1
+            @writing = false
+            @cond.broadcast
+          end
+        end
+      end
+    end
+
+    def initialize(dim, _loader: nil)
+      out = FFI::MemoryPointer.new(:pointer)
+      Native.check(_loader ? _loader.call(out) : Native.jaclip_index_create(out, Index.count(dim, "dim")))
+      @handle = Handle.new(out.read_pointer, :jaclip_index_free, "index")
+      @lock = SharedLock.new
+    end
+
+    # Opens an index file. mmap: use the rows where they lie in the page cache instead of copying them
+    # (the file must not be truncated meanwhile); verify: false skips the CRC32 of the vector data
+    # (lengths and labels are still checked). IndexFormatError for a foreign, truncated or corrupted file.
+    def self.load(path, mmap: false, verify: true, &block)
+      flags = (mmap ? MMAP : 0) | (verify ? 0 : NO_CHECKSUM)
+      open(nil, _loader: ->(out) { Native.jaclip_index_load(out, path.to_s, flags) }, &block)
+    end
+
+    # Appends rows ([N][dim] Floats) with their labels to an existing index file in place, durably (an
+    # interruption leaves the old rows, or the old rows plus these); no Index object is needed.
+    def self.append_file(path, embeddings, labels)
+      return if embeddings == [] && labels == [] # no rows: the file is not touched
+
+      Tensor.with_c([embeddings, Tensor::FLOAT32]) do |t|
+        arr, _keep = label_pointers(labels, t)
+        Native.check(Native.jaclip_index_append_file(path.to_s, t, arr))
+      end
+      nil
+    end
+
+    # Appends [N][dim] rows (copied, L2-normalised) with one String label each; nothing is added on
+    # failure. Returns self.
+    def add(embeddings, labels)
+      # [] is 1-D to Tensor.to_c; it means no rows, so the library (which wants [0, dim]) is not asked.
+      return @handle.use { self } if embeddings == [] && labels == []
+
+      Tensor.with_c([embeddings, Tensor::FLOAT32]) do |t|
+        arr, _keep = Index.label_pointers(labels, t)
+        @lock.exclusive { @handle.use { |p| Native.check(Native.jaclip_index_add(p, t, arr)) } }
+      end
+      self
+    end
+
+    def size = read { |p| Native.jaclip_index_size(p) }
+    alias length size
+    def empty? = size.zero?
+    def dim = read { |p| Native.jaclip_index_dim(p) }
+
+    # The label of row i; NotFoundError past the end.
+    def label(i)
+      raise TypeError, "a row must be an Integer, not #{i.class}" unless i.is_a?(Integer)
+
+      # Copied inside the lock: the pointer is only valid until the next add.
+      text = read do |p|
+        ptr = i.negative? ? FFI::Pointer::NULL : Native.jaclip_index_label(p, i)
+        ptr.null? ? nil : ptr.read_string.force_encoding(Encoding::UTF_8)
+      end
+      raise NotFoundError.new("row #{i} is not in the index", 13) unless text
+
+      text
+    end
+
+    # Every label, in row order.
+    def labels
+      read do |p|
+        Array.new(Native.jaclip_index_size(p)) { |i| Native.jaclip_index_label(p, i).read_string.force_encoding(Encoding::UTF_8) }
+      end
+    end
+
+    # The lowest row labelled label; NotFoundError if none is.
+    def find(label)
+      raw = Jaclip.text_bytes(label)
+      raise NotFoundError.new("no label contains a NUL byte", 13) if raw.include?("\0")
+
+      out = FFI::MemoryPointer.new(:size_t)
+      buf = FFI::MemoryPointer.from_string(raw)
+      read { |p| Native.check(Native.jaclip_index_find_label(out, p, buf)) }
+      out.read(:size_t)
+    end
+
+    # [count][dim] Floats: rows first.. as stored (unit length); all rows from first by default.
+    def embeddings(first = 0, count = nil)
+      first = Index.count(first, "first")
+      read do |p|
+        count = Index.count(count || [Native.jaclip_index_size(p) - first, 0].max, "count")
+        Tensor.call(:jaclip_index_embeddings, p, first, count)
+      end
+    end
+
+    # [indices, scores], each [Q][k'], of the k rows most cosine-similar to each of the queries
+    # ([Q][dim] Floats), best first, ties to the lower row; k' = min(k, size).
+    def search(queries, k = 10)
+      k = Index.count(k, "k")
+      Tensor.with_c([queries, Tensor::FLOAT32]) do |t|
+        idx = FFI::MemoryPointer.new(:pointer)
+        val = FFI::MemoryPointer.new(:pointer)
+        read { |p| Native.check(Native.jaclip_index_search(idx, val, p, t, k)) }
+        [Tensor.take(idx.read_pointer), Tensor.take(val.read_pointer)]
+      end
+    end
+
+    # The k rows best matching one text, encoded by model: Hits, best first.
+    def search_text(model, text, k = 10)
+      raise TypeError, "expected one text, not #{text.class}" unless text.is_a?(String)
+
+      hits(model.encode_texts([text]), k)
+    end
+
+    # The k rows best matching one image (path or Jaclip::Image), encoded by model: Hits, best first.
+    def search_image(model, image, k = 10) = hits(model.encode_images([image]), k)
+
+    # Writes the whole index to path atomically (a temporary file renamed over it) and durably.
+    def save(path)
+      read { |p| Native.check(Native.jaclip_index_save(p, path.to_s)) }
+      nil
+    end
+
+    def inspect
+      return "#<Jaclip::Index (closed)>" if closed?
+
+      "#<Jaclip::Index dim=#{dim} rows=#{size}>"
+    end
+
+    # Internal: a size_t argument; FFI would wrap a negative Integer to a huge one.
+    def self.count(value, what)
+      raise TypeError, "#{what} must be an Integer, not #{value.class}" unless value.is_a?(Integer)
+      raise InvalidArgumentError.new("#{what} must not be negative, got #{value}", 1) if value.negative?
+
+      value
+    end
+
+    # Internal: [char *[] of the labels, keep-alive] after checking they match the rows of tensor t.
+    def self.label_pointers(labels, t)
+      raise TypeError, "expected an Array of labels" unless labels.is_a?(Array)
+
+      raw = labels.map { |l| Jaclip.text_bytes(l) }
+      # Labels are NUL-terminated in C: one with a NUL inside would be cut short silently.
+      raw.each_with_index { |b, i| raise InvalidArgumentError.new("label #{i} contains a NUL byte", 1) if b.include?("\0") }
+      # The C API reads one label per row and cannot know the Array's size, so a short one would be read
+      # past its end; a tensor that is not 2-D is refused by the library before it reads any label.
+      rows = Native.jaclip_tensor_dim(t, 0)
+      if Native.jaclip_tensor_ndim(t) == 2 && rows != raw.size
+        raise InvalidArgumentError.new("#{rows} rows but #{raw.size} labels", 1)
+      end
+
+      bufs = raw.map { |b| FFI::MemoryPointer.from_string(b) }
+      [FFI::MemoryPointer.new(:pointer, [bufs.size, 1].max).put_array_of_pointer(0, bufs), bufs]
+    end
+
+    private
+
+    def read(&block) = @lock.shared { @handle.use(&block) }
+
+    def hits(features, k)
+      idx, val = search(features, k)
+      # The rows found are still there: a concurrent add only appends.
+      read do |p|
+        idx.first.zip(val.first).map do |i, s|
+          Hit.new(Native.jaclip_index_label(p, i).read_string.force_encoding(Encoding::UTF_8), s, i)
+        end
+      end
+    end
+  end
+end
