@@ -27,7 +27,9 @@ else
 TORCH_CXX11_ABI ?= $(shell grep -qs '_GLIBCXX_USE_CXX11_ABI=0' $(TORCH_DIR)/share/cmake/Torch/TorchConfig.cmake && echo 0 || echo 1)
 TORCH_CXXFLAGS := -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include \
 	-D_GLIBCXX_USE_CXX11_ABI=$(TORCH_CXX11_ABI)
-TORCH_CUDA_LIBS := $(if $(wildcard $(TORCH_DIR)/lib/libtorch_cuda.so),-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed)
+# A CUDA build's kernels live in libtorch_cuda, which nothing references directly: keep it linked.
+CUDA_LINK := -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed
+TORCH_CUDA_LIBS := $(if $(wildcard $(TORCH_DIR)/lib/libtorch_cuda.so),$(CUDA_LINK))
 TORCH_LIBS := -L$(TORCH_DIR)/lib -Wl,-rpath,$(TORCH_DIR)/lib -ltorch -ltorch_cpu -lc10 $(TORCH_CUDA_LIBS)
 endif
 

@@ -27,7 +27,7 @@ test-c: lib test-models $(TEST_C_BINS)
 	  $(TEST_ENV) $$t || { echo "FAILED: $$t"; failed=1; }; done; test $$failed -eq 0
 
 # pytest over test/python (parity against the Debian reference stacks, tools, bindings).
-test-python: lib test-models
+test-python: lib test-models $(BUILD)/examples/classify
 	$(TEST_ENV) $(PYTHON) -m pytest -q -rs test/python
 
 TEST_STEPS += test-c test-python
