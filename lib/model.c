@@ -444,49 +444,15 @@ jaclip_status jaclip_model_preprocess_images(jaclip_tensor **out, const jaclip_m
     return jaclip_image_preprocess(out, images, n, (uint32_t)model->image_size, model->mean, model->std);
 }
 
-/* Preprocesses images [first, first+n) into pixel values and encodes them into rows of out. */
-static jaclip_status encode_image_chunk(jaclip_tensor *out, size_t first, const jaclip_model *model,
-                                        const jaclip_image *const *images, size_t n)
-{
-    jaclip_tensor *px = NULL;
-    jaclip_status st = jaclip_image_preprocess(&px, images, n, (uint32_t)model->image_size, model->mean, model->std);
-    if (st == JACLIP_OK)
-        st = model->api->encode_image(model->torch, px->data, (int64_t)n, model->image_size,
-                                   (float *)out->data + first * (size_t)model->embedding_dim, model->embedding_dim);
-    jaclip_tensor_free(px);
-    return st;
-}
-
-jaclip_status jaclip_model_encode_images(jaclip_tensor **out, const jaclip_model *model,
-                                         const jaclip_image *const *images, size_t n)
-{
-    jaclip_status st;
-    if ((st = check_model_out(out, model)))
-        return st;
-    if (!images && n > 0)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "images is NULL");
-    for (size_t i = 0; i < n; i++)
-        if (!images[i])
-            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "images[%zu] is NULL", i);
-    if ((st = jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, (int64_t)n, model->embedding_dim)))
-        return st;
-    for (size_t first = 0; first < n && st == JACLIP_OK; first += JC_IMAGE_CHUNK)
-        st = encode_image_chunk(*out, first, model, images + first, n - first < JC_IMAGE_CHUNK ? n - first : JC_IMAGE_CHUNK);
-    if (st) {
-        jaclip_tensor_free(*out);
-        *out = NULL;
-    }
-    return st;
-}
-
 /* Decoding and resizing a photo takes 50-100 ms on one core, a third of the model's time per image at
- * batch 8, and the model cannot use the cores while it waits: each chunk is decoded by one thread per
- * usable core, then encoded. */
+ * batch 8, and the model cannot use the cores while it waits: each chunk is decoded and preprocessed by
+ * one thread per usable core, then encoded. */
 typedef struct decode_job {
     const jaclip_model *model;
-    const char *const *paths;        /* either paths ... */
-    const void *const *data;         /* ... or buffers */
+    const char *const *paths;        /* paths, */
+    const void *const *data;         /* buffers */
     const size_t *sizes;
+    const jaclip_image *const *images; /* or decoded images */
     size_t first, count;
     float *pixels;                   /* [count, 3, S, S] */
     size_t next;                     /* next image to take, atomically */
@@ -501,9 +467,12 @@ static void decode_one(decode_job *job, size_t k)
     const jaclip_model *m = job->model;
     size_t i = job->first + k;
     jaclip_image *image = NULL;
+    const jaclip_image *decoded = NULL;
     jaclip_tensor *px = NULL;
-    jaclip_status st;
-    if (job->paths) {
+    jaclip_status st = JACLIP_OK;
+    if (job->images) {
+        decoded = job->images[i];
+    } else if (job->paths) {
         /* jaclip_image_load names the file in its messages itself. */
         st = job->paths[i] ? jaclip_image_load(&image, job->paths[i], m->max_image_pixels, m->image_flags)
                            : jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "paths[%zu] is NULL", i);
@@ -513,7 +482,7 @@ static void decode_one(decode_job *job, size_t k)
             jc_fail_prefix(st, "image buffer %zu: ", i);
     }
     if (st == JACLIP_OK) {
-        const jaclip_image *one[1] = {image};
+        const jaclip_image *one[1] = {decoded ? decoded : image};
         st = jaclip_image_preprocess(&px, one, 1, (uint32_t)m->image_size, m->mean, m->std);
         if (st == JACLIP_OK)
             memcpy(job->pixels + k * (px->numel), px->data, px->numel * sizeof(float));
@@ -574,7 +543,8 @@ static jaclip_status decode_chunk(decode_job *job)
 }
 
 static jaclip_status encode_sources(jaclip_tensor **out, const jaclip_model *model, const char *const *paths,
-                                    const void *const *data, const size_t *sizes, size_t n)
+                                    const void *const *data, const size_t *sizes,
+                                    const jaclip_image *const *images, size_t n)
 {
     jaclip_tensor *pixels = NULL;
     jaclip_status st;
@@ -586,7 +556,8 @@ static jaclip_status encode_sources(jaclip_tensor **out, const jaclip_model *mod
         st = jc_tensor_new(&pixels, JACLIP_DTYPE_FLOAT32, 4, shape);
     }
     for (size_t first = 0; first < n && st == JACLIP_OK; first += JC_IMAGE_CHUNK) {
-        decode_job job = {.model = model, .paths = paths, .data = data, .sizes = sizes, .first = first,
+        decode_job job = {.model = model, .paths = paths, .data = data, .sizes = sizes, .images = images,
+                          .first = first,
                           .count = n - first < JC_IMAGE_CHUNK ? n - first : JC_IMAGE_CHUNK,
                           .pixels = pixels->data, .lock = PTHREAD_MUTEX_INITIALIZER};
         st = decode_chunk(&job);
@@ -611,7 +582,7 @@ jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out, const jaclip_
         return st;
     if (!paths && n > 0)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "paths is NULL");
-    return encode_sources(out, model, paths, NULL, NULL, n);
+    return encode_sources(out, model, paths, NULL, NULL, NULL, n);
 }
 
 jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out, const jaclip_model *model,
@@ -622,5 +593,19 @@ jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out, const jacli
         return st;
     if ((!data || !sizes) && n > 0)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data or sizes is NULL");
-    return encode_sources(out, model, NULL, data, sizes, n);
+    return encode_sources(out, model, NULL, data, sizes, NULL, n);
+}
+
+jaclip_status jaclip_model_encode_images(jaclip_tensor **out, const jaclip_model *model,
+                                         const jaclip_image *const *images, size_t n)
+{
+    jaclip_status st;
+    if ((st = check_model_out(out, model)))
+        return st;
+    if (!images && n > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "images is NULL");
+    for (size_t i = 0; i < n; i++)
+        if (!images[i])
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "images[%zu] is NULL", i);
+    return encode_sources(out, model, NULL, NULL, NULL, images, n);
 }
