@@ -129,6 +129,11 @@ jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels, u
     st = jc_image_new(&image, width, height, mode, 0);
     if (st != JACLIP_OK)
         return st;
+    /* The last row starts (height - 1) * stride bytes in: refuse a stride that wraps around. */
+    if (height > 1 && stride > (SIZE_MAX - row_bytes) / (height - 1)) {
+        jaclip_image_free(image);
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "stride %zu over %u rows overflows", stride, height);
+    }
     for (uint32_t y = 0; y < height; y++)
         memcpy(image->pixels + (size_t)y * row_bytes, (const uint8_t *)pixels + (size_t)y * stride, row_bytes);
     *out = image;
