@@ -266,17 +266,14 @@ static jaclip_status model_load(jaclip_model **out, const char *path, const void
 
 jaclip_status jaclip_model_load(jaclip_model **out, const char *path, const jaclip_model_options *options)
 {
-    FILE *f;
     if (!out)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
     *out = NULL;
     if (!path)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
-    /* libtorch's own message for a missing file is a C++ backtrace; say it plainly first. */
-    f = fopen(path, "rb");
-    if (!f)
-        return jc_fail(JACLIP_ERROR_IO, "cannot open model file %s: %s", path, strerror(errno));
-    fclose(f);
+    jaclip_status st = jc_check_model_archive_file(path);
+    if (st)
+        return st;
     return model_load(out, path, NULL, 0, options);
 }
 
@@ -288,6 +285,9 @@ jaclip_status jaclip_model_load_memory(jaclip_model **out, const void *data, siz
     *out = NULL;
     if (!data || size == 0)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data is NULL or size is 0");
+    jaclip_status st = jc_check_model_archive(data, size, "model in memory");
+    if (st)
+        return st;
     return model_load(out, NULL, data, size, options);
 }
 

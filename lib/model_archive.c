@@ -1,0 +1,179 @@
+/* Structural check of a model file's zip archive before libtorch reads it.
+ *
+ * libtorch 1.13 trusts its archives: fuzzing found damaged code and debug-pickle entries that crash
+ * it (SEGV in ScriptTypeParser, heap corruption while formatting its own error) and a damaged
+ * data.pkl that makes it reserve 4 GB. Every such input had an entry whose CRC32 no longer matched,
+ * and libtorch checks none. So every entry's bounds are checked against the file, and the CRC32 of
+ * every entry except the tensor storages (archive/data/N: raw weights, most of the file, which cannot
+ * crash anything when damaged) — code, pickles, constants and our extra files. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define SIG_LOCAL 0x04034b50u
+#define SIG_CENTRAL 0x02014b50u
+#define SIG_EOCD 0x06054b50u
+#define SIG_EOCD64 0x06064b50u
+#define SIG_EOCD64_LOCATOR 0x07064b50u
+/* A code or pickle entry larger than this is not something the converter writes. */
+#define MAX_CHECKED_ENTRY ((uint64_t)256 << 20)
+
+static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd32(const unsigned char *p) { return (uint32_t)rd16(p) | (uint32_t)rd16(p + 2) << 16; }
+static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+/* "archive/data/123": a tensor storage. */
+static bool is_storage(const unsigned char *name, size_t len)
+{
+    size_t i = len;
+    while (i > 0 && name[i - 1] >= '0' && name[i - 1] <= '9')
+        i--;
+    return i < len && i >= 6 && memcmp(name + i - 6, "/data/", 6) == 0;
+}
+
+static jaclip_status bad(const char *where, const char *what)
+{
+    return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: damaged or not a model archive: %s", where, what);
+}
+
+static uint32_t entry_crc(const unsigned char *data, uint64_t csize, uint64_t usize, uint16_t method, bool *ok)
+{
+    *ok = false;
+    if (method == 0) {
+        *ok = csize == usize;
+        uLong crc = crc32(0L, Z_NULL, 0);
+        for (uint64_t done = 0; done < csize;) {
+            uInt n = csize - done > (1u << 30) ? (1u << 30) : (uInt)(csize - done);
+            crc = crc32(crc, data + done, n);
+            done += n;
+        }
+        return (uint32_t)crc;
+    }
+    /* Deflated (method 8): inflate into a buffer of the declared size, no more. */
+    if (usize > MAX_CHECKED_ENTRY || csize > UINT32_MAX)
+        return 0;
+    unsigned char *buf = malloc(usize ? usize : 1);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (!buf || inflateInit2(&z, -MAX_WBITS) != Z_OK) {
+        free(buf);
+        return 0;
+    }
+    z.next_in = (unsigned char *)data;
+    z.avail_in = (uInt)csize;
+    z.next_out = buf;
+    z.avail_out = (uInt)usize;
+    int rc = inflate(&z, Z_FINISH);
+    *ok = rc == Z_STREAM_END && z.total_out == usize;
+    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)z.total_out);
+    inflateEnd(&z);
+    free(buf);
+    return crc;
+}
+
+jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char *where)
+{
+    const unsigned char *d = bytes;
+    if (size < 22)
+        return bad(where, "too short to be a zip archive");
+    /* The end-of-central-directory record: last 22 bytes plus up to a 64 KiB comment. */
+    size_t eocd = SIZE_MAX, lowest = size > 22 + 65535 ? size - 22 - 65535 : 0;
+    for (size_t i = size - 22 + 1; i-- > lowest;)
+        if (rd32(d + i) == SIG_EOCD && i + 22 + rd16(d + i + 20) == size) {
+            eocd = i;
+            break;
+        }
+    if (eocd == SIZE_MAX)
+        return bad(where, "no zip end record");
+    uint64_t entries = rd16(d + eocd + 10), cd_size = rd32(d + eocd + 12), cd_offset = rd32(d + eocd + 16);
+    if (eocd >= 20 && rd32(d + eocd - 20) == SIG_EOCD64_LOCATOR) {
+        uint64_t at = rd64(d + eocd - 20 + 8);
+        if (at > size - 56 || rd32(d + at) != SIG_EOCD64)
+            return bad(where, "zip64 end record out of place");
+        entries = rd64(d + at + 32);
+        cd_size = rd64(d + at + 40);
+        cd_offset = rd64(d + at + 48);
+    }
+    if (cd_offset > size || cd_size > size - cd_offset || entries == 0 || entries > cd_size / 46)
+        return bad(where, "central directory out of bounds");
+
+    const unsigned char *p = d + cd_offset, *end = p + cd_size;
+    for (uint64_t e = 0; e < entries; e++) {
+        if ((size_t)(end - p) < 46 || rd32(p) != SIG_CENTRAL)
+            return bad(where, "central directory entry out of bounds");
+        uint16_t flags = rd16(p + 8), method = rd16(p + 10);
+        uint32_t crc = rd32(p + 16);
+        uint64_t csize = rd32(p + 20), usize = rd32(p + 24), local = rd32(p + 42);
+        size_t name_len = rd16(p + 28), extra_len = rd16(p + 30), comment_len = rd16(p + 32);
+        if ((size_t)(end - p) < 46 + name_len + extra_len + comment_len)
+            return bad(where, "central directory entry out of bounds");
+        const unsigned char *name = p + 46, *extra = name + name_len;
+        /* zip64: the 0xFFFFFFFF fields are in the 0x0001 extra field, in this order. */
+        for (size_t x = 0; x + 4 <= extra_len;) {
+            size_t id = rd16(extra + x), len = rd16(extra + x + 2), q = x + 4;
+            if (x + 4 + len > extra_len)
+                return bad(where, "bad extra field");
+            if (id == 1) {
+                if (usize == UINT32_MAX && q + 8 <= x + 4 + len)
+                    usize = rd64(extra + q), q += 8;
+                if (csize == UINT32_MAX && q + 8 <= x + 4 + len)
+                    csize = rd64(extra + q), q += 8;
+                if (local == UINT32_MAX && q + 8 <= x + 4 + len)
+                    local = rd64(extra + q);
+            }
+            x += 4 + len;
+        }
+        char shown[128];
+        snprintf(shown, sizeof shown, "%.*s", (int)(name_len < 100 ? name_len : 100), (const char *)name);
+        if (flags & 1)
+            return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: entry %s is encrypted", where, shown);
+        if (method != 0 && method != 8)
+            return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: entry %s uses compression method %u", where, shown, method);
+        if (local > size - 30 || rd32(d + local) != SIG_LOCAL)
+            return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: entry %s: local header out of place", where, shown);
+        uint64_t start = local + 30 + (uint64_t)rd16(d + local + 26) + rd16(d + local + 28);
+        if (start > size || csize > size - start)
+            return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: entry %s runs past the end of the file (truncated?)",
+                           where, shown);
+        if (!is_storage(name, name_len)) {
+            bool ok;
+            uint32_t actual = entry_crc(d + start, csize, usize, method, &ok);
+            if (!ok || actual != crc)
+                return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: entry %s is damaged (checksum mismatch)", where, shown);
+        }
+        p += 46 + name_len + extra_len + comment_len;
+    }
+    return JACLIP_OK;
+}
+
+jaclip_status jc_check_model_archive_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return jc_fail(JACLIP_ERROR_IO, "cannot open model file %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return jc_fail(JACLIP_ERROR_IO, "model file %s is not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return bad(path, "empty file");
+    }
+    /* Mapped, not read: only the directory and the small entries are touched. */
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return jc_fail(JACLIP_ERROR_IO, "cannot map model file %s: %s", path, strerror(errno));
+    jaclip_status status = jc_check_model_archive(map, (size_t)st.st_size, path);
+    munmap(map, (size_t)st.st_size);
+    return status;
+}
