@@ -255,9 +255,11 @@ JACLIP_API void jaclip_model_options_free(jaclip_model_options *options);
  * exists is checked at load (JACLIP_ERROR_DEVICE_UNAVAILABLE). */
 JACLIP_API jaclip_status jaclip_model_options_set_device(jaclip_model_options *options,
                                                          const char *device);
-/* libtorch intra-op threads, 0 = the cores this process may use, else 1..1024. PROCESS-WIDE: libtorch
- * has one thread pool per process, so the last model loaded with a non-default value sets it for
- * everyone. */
+/* How many cores the model's computation may use: 0 = the cores this process may use, else 1..1024.
+ * Each encode call applies the model's setting to libtorch's thread pool for the calling thread. Where
+ * libtorch's BLAS is OpenBLAS (Debian), fp32 runs one torch thread over OpenBLAS's own pool, and a
+ * non-zero value also sizes that pool: PROCESS-WIDE, for every model and every other OpenBLAS user in
+ * the process (numpy included). */
 JACLIP_API jaclip_status jaclip_model_options_set_num_threads(jaclip_model_options *options,
                                                               int32_t num_threads);
 JACLIP_API jaclip_status jaclip_model_options_set_precision(jaclip_model_options *options,
