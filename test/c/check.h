@@ -41,6 +41,33 @@ static int check_passed, check_failed;
         CHECK(jaclip_last_error()[0] != '\0');                       \
     } while (0)
 
+/* An input named by the environment, or the default. */
+static inline const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+/* A whole file in a malloc'd buffer (non-NULL also when empty); NULL if it cannot be read. */
+static inline void *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long n;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 1);
+        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        *size = (size_t)n;
+    }
+    fclose(f);
+    return buf;
+}
+
 static int check_summary(const char *name)
 {
     printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);

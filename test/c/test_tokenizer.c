@@ -50,24 +50,6 @@ static const int64_t V_SITTING[] = {9, 1651, 12, 578, 587};
 static const int64_t V_DOG_SEP_CAT[] = {9, 1651, 5, 9, 4324};
 static const int64_t V_MASK_X[] = {6, 4295};
 
-static void *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        *size = (size_t)n;
-    }
-    fclose(f);
-    return buf;
-}
 
 static void test_load_errors(void)
 {

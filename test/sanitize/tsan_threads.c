@@ -33,24 +33,6 @@ static struct {
     jaclip_tensor *queries, *hits;
 } g;
 
-static unsigned char *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf = NULL;
-    long n;
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        *size = (size_t)n;
-    }
-    fclose(f);
-    return buf;
-}
 
 static int same(const jaclip_tensor *x, const jaclip_tensor *y)
 {

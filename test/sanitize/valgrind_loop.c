@@ -5,11 +5,6 @@
 #include "jaclip.h"
 #include "check.h"
 
-static const char *env_or(const char *name, const char *fallback)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : fallback;
-}
 
 static void one_round(const char *model_path, const char *bad_dir, const char *dog)
 {
