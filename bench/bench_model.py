@@ -291,7 +291,7 @@ def main():
                 ("bf16 file / fp32 file", os.path.getsize(args.model_bf16) / os.path.getsize(args.model), 0.55,
                  lambda v, t: v <= t)]
     for what, value, target, ok in accuracy:
-        lines.append(f"| {what} | {value:.3g} | {target} | {'met' if ok(value, target) else 'NOT met'} |")
+        lines.append(f"| {what} | {value:.6g} | {target} | {'met' if ok(value, target) else 'NOT met'} |")
     lines += ["", f"fp32 model file {weights_mb:.0f} MB, bf16 {os.path.getsize(args.model_bf16) / 1e6:.0f} MB; "
               f"libjaclip fp32 RSS {f32['rss_loaded_mb']:.0f} MB after load, {f32['rss_after_mb']:.0f} MB after "
               f"encoding (peak {f32['peak_rss_mb']:.0f} MB during the batch of 8)."]
