@@ -41,24 +41,6 @@ static void fill(float *x, size_t n, uint32_t seed)
     }
 }
 
-static unsigned char *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf = NULL;
-    long n;
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        *size = (size_t)n;
-    }
-    fclose(f);
-    return buf;
-}
 
 static void write_all(const char *path, const void *data, size_t size)
 {
@@ -547,7 +529,7 @@ static void test_append(void)
 
     /* Errors: width mismatch, bad labels, missing or foreign file; none changes the file. */
     size_t before_size = 0;
-    free(read_all(path, &before_size));
+    free(read_file(path, &before_size));
     jaclip_tensor *wide = make_f32(1, DIM + 2, NULL);
     CHECK_ERROR(jaclip_index_append_file(path, wide, one), JACLIP_ERROR_SHAPE);
     CHECK_ERROR(jaclip_index_append_file(path, t, NULL), JACLIP_ERROR_INVALID_ARGUMENT);
@@ -564,7 +546,7 @@ static void test_append(void)
     jaclip_tensor *none = make_f32(0, DIM, NULL);
     CHECK_OK(jaclip_index_append_file(path, none, NULL));
     size_t after_size = 0;
-    free(read_all(path, &after_size));
+    free(read_file(path, &after_size));
     CHECK(after_size == before_size);
     jaclip_tensor_free(none);
     jaclip_tensor_free(wide);
@@ -580,12 +562,12 @@ static void test_interrupted_append(void)
     jaclip_index *base = make_index(3, 30, "base"), *extra = make_index(2, 31, "extra"), *loaded = NULL;
     CHECK_OK(jaclip_index_save(base, path));
     size_t old_size = 0, new_size = 0;
-    unsigned char *old_bytes = read_all(path, &old_size);
+    unsigned char *old_bytes = read_file(path, &old_size);
     jaclip_tensor *e = NULL;
     const char *labels[2] = {"extra0", "extra1"};
     CHECK_OK(jaclip_index_embeddings(&e, extra, 0, 2));
     CHECK_OK(jaclip_index_append_file(path, e, labels));
-    unsigned char *new_bytes = read_all(path, &new_size);
+    unsigned char *new_bytes = read_file(path, &new_size);
     CHECK(new_size > old_size);
     /* The state before the header commit: the old header followed by part of the new segment. */
     int failures = 0;
@@ -613,7 +595,7 @@ static void test_interrupted_append(void)
     CHECK(loaded && strcmp(jaclip_index_label(loaded, 4), "extra1") == 0);
     jaclip_index_free(loaded);
     size_t cut_size = 0;
-    free(read_all(cut, &cut_size));
+    free(read_file(cut, &cut_size));
     CHECK(cut_size == new_size);
     jaclip_tensor_free(e);
     free(old_bytes);
@@ -644,7 +626,7 @@ static void test_damaged_files(void)
     CHECK_OK(jaclip_index_append_file(path, e, labels)); /* two segments */
     jaclip_tensor_free(e);
     size_t size = 0;
-    unsigned char *good = read_all(path, &size);
+    unsigned char *good = read_file(path, &size);
     CHECK(good != NULL && size > 64);
     CHECK_OK(load_bytes(good, size, 0));
 
