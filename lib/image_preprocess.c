@@ -111,13 +111,9 @@ static inline uint8_t muldiv255(unsigned a, unsigned b)
     return (uint8_t)(((t >> 8) + t) >> 8);
 }
 
-/* Copies n pixels of one row, premultiplying alpha (PIL's RGBA->RGBa, LA->La) when asked. */
-static void load_row(uint8_t *dst, const uint8_t *src, size_t n, int channels, int premultiply)
+/* PIL's RGBA -> RGBa (and LA -> La): colour scaled by alpha with MULDIV255. */
+static void premultiply_row(uint8_t *dst, const uint8_t *src, size_t n, int channels)
 {
-    if (!premultiply) {
-        memcpy(dst, src, n * (size_t)channels);
-        return;
-    }
     for (size_t i = 0; i < n; i++, src += channels, dst += channels) {
         unsigned alpha = src[channels - 1];
         for (int c = 0; c < channels - 1; c++)
@@ -189,9 +185,13 @@ static jaclip_status resample_8bpc(uint8_t *window, const jaclip_image *image, i
     for (int y = row_begin; y < row_end; y++) {
         const uint8_t *src = image->pixels + (size_t)y * src_row_bytes;
         uint8_t *dst = rows + (size_t)(y - row_begin) * win_row_bytes;
-        uint8_t *row = scratch;
-        load_row(scratch + (size_t)col_begin * channels, src + (size_t)col_begin * channels,
-                 (size_t)(col_end - col_begin), channels, premultiply);
+        const uint8_t *row = src;
+        if (premultiply) {
+            /* Only the columns the taps read are converted. */
+            premultiply_row(scratch + (size_t)col_begin * channels, src + (size_t)col_begin * channels,
+                            (size_t)(col_end - col_begin), channels);
+            row = scratch;
+        }
         if (!need_horizontal) {
             memcpy(dst, row + (size_t)left * channels, win_row_bytes);
             continue;
