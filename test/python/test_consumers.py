@@ -183,20 +183,7 @@ def test_search_example_errors(bins, image_dir, tmp_path):
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     prefix = tmp_path_factory.mktemp("prefix")
-    # These build outputs bake PREFIX in and are not remade when only PREFIX changes: remove them before
-    # and after so neither this install nor a later one gets a stale prefix.
-    baked = [os.path.join(BUILD, "jaclip.pc"), os.path.join(BUILD, "obj", "jaclip-installed")]
-
-    def clean():
-        for path in baked:
-            if os.path.exists(path):
-                os.remove(path)
-
-    clean()
-    try:
-        run(["make", "--no-print-directory", "-C", ROOT, "install", f"PREFIX={prefix}"])
-    finally:
-        clean()
+    run(["make", "--no-print-directory", "-C", ROOT, "install", f"PREFIX={prefix}"])
     return prefix
 
 
@@ -243,6 +230,23 @@ def test_programs_built_only_with_pkg_config_run_against_the_install(installed, 
         out.mkdir()
         run([prog, TINY_MODEL, DOG, str(out)] + TEXTS, env=run_env)
         assert read_features(out) == read_features(reference)
+
+
+def test_static_library_with_pkg_config_static(installed, bins, tmp_path):
+    """libjaclip.a plus `pkg-config --static --libs`: no libjaclip.so at run time; the libtorch plugin is
+    found where make install put it."""
+    env = pkg_env(installed)
+    flags = run(["pkg-config", "--static", "--cflags", "--libs", "jaclip"], env=env).stdout.split()
+    flags = [f for f in flags if f != "-ljaclip"]
+    prog = compile_c(os.path.join(ROOT, "test", "consumers", "features.c"), str(tmp_path / "static"),
+                     [str(installed / "lib" / "libjaclip.a")] + flags)
+    assert "libjaclip.so" not in run(["ldd", prog]).stdout
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    out.mkdir()
+    reference.mkdir()
+    run([bins["features_c"], TINY_MODEL, DOG, str(reference)] + TEXTS, env=env_for())
+    run([prog, TINY_MODEL, DOG, str(out)] + TEXTS, env=env)
+    assert read_features(out) == read_features(reference)
 
 
 @pytest.mark.parametrize("how", ["pkg-config", "JACLIP_LIBRARY"])
