@@ -310,7 +310,7 @@ private:
 
 struct ModelOptions {
     std::string device = "cpu";          /* "cpu", "cuda", "cuda:N" */
-    int32_t num_threads = 0;             /* 0 = all cores; PROCESS-WIDE in libtorch */
+    int32_t num_threads = 0;             /* cores to use, 0 = all (see jaclip.h) */
     jaclip_precision precision = JACLIP_PRECISION_DEFAULT;
     uint64_t max_image_pixels = 0;       /* 0 = JACLIP_DEFAULT_MAX_PIXELS */
     uint32_t image_flags = JACLIP_IMAGE_DEFAULT;

@@ -311,8 +311,8 @@ class _Borrowed:
 class Model:
     """A loaded model (jaclip_model). Safe to share between threads; close() or `with` frees it.
 
-    device: "cpu", "cuda" or "cuda:N"; num_threads: libtorch threads, 0 = all cores (process-wide);
-    precision: None (as stored), "fp32" or "bf16"; max_image_pixels: limit for images the model decodes
+    device: "cpu", "cuda" or "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
+    OpenBLAS's process-wide pool); precision: None (as stored), "fp32" or "bf16"; max_image_pixels: limit for images the model decodes
     (0 = default); exif_transpose: rotate decoded images by their EXIF orientation."""
 
     def __init__(self, path, device="cpu", num_threads=0, precision=None, max_image_pixels=0,

@@ -245,8 +245,8 @@ module Jaclip
   # A loaded model (jaclip_model); safe to share between threads. Model.open(path) { |m| ... } frees it
   # at the end of the block.
   #
-  # device: "cpu", "cuda", "cuda:N"; num_threads: libtorch threads, 0 = all cores (process-wide);
-  # precision: nil (as stored), :fp32 or :bf16; max_image_pixels: limit for images the model decodes
+  # device: "cpu", "cuda", "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
+  # OpenBLAS's process-wide pool); precision: nil (as stored), :fp32 or :bf16; max_image_pixels: limit for images the model decodes
   # (0 = default); exif_transpose: rotate decoded images by their EXIF orientation.
   class Model
     include Closable
