@@ -1,0 +1,40 @@
+# Index files (lib/index.c): a bounded libFuzzer run in make test (test-fuzz-index, INDEX_FUZZ_SECONDS,
+# default 20) and a long one in make fuzz (fuzz-index). Seeds are written at run time by the Python
+# binding: an empty index, a small one, and one grown by an append.
+INDEX_FUZZ_DIR := $(BUILD)/fuzz-index
+INDEX_FUZZ := $(INDEX_FUZZ_DIR)/fuzz_index
+INDEX_FUZZ_SECONDS ?= 20
+INDEX_FUZZ_SRCS := lib/error.c lib/tensor.c lib/similarity.c lib/index.c
+INDEX_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+$(INDEX_FUZZ): test/fuzz/fuzz_index.c $(INDEX_FUZZ_SRCS) include/jaclip.h lib/internal.h
+	mkdir -p $(INDEX_FUZZ_DIR)
+	$(CLANG) -std=c11 -D_GNU_SOURCE -O1 -g $(INDEX_SAN) -fsanitize=fuzzer -Iinclude -Ilib -o $@ \
+		test/fuzz/fuzz_index.c $(INDEX_FUZZ_SRCS) -lz -lm -lpthread
+
+$(INDEX_FUZZ_DIR)/seed/.done: $(SHLIB)
+	rm -rf $(INDEX_FUZZ_DIR)/seed && mkdir -p $(INDEX_FUZZ_DIR)/seed
+	JACLIP_LIBRARY=$(abspath $(SHLIB)) PYTHONPATH=bindings/python $(PYTHON) -c 'import sys, jaclip; \
+	  d = sys.argv[1]; \
+	  jaclip.Index(4).save(d + "/empty.jci"); \
+	  ix = jaclip.Index(4); ix.add([[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 3]], ["a.jpg", "犬.png", "c"]); \
+	  ix.save(d + "/three.jci"); ix.save(d + "/grown.jci"); \
+	  jaclip.Index.append_file(d + "/grown.jci", [[1, 1, 1, 1]], ["appended"])' $(INDEX_FUZZ_DIR)/seed
+	touch $@
+
+.PHONY: test-fuzz-index fuzz-index
+test-fuzz-index: $(INDEX_FUZZ) $(INDEX_FUZZ_DIR)/seed/.done
+	@echo "fuzzing index files for $(INDEX_FUZZ_SECONDS) s (log: $(INDEX_FUZZ_DIR)/fuzz.log)"
+	@rm -rf $(INDEX_FUZZ_DIR)/run-corpus && mkdir -p $(INDEX_FUZZ_DIR)/run-corpus
+	@if $(INDEX_FUZZ) -max_total_time=$(INDEX_FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+	    -artifact_prefix=$(INDEX_FUZZ_DIR)/ $(INDEX_FUZZ_DIR)/run-corpus $(INDEX_FUZZ_DIR)/seed \
+	    > $(INDEX_FUZZ_DIR)/fuzz.log 2>&1; then \
+	  grep -E '^Done [0-9]+ runs' $(INDEX_FUZZ_DIR)/fuzz.log; \
+	else tail -n 60 $(INDEX_FUZZ_DIR)/fuzz.log; echo "fuzz_index failed; the input is in $(INDEX_FUZZ_DIR)/"; exit 1; fi
+
+fuzz-index: $(INDEX_FUZZ) $(INDEX_FUZZ_DIR)/seed/.done
+	mkdir -p $(INDEX_FUZZ_DIR)/corpus
+	$(INDEX_FUZZ) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+		-artifact_prefix=$(INDEX_FUZZ_DIR)/ $(INDEX_FUZZ_DIR)/corpus $(INDEX_FUZZ_DIR)/seed
+
+TEST_STEPS += test-fuzz-index
