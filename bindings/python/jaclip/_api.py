@@ -4,7 +4,7 @@ import ctypes
 import os
 
 from . import _errors
-from ._handle import Handle
+from ._handle import Handle, Owned
 from ._lib import P, check, lib
 from ._tensor import FLOAT32, INT64, CTensors, call, np, take
 
@@ -86,7 +86,7 @@ def topk(scores, k):
 
 # ---- images -----------------------------------------------------------------------------------------
 
-class Image:
+class Image(Owned):
     """A decoded image (jaclip_image). Image(path), Image.from_bytes(data), Image.from_pixels(array)."""
 
     def __init__(self, path, max_pixels=0, exif_transpose=False):
@@ -148,19 +148,6 @@ class Image:
         with self._h as p:
             return call(lib.jaclip_image_resize_crop, p, size)
 
-    @property
-    def closed(self):
-        return self._h.closed
-
-    def close(self):
-        self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class _ImageList:
     """Pointers of Image objects for one call, decoding paths and bytes to temporary Images first."""
@@ -217,7 +204,7 @@ def preprocess_images(images, size, mean, std):
 
 # ---- tokenizer --------------------------------------------------------------------------------------
 
-class Tokenizer:
+class Tokenizer(Owned):
     """rinna's tokenizer: Tokenizer(path to a SentencePiece .model), Tokenizer.from_bytes(data), or the
     one stored in a model (Model.tokenizer, which lives as long as the model)."""
 
@@ -277,20 +264,10 @@ class Tokenizer:
         """The pieces of tokenize(text)."""
         return [self.id_to_piece(int(i)) for i in self.tokenize(text).tolist()]
 
-    @property
-    def closed(self):
-        return self._h.closed
-
     def close(self):
         """Frees a tokenizer loaded by itself; a model's tokenizer is freed with its model."""
         if self._model is None:
             self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class _Borrowed:
@@ -308,7 +285,7 @@ class _Borrowed:
 
 # ---- model ------------------------------------------------------------------------------------------
 
-class Model:
+class Model(Owned):
     """A loaded model (jaclip_model). Safe to share between threads; close() or `with` frees it.
 
     device: "cpu", "cuda" or "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
@@ -464,22 +441,6 @@ class Model:
         probs = probabilities(features, self.encode_labels(labels, template), "cosine", scale)
         idx, val = topk(probs, len(labels))
         return [Prediction(labels[int(i)], float(v)) for i, v in zip(idx.tolist()[0], val.tolist()[0])]
-
-    # -- lifetime
-    @property
-    def closed(self):
-        return self._h.closed
-
-    def close(self):
-        """Frees the model now (or when the calls running in other threads return); later calls raise
-        jaclip.ClosedError."""
-        self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         if self.closed:

@@ -48,3 +48,22 @@ class Handle:
         self._ptr = None
         if self._finalizer is not None:
             self._finalizer()
+
+
+class Owned:
+    """close(), `closed` and `with` for a binding object that owns its C handle in self._h."""
+
+    @property
+    def closed(self):
+        return self._h.closed
+
+    def close(self):
+        """Frees the C object now, or when the calls running on it in other threads return; later calls
+        raise jaclip.ClosedError."""
+        self._h.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -8,7 +8,7 @@ import threading
 
 from . import _errors
 from ._api import _text_bytes
-from ._handle import Handle
+from ._handle import Handle, Owned
 from ._lib import P, check, lib
 from ._tensor import FLOAT32, CTensors, call, take
 
@@ -80,7 +80,7 @@ class _SharedLock:
                 self._cond.notify_all()
 
 
-class Index:
+class Index(Owned):
     """An exact cosine-similarity index of labelled rows (jaclip_index): Index(dim) for an empty one,
     Index.load(path) for a saved one. Rows are stored L2-normalised. Any number of threads may search
     one index at once; add() waits for them. close() or `with` frees it."""
@@ -200,21 +200,6 @@ class Index:
         """Writes the whole index to path atomically (a temporary file renamed over it) and durably."""
         with self._read() as p:
             check(lib.jaclip_index_save(p, os.fsencode(path)))
-
-    # -- lifetime
-    @property
-    def closed(self):
-        return self._h.closed
-
-    def close(self):
-        """Frees the index (and unmaps its file) now, or when the calls running in other threads return."""
-        self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         if self.closed:
