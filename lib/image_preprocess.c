@@ -138,6 +138,24 @@ static inline void horizontal_8bpc(uint8_t *out, const uint8_t *row, const struc
     }
 }
 
+/* The source range [begin, end) one axis of the crop reads: its taps' span when that axis is resized,
+ * else the crop itself. */
+static jaclip_status axis_span(struct axis_taps *taps, int resized, uint32_t in_size, int out_size, int offset,
+                               int size, int *begin, int *end)
+{
+    if (!resized) {
+        *begin = offset;
+        *end = offset + size;
+        return JACLIP_OK;
+    }
+    jaclip_status st = axis_taps_compute(taps, in_size, out_size, offset, size);
+    if (st == JACLIP_OK) {
+        *begin = taps->first[0];
+        *end = taps->first[size - 1] + taps->count[size - 1];
+    }
+    return st;
+}
+
 /* Resample of 8-bit modes (1 to 4 bytes per pixel) into the size x size window at (left, top) of the
  * new_w x new_h image; optionally in premultiplied alpha, as PIL does for RGBA and LA. */
 static jaclip_status resample_8bpc(uint8_t *window, const jaclip_image *image, int new_w, int new_h,
@@ -153,32 +171,15 @@ static jaclip_status resample_8bpc(uint8_t *window, const jaclip_image *image, i
     int row_begin, row_end, col_begin, col_end;
     jaclip_status st = JACLIP_OK;
 
-    if (need_horizontal) {
-        st = axis_taps_compute(&htaps, image->width, new_w, left, size);
-        if (st != JACLIP_OK)
-            goto done;
-        col_begin = htaps.first[0];
-        col_end = htaps.first[size - 1] + htaps.count[size - 1];
-    } else {
-        col_begin = left;
-        col_end = left + size;
-    }
-    if (need_vertical) {
-        st = axis_taps_compute(&vtaps, image->height, new_h, top, size);
-        if (st != JACLIP_OK)
-            goto done;
-        row_begin = vtaps.first[0];
-        row_end = vtaps.first[size - 1] + vtaps.count[size - 1];
-    } else {
-        row_begin = top;
-        row_end = top + size;
-    }
+    if ((st = axis_span(&htaps, need_horizontal, image->width, new_w, left, size, &col_begin, &col_end)) ||
+        (st = axis_span(&vtaps, need_vertical, image->height, new_h, top, size, &row_begin, &row_end)))
+        goto done;
     if (row_end < row_begin)
         row_end = row_begin;
     /* Rows after the horizontal pass (uint8, as PIL clips between the passes). */
     rows = malloc((size_t)(row_end - row_begin) * win_row_bytes + 1);
-    scratch = malloc(src_row_bytes);
-    if (!rows || !scratch) {
+    scratch = premultiply ? malloc(src_row_bytes) : NULL;
+    if (!rows || (premultiply && !scratch)) {
         st = jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory resizing an image");
         goto done;
     }
