@@ -1,5 +1,5 @@
 # The embedding index (lib/index.c, built into the library by the Makefile's lib/*.c rule) and the
-# `jaclip` command (tools/jaclip.c). test/c/test_index.c and test/python/test_cli.py run in test-c and
+# `jaclip` command (tools/jaclip/, one file per command). test/c/test_index.c and test/python/test_cli.py run in test-c and
 # test-python; nothing else is added to TEST_STEPS.
 
 # The index checksums with zlib's crc32.
@@ -22,12 +22,16 @@ JACLIP_CLI_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude \
 	-DJACLIP_CONVERT_INSTALLED='"$(CONVERT_DIR)/jaclip-convert"' -DJACLIP_DEFAULT_PYTHON='"$(PYTHON)"'
 
 # In the build tree the command finds the library beside itself...
-$(CLI): tools/jaclip.c include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so
-	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $< -L$(BUILD) -ljaclip -Wl,-rpath,'$$ORIGIN' -lm
+# Fragments append the libraries their commands need to CLI_LDLIBS.
+CLI_SRCS := $(sort $(wildcard tools/jaclip/*.c))
+CLI_DEPS := $(CLI_SRCS) $(wildcard tools/jaclip/*.h) include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so
+
+$(CLI): $(CLI_DEPS)
+	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $(CLI_SRCS) -L$(BUILD) -ljaclip -Wl,-rpath,'$$ORIGIN' -lm $(CLI_LDLIBS)
 
 # ...and installed, in $(LIBDIR) only.
-$(CLI_INSTALLED): tools/jaclip.c include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so $(PREFIX_STAMP)
-	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $< -L$(BUILD) -ljaclip -Wl,-rpath,$(LIBDIR) -lm
+$(CLI_INSTALLED): $(CLI_DEPS) $(PREFIX_STAMP)
+	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $(CLI_SRCS) -L$(BUILD) -ljaclip -Wl,-rpath,$(LIBDIR) -lm $(CLI_LDLIBS)
 
 INSTALL_EXTRA += install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(CONVERT_DIR)/jaclip_convert && \
 	install -m 755 $(CLI_INSTALLED) $(DESTDIR)$(BINDIR)/jaclip && \

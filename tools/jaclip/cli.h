@@ -1,0 +1,91 @@
+/* Shared by the jaclip command's files (one per command): messages, option parsing, model and index
+ * loading, output formats, folder walking and progress. */
+#ifndef JACLIP_CLI_H
+#define JACLIP_CLI_H
+
+#include "jaclip.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* The command being run, for usage messages ("jaclip index build"). */
+extern const char *command_name;
+
+/* ---- messages ---- */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void report(const char *file, jaclip_status st);
+_Noreturn void die(const char *file, jaclip_status st);
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+
+/* ---- options ---- */
+long parse_long(const char *text, const char *option, long min, long max);
+double parse_double(const char *text, const char *option);
+typedef struct {
+    const char *model_path, *device;
+    int threads;
+} model_args;
+
+/* Long-option codes shared by the commands; a command's own codes start at OPT_COMMAND_BASE. */
+enum { OPT_DEVICE = 1000, OPT_THREADS, OPT_JSON, OPT_TEMPLATE, OPT_SCALE, OPT_IMAGE, OPT_TEXT, OPT_FORMAT,
+       OPT_NORMALIZE, OPT_INDEX, OPT_COMMAND_BASE = 1100 };
+
+bool model_option(model_args *m, int opt);
+jaclip_model *load_model(model_args *m);
+_Noreturn void bad_option(int opt, char **argv);
+int help_requested(const char *usage);
+
+/* ---- output ---- */
+size_t utf8_char_len(const unsigned char *s);
+bool is_utf8(const char *s);
+void json_string(FILE *f, const char *s);
+void json_float(FILE *f, float v);
+bool write_npy(FILE *f, const float *data, size_t rows, size_t cols);
+
+/* ---- files, signals, progress ---- */
+extern volatile sig_atomic_t stop_signal;
+void on_stop_signal(int sig);
+typedef struct {
+    char **items;
+    size_t count, cap;
+} string_list;
+void list_push(string_list *l, char *s);
+bool has_image_extension(const char *name);
+void walk(const char *dir, string_list *out);
+int by_bytes(const void *a, const void *b);
+double now_seconds(void);
+void format_duration(char *buf, size_t size, double seconds);
+typedef struct {
+    bool tty;
+    size_t total, done;
+    double start, last_log;
+} progress;
+void progress_clear(const progress *p);
+void progress_show(progress *p, bool final);
+jaclip_index *load_index_or_die(const char *path);
+
+/* ---- the commands ---- */
+int cmd_classify(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+#endif

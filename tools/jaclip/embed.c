@@ -1,0 +1,111 @@
+#include "cli.h"
+
+/* ---- embed ------------------------------------------------------------------------------------- */
+
+static const char embed_usage[] =
+    "usage: jaclip embed --model MODEL (--image FILE... | --text TEXT...) [options]\n"
+    "\n"
+    "Writes one embedding per input, in input order: float32 [N, D] as .npy (default) or JSON.\n"
+    "\n"
+    "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
+    "      --image           the inputs are JPEG or PNG files\n"
+    "      --text            the inputs are UTF-8 texts\n"
+    "  -f, --format FMT      npy (default) or json\n"
+    "  -o, --output FILE     write there instead of to standard output\n"
+    "      --normalize       L2-normalise each embedding\n"
+    "      --device DEV      cpu (default), cuda or cuda:N\n"
+    "      --threads N       libtorch threads (default: all cores)\n"
+    "  -h, --help            this help\n"
+    "\n"
+    "Texts that start with '-' go after '--'.\n";
+
+
+static void write_embeddings_json(FILE *f, char **inputs, const char *kind, const float *data, size_t rows,
+                                  size_t cols)
+{
+    fputs("[\n", f);
+    for (size_t r = 0; r < rows; r++) {
+        fprintf(f, "  {\"%s\": ", kind);
+        json_string(f, inputs[r]);
+        fputs(", \"embedding\": [", f);
+        for (size_t c = 0; c < cols; c++) {
+            if (c)
+                fputs(", ", f);
+            json_float(f, data[r * cols + c]);
+        }
+        fputs(r + 1 < rows ? "]},\n" : "]}\n", f);
+    }
+    fputs("]\n", f);
+}
+
+int cmd_embed(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},      {"image", no_argument, NULL, OPT_IMAGE},
+        {"text", no_argument, NULL, OPT_TEXT},        {"format", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, 'o'},     {"normalize", no_argument, NULL, OPT_NORMALIZE},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+    model_args m = {0};
+    const char *format = "npy", *output = NULL;
+    bool images = false, texts = false, normalize = false;
+    int opt;
+    command_name = "jaclip embed";
+    while ((opt = getopt_long(argc, argv, ":m:f:o:h", options, NULL)) != -1) {
+        if (model_option(&m, opt))
+            continue;
+        switch (opt) {
+        case OPT_IMAGE: images = true; break;
+        case OPT_TEXT: texts = true; break;
+        case 'f': format = optarg; break;
+        case 'o': output = optarg; break;
+        case OPT_NORMALIZE: normalize = true; break;
+        case 'h': return help_requested(embed_usage);
+        default: bad_option(opt, argv);
+        }
+    }
+    if (images == texts)
+        usage_error("give exactly one of --image and --text");
+    if (strcmp(format, "npy") != 0 && strcmp(format, "json") != 0)
+        usage_error("--format must be npy or json, got '%s'", format);
+    if (optind >= argc)
+        usage_error("no %s given", images ? "image FILE" : "TEXT");
+    if (!output && strcmp(format, "npy") == 0 && isatty(STDOUT_FILENO))
+        usage_error("not writing binary .npy to a terminal: pass -o FILE or --format json");
+    size_t n = (size_t)(argc - optind);
+    char **inputs = argv + optind;
+    for (size_t i = 0; texts && i < n; i++)
+        if (!is_utf8(inputs[i]))
+            usage_error("text %zu is not valid UTF-8", i + 1);
+
+    jaclip_model *model = load_model(&m);
+    jaclip_tensor *emb = NULL, *normed = NULL;
+    jaclip_status st = texts ? jaclip_model_encode_texts(&emb, model, (const char *const *)inputs, NULL, n)
+                             : jaclip_model_encode_image_files(&emb, model, (const char *const *)inputs, n);
+    if (st)
+        die(NULL, st);
+    if (normalize) {
+        if ((st = jaclip_normalize(&normed, emb)))
+            die(NULL, st);
+        jaclip_tensor_free(emb);
+        emb = normed;
+    }
+    FILE *f = output ? fopen(output, "wb") : stdout;
+    if (!f) {
+        cli_warn("%s: cannot create: %s", output, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    size_t cols = (size_t)jaclip_tensor_dim(emb, 1);
+    if (strcmp(format, "npy") == 0)
+        write_npy(f, jaclip_tensor_data(emb), n, cols);
+    else
+        write_embeddings_json(f, inputs, texts ? "text" : "image", jaclip_tensor_data(emb), n, cols);
+    int rc = 0;
+    if (ferror(f) || (output ? fclose(f) : fflush(f)) != 0) {
+        cli_warn("%s: cannot write: %s", output ? output : "standard output", strerror(errno));
+        rc = EXIT_RUNTIME;
+    }
+    jaclip_tensor_free(emb);
+    jaclip_model_free(model);
+    return rc;
+}
