@@ -409,6 +409,16 @@ JACLIP_API jaclip_status jaclip_index_append_file(const char *path, const jaclip
  * OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_index_load(jaclip_index **out, const char *path, uint32_t flags);
 
+/* ---- model identity ------------------------------------------------------------------------------ */
+
+/* A short ASCII string naming the model's weights: "FAMILY-DIM-DIGEST", e.g. "cloob-512-1f0e…" (16 hex
+ * digits: a 64-bit digest of every entry of the model file, weights included, read from its directory
+ * without reading the weights). Equal for the same model file loaded on any device or precision;
+ * different for another checkpoint or another conversion of it (fp32 and bf16 files differ). Files
+ * derived from a model (indexes, classifiers) store it so that another model is refused. Borrowed:
+ * lives as long as the model. NULL for NULL. Thread-safe. */
+JACLIP_API const char *jaclip_model_fingerprint(const jaclip_model *model);
+
 #ifdef __cplusplus
 }
 #endif

@@ -45,9 +45,10 @@ jaclip_status jc_check_2d(const jaclip_tensor *t, jaclip_dtype dtype, const char
 bool jc_mul_size(size_t a, size_t b, size_t *out);
 
 /* Bounds of every zip entry and the CRC32 of every entry but the tensor storages, before libtorch
- * reads the archive (model_archive.c says why). MODEL_FORMAT naming the entry, or IO. */
-jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char *where);
-jaclip_status jc_check_model_archive_file(const char *path);
+ * reads the archive (model_archive.c says why). MODEL_FORMAT naming the entry, or IO. On success
+ * *digest (if not NULL) is a 64-bit digest of every entry's name, size and CRC32: the model's identity. */
+jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char *where, uint64_t *digest);
+jaclip_status jc_check_model_archive_file(const char *path, uint64_t *digest);
 
 /* The k best (value, index) of one row, best first; ties go to the lower index. */
 void jc_topk_row(const float *row, int64_t cols, size_t k, int64_t *out_idx, float *out_val);

@@ -12,6 +12,7 @@
 
 #define JC_MODEL_FORMAT "jaclip-model"
 #define JC_MODEL_FORMAT_VERSION 1
+#define JC_MODEL_FAMILY_CLOOB "cloob"
 /* Images are preprocessed and encoded this many at a time, bounding the float buffer (~19 MB). */
 #define JC_IMAGE_CHUNK 32
 #define JC_TEXT_CHUNK 256
@@ -37,6 +38,7 @@ struct jaclip_model {
     float std[3];
     uint64_t max_image_pixels;
     uint32_t image_flags;
+    char fingerprint[64];
 };
 
 /* ---- options ---------------------------------------------------------------------------------- */
@@ -215,7 +217,7 @@ static jaclip_status parse_config(jaclip_model *m, const char *text)
 /* ---- load / free ------------------------------------------------------------------------------- */
 
 static jaclip_status model_load(jaclip_model **out, const char *path, const void *data, size_t size,
-                                const jaclip_model_options *options)
+                                const jaclip_model_options *options, uint64_t digest)
 {
     jaclip_model_options defaults;
     jc_torch_load_args args;
@@ -260,6 +262,8 @@ static jaclip_status model_load(jaclip_model **out, const char *path, const void
     }
     m->max_image_pixels = options->max_image_pixels;
     m->image_flags = options->image_flags;
+    snprintf(m->fingerprint, sizeof m->fingerprint, "%s-%lld-%016llx", JC_MODEL_FAMILY_CLOOB,
+             (long long)m->embedding_dim, (unsigned long long)digest);
     *out = m;
     return JACLIP_OK;
 }
@@ -271,10 +275,11 @@ jaclip_status jaclip_model_load(jaclip_model **out, const char *path, const jacl
     *out = NULL;
     if (!path)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
-    jaclip_status st = jc_check_model_archive_file(path);
+    uint64_t digest;
+    jaclip_status st = jc_check_model_archive_file(path, &digest);
     if (st)
         return st;
-    return model_load(out, path, NULL, 0, options);
+    return model_load(out, path, NULL, 0, options, digest);
 }
 
 jaclip_status jaclip_model_load_memory(jaclip_model **out, const void *data, size_t size,
@@ -285,10 +290,11 @@ jaclip_status jaclip_model_load_memory(jaclip_model **out, const void *data, siz
     *out = NULL;
     if (!data || size == 0)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data is NULL or size is 0");
-    jaclip_status st = jc_check_model_archive(data, size, "model in memory");
+    uint64_t digest;
+    jaclip_status st = jc_check_model_archive(data, size, "model in memory", &digest);
     if (st)
         return st;
-    return model_load(out, NULL, data, size, options);
+    return model_load(out, NULL, data, size, options, digest);
 }
 
 void jaclip_model_free(jaclip_model *model)
@@ -309,6 +315,7 @@ jaclip_precision jaclip_model_precision(const jaclip_model *m) { return m ? m->a
 const float *jaclip_model_image_mean(const jaclip_model *m) { return m ? m->mean : NULL; }
 const float *jaclip_model_image_std(const jaclip_model *m) { return m ? m->std : NULL; }
 const jaclip_tokenizer *jaclip_model_tokenizer(const jaclip_model *m) { return m ? m->tokenizer : NULL; }
+const char *jaclip_model_fingerprint(const jaclip_model *m) { return m ? m->fingerprint : NULL; }
 
 /* ---- encoding ---------------------------------------------------------------------------------- */
 

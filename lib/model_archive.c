@@ -79,8 +79,17 @@ static uint32_t entry_crc(const unsigned char *data, uint64_t csize, uint64_t us
     return crc;
 }
 
-jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char *where)
+/* FNV-1a, 64-bit: the weights' identity needs no cryptographic strength, only to change with them. */
+static uint64_t fnv1a(uint64_t h, const void *bytes, size_t n)
 {
+    for (const unsigned char *p = bytes; n--; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char *where, uint64_t *digest)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
     const unsigned char *d = bytes;
     if (size < 22)
         return bad(where, "too short to be a zip archive");
@@ -149,12 +158,21 @@ jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char 
             if (!ok || actual != crc)
                 return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: entry %s is damaged (checksum mismatch)", where, shown);
         }
+        /* Every entry's name, size and stored CRC32 (storages too): a digest of the weights as written,
+         * without reading them. */
+        unsigned char sums[12];
+        memcpy(sums, p + 16, 4);
+        for (int i = 0; i < 8; i++)
+            sums[4 + i] = (unsigned char)(usize >> (8 * i));
+        h = fnv1a(fnv1a(h, name, name_len), sums, sizeof sums);
         p += 46 + name_len + extra_len + comment_len;
     }
+    if (digest)
+        *digest = h;
     return JACLIP_OK;
 }
 
-jaclip_status jc_check_model_archive_file(const char *path)
+jaclip_status jc_check_model_archive_file(const char *path, uint64_t *digest)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -173,7 +191,7 @@ jaclip_status jc_check_model_archive_file(const char *path)
     close(fd);
     if (map == MAP_FAILED)
         return jc_fail(JACLIP_ERROR_IO, "cannot map model file %s: %s", path, strerror(errno));
-    jaclip_status status = jc_check_model_archive(map, (size_t)st.st_size, path);
+    jaclip_status status = jc_check_model_archive(map, (size_t)st.st_size, path, digest);
     munmap(map, (size_t)st.st_size);
     return status;
 }

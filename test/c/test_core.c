@@ -276,6 +276,12 @@ static void test_model(const char *model_path, const char *bf16_path, const char
     CHECK(jaclip_model_tokenizer(NULL) == NULL && jaclip_model_image_mean(NULL) == NULL);
     CHECK(jaclip_model_image_std(NULL) == NULL);
     CHECK(jaclip_model_precision(NULL) == JACLIP_PRECISION_DEFAULT);
+    /* "cloob-32-" and 16 hex digits */
+    const char *fp = jaclip_model_fingerprint(m);
+    CHECK(fp && strncmp(fp, "cloob-32-", 9) == 0 && strlen(fp) == 25 && strspn(fp + 9, "0123456789abcdef") == 16);
+    CHECK(jaclip_model_fingerprint(NULL) == NULL);
+    char fingerprint[64];
+    snprintf(fingerprint, sizeof fingerprint, "%s", fp ? fp : "");
 
     /* pixel values: good, wrong shapes, wrong dtype, empty batch */
     int64_t px_shape[4] = {2, 3, size, size};
@@ -315,6 +321,7 @@ static void test_model(const char *model_path, const char *bf16_path, const char
     CHECK_OK(jaclip_model_load_memory(&mm, bytes, bytes_size, NULL));
     free(bytes);
     if (mm) {
+        CHECK(strcmp(jaclip_model_fingerprint(mm), jaclip_model_fingerprint(m)) == 0);
         CHECK_OK(jaclip_model_encode_pixel_values(&out2, mm, px));
         CHECK(out2 && memcmp(jaclip_tensor_data(out), jaclip_tensor_data(out2), jaclip_tensor_nbytes(out)) == 0);
         jaclip_tensor_free(out2);
@@ -472,11 +479,15 @@ static void test_model(const char *model_path, const char *bf16_path, const char
     /* bf16: stored precision is reported; fp32 asked of it converts at load. */
     CHECK_OK(jaclip_model_load(&m, bf16_path, NULL));
     CHECK(jaclip_model_precision(m) == JACLIP_PRECISION_BF16);
+    /* another file of the same weights is another model file */
+    CHECK(m && strcmp(jaclip_model_fingerprint(m), fingerprint) != 0);
     jaclip_model_free(m);
     CHECK_OK(jaclip_model_options_create(&o));
     CHECK_OK(jaclip_model_options_set_precision(o, JACLIP_PRECISION_BF16));
     CHECK_OK(jaclip_model_load(&m, model_path, o));
     CHECK(jaclip_model_precision(m) == JACLIP_PRECISION_BF16);
+    /* the same file at another precision is the same model */
+    CHECK(m && strcmp(jaclip_model_fingerprint(m), fingerprint) == 0);
     jaclip_model_free(m);
     jaclip_model_options_free(o);
 }
