@@ -121,6 +121,7 @@ TEST_MODEL_DIR := $(BUILD)/models
 TINY_CKPT := $(TEST_MODEL_DIR)/tiny-checkpoint
 TINY_MODEL := $(TEST_MODEL_DIR)/tiny.jaclip
 TINY_MODEL_BF16 := $(TEST_MODEL_DIR)/tiny-bf16.jaclip
+TINY_MODEL_INT8 := $(TEST_MODEL_DIR)/tiny-int8.jaclip
 CONVERT_DEPS := tools/jaclip-convert tools/jaclip_convert/*.py
 
 $(TINY_CKPT)/config.json: tools/jaclip-make-test-model $(CONVERT_DEPS)
@@ -132,7 +133,10 @@ $(TINY_MODEL): $(TINY_CKPT)/config.json $(TOKENIZER_MODEL)
 $(TINY_MODEL_BF16): $(TINY_CKPT)/config.json $(TOKENIZER_MODEL)
 	$(PYTHON) tools/jaclip-convert $(TINY_CKPT) $@ --tokenizer $(TOKENIZER_MODEL) --dtype bf16
 
-test-models: $(TINY_MODEL) $(TINY_MODEL_BF16)
+$(TINY_MODEL_INT8): $(TINY_CKPT)/config.json $(TOKENIZER_MODEL)
+	$(PYTHON) tools/jaclip-convert $(TINY_CKPT) $@ --tokenizer $(TOKENIZER_MODEL) --dtype int8
+
+test-models: $(TINY_MODEL) $(TINY_MODEL_BF16) $(TINY_MODEL_INT8)
 
 # ---- install ------------------------------------------------------------------------------------
 install: lib $(BUILD)/jaclip.pc

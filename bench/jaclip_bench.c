@@ -73,10 +73,13 @@ static char **read_lines(const char *path, size_t *n)
     return lines;
 }
 
+/* Indexed by jaclip_precision; the reason strings hold no quote or backslash, so they print as JSON. */
+static const char *const precision_names[] = {"default", "fp32", "bf16", "int8"};
+
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: %s MODEL fp32|bf16|default REPEAT OUT_PREFIX LABELS_FILE IMAGE...\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL fp32|bf16|int8|default REPEAT OUT_PREFIX LABELS_FILE IMAGE...\n", argv[0]);
         return 2;
     }
     const char *model_path = argv[1], *precision = argv[2], *prefix = argv[4];
@@ -95,6 +98,8 @@ int main(int argc, char **argv)
         st = jaclip_model_options_set_precision(opts, JACLIP_PRECISION_FP32);
     else if (strcmp(precision, "bf16") == 0)
         st = jaclip_model_options_set_precision(opts, JACLIP_PRECISION_BF16);
+    else if (strcmp(precision, "int8") == 0)
+        st = jaclip_model_options_set_precision(opts, JACLIP_PRECISION_INT8);
     if (st)
         die("precision", st);
     const char *threads = getenv("JACLIP_BENCH_THREADS");
@@ -162,10 +167,11 @@ int main(int argc, char **argv)
     printf("{\"precision\": \"%s\", \"model_precision\": \"%s\", \"load_s\": %.3f, \"rss_before_mb\": %.1f, "
            "\"rss_loaded_mb\": %.1f, \"rss_after_mb\": %.1f, \"peak_rss_mb\": %.1f, "
            "\"image_b1_per_s\": %.3f, \"image_batch_per_s\": %.3f, \"image_batch\": %zu, "
-           "\"text_b1_per_s\": %.2f, \"text_batch_per_s\": %.2f, \"text_batch\": %zu}\n",
-           precision, jaclip_model_precision(model) == JACLIP_PRECISION_BF16 ? "bf16" : "fp32", load_s,
+           "\"text_b1_per_s\": %.2f, \"text_batch_per_s\": %.2f, \"text_batch\": %zu, "
+           "\"precision_reason\": \"%s\", \"cpu_features\": \"%s\"}\n",
+           precision, precision_names[jaclip_model_precision(model) & 3], load_s,
            rss_before, rss_loaded, rss_mb(), peak_rss_mb(), image_b1, image_batch, n_images, text_b1,
-           text_batch, n_labels);
+           text_batch, n_labels, jaclip_model_precision_reason(model), jaclip_cpu_features());
     jaclip_model_free(model);
     jaclip_model_options_free(opts);
     for (size_t i = 0; i < n_labels; i++)

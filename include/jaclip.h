@@ -242,9 +242,17 @@ typedef struct jaclip_model jaclip_model;
 typedef struct jaclip_model_options jaclip_model_options;
 
 typedef enum jaclip_precision {
-    JACLIP_PRECISION_DEFAULT = 0,  /* as stored in the model file */
+    /* As stored in the model file, except that a bf16 file runs in fp32 (weights widened at load) on a
+     * CPU without native bf16 (AVX512_BF16 or AMX-BF16), where bf16 is many times slower than fp32.
+     * jaclip_model_precision() says what runs, jaclip_model_precision_reason() why. */
+    JACLIP_PRECISION_DEFAULT = 0,
     JACLIP_PRECISION_FP32 = 1,
-    JACLIP_PRECISION_BF16 = 2      /* bfloat16 weights and activations; faster, slightly different */
+    /* bfloat16 weights and activations: faster where bf16 is native, slightly different features.
+     * Asked for explicitly it runs bf16 on any CPU, slow ones included. */
+    JACLIP_PRECISION_BF16 = 2,
+    /* int8 Linear layers (dynamic quantization, oneDNN), CPU only: only for a file converted with
+     * jaclip-convert --dtype int8, which is also what DEFAULT runs for such a file. */
+    JACLIP_PRECISION_INT8 = 3
 } jaclip_precision;
 
 /* Options with every default: device "cpu", threads 0 (all cores this process may use), precision
@@ -287,7 +295,7 @@ JACLIP_API int64_t jaclip_model_embedding_dim(const jaclip_model *model);   /* 5
 JACLIP_API int64_t jaclip_model_image_size(const jaclip_model *model);      /* 224 */
 JACLIP_API int64_t jaclip_model_max_text_length(const jaclip_model *model); /* 77 */
 JACLIP_API const char *jaclip_model_device(const jaclip_model *model);      /* "cpu", "cuda:0" */
-JACLIP_API jaclip_precision jaclip_model_precision(const jaclip_model *model); /* FP32 or BF16 */
+JACLIP_API jaclip_precision jaclip_model_precision(const jaclip_model *model); /* what runs: FP32, BF16, INT8 */
 /* The image mean and std the model normalises with (3 floats each, borrowed). */
 JACLIP_API const float *jaclip_model_image_mean(const jaclip_model *model);
 JACLIP_API const float *jaclip_model_image_std(const jaclip_model *model);
@@ -418,6 +426,18 @@ JACLIP_API jaclip_status jaclip_index_load(jaclip_index **out, const char *path,
  * derived from a model (indexes, classifiers) store it so that another model is refused. Borrowed:
  * lives as long as the model. NULL for NULL. Thread-safe. */
 JACLIP_API const char *jaclip_model_fingerprint(const jaclip_model *model);
+
+/* ---- precision and the CPU ----------------------------------------------------------------------- */
+
+/* One sentence saying why the model computes in jaclip_model_precision(): as stored, asked for, or a
+ * bf16 file widened to fp32 because bf16 is not native here. Starts with "fp32: ", "bf16: " or
+ * "int8: ". Borrowed: lives as long as the model. NULL for NULL. Thread-safe. */
+JACLIP_API const char *jaclip_model_precision_reason(const jaclip_model *model);
+/* The CPU features that choose precision and kernels, detected once per process with cpuid: a space-
+ * separated list from "avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8" (empty on other
+ * architectures). Environment: JACLIP_NATIVE_BF16=0 or 1 overrides the bf16 decision (not this list).
+ * Static storage; thread-safe. */
+JACLIP_API const char *jaclip_cpu_features(void);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 #include "jaclip.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdbool.h>
 
 #ifdef __cplusplus
@@ -49,6 +50,14 @@ bool jc_mul_size(size_t a, size_t b, size_t *out);
  * *digest (if not NULL) is a 64-bit digest of every entry's name, size and CRC32: the model's identity. */
 jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char *where, uint64_t *digest);
 jaclip_status jc_check_model_archive_file(const char *path, uint64_t *digest);
+
+/* The CPU's native capabilities (lib/cpu.c), detected once; thread-safe. native_bf16 is
+ * avx512_bf16 || amx_bf16 unless JACLIP_NATIVE_BF16=0/1 overrides it (native_bf16_overridden). */
+typedef struct jc_cpu_features {
+    bool avx2, fma, avx512f, avx512_vnni, avx512_bf16, amx_bf16, amx_int8;
+    bool native_bf16, native_bf16_overridden;
+} jc_cpu_features;
+const jc_cpu_features *jc_cpu(void);
 
 /* The k best (value, index) of one row, best first; ties go to the lower index. */
 void jc_topk_row(const float *row, int64_t cols, size_t k, int64_t *out_idx, float *out_val);

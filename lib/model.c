@@ -39,6 +39,7 @@ struct jaclip_model {
     uint64_t max_image_pixels;
     uint32_t image_flags;
     char fingerprint[64];
+    char precision_reason[320];
 };
 
 /* ---- options ---------------------------------------------------------------------------------- */
@@ -104,7 +105,7 @@ jaclip_status jaclip_model_options_set_precision(jaclip_model_options *options, 
     if (!options)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "options is NULL");
     if (precision != JACLIP_PRECISION_DEFAULT && precision != JACLIP_PRECISION_FP32 &&
-        precision != JACLIP_PRECISION_BF16)
+        precision != JACLIP_PRECISION_BF16 && precision != JACLIP_PRECISION_INT8)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown precision %d", (int)precision);
     options->precision = precision;
     return JACLIP_OK;
@@ -216,6 +217,36 @@ static jaclip_status parse_config(jaclip_model *m, const char *text)
 
 /* ---- load / free ------------------------------------------------------------------------------- */
 
+/* Why the model computes in the precision it does, in words (jaclip_model_precision_reason). */
+static void explain_precision(jaclip_model *m, jaclip_precision asked)
+{
+    jaclip_precision runs = m->api->precision(m->torch), stored = m->api->stored_precision(m->torch);
+    const jc_cpu_features *cpu = jc_cpu();
+    bool cpu_device = strcmp(m->api->device(m->torch), "cpu") == 0;
+    const char *bf16_support = !cpu_device ? "on this GPU"
+                               : cpu->native_bf16_overridden ? "(JACLIP_NATIVE_BF16 says so)"
+                               : cpu->amx_bf16 ? "on this CPU (AMX-BF16)"
+                               : cpu->avx512_bf16 ? "on this CPU (AVX512_BF16)" : "on this CPU";
+    char *r = m->precision_reason;
+    size_t n = sizeof m->precision_reason;
+    if (asked == JACLIP_PRECISION_DEFAULT && stored == JACLIP_PRECISION_BF16 && runs == JACLIP_PRECISION_FP32)
+        snprintf(r, n, "fp32: the file stores bf16, but bf16 is not native %s (no AVX512_BF16 or AMX-BF16), "
+                       "where it runs many times slower than fp32, so the weights were widened to fp32 at load; "
+                       "ask for JACLIP_PRECISION_BF16 to run bf16 anyway", bf16_support);
+    else if (runs == JACLIP_PRECISION_BF16 && cpu_device && !cpu->native_bf16)
+        snprintf(r, n, "bf16: asked for, although bf16 is not native %s (no AVX512_BF16 or AMX-BF16): expect it "
+                       "to run many times slower than fp32", bf16_support);
+    else if (runs == JACLIP_PRECISION_BF16)
+        snprintf(r, n, "bf16: %s; bf16 is native %s", asked == JACLIP_PRECISION_DEFAULT ? "as stored in the file"
+                                                       : "asked for", bf16_support);
+    else if (runs == JACLIP_PRECISION_INT8)
+        snprintf(r, n, "int8: as stored in the file (Linear layers quantized dynamically, run by oneDNN)");
+    else
+        snprintf(r, n, "fp32: %s", asked == JACLIP_PRECISION_FP32 && stored != JACLIP_PRECISION_FP32
+                                       ? "asked for; the file's weights were widened at load"
+                                       : "as stored in the file");
+}
+
 static jaclip_status model_load(jaclip_model **out, const char *path, const void *data, size_t size,
                                 const jaclip_model_options *options, uint64_t digest)
 {
@@ -245,6 +276,7 @@ static jaclip_status model_load(jaclip_model **out, const char *path, const void
     args.device = options->device;
     args.precision = options->precision;
     args.num_threads = options->num_threads;
+    args.native_bf16 = jc_cpu()->native_bf16;
     st = m->api->load(&m->torch, &args, &config, &config_size, &tokenizer, &tokenizer_size);
     if (st == JACLIP_OK && (config_size == 0 || strlen(config) != config_size))
         st = jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: not a jaclip model file (no jaclip/config.txt inside)", where);
@@ -262,6 +294,7 @@ static jaclip_status model_load(jaclip_model **out, const char *path, const void
     }
     m->max_image_pixels = options->max_image_pixels;
     m->image_flags = options->image_flags;
+    explain_precision(m, options->precision);
     snprintf(m->fingerprint, sizeof m->fingerprint, "%s-%lld-%016llx", JC_MODEL_FAMILY_CLOOB,
              (long long)m->embedding_dim, (unsigned long long)digest);
     *out = m;
@@ -316,6 +349,7 @@ const float *jaclip_model_image_mean(const jaclip_model *m) { return m ? m->mean
 const float *jaclip_model_image_std(const jaclip_model *m) { return m ? m->std : NULL; }
 const jaclip_tokenizer *jaclip_model_tokenizer(const jaclip_model *m) { return m ? m->tokenizer : NULL; }
 const char *jaclip_model_fingerprint(const jaclip_model *m) { return m ? m->fingerprint : NULL; }
+const char *jaclip_model_precision_reason(const jaclip_model *m) { return m ? m->precision_reason : NULL; }
 
 /* ---- encoding ---------------------------------------------------------------------------------- */
 

@@ -127,7 +127,27 @@ struct jc_torch_model {
     c10::Device device{c10::kCPU};
     std::string device_name;
     jaclip_precision precision = JACLIP_PRECISION_FP32;
+    jaclip_precision stored = JACLIP_PRECISION_FP32;
 };
+
+namespace {
+
+// Dynamically quantized Linear layers re-pack their weights for the quantized engine active when the
+// module is loaded. Debian's libtorch has no fbgemm; oneDNN is the x86 engine it has.
+void use_onednn_quantized_engine()
+{
+    static const bool done = [] {
+        for (at::QEngine e : at::globalContext().supportedQEngines())
+            if (e == at::kONEDNN) {
+                at::globalContext().setQEngine(at::kONEDNN);
+                return true;
+            }
+        return false;
+    }();
+    (void)done;
+}
+
+} // namespace
 
 static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *args, char **config_text,
                                        size_t *config_size, char **tokenizer_bytes, size_t *tokenizer_size)
@@ -152,6 +172,7 @@ static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *
                 device = c10::Device(c10::kCUDA, 0);
         }
 
+        use_onednn_quantized_engine();
         torch::jit::ExtraFilesMap extra{{kConfigFile, ""}, {kTokenizerFile, ""}};
         if (args->path)
             model->module = torch::jit::load(std::string(args->path), device, extra);
@@ -169,18 +190,36 @@ static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *
             stored = p.scalar_type();
             break;
         }
+        // An int8 file (converter --dtype int8) keeps its quantized Linear layers as they are.
+        const std::string &config = extra[kConfigFile];
+        bool int8_file = config.find("\nprecision=int8\n") != std::string::npos;
+        model->stored = int8_file ? JACLIP_PRECISION_INT8
+                                  : stored == at::kBFloat16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
+        if (int8_file && (args->precision == JACLIP_PRECISION_FP32 || args->precision == JACLIP_PRECISION_BF16))
+            return fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                        "%s: the file holds int8 weights; load it at the default precision or INT8, or convert "
+                        "the checkpoint again for fp32 / bf16", where);
+        if (!int8_file && args->precision == JACLIP_PRECISION_INT8)
+            return fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                        "%s: int8 runs only from a file converted with jaclip-convert --dtype int8", where);
+        if (int8_file && !device.is_cpu())
+            return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "%s: int8 models run on the CPU only", where);
+        // The default keeps a bf16 file in bf16 only where bf16 is native (GPUs, AVX512_BF16, AMX):
+        // elsewhere it is many times slower than fp32, so the weights are widened at load.
         bool want_bf16 = args->precision == JACLIP_PRECISION_BF16 ||
-                         (args->precision == JACLIP_PRECISION_DEFAULT && stored == at::kBFloat16);
+                         (args->precision == JACLIP_PRECISION_DEFAULT && stored == at::kBFloat16 &&
+                          (args->native_bf16 || !device.is_cpu()));
         at::ScalarType target = want_bf16 ? at::kBFloat16 : at::kFloat;
         if (stored != target)
             model->module.to(target);
-        model->precision = want_bf16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
+        model->precision = int8_file ? JACLIP_PRECISION_INT8 : want_bf16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
         int cores = args->num_threads > 0 ? args->num_threads : usable_cores();
         // Debian's libtorch hands fp32 matrix products to OpenBLAS, which runs its own pool of one
         // thread per core; torch's intra-op threads on top of it oversubscribe the cores (measured on
         // 2 cores: 2 torch threads x 2 BLAS threads encoded single images 2.9x slower than 1 x 2).
-        // bf16 products go to oneDNN, which uses torch's own pool.
-        bool blas_threads_itself = openblas_set_num_threads != nullptr && !want_bf16 && device.is_cpu();
+        // bf16 and int8 products go to oneDNN, which uses torch's own pool.
+        bool blas_threads_itself =
+            openblas_set_num_threads != nullptr && model->precision == JACLIP_PRECISION_FP32 && device.is_cpu();
         model->intra_threads = blas_threads_itself ? 1 : cores;
         if (openblas_set_num_threads && args->num_threads > 0)
             openblas_set_num_threads(args->num_threads);
@@ -273,6 +312,8 @@ static const char *torch_device(const jc_torch_model *model) { return model->dev
 
 static jaclip_precision torch_precision(const jc_torch_model *model) { return model->precision; }
 
+static jaclip_precision torch_stored_precision(const jc_torch_model *model) { return model->stored; }
+
 extern "C" __attribute__((visibility("default"))) int jc_torch_plugin_entry(int interface, const jc_torch_host *host,
                                                                           jc_torch_api *api)
 {
@@ -285,5 +326,6 @@ extern "C" __attribute__((visibility("default"))) int jc_torch_plugin_entry(int 
     api->encode_text = torch_encode_text;
     api->device = torch_device;
     api->precision = torch_precision;
+    api->stored_precision = torch_stored_precision;
     return 0;
 }

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever jc_torch_api or jc_torch_host changes; both sides must agree. */
-#define JC_TORCH_PLUGIN_INTERFACE 1
+#define JC_TORCH_PLUGIN_INTERFACE 2
 #define JC_TORCH_PLUGIN_FILE "libjaclip-torch.so.1"
 #define JC_TORCH_PLUGIN_ENTRY "jc_torch_plugin_entry"
 
@@ -29,6 +29,7 @@ typedef struct jc_torch_load_args {
     const char *device;      /* "cpu", "cuda", "cuda:N" (already validated) */
     jaclip_precision precision;
     int32_t num_threads;     /* 0: the cores this process may use */
+    bool native_bf16;        /* the CPU computes bf16 natively (lib/cpu.c) */
 } jc_torch_load_args;
 
 /* What libjaclip lends the plugin: its error recording, so messages land in jaclip_last_error(). */
@@ -50,8 +51,10 @@ typedef struct jc_torch_api {
                                  int64_t length, int64_t row_stride, float *out, int64_t dim);
     /* "cpu" or "cuda:N" as loaded (borrowed). */
     const char *(*device)(const jc_torch_model *model);
-    /* FP32 or BF16: the dtype of the loaded weights. */
+    /* FP32, BF16 or INT8: what the loaded model computes in. */
     jaclip_precision (*precision)(const jc_torch_model *model);
+    /* FP32, BF16 or INT8: what the model file stores. */
+    jaclip_precision (*stored_precision)(const jc_torch_model *model);
 } jc_torch_api;
 
 /* The plugin's only export: fills api if interface matches, returns 0 on success. */

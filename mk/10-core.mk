@@ -10,7 +10,7 @@ test-models: $(BAD_MODELS)/.done
 
 TEST_C_SRCS := $(sort $(wildcard test/c/test_*.c))
 TEST_C_BINS := $(TEST_C_SRCS:test/c/%.c=$(BUILD)/test/%)
-TEST_ENV := JACLIP_BAD_MODELS=$(BAD_MODELS) JACLIP_TEST_MODEL=$(TINY_MODEL) JACLIP_TEST_MODEL_BF16=$(TINY_MODEL_BF16) \
+TEST_ENV := JACLIP_BAD_MODELS=$(BAD_MODELS) JACLIP_TEST_MODEL=$(TINY_MODEL) JACLIP_TEST_MODEL_BF16=$(TINY_MODEL_BF16) JACLIP_TEST_MODEL_INT8=$(TINY_MODEL_INT8) \
 	JACLIP_TEST_CHECKPOINT=$(TINY_CKPT) JACLIP_SHARED_DATA=$(SHARED_DATA) JACLIP_PROJECT_DATA=data \
 	JACLIP_LIBRARY=$(abspath $(BUILD)/libjaclip.so) PYTHON=$(PYTHON)
 
@@ -30,7 +30,16 @@ test-c: lib test-models $(TEST_C_BINS)
 test-python: lib test-models $(BUILD)/examples/classify
 	$(TEST_ENV) $(PYTHON) -m pytest -q -rs test/python
 
-TEST_STEPS += test-c test-python
+# The model tests again, files in reverse order, after a num_threads=1 model resized OpenBLAS's pool
+# in the pytest process: every cross-process comparison must hold under other thread settings
+# (docs/determinism.md).
+PY_ORDER_FILES := test_precision.py test_cli.py test_binding_index.py test_binding_python.py test_model_parity.py
+.PHONY: test-python-order
+test-python-order: lib test-models
+	$(TEST_ENV) JACLIP_TEST_ONE_THREAD_FIRST=1 $(PYTHON) -m pytest -q -rs -p no:cacheprovider \
+		$(addprefix test/python/,$(PY_ORDER_FILES))
+
+TEST_STEPS += test-c test-python test-python-order
 
 # load / encode / free under memcheck: no definite leak, no invalid access (test/valgrind.supp lists
 # the glibc loader's known false positives).

@@ -5,6 +5,7 @@ BENCH_DIR := $(BUILD)/bench
 FULL_CKPT := $(BENCH_DIR)/full-checkpoint
 FULL_MODEL := $(BENCH_DIR)/full.jaclip
 FULL_MODEL_BF16 := $(BENCH_DIR)/full-bf16.jaclip
+FULL_MODEL_INT8 := $(BENCH_DIR)/full-int8.jaclip
 BENCH_REPEAT ?= 3
 BENCH_ARGS ?=
 
@@ -17,6 +18,9 @@ $(FULL_MODEL): $(FULL_CKPT)/config.json $(CONVERT_DEPS)
 $(FULL_MODEL_BF16): $(FULL_CKPT)/config.json $(CONVERT_DEPS)
 	$(PYTHON) tools/jaclip-convert $(FULL_CKPT) $@ --tokenizer $(TOKENIZER_MODEL) --dtype bf16
 
+$(FULL_MODEL_INT8): $(FULL_CKPT)/config.json $(CONVERT_DEPS)
+	$(PYTHON) tools/jaclip-convert $(FULL_CKPT) $@ --tokenizer $(TOKENIZER_MODEL) --dtype int8
+
 $(BENCH_DIR)/jaclip_bench: bench/jaclip_bench.c include/jaclip.h $(SHLIB)
 	@mkdir -p $(BENCH_DIR)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
@@ -26,7 +30,7 @@ $(BENCH_DIR)/jaclip_bench: bench/jaclip_bench.c include/jaclip.h $(SHLIB)
 bench: check-setup
 	$(MAKE) --no-print-directory lib bench-model
 
-bench-model: $(FULL_MODEL) $(FULL_MODEL_BF16) $(BENCH_DIR)/jaclip_bench
+bench-model: $(FULL_MODEL) $(FULL_MODEL_BF16) $(FULL_MODEL_INT8) $(BENCH_DIR)/jaclip_bench
 	$(PYTHON) bench/bench_model.py --checkpoint $(FULL_CKPT) --model $(FULL_MODEL) \
-		--model-bf16 $(FULL_MODEL_BF16) --bench-bin $(BENCH_DIR)/jaclip_bench \
+		--model-bf16 $(FULL_MODEL_BF16) --model-int8 $(FULL_MODEL_INT8) --bench-bin $(BENCH_DIR)/jaclip_bench \
 		--library-dir $(abspath $(BUILD)) --shared-data $(SHARED_DATA) --repeat $(BENCH_REPEAT) $(BENCH_ARGS)

@@ -16,7 +16,7 @@ CONVERT_DIR := $(LIBDIR)/jaclip
 
 all: $(CLI)
 install: $(CLI_INSTALLED)
-test-python: $(CLI)
+test-python test-python-order: $(CLI)
 
 JACLIP_CLI_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude \
 	-DJACLIP_CONVERT_INSTALLED='"$(CONVERT_DIR)/jaclip-convert"' -DJACLIP_DEFAULT_PYTHON='"$(PYTHON)"'

@@ -134,6 +134,22 @@ class Lib:
         return self.to_numpy(ids), self.to_numpy(mask)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_model_first():
+    """JACLIP_TEST_ONE_THREAD_FIRST=1 (make test-python-order): before any test, load a model with
+    num_threads=1 and encode, which sizes OpenBLAS's process-wide pool to one thread, so every later
+    comparison with another process runs under other thread settings than that process."""
+    if os.environ.get("JACLIP_TEST_ONE_THREAD_FIRST") != "1":
+        yield
+        return
+    sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+    os.environ.setdefault("JACLIP_LIBRARY", LIBRARY)
+    import jaclip
+    with jaclip.Model(TINY_MODEL, num_threads=1) as m:
+        m.encode_texts(["犬"])
+    yield
+
+
 @pytest.fixture(scope="session")
 def lib():
     if not os.path.exists(LIBRARY):
@@ -146,6 +162,18 @@ def tiny_model(lib):
     model = lib.load_model(TINY_MODEL)
     yield model
     lib.c.jaclip_model_free(model)
+
+
+def assert_features_close(ours, theirs, what="features"):
+    """Features computed in another process, thread count or BLAS configuration: equal within 1e-5 of the
+    largest |feature| (docs/determinism.md; measured differences are ~1e-6). Bytes are compared only where
+    the library guarantees them: one process with unchanged thread settings, or fresh processes with the
+    same settings."""
+    ours, theirs = np.asarray(ours, np.float32), np.asarray(theirs, np.float32)
+    assert ours.shape == theirs.shape, f"{what}: shapes {ours.shape} and {theirs.shape}"
+    bound = 1e-5 * max(1.0, float(np.abs(theirs).max(initial=0.0)))
+    diff = float(np.abs(ours - theirs).max(initial=0.0))
+    assert diff <= bound, f"{what}: max difference {diff:.3g} > {bound:.3g}"
 
 
 def shared_path(*parts):

@@ -87,5 +87,6 @@ int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 #endif

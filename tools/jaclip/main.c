@@ -15,6 +15,7 @@ static const char main_usage[] =
     "  index      build (or resume building) a searchable index of a photo folder; info, list\n"
     "  search     search an index by Japanese text or by an example image\n"
     "  convert    convert a Hugging Face checkpoint into a model file (runs jaclip-convert)\n"
+    "  info       what a model is and how it runs here (precision and why, CPU features)\n"
     "\n"
     "'jaclip COMMAND --help' describes each; 'man jaclip' all of them. Options common to the commands\n"
     "that load a model: --model FILE (default: $JACLIP_MODEL), --device DEV, --threads N.\n"
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
         return cmd_index(argc - 1, argv + 1);
     if (!strcmp(cmd, "search"))
         return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info"))
+        return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert"))
         return cmd_convert(argc - 1, argv + 1);
     usage_error("unknown command '%s'", cmd);

@@ -19,9 +19,19 @@ CONFIG_FILE = "jaclip/config.txt"
 TOKENIZER_FILE = "jaclip/tokenizer.model"
 
 
-def build_module(cfg, hf_state, dtype):
+def build_module(cfg, hf_state, dtype_name):
     model = CloobModel(cfg)
     model.load_state_dict(hf_to_module_state(cfg, hf_state), strict=True)
+    if dtype_name == "int8":
+        # Dynamic int8 of the transformer layers' Linear layers (weights int8, activations quantized
+        # per batch); the patch embedding and the projections stay fp32. Saved unpacked, re-packed by
+        # the quantized engine libjaclip selects at load (oneDNN).
+        model = model.eval().requires_grad_(False)
+        qconfig = torch.ao.quantization.default_dynamic_qconfig
+        model = torch.ao.quantization.quantize_dynamic(
+            model, {"vision.layers": qconfig, "text.layers": qconfig}, dtype=torch.qint8)
+        return torch.jit.script(model)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     model = model.to(dtype).eval().requires_grad_(False)
     return torch.jit.script(model)
 
@@ -45,10 +55,9 @@ def config_text(cfg, dtype_name, source):
 
 
 def write_model_file(path, cfg, hf_state, tokenizer_bytes, dtype_name, source):
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     if cfg.text.max_position_embeddings < MAX_TEXT_LENGTH:
         raise ValueError(f"max_position_embeddings {cfg.text.max_position_embeddings} < {MAX_TEXT_LENGTH}")
-    scripted = build_module(cfg, hf_state, dtype)
+    scripted = build_module(cfg, hf_state, dtype_name)
     extra = {CONFIG_FILE: config_text(cfg, dtype_name, source), TOKENIZER_FILE: tokenizer_bytes}
     buffer = io.BytesIO()
     torch.jit.save(scripted, buffer, _extra_files=extra)

@@ -42,6 +42,11 @@ def version_string():
     return _lib.lib.jaclip_version_string().decode()
 
 
+def cpu_features():
+    """The CPU features libjaclip detected, e.g. "avx2 fma" (jaclip_cpu_features)."""
+    return _lib.lib.jaclip_cpu_features().decode()
+
+
 def status_string(status):
     """The library's static name of a status, e.g. "JACLIP_ERROR_IO: input/output error"."""
     return _lib.lib.jaclip_status_string(status).decode()

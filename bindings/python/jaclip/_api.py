@@ -9,8 +9,8 @@ from ._lib import P, check, lib
 from ._tensor import FLOAT32, INT64, CTensors, call, np, take
 
 _KINDS = {"cosine": 0, "dot": 1}
-_PRECISIONS = {None: 0, "default": 0, "fp32": 1, "bf16": 2}
-_PRECISION_NAMES = {1: "fp32", 2: "bf16"}
+_PRECISIONS = {None: 0, "default": 0, "fp32": 1, "bf16": 2, "int8": 3}
+_PRECISION_NAMES = {1: "fp32", 2: "bf16", 3: "int8"}
 _PIXEL_FORMATS = {"L": 1, "RGB": 2, "RGBA": 3, "LA": 4}
 _PIXEL_FORMAT_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 EXIF_TRANSPOSE = 1
@@ -289,7 +289,7 @@ class Model(Owned):
     """A loaded model (jaclip_model). Safe to share between threads; close() or `with` frees it.
 
     device: "cpu", "cuda" or "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
-    OpenBLAS's process-wide pool); precision: None (as stored), "fp32" or "bf16"; max_image_pixels: limit for images the model decodes
+    OpenBLAS's process-wide pool); precision: None (as stored; a bf16 file runs fp32 where bf16 is not native, see precision_reason), "fp32", "bf16" or "int8" (int8 files only); max_image_pixels: limit for images the model decodes
     (0 = default); exif_transpose: rotate decoded images by their EXIF orientation."""
 
     def __init__(self, path, device="cpu", num_threads=0, precision=None, max_image_pixels=0,
@@ -310,7 +310,7 @@ class Model(Owned):
 
     def _load(self, load, device, num_threads, precision, max_image_pixels, exif_transpose):
         if precision not in _PRECISIONS:
-            raise _errors.InvalidArgumentError(f"unknown precision {precision!r} (None, 'fp32' or 'bf16')", 1)
+            raise _errors.InvalidArgumentError(f"unknown precision {precision!r} (None, 'fp32', 'bf16' or 'int8')", 1)
         self._max_pixels, self._flags = max_image_pixels, EXIF_TRANSPOSE if exif_transpose else 0
         opts = P()
         check(lib.jaclip_model_options_create(ctypes.byref(opts)))
@@ -350,8 +350,18 @@ class Model(Owned):
 
     @property
     def precision(self):
-        """"fp32" or "bf16"."""
+        """What the model computes in: "fp32", "bf16" or "int8"."""
         return _PRECISION_NAMES[self._get(lib.jaclip_model_precision)]
+
+    @property
+    def precision_reason(self):
+        """Why it computes in that precision (jaclip_model_precision_reason)."""
+        return self._get(lib.jaclip_model_precision_reason).decode()
+
+    @property
+    def fingerprint(self):
+        """The model file's identity, "family-dim-digest" (jaclip_model_fingerprint)."""
+        return self._get(lib.jaclip_model_fingerprint).decode()
 
     @property
     def image_mean(self):

@@ -71,9 +71,10 @@ class ModelTest < Minitest::Test
 
   def test_open_with_a_block_closes_and_returns_the_value
     kept = nil
-    dim = Jaclip::Model.open(TINY_MODEL_BF16) do |m|
+    dim = Jaclip::Model.open(TINY_MODEL_BF16, precision: :bf16) do |m|
       kept = m
       assert_equal :bf16, m.precision
+      assert m.precision_reason.start_with?("bf16: ")
       m.embedding_dim
     end
     assert_equal 32, dim

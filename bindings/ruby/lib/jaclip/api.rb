@@ -2,8 +2,8 @@ require "pathname"
 
 module Jaclip
   KINDS = { cosine: 0, dot: 1 }.freeze
-  PRECISIONS = { nil => 0, default: 0, fp32: 1, bf16: 2 }.freeze
-  PRECISION_NAMES = { 1 => :fp32, 2 => :bf16 }.freeze
+  PRECISIONS = { nil => 0, default: 0, fp32: 1, bf16: 2, int8: 3 }.freeze
+  PRECISION_NAMES = { 1 => :fp32, 2 => :bf16, 3 => :int8 }.freeze
   PIXEL_FORMATS = { "L" => 1, "RGB" => 2, "RGBA" => 3, "LA" => 4 }.freeze
   EXIF_TRANSPOSE = 1
 
@@ -246,7 +246,7 @@ module Jaclip
   # at the end of the block.
   #
   # device: "cpu", "cuda", "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
-  # OpenBLAS's process-wide pool); precision: nil (as stored), :fp32 or :bf16; max_image_pixels: limit for images the model decodes
+  # OpenBLAS's process-wide pool); precision: nil (as stored; bf16 files run fp32 where bf16 is not native), :fp32, :bf16 or :int8 (int8 files); max_image_pixels: limit for images the model decodes
   # (0 = default); exif_transpose: rotate decoded images by their EXIF orientation.
   class Model
     include Closable
@@ -255,7 +255,7 @@ module Jaclip
 
     def initialize(path, device: "cpu", num_threads: 0, precision: nil, max_image_pixels: 0,
                    exif_transpose: false, _loader: nil)
-      code = PRECISIONS.fetch(precision&.to_sym) { raise InvalidArgumentError.new("unknown precision #{precision.inspect} (nil, :fp32 or :bf16)", 1) }
+      code = PRECISIONS.fetch(precision&.to_sym) { raise InvalidArgumentError.new("unknown precision #{precision.inspect} (nil, :fp32, :bf16 or :int8)", 1) }
       @max_pixels = max_image_pixels
       @flags = exif_transpose ? EXIF_TRANSPOSE : 0
       opts_out = FFI::MemoryPointer.new(:pointer)
@@ -286,8 +286,11 @@ module Jaclip
     def image_size = use { |m| Native.jaclip_model_image_size(m) }
     def max_text_length = use { |m| Native.jaclip_model_max_text_length(m) }
     def device = use { |m| Native.jaclip_model_device(m) }
-    # :fp32 or :bf16
+    # What the model computes in: :fp32, :bf16 or :int8
     def precision = PRECISION_NAMES.fetch(use { |m| Native.jaclip_model_precision(m) })
+    # Why (jaclip_model_precision_reason)
+    def precision_reason = use { |m| Native.jaclip_model_precision_reason(m) }
+    def fingerprint = use { |m| Native.jaclip_model_fingerprint(m) }
     def image_mean = use { |m| Native.jaclip_model_image_mean(m).get_array_of_float(0, 3) }
     def image_std = use { |m| Native.jaclip_model_image_std(m).get_array_of_float(0, 3) }
 

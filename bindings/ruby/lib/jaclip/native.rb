@@ -96,6 +96,8 @@ module Jaclip
     attach_function :jaclip_model_max_text_length, [:pointer], :int64
     attach_function :jaclip_model_device, [:pointer], :string
     attach_function :jaclip_model_precision, [:pointer], :int
+    attach_function :jaclip_model_precision_reason, [:pointer], :string
+    attach_function :jaclip_model_fingerprint, [:pointer], :string
     attach_function :jaclip_model_image_mean, [:pointer], :pointer
     attach_function :jaclip_model_image_std, [:pointer], :pointer
     attach_function :jaclip_model_tokenizer, [:pointer], :pointer

@@ -1,0 +1,122 @@
+"""Precision chosen by what the CPU can do (issue: a bf16 file must not run 75x slower than fp32 on a CPU
+without native bf16), int8 files, and what `jaclip info` reports. The expectations come from
+/proc/cpuinfo, read here independently of the library's cpuid detection."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import LIBRARY, PYTHON, ROOT, TINY_MODEL, TINY_MODEL_BF16
+
+sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+os.environ.setdefault("JACLIP_LIBRARY", LIBRARY)
+import jaclip  # noqa: E402
+
+TINY_MODEL_INT8 = os.path.abspath(os.environ.get("JACLIP_TEST_MODEL_INT8",
+                                                 os.path.join(ROOT, "build", "models", "tiny-int8.jaclip")))
+CLI = os.path.join(ROOT, "build", "jaclip")
+DOG = os.path.join(ROOT, "data", "dog.jpeg")
+TEXTS = ["犬", "猫の写真", "海辺を走る犬"]
+
+
+def cpuinfo_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    pytest.skip("/proc/cpuinfo has no flags line (not x86 Linux)")
+
+
+def cosine_rows(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_cpu_features_agree_with_proc_cpuinfo():
+    flags, ours = cpuinfo_flags(), set(jaclip.cpu_features().split())
+    for name in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"):
+        assert (name in ours) == (name in flags), f"{name}: library {name in ours}, /proc/cpuinfo {name in flags}"
+
+
+def test_bf16_file_runs_bf16_only_where_bf16_is_native():
+    flags = cpuinfo_flags()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    with jaclip.Model(TINY_MODEL_BF16) as m:
+        assert m.precision == ("bf16" if native else "fp32"), m.precision_reason
+        if not native:
+            assert "widened to fp32" in m.precision_reason and "JACLIP_PRECISION_BF16" in m.precision_reason
+
+
+def load_in_subprocess(native_bf16, path, precision="None"):
+    code = (f"import jaclip; m = jaclip.Model({path!r}, precision={precision}); "
+            "print(m.precision); print(m.precision_reason)")
+    env = dict(os.environ, JACLIP_NATIVE_BF16=native_bf16,
+               PYTHONPATH=os.path.join(ROOT, "bindings", "python"), JACLIP_LIBRARY=LIBRARY)
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_both_paths_on_any_cpu_through_the_override(native):
+    # JACLIP_NATIVE_BF16 lets each path run whatever this CPU is.
+    precision, reason = load_in_subprocess(native, TINY_MODEL_BF16)
+    if native == "1":
+        assert precision == "bf16" and reason.startswith("bf16: as stored")
+    else:
+        assert precision == "fp32" and reason.startswith("fp32: the file stores bf16")
+    # Asked for explicitly, bf16 runs everywhere, and says when it is slow.
+    precision, reason = load_in_subprocess(native, TINY_MODEL_BF16, '"bf16"')
+    assert precision == "bf16" and (("not native" in reason) == (native == "0"))
+
+
+def test_widened_bf16_file_gives_the_bf16_weights_in_fp32():
+    # Widening is exact (bf16 -> fp32), so the widened model equals the bf16 file asked for fp32.
+    with jaclip.Model(TINY_MODEL_BF16, precision="fp32") as asked, \
+            jaclip.Model(TINY_MODEL_BF16) as default, jaclip.Model(TINY_MODEL) as fp32:
+        if default.precision != "fp32":
+            pytest.skip("this CPU has native bf16: the default runs bf16 here (checked above)")
+        a, b = np.asarray(asked.encode_texts(TEXTS)), np.asarray(default.encode_texts(TEXTS))
+        assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(a).max())
+        assert cosine_rows(b, np.asarray(fp32.encode_texts(TEXTS))).min() > 0.99
+
+
+def test_int8_file_runs_int8_close_to_fp32():
+    with jaclip.Model(TINY_MODEL_INT8) as q, jaclip.Model(TINY_MODEL) as f:
+        assert q.precision == "int8" and q.precision_reason.startswith("int8: ")
+        for encode in (lambda m: m.encode_texts(TEXTS), lambda m: m.encode_images([DOG])):
+            ours, ref = np.asarray(encode(q)), np.asarray(encode(f))
+            assert ours.shape == ref.shape
+            # Measured on the tiny random model: 0.9998 (texts and the dog photo); docs/benchmarks.md gives
+            # the full-size figure.
+            assert cosine_rows(ours, ref).min() > 0.98
+            assert not np.array_equal(ours, ref), "int8 should not be bit-identical to fp32"
+
+
+@pytest.mark.parametrize("path,precision,needle", [
+    (TINY_MODEL_INT8, "fp32", "holds int8 weights"),
+    (TINY_MODEL_INT8, "bf16", "holds int8 weights"),
+    (TINY_MODEL, "int8", "--dtype int8"),
+])
+def test_mismatched_precision_requests_are_refused(path, precision, needle):
+    with pytest.raises(jaclip.InvalidArgumentError, match=needle.replace("-", r"\-")):
+        jaclip.Model(path, precision=precision)
+
+
+def test_jaclip_info_says_what_runs_and_why():
+    out = subprocess.run([CLI, "info", "--json", TINY_MODEL_BF16], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    with jaclip.Model(TINY_MODEL_BF16) as m:
+        assert info["precision"] == m.precision and info["precision_reason"] == m.precision_reason
+        assert info["fingerprint"] == m.fingerprint and info["embedding_dim"] == 32
+    assert set(info["cpu_features"].split()) <= {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+                                                 "amx_bf16", "amx_int8"}
+    text = subprocess.run([CLI, "info", TINY_MODEL_INT8, "--precision", "default"], capture_output=True,
+                          text=True, timeout=120)
+    assert text.returncode == 0 and "precision:        int8" in text.stdout
+    bad = subprocess.run([CLI, "info", TINY_MODEL, "--precision", "fp16"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--precision" in bad.stderr

@@ -1,0 +1,105 @@
+#include "cli.h"
+
+static const char info_usage[] =
+    "usage: jaclip info [--model] MODEL [--precision P] [--device DEV] [--threads N] [--json]\n"
+    "\n"
+    "Loads MODEL and says what it is and how it runs here: its fingerprint and sizes, the device, the\n"
+    "precision it computes in and why (a bf16 file runs fp32 on a CPU without native bf16), and the CPU\n"
+    "features libjaclip detected.\n"
+    "\n"
+    "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
+    "      --precision P     default (as stored), fp32, bf16 or int8\n"
+    "      --json            JSON instead of text\n"
+    "      --device DEV      cpu (default), cuda or cuda:N\n"
+    "      --threads N       libtorch threads (default: all cores)\n"
+    "  -h, --help            this help\n";
+
+enum { OPT_PRECISION = OPT_COMMAND_BASE };
+
+static const char *const precision_names[] = {"default", "fp32", "bf16", "int8"};
+
+static jaclip_precision parse_precision(const char *text)
+{
+    for (size_t i = 0; i < sizeof precision_names / sizeof *precision_names; i++)
+        if (!strcmp(text, precision_names[i]))
+            return (jaclip_precision)i;
+    usage_error("--precision must be default, fp32, bf16 or int8, got '%s'", text);
+}
+
+static jaclip_model *load_with_precision(model_args *m, jaclip_precision precision)
+{
+    if (!m->model_path || !*m->model_path)
+        m->model_path = getenv("JACLIP_MODEL");
+    if (!m->model_path || !*m->model_path)
+        usage_error("no model: pass --model FILE or set JACLIP_MODEL");
+    jaclip_model_options *opts = NULL;
+    jaclip_model *model = NULL;
+    jaclip_status st;
+    if ((st = jaclip_model_options_create(&opts)) ||
+        (m->device && (st = jaclip_model_options_set_device(opts, m->device))) ||
+        (m->threads && (st = jaclip_model_options_set_num_threads(opts, m->threads))) ||
+        (st = jaclip_model_options_set_precision(opts, precision)) ||
+        (st = jaclip_model_load(&model, m->model_path, opts))) {
+        jaclip_model_options_free(opts);
+        die(m->model_path, st);
+    }
+    jaclip_model_options_free(opts);
+    return model;
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},     {"precision", required_argument, NULL, OPT_PRECISION},
+        {"json", no_argument, NULL, OPT_JSON},       {"device", required_argument, NULL, OPT_DEVICE},
+        {"threads", required_argument, NULL, OPT_THREADS}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    model_args m = {0};
+    jaclip_precision precision = JACLIP_PRECISION_DEFAULT;
+    bool json = false;
+    int opt;
+    command_name = "jaclip info";
+    while ((opt = getopt_long(argc, argv, ":m:h", options, NULL)) != -1) {
+        if (model_option(&m, opt))
+            continue;
+        switch (opt) {
+        case OPT_PRECISION: precision = parse_precision(optarg); break;
+        case OPT_JSON: json = true; break;
+        case 'h': return help_requested(info_usage);
+        default: bad_option(opt, argv);
+        }
+    }
+    if (optind < argc && !m.model_path)
+        m.model_path = argv[optind++];
+    if (optind != argc)
+        usage_error("unexpected argument '%s'", argv[optind]);
+    jaclip_model *model = load_with_precision(&m, precision);
+    const char *ran = precision_names[jaclip_model_precision(model)];
+    if (json) {
+        fputs("{\"model\": ", stdout);
+        json_string(stdout, m.model_path);
+        printf(", \"fingerprint\": \"%s\", \"embedding_dim\": %lld, \"image_size\": %lld, "
+               "\"max_text_length\": %lld, \"device\": ",
+               jaclip_model_fingerprint(model), (long long)jaclip_model_embedding_dim(model),
+               (long long)jaclip_model_image_size(model), (long long)jaclip_model_max_text_length(model));
+        json_string(stdout, jaclip_model_device(model));
+        printf(", \"precision\": \"%s\", \"precision_reason\": ", ran);
+        json_string(stdout, jaclip_model_precision_reason(model));
+        fputs(", \"cpu_features\": ", stdout);
+        json_string(stdout, jaclip_cpu_features());
+        printf(", \"library_version\": \"%s\"}\n", jaclip_version_string());
+    } else {
+        printf("model:            %s\n", m.model_path);
+        printf("fingerprint:      %s\n", jaclip_model_fingerprint(model));
+        printf("embedding dim:    %lld\n", (long long)jaclip_model_embedding_dim(model));
+        printf("image size:       %lld\n", (long long)jaclip_model_image_size(model));
+        printf("max text length:  %lld\n", (long long)jaclip_model_max_text_length(model));
+        printf("device:           %s\n", jaclip_model_device(model));
+        printf("precision:        %s\n", ran);
+        printf("why:              %s\n", jaclip_model_precision_reason(model));
+        printf("cpu features:     %s\n", jaclip_cpu_features()[0] ? jaclip_cpu_features() : "(none detected)");
+        printf("libjaclip:        %s\n", jaclip_version_string());
+    }
+    jaclip_model_free(model);
+    return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
+}
