@@ -145,6 +145,14 @@ def levers(args, photos, labels, labels_file, runs, ref):
                      f"{r['image_batch_per_s']:.2f} | {r['image_batch_per_s'] / f32['image_batch_per_s']:.2f}× |")
         lines.append(f"| {what}, texts/s b64 | {f32['text_batch_per_s']:.1f} | {r['text_batch_per_s']:.1f} | "
                      f"{r['text_batch_per_s'] / f32['text_batch_per_s']:.2f}× |")
+    q8 = runs.get("libjaclip int8 file")
+    if q8:
+        # int8 runs oneDNN on libtorch's pool: its thread layout measured the same way as fp32's.
+        q1 = jaclip_run(args.bench_bin, args.model_int8, "default", photos, labels_file, args.repeat,
+                        os.path.join(args.work, "int8-1thread-"), args.library_dir, threads=1)
+        lines.append(f"| int8: num_threads 1 → 0 (all {os.cpu_count()}), images/s b8 | "
+                     f"{q1['image_batch_per_s']:.2f} | {q8['image_batch_per_s']:.2f} | "
+                     f"{q8['image_batch_per_s'] / q1['image_batch_per_s']:.2f}× |")
     lines += torchscript_levers(args.model)
     return lines
 
@@ -340,11 +348,21 @@ def main():
         write_docs(report)
 
 
+def cpu_kind():
+    """The section of docs/benchmarks.md this CPU's figures go to: one table per kind of CPU."""
+    flags = cpu_flags()
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        return "avx512-bf16"
+    return "avx512" if "avx512f" in flags else "avx2"
+
+
 def write_docs(report):
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    begin, end = f"<!-- bench:begin:{cpu_kind()} -->", f"<!-- bench:end:{cpu_kind()} -->"
+    if begin not in text:
+        text += f"\n## Measured on another CPU kind ({cpu_kind()})\n\n{begin}\n{end}\n"
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1]
     with open(path, "w", encoding="utf-8") as f:
