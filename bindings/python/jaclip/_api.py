@@ -364,6 +364,11 @@ class Model(Owned):
             return tuple(lib.jaclip_model_image_std(p)[:3])
 
     @property
+    def fingerprint(self):
+        """"FAMILY-DIM-DIGEST" naming the model file's weights (jaclip_model_fingerprint)."""
+        return self._get(lib.jaclip_model_fingerprint).decode()
+
+    @property
     def tokenizer(self):
         """The model's tokenizer (borrowed: usable while the model is open)."""
         return self._tokenizer
