@@ -378,18 +378,26 @@ def _tidy(out_dir, partitions):
                     os.unlink(os.path.join(d, name))
 
 
+def local_cluster(workers=1, worker_threads=1):
+    """A distributed.LocalCluster of `workers` processes on loopback, without a dashboard (its HTTP
+    endpoint on a free port rather than 8787)."""
+    from distributed import LocalCluster
+    return LocalCluster(n_workers=workers, threads_per_worker=worker_threads, processes=True, host="127.0.0.1",
+                        dashboard_address=None,
+                        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
+
+
 @contextlib.contextmanager
 def _client_for(client, scheduler, workers, worker_threads):
     if client is not None:
         yield client
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
     if scheduler:
         with Client(scheduler) as c:
             yield c
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=worker_threads, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+    with local_cluster(workers, worker_threads) as cluster, Client(cluster) as c:
         yield c
 
 
