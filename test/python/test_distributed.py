@@ -164,6 +164,19 @@ def test_damaged_shard_refused_then_redone(run, folder, client, reference, tmp_p
     _assert_same(tmp_path / "merged.jci", *reference)
 
 
+def test_unreadable_file_fails_the_partition(run, client, tmp_path):
+    """A file the worker cannot read (a storage not mounted there) fails its partition, which is then
+    not committed, instead of becoming an empty shard that a re-run would skip."""
+    out = tmp_path / "out"
+    for sub in ("shards", "img_emb", "metadata", "manifest"):
+        (out / sub).mkdir(parents=True)
+    missing = str(tmp_path / "gone.png")
+    fut = client.submit(jd.embed_partition, 0, [missing], jd._digest([missing]), str(out), 16, True, pure=False)
+    with pytest.raises(jaclip.InputOutputError, match="gone.png"):
+        fut.result()
+    assert not list((out / "manifest").iterdir()) and not list((out / "shards").iterdir())
+
+
 def test_cli_merge_of_shards(run, reference, tmp_path):
     out, _ = run
     shards = sorted(str(p) for p in (out / "shards").iterdir())

@@ -411,6 +411,7 @@ def embed(inputs, out_dir, model, *, client=None, scheduler=None, workers=1, wor
     `workers` processes with `worker_threads` threads each. model: a model file path valid on every
     worker. num_threads: libjaclip's cores per worker (None: 0, all cores, on a remote cluster; cores /
     workers on a LocalCluster). on_entry(entry) is called on the client as each shard completes.
+    The summary's setup_seconds is the part of seconds spent starting the cluster and loading models.
     Partitions that fail after their retries raise PartitionError once the others are done."""
     from distributed import as_completed
     out_dir = os.path.abspath(out_dir)
@@ -427,8 +428,11 @@ def embed(inputs, out_dir, model, *, client=None, scheduler=None, workers=1, wor
             os.unlink(os.path.join(out_dir, MANIFEST))
         c.register_worker_plugin(ModelPlugin(model, device, num_threads, precision), name=PLUGIN_NAME)
         prints = {f for f in c.run(_worker_fingerprint).values()}
+        if not prints:
+            raise RuntimeError("the cluster has no workers")
         if len(prints) != 1 or None in prints:
             raise RuntimeError(f"the workers loaded different models from {model}: {sorted(map(str, prints))}")
+        setup_seconds = time.monotonic() - started
         run = uuid.uuid4().hex[:8]
         # Bounded in flight: the scheduler holds a few partitions per worker thread, not the whole list.
         limit = max(4, 2 * sum(c.nthreads().values()))
@@ -483,7 +487,8 @@ def embed(inputs, out_dir, model, *, client=None, scheduler=None, workers=1, wor
         _write_atomic(os.path.join(out_dir, MANIFEST), json.dumps(manifest, ensure_ascii=False, indent=1).encode())
     seconds = time.monotonic() - started
     return {"partitions": len(parts), "reused": reused, "embedded": len(parts) - reused, "images": len(paths),
-            "rows": manifest["rows"], "skipped": manifest["skipped"], "seconds": seconds}
+            "rows": manifest["rows"], "skipped": manifest["skipped"], "seconds": seconds,
+            "setup_seconds": setup_seconds}
 
 
 # ---- reading and merging ----------------------------------------------------------------------------
