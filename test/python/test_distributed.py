@@ -262,3 +262,26 @@ def test_bad_arguments(tmp_path, folder):
         jd.load_manifest(tmp_path)
     paths, _ = jd.list_images([folder])
     assert paths == sorted(paths, key=os.fsencode) and not [p for p in paths if "/." in p or p.endswith(".txt")]
+
+
+def test_binding_index_merge_and_fingerprint(run, tmp_path):
+    out, _ = run
+    with jaclip.Model(TINY_MODEL) as model:
+        assert jd.load_manifest(out)["model"] == model.fingerprint
+        assert model.fingerprint.startswith("cloob-32-")
+    for name, dim in (("a.jci", 3), ("b.jci", 3), ("wide.jci", 4)):
+        with jaclip.Index(dim) as index:
+            index.add(np.eye(dim, dtype=np.float32)[:2], [f"{name}/0", f"{name}/1"])
+            index.save(tmp_path / name)
+    jaclip.Index.merge(tmp_path / "m.jci", [tmp_path / "a.jci", tmp_path / "b.jci"], unique_labels=True)
+    with jaclip.Index.load(tmp_path / "m.jci") as merged:
+        assert merged.labels() == ["a.jci/0", "a.jci/1", "b.jci/0", "b.jci/1"]
+    with pytest.raises(jaclip.ShapeError, match="wide.jci"):
+        jaclip.Index.merge(tmp_path / "m2.jci", [tmp_path / "a.jci", tmp_path / "wide.jci"])
+    with pytest.raises(jaclip.InvalidArgumentError, match="twice"):
+        jaclip.Index.merge(tmp_path / "m2.jci", [tmp_path / "a.jci", tmp_path / "a.jci"], unique_labels=True)
+    with pytest.raises(jaclip.InvalidArgumentError):
+        jaclip.Index.merge(tmp_path / "m2.jci", [])
+    with pytest.raises(TypeError):
+        jaclip.Index.merge(tmp_path / "m2.jci", str(tmp_path / "a.jci"))
+    assert not (tmp_path / "m2.jci").exists()

@@ -227,7 +227,10 @@ class ModelPlugin(_WorkerPlugin):
         self.model = None
 
     def setup(self, worker):
-        self.model = Model(self.path, device=self.device, num_threads=self.num_threads, precision=self.precision)
+        # Dask's nanny starts workers with OPENBLAS_NUM_THREADS=1, and num_threads 0 leaves OpenBLAS's pool
+        # as the environment sized it: name the worker's cores so the fp32 path really uses them.
+        threads = self.num_threads or len(os.sched_getaffinity(0))
+        self.model = Model(self.path, device=self.device, num_threads=threads, precision=self.precision)
 
     def teardown(self, worker):
         if self.model is not None:
@@ -409,8 +412,8 @@ def embed(inputs, out_dir, model, *, client=None, scheduler=None, workers=1, wor
 
     The cluster: `client` (a distributed.Client), else `scheduler` (an address), else a LocalCluster of
     `workers` processes with `worker_threads` threads each. model: a model file path valid on every
-    worker. num_threads: libjaclip's cores per worker (None: 0, all cores, on a remote cluster; cores /
-    workers on a LocalCluster). on_entry(entry) is called on the client as each shard completes.
+    worker. num_threads: libjaclip's cores per worker (None: all the worker's cores on a remote cluster,
+    cores / workers on a LocalCluster). on_entry(entry) is called on the client as each shard completes.
     The summary's setup_seconds is the part of seconds spent starting the cluster and loading models.
     Partitions that fail after their retries raise PartitionError once the others are done."""
     from distributed import as_completed
