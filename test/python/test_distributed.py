@@ -204,6 +204,10 @@ def test_module_command(folder, reference, tmp_path):
                           "--out", str(tmp_path / "out2"), str(folder)],
                          capture_output=True, text=True, timeout=180, env=env)
     assert bad.returncode == 1 and "none.jaclip" in bad.stderr
+    usage = subprocess.run([sys.executable, "-m", "jaclip.distributed", "--model", TINY_MODEL, "--out",
+                            str(tmp_path / "out3"), "--partition-size", "0", str(folder)],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert usage.returncode == 2 and "--partition-size" in usage.stderr
 
 
 def test_killed_worker_loses_and_duplicates_nothing(tmp_path):

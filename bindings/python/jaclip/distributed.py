@@ -537,6 +537,16 @@ def merge(out_dir, index_path, verify=True):
 
 # ---- command line -----------------------------------------------------------------------------------
 
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="python3 -m jaclip.distributed",
@@ -547,13 +557,14 @@ def main(argv=None):
     ap.add_argument("--model", "-m", default=os.environ.get("JACLIP_MODEL"), help="model file (default: $JACLIP_MODEL)")
     ap.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the shards and manifest.json")
     ap.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address (default: a LocalCluster here)")
-    ap.add_argument("--workers", type=int, default=1, help="LocalCluster worker processes (default 1)")
-    ap.add_argument("--worker-threads", type=int, default=1, help="LocalCluster threads per worker (default 1)")
-    ap.add_argument("--threads", type=int, default=None,
+    ap.add_argument("--workers", type=_positive, default=1, help="LocalCluster worker processes (default 1)")
+    ap.add_argument("--worker-threads", type=_positive, default=1, help="LocalCluster threads per worker (default 1)")
+    ap.add_argument("--threads", type=_positive, default=None,
                     help="libjaclip cores per worker (default: all, or cores/workers on a LocalCluster)")
-    ap.add_argument("--partition-size", type=int, default=256, help="images per shard (default 256)")
-    ap.add_argument("--batch", type=int, default=16, help="images per model call (default 16)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--partition-size", type=_positive, default=256, help="images per shard (default 256)")
+    ap.add_argument("--batch", type=_positive, default=16, help="images per model call (default 16)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), help="default: as stored in the model file")
     ap.add_argument("--no-npy", action="store_true", help="do not write img_emb/img_emb_N.npy")
     ap.add_argument("--merge", metavar="INDEX", help="then merge the shards into this index file")
     args = ap.parse_args(argv)
@@ -568,7 +579,7 @@ def main(argv=None):
     try:
         summary = embed(inputs, args.out, args.model, scheduler=args.scheduler, workers=args.workers,
                         worker_threads=args.worker_threads, partition_size=args.partition_size,
-                        batch_size=args.batch, num_threads=args.threads, device=args.device,
+                        batch_size=args.batch, num_threads=args.threads, device=args.device, precision=args.precision,
                         write_npy=not args.no_npy)
         for s in summary["skipped"]:
             print(f"jaclip.distributed: {s['path']}: skipped: {s['error']}", file=sys.stderr)
