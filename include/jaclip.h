@@ -439,6 +439,27 @@ JACLIP_API const char *jaclip_model_precision_reason(const jaclip_model *model);
  * Static storage; thread-safe. */
 JACLIP_API const char *jaclip_cpu_features(void);
 
+/* ---- index merge (shards of a distributed run) --------------------------------------------------- */
+
+/* Flags for jaclip_index_merge (bitwise OR). */
+#define JACLIP_INDEX_MERGE_DEFAULT 0u
+/* Refuse the merge if any label occurs more than once over all the shards (a shard given twice, two
+ * runs over the same files); the message names the label and the shards that hold it. */
+#define JACLIP_INDEX_MERGE_UNIQUE_LABELS 1u
+
+/* Writes one index file at path holding the rows of the n index files shards[0..n-1] (n >= 1), in
+ * that order, each with its label. Every shard is read with its checksums verified and all must have
+ * the same dim. The output is built beside path under a temporary name and renamed over path only
+ * when complete, so on any failure path is left as it was (absent or the old file) and nothing else
+ * remains; path may be one of the shards. Memory: one block of rows at a time, not the whole output.
+ * Uses only the public index API, so the result is what jaclip_index_save would write for those rows.
+ * Errors: INVALID_ARGUMENT (NULL path or shards, a NULL shard, n == 0, an unknown flag, a duplicate
+ * label under JACLIP_INDEX_MERGE_UNIQUE_LABELS), IO, INDEX_FORMAT (a damaged, truncated or foreign
+ * shard), SHAPE (a shard's dim differs from the first's), OUT_OF_MEMORY; the message names the shard.
+ * Thread-safe for distinct paths. */
+JACLIP_API jaclip_status jaclip_index_merge(const char *path, const char *const *shards, size_t n,
+                                            uint32_t flags);
+
 #ifdef __cplusplus
 }
 #endif

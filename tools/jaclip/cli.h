@@ -85,6 +85,7 @@ jaclip_index *load_index_or_die(const char *path);
 int cmd_classify(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
+int cmd_index_merge(int argc, char **argv); /* merge.c */
 int cmd_search(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);

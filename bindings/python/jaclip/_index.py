@@ -114,6 +114,18 @@ class Index(Owned):
             arr, _keep = _labels(labels, t)
             check(lib.jaclip_index_append_file(os.fsencode(path), t, arr))
 
+    @staticmethod
+    def merge(path, shards, unique_labels=False):
+        """Writes one index file at path with the rows of the index files `shards`, in order
+        (jaclip_index_merge): each shard's checksums verified, path replaced only once complete.
+        unique_labels: refuse (InvalidArgumentError) a label occurring twice. IndexFormatError names a
+        damaged shard; ShapeError one of another width."""
+        if isinstance(shards, (str, bytes, os.PathLike)):
+            raise TypeError("expected a list of shard paths, not a single path")
+        raw = [os.fsencode(s) for s in shards]
+        arr = (ctypes.c_char_p * max(len(raw), 1))(*raw)
+        check(lib.jaclip_index_merge(os.fsencode(path), arr, len(raw), 1 if unique_labels else 0))
+
     def _read(self):
         return _Using(self._lock.shared(), self._h)
 

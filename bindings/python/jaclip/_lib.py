@@ -91,6 +91,7 @@ _SIGNATURES = {
     "jaclip_index_save": (i32, [P, ctypes.c_char_p]),
     "jaclip_index_append_file": (i32, [ctypes.c_char_p, P, c_char_pp]),
     "jaclip_index_load": (i32, [PP, ctypes.c_char_p, u32]),
+    "jaclip_index_merge": (i32, [ctypes.c_char_p, c_char_pp, sz, u32]),
 }
 
 
