@@ -12,3 +12,6 @@ test-index-files: lib $(INDEX_FILES_TEST)
 	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_FILES_TEST)
 
 TEST_STEPS += test-index-files
+
+# jaclip index sync hashes file contents with OpenSSL's SHA-256.
+CLI_LDLIBS += -lcrypto
