@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) /* clang 14 lacks cpu_supports("f16c") */
 #include <immintrin.h>
 #define JC_HAVE_F16C_PATH 1
 #endif
