@@ -111,6 +111,28 @@ def test_same_dir_twice_and_subdir_index_once_and_bad_names_counted(tmp_path):
     assert len(jaclip.Index.load(index)) == 4
 
 
+def test_over_long_path_is_counted_as_skipped(tmp_path):
+    """Issue 13 item 9: a file whose path exceeds PATH_MAX was left out silently."""
+    photos = tmp_path / "p"
+    write_image(photos / "ok.png", 1)
+    fd = os.open(photos, os.O_RDONLY)
+    try:
+        for _ in range(22):  # 22 x 200 characters: past the 4096 of PATH_MAX
+            name = "d" * 199
+            os.mkdir(name, dir_fd=fd)
+            new = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        with open(os.open("deep.png", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write((photos / "ok.png").read_bytes())
+    finally:
+        os.close(fd)
+    index = tmp_path / "x.jci"
+    r = sync(photos, index)
+    assert "1 added" in r.stderr and "1 skipped" in r.stderr, r.stderr
+    assert "File name too long" in r.stderr
+
+
 def test_second_writer_is_refused_or_waits(tmp_path):
     photos = tmp_path / "p"
     for i in range(3):
