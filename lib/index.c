@@ -337,6 +337,16 @@ static size_t label_table_capacity(size_t rows)
     return cap / 2 < rows ? 0 : cap;
 }
 
+/* Fills the empty table slots[cap] with every row and makes it the index's. */
+static void label_table_adopt(jaclip_index *index, size_t *slots, size_t cap)
+{
+    for (size_t r = 0; r < index->count; r++)
+        label_table_insert(index, slots, cap, label_at(index, r), r);
+    free(index->label_slots);
+    index->label_slots = slots;
+    index->label_cap = cap;
+}
+
 /* Keeps the table at most half full for `rows` rows. */
 static jaclip_status label_table_reserve(jaclip_index *index, size_t rows)
 {
@@ -348,11 +358,7 @@ static jaclip_status label_table_reserve(jaclip_index *index, size_t rows)
     size_t *slots = calloc(cap, sizeof *slots);
     if (!slots)
         return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory for the index label table");
-    for (size_t r = 0; r < index->count; r++)
-        label_table_insert(index, slots, cap, label_at(index, r), r);
-    free(index->label_slots);
-    index->label_slots = slots;
-    index->label_cap = cap;
+    label_table_adopt(index, slots, cap);
     return JACLIP_OK;
 }
 
@@ -810,11 +816,7 @@ static jaclip_status drop_rows(jaclip_index *index, const unsigned char *dead, s
     index->added_count = kept;
     index->count = file_rows + kept;
     /* The table holds row numbers, which have moved: refill it. */
-    for (size_t r = 0; r < index->count; r++)
-        label_table_insert(index, slots, cap, label_at(index, r), r);
-    free(index->label_slots);
-    index->label_slots = slots;
-    index->label_cap = cap;
+    label_table_adopt(index, slots, cap);
     return JACLIP_OK;
 }
 
