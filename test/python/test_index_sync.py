@@ -260,3 +260,33 @@ def test_float16_rows_round_as_numpy(tmp_path):
     ix.add(x, [f"r{i}" for i in range(200)])
     unit = x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     np.testing.assert_array_equal(ix.embeddings(), unit.astype(np.float32).astype(np.float16).astype(np.float32))
+
+
+def test_python_sync_index_takes_turns_with_the_command(tmp_path):
+    photos = tmp_path / "p"
+    for i in range(6):
+        write_image(photos / f"i{i}.png", 300 + i)
+    (photos / "broken.png").write_bytes(b"\x89PNG not really")
+    index = tmp_path / "x.jci"
+    with jaclip.Model(TINY_MODEL) as model:
+        counts = jaclip.sync_index(photos, index, model, root=tmp_path, batch=4)
+        assert counts == {"added": 6, "reembedded": 0, "removed": 0, "unchanged": 0, "skipped": 1}
+        # The command sees nothing to do, then makes changes the Python side picks up.
+        r = sync(photos, index, "--root", tmp_path)
+        assert "0 added, 0 re-embedded, 0 removed, 6 unchanged" in r.stderr, r.stderr
+        (photos / "i0.png").unlink()
+        write_image(photos / "i1.png", 999)
+        write_image(photos / "new.png", 998)
+        counts = jaclip.sync_index([photos, photos], index, model, root=tmp_path)
+        assert counts == {"added": 1, "reembedded": 1, "removed": 1, "unchanged": 4, "skipped": 1}
+        assert_same_as_fresh_build(index, photos, tmp_path, root=str(tmp_path))
+        with open(str(index) + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with pytest.raises(jaclip.InputOutputError, match="another jaclip"):
+                jaclip.sync_index(photos, index, model, root=tmp_path)
+        other = tmp_path / "other.jci"
+        with jaclip.Index(model.embedding_dim) as ix:
+            ix.fingerprint = "cloob-32-0000000000000000"
+            ix.save(other)
+        with pytest.raises(jaclip.ModelMismatchError):
+            jaclip.sync_index(photos, other, model)
