@@ -235,10 +235,13 @@ __attribute__((target("f16c,avx"))) static void widen_f16c(float *dst, const uin
 static void widen_f16(float *dst, const uint16_t *src, size_t n)
 {
 #ifdef JC_HAVE_F16C_PATH
-    static int has_f16c = -1;
-    if (has_f16c < 0)
-        has_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
-    if (has_f16c) {
+    static int has_f16c = -1; /* searches run in many threads: read and set atomically */
+    int f16c = __atomic_load_n(&has_f16c, __ATOMIC_RELAXED);
+    if (f16c < 0) {
+        f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+        __atomic_store_n(&has_f16c, f16c, __ATOMIC_RELAXED);
+    }
+    if (f16c) {
         widen_f16c(dst, src, n);
         return;
     }
