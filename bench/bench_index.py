@@ -2,6 +2,11 @@
 """Exact top-k search over an index of random embeddings, against a brute-force numpy reference.
 
 usage: bench_index.py [--rows 100000] [--dim 512] [--queries 64] [-k 10] [--library build/libjaclip.so]
+       bench_index.py --storage [--rows 100000] ...
+
+--storage compares float32 and float16 rows on clustered vectors (1000 Gaussian clusters on the unit
+sphere, queries drawn near them, as photo embeddings cluster): add time, resident memory of the index,
+latency of one query at a time, and recall@10 of float16 against exact float32.
 
 Prints ms per query for one query at a time and for all queries in one call, for an index built in
 memory and the same index saved and loaded with JACLIP_INDEX_MMAP, and whether the indices equal numpy's
@@ -34,6 +39,7 @@ def load(path):
         "jaclip_index_save": (ctypes.c_int, [P, ctypes.c_char_p]),
         "jaclip_index_load": (ctypes.c_int, [ctypes.POINTER(P), ctypes.c_char_p, ctypes.c_uint32]),
         "jaclip_index_search": (ctypes.c_int, [ctypes.POINTER(P), ctypes.POINTER(P), P, P, ctypes.c_size_t]),
+        "jaclip_index_set_row_format": (ctypes.c_int, [P, ctypes.c_uint32]),
     }
     for name, (res, args) in sigs.items():
         getattr(lib, name).restype, getattr(lib, name).argtypes = res, args
@@ -95,8 +101,69 @@ def measure(lib, index, queries, k, label, ref_idx, ref_val):
     return same
 
 
+def rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        info = f.read()
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+    wanted = [f for f in ("avx2", "fma", "f16c", "avx512f", "avx512_bf16") if f in flags]
+    return f"{name} ({', '.join(wanted)})"
+
+
+def clustered(rng, n, dim, centers):
+    labels = rng.integers(0, len(centers), n)
+    x = centers[labels] + rng.standard_normal((n, dim), dtype=np.float32) * np.float32(1 / np.sqrt(dim))
+    return x
+
+
+def storage(lib, args):
+    rng = np.random.default_rng(1)
+    centers = rng.standard_normal((1000, args.dim), dtype=np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    rows = clustered(rng, args.rows, args.dim, centers)
+    queries = clustered(rng, args.queries, args.dim, centers)
+    labels = (ctypes.c_char_p * args.rows)(*[f"img/{i:07d}.jpg".encode() for i in range(args.rows)])
+    print(f"{args.rows} x {args.dim} clustered rows, {args.queries} queries one at a time, k={args.k}; "
+          f"{cpu_model()}, {os.cpu_count()} CPUs")
+    results = {}
+    for fmt, name in ((0, "float32"), (1, "float16")):
+        index = P()
+        check(lib, lib.jaclip_index_create(ctypes.byref(index), args.dim), "create")
+        check(lib, lib.jaclip_index_set_row_format(index, fmt), "set_row_format")
+        t = tensor(lib, rows)
+        before = rss_mib()
+        t0 = time.perf_counter()
+        check(lib, lib.jaclip_index_add(index, t, labels), "add")
+        add_s = time.perf_counter() - t0
+        mem = rss_mib() - before
+        lib.jaclip_tensor_free(t)
+        search(lib, index, queries[:1], args.k)
+        t0 = time.perf_counter()
+        found = np.concatenate([search(lib, index, queries[i:i + 1], args.k)[0] for i in range(len(queries))])
+        ms = (time.perf_counter() - t0) * 1000 / len(queries)
+        results[name] = (found, add_s, mem, ms)
+        lib.jaclip_index_free(index)
+    exact = results["float32"][0]
+    for name, (found, add_s, mem, ms) in results.items():
+        recall = np.mean([len(set(found[i]) & set(exact[i])) / args.k for i in range(len(exact))])
+        print(f"{name:<8} build {add_s:6.2f} s  index memory {mem:7.0f} MiB  {ms:7.2f} ms/query  "
+              f"recall@{args.k} vs float32 exact {recall:.4f}")
+    f32, f16 = results["float32"][3], results["float16"][3]
+    print(f"float16 / float32: {f16 / f32:.2f}x query time, "
+          f"{results['float16'][2] / max(results['float32'][2], 1e-9):.2f}x memory")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--storage", action="store_true", help="float32 against float16 rows on clustered vectors")
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=64)
@@ -104,6 +171,9 @@ def main():
     ap.add_argument("--library", default=os.environ.get("JACLIP_LIBRARY", os.path.join(ROOT, "build", "libjaclip.so")))
     args = ap.parse_args()
     lib = load(args.library)
+    if args.storage:
+        storage(lib, args)
+        return
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)

@@ -67,7 +67,8 @@ typedef enum jaclip_status {
     JACLIP_ERROR_BACKEND = 11,          /* libtorch failed while running the model */
     JACLIP_ERROR_INDEX_FORMAT = 12,     /* truncated, corrupted or foreign index file */
     JACLIP_ERROR_NOT_FOUND = 13,        /* a looked-up item does not exist */
-    JACLIP_ERROR_INTERNAL = 14          /* a bug in libjaclip; please report it */
+    JACLIP_ERROR_INTERNAL = 14,         /* a bug in libjaclip; please report it */
+    JACLIP_ERROR_MODEL_MISMATCH = 15    /* data made by another model (e.g. an index's fingerprint) */
 } jaclip_status;
 
 /* Static English name of a status ("JACLIP_ERROR_IO: input/output error"); never NULL, also for
@@ -459,6 +460,79 @@ JACLIP_API const char *jaclip_cpu_features(void);
  * Thread-safe for distinct paths. */
 JACLIP_API jaclip_status jaclip_index_merge(const char *path, const char *const *shards, size_t n,
                                             uint32_t flags);
+
+/* ---- Index: deletion, file stamps, model fingerprint, float16 rows --------------------------------- */
+
+/* Row storage of an index (jaclip_index_set_row_format). float16 halves memory and file size; scores
+ * differ from float32 rows by about 1e-3 (docs/search-guide.md has the recall measured). */
+#define JACLIP_INDEX_ROWS_FLOAT32 0u
+#define JACLIP_INDEX_ROWS_FLOAT16 1u
+
+/* What a row was made from, for keeping an index in step with a folder (jaclip index sync): the
+ * file's size, modification time (ns since the epoch) and a 64-bit hash of its content. All zero when
+ * not recorded. Layout fixed: three 8-byte fields. */
+typedef struct jaclip_index_stamp {
+    uint64_t size;
+    int64_t mtime_ns;
+    uint64_t content_hash;
+} jaclip_index_stamp;
+
+/* Removes every row whose label equals one of labels[0..n-1] (byte for byte) from the index in
+ * memory; the rows after them move down (row ids change, as after a reload). *out_removed (may be
+ * NULL) gets the number of rows removed; labels not present are not an error. The file is untouched:
+ * save, or use jaclip_index_remove_file. Invalidates pointers from jaclip_index_label. Needs the index
+ * to itself, like add. Errors: INVALID_ARGUMENT (NULL index, NULL labels with n > 0, a NULL label),
+ * OUT_OF_MEMORY (then nothing is removed). */
+JACLIP_API jaclip_status jaclip_index_remove(jaclip_index *index, const char *const *labels, size_t n,
+                                             size_t *out_removed);
+/* The stamp of row i (zeros if none was recorded). Errors: INVALID_ARGUMENT (NULL, i >= size). */
+JACLIP_API jaclip_status jaclip_index_stamp_of(jaclip_index_stamp *out, const jaclip_index *index,
+                                               size_t i);
+
+/* JACLIP_INDEX_ROWS_* of the index (FLOAT32 for NULL). A loaded index has its file's format. */
+JACLIP_API uint32_t jaclip_index_row_format(const jaclip_index *index);
+/* Chooses how rows are stored (before any row is added: INVALID_ARGUMENT otherwise). Rows are
+ * normalised in float32, then rounded to nearest. Saved files and their appends keep the format. */
+JACLIP_API jaclip_status jaclip_index_set_row_format(jaclip_index *index, uint32_t row_format);
+
+/* The fingerprint of the model that made the rows (jaclip_model_fingerprint), saved in the file; ""
+ * when none is recorded (files written before format version 2, or never set). Borrowed. NULL for
+ * NULL. */
+JACLIP_API const char *jaclip_index_fingerprint(const jaclip_index *index);
+/* Records fingerprint (1..55 printable ASCII characters; NULL or "" clears it), copied. Errors:
+ * INVALID_ARGUMENT. */
+JACLIP_API jaclip_status jaclip_index_set_fingerprint(jaclip_index *index, const char *fingerprint);
+/* Flag for jaclip_index_check_fingerprint: an index that records no fingerprint passes. */
+#define JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN 1u
+/* Whether queries from the model of this fingerprint may search the index: OK when the index
+ * records the same fingerprint. MODEL_MISMATCH (naming both) when it records another, or none
+ * (unless JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN). Searching anyway is the caller's choice ("forced":
+ * jaclip_index_search itself does not know the model). Errors: INVALID_ARGUMENT (NULL, unknown flag),
+ * MODEL_MISMATCH. Thread-safe like the other const functions. */
+JACLIP_API jaclip_status jaclip_index_check_fingerprint(const jaclip_index *index, const char *fingerprint,
+                                                        uint32_t flags);
+
+/* In one durable commit on the file at path: deletes every live row whose label is one of
+ * remove_labels[0..nremove-1] (recorded as a tombstone segment), then appends the rows of embeddings
+ * (NULL: none) with labels and stamps (NULL: none recorded), normalised as add does and stored in the
+ * file's row format. An interruption at any moment leaves the file as it was before or after the
+ * whole call, never between (so a re-embedded file is never lost or doubled). Holds the file's
+ * exclusive flock() while writing, like jaclip_index_append_file; a version 1 file is first rewritten
+ * as version 2 (atomically). *out_removed (may be NULL) gets the rows deleted. Readers and mappings of
+ * the file stay valid. Errors: as jaclip_index_append_file. */
+JACLIP_API jaclip_status jaclip_index_replace_file(const char *path, const char *const *remove_labels,
+                                                   size_t nremove, const jaclip_tensor *embeddings,
+                                                   const char *const *labels,
+                                                   const jaclip_index_stamp *stamps,
+                                                   size_t *out_removed);
+/* jaclip_index_replace_file with nothing appended. */
+JACLIP_API jaclip_status jaclip_index_remove_file(const char *path, const char *const *labels, size_t n,
+                                                  size_t *out_removed);
+/* Rewrites the file at path with only its live rows (dropping deleted rows and tombstones), as format
+ * version 2, atomically (temporary file + rename, keeping the file's permissions) under its flock();
+ * fingerprint (NULL: keep the file's) is recorded. Errors: INVALID_ARGUMENT, IO, INDEX_FORMAT,
+ * OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_index_compact_file(const char *path, const char *fingerprint);
 
 #ifdef __cplusplus
 }

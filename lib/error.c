@@ -56,6 +56,7 @@ const char *jaclip_status_string(jaclip_status status)
     case JACLIP_ERROR_INDEX_FORMAT: return "JACLIP_ERROR_INDEX_FORMAT: not a usable index file";
     case JACLIP_ERROR_NOT_FOUND: return "JACLIP_ERROR_NOT_FOUND: not found";
     case JACLIP_ERROR_INTERNAL: return "JACLIP_ERROR_INTERNAL: internal error";
+    case JACLIP_ERROR_MODEL_MISMATCH: return "JACLIP_ERROR_MODEL_MISMATCH: made by another model";
     }
     return "JACLIP_ERROR_UNKNOWN: unknown status";
 }

@@ -1,16 +1,17 @@
 # Index files (lib/index.c): a bounded libFuzzer run in make test (test-fuzz-index, INDEX_FUZZ_SECONDS,
 # default 20) and a long one in make fuzz (fuzz-index). Seeds are written at run time by the Python
-# binding: an empty index, a small one, and one grown by an append.
+# binding: an empty index, a small one, one grown by an append, one with a tombstone and a fingerprint,
+# a float16 one, and a version 1 file (test/fixtures).
 INDEX_FUZZ_DIR := $(BUILD)/fuzz-index
 INDEX_FUZZ := $(INDEX_FUZZ_DIR)/fuzz_index
 INDEX_FUZZ_SECONDS ?= 20
-INDEX_FUZZ_SRCS := lib/error.c lib/tensor.c lib/similarity.c lib/index.c
+INDEX_FUZZ_SRCS := lib/error.c lib/tensor.c lib/similarity.c lib/index.c lib/index_rows.h
 INDEX_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 $(INDEX_FUZZ): test/fuzz/fuzz_index.c $(INDEX_FUZZ_SRCS) include/jaclip.h lib/internal.h
 	mkdir -p $(INDEX_FUZZ_DIR)
 	$(CLANG) -std=c11 -D_GNU_SOURCE -O1 -g $(INDEX_SAN) -fsanitize=fuzzer -Iinclude -Ilib -o $@ \
-		test/fuzz/fuzz_index.c $(INDEX_FUZZ_SRCS) -lz -lm -lpthread
+		test/fuzz/fuzz_index.c $(filter %.c,$(INDEX_FUZZ_SRCS)) -lz -lm -lpthread
 
 $(INDEX_FUZZ_DIR)/seed/.done: $(SHLIB)
 	rm -rf $(INDEX_FUZZ_DIR)/seed && mkdir -p $(INDEX_FUZZ_DIR)/seed
@@ -19,7 +20,12 @@ $(INDEX_FUZZ_DIR)/seed/.done: $(SHLIB)
 	  jaclip.Index(4).save(d + "/empty.jci"); \
 	  ix = jaclip.Index(4); ix.add([[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 3]], ["a.jpg", "犬.png", "c"]); \
 	  ix.save(d + "/three.jci"); ix.save(d + "/grown.jci"); \
-	  jaclip.Index.append_file(d + "/grown.jci", [[1, 1, 1, 1]], ["appended"])' $(INDEX_FUZZ_DIR)/seed
+	  jaclip.Index.append_file(d + "/grown.jci", [[1, 1, 1, 1]], ["appended"]); \
+	  ix.fingerprint = "cloob-4-0123456789abcdef"; ix.save(d + "/tombstones.jci"); \
+	  jaclip.Index.remove_file(d + "/tombstones.jci", ["犬.png"]); \
+	  h = jaclip.Index(4, fp16=True); h.add([[1, 0, 0, 0], [0, 1, 1, 0]], ["h1", "h2"]); h.save(d + "/fp16.jci"); \
+	  jaclip.Index.remove_file(d + "/fp16.jci", ["h1"])' $(INDEX_FUZZ_DIR)/seed
+	cp test/fixtures/index-v1.jci $(INDEX_FUZZ_DIR)/seed/version1.jci
 	touch $@
 
 .PHONY: test-fuzz-index fuzz-index

@@ -574,7 +574,7 @@ static void test_interrupted_append(void)
     for (size_t keep = old_size; keep <= new_size; keep += 7) {
         unsigned char *mix = malloc(keep);
         memcpy(mix, new_bytes, keep);
-        memcpy(mix, old_bytes, 64);
+        memcpy(mix, old_bytes, 128); /* the version 2 header */
         write_all(cut, mix, keep);
         free(mix);
         if (jaclip_index_load(&loaded, cut, 0) != JACLIP_OK || jaclip_index_size(loaded) != 3)
@@ -586,7 +586,7 @@ static void test_interrupted_append(void)
     /* Appending to such a file drops the leftovers. */
     unsigned char *mix = malloc(new_size - 5);
     memcpy(mix, new_bytes, new_size - 5);
-    memcpy(mix, old_bytes, 64);
+    memcpy(mix, old_bytes, 128);
     write_all(cut, mix, new_size - 5);
     free(mix);
     CHECK_OK(jaclip_index_append_file(cut, e, labels));
@@ -662,16 +662,16 @@ static void test_damaged_files(void)
     /* Without checksums a flipped vector bit loads (a wrong score, never a crash), but a flipped label or
      * length byte is still refused. */
     memcpy(copy, good, size);
-    copy[64 + 64 + 1] ^= 0x10; /* inside segment 0's first vector */
+    copy[128 + 64 + 1] ^= 0x10; /* inside segment 0's first vector (after the 128-byte header) */
     CHECK_OK(load_bytes(copy, size, JACLIP_INDEX_NO_CHECKSUM));
     CHECK_ERROR(load_bytes(copy, size, 0), JACLIP_ERROR_INDEX_FORMAT);
     CHECK(strstr(jaclip_last_error(), "CRC32") != NULL);
 
     /* A newer format version is named as such. */
     memcpy(copy, good, size);
-    copy[8] = 2;
+    copy[8] = 3;
     CHECK_ERROR(load_bytes(copy, size, 0), JACLIP_ERROR_INDEX_FORMAT);
-    CHECK(strstr(jaclip_last_error(), "version 2") != NULL);
+    CHECK(strstr(jaclip_last_error(), "version 3") != NULL);
 
     /* Trailing bytes past the committed size are an unfinished append: ignored. */
     unsigned char *longer = malloc(size + 100);

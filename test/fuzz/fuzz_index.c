@@ -1,5 +1,7 @@
 /* libFuzzer harness for index files: any bytes written to a file and opened by jaclip_index_load in
- * each mode (read, mmap, without the data checksum); what loads is searched, listed and appended to.
+ * each mode (read, mmap, without the data checksum); what loads is searched, listed, has rows removed,
+ * and its file is appended to, replaced in, and compacted (version 2: tombstones, stamps, fingerprint,
+ * float16 rows).
  * Every failure must be a documented status with a message and leave *out NULL. */
 #include "jaclip.h"
 
@@ -39,9 +41,30 @@ static void exercise(jaclip_index *index)
         abort();
     jaclip_tensor_free(idx);
     jaclip_tensor_free(scores);
-    /* Appending to whatever loaded must keep the file loadable or fail cleanly. */
+    /* Stamps, fingerprint and in-memory removal of whatever loaded. */
+    jaclip_index_stamp stamp;
+    if (rows > 0 && jaclip_index_stamp_of(&stamp, index, rows - 1) != JACLIP_OK)
+        abort();
+    const char *fp = jaclip_index_fingerprint(index);
+    if (!fp || (fp[0] && jaclip_index_check_fingerprint(index, fp, 0) != JACLIP_OK))
+        abort();
+    /* Appending to whatever loaded, deleting from it and compacting it must keep the file loadable or
+     * fail cleanly. */
     const char *labels[1] = {"appended"};
     st = jaclip_index_append_file(path, query, labels);
+    if (st != JACLIP_OK && jaclip_last_error()[0] == '\0')
+        abort();
+    if (rows > 0) {
+        const char *first[1] = {jaclip_index_label(index, 0)};
+        size_t removed = 0;
+        st = jaclip_index_replace_file(path, first, 1, query, labels, &stamp, &removed);
+        if (st != JACLIP_OK && jaclip_last_error()[0] == '\0')
+            abort();
+        if (jaclip_index_remove(index, first, 1, &removed) != JACLIP_OK || removed == 0 ||
+            jaclip_index_size(index) != rows - removed)
+            abort();
+    }
+    st = jaclip_index_compact_file(path, NULL);
     if (st != JACLIP_OK && jaclip_last_error()[0] == '\0')
         abort();
     jaclip_tensor_free(query);

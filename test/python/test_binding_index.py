@@ -250,8 +250,9 @@ def test_damaged_files_are_index_format_errors(tmp_path):
             assert e.value.status == 12 and name + ".jci" in e.value.message
     with pytest.raises(jaclip.IndexFormatError, match="version 9"):
         jaclip.Index.load(tmp_path / "version.jci")
-    # A flipped bit in the vectors (row 0 starts at byte 128) fails the data CRC unless verify=False.
-    bad_data = write("data.jci", good[:130] + bytes([good[130] ^ 0x40]) + good[131:])
+    # A flipped bit in the vectors (row 0 starts at byte 192: a 128-byte file header, a 64-byte segment
+    # header) fails the data CRC unless verify=False.
+    bad_data = write("data.jci", good[:194] + bytes([good[194] ^ 0x40]) + good[195:])
     with pytest.raises(jaclip.IndexFormatError, match="CRC"):
         jaclip.Index.load(bad_data)
     with jaclip.Index.load(bad_data, verify=False) as unchecked:

@@ -104,7 +104,8 @@ def test_status_string_and_error_classes():
                         (4, jaclip.ModelFormatError), (5, jaclip.DeviceUnavailableError), (6, jaclip.ShapeError),
                         (7, jaclip.ImageDecodeError), (8, jaclip.ImageTooLargeError), (9, jaclip.InvalidUTF8Error),
                         (10, jaclip.TokenizerError), (11, jaclip.BackendError), (12, jaclip.IndexFormatError),
-                        (13, jaclip.NotFoundError), (14, jaclip.InternalError)]:
+                        (13, jaclip.NotFoundError), (14, jaclip.InternalError),
+                        (15, jaclip.ModelMismatchError)]:
         assert cls.status == status and issubclass(cls, jaclip.Error)
 
 

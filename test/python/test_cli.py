@@ -241,7 +241,8 @@ def test_index_build_skips_unreadable_and_hidden_files(built_index, photos):
     assert len(warnings) == 1 and warnings[0].startswith("jaclip: ") and "skipped" in warnings[0]
     assert "7 images added" in result.stderr and "1 skipped" in result.stderr
     info = json.loads(run("index", "info", "--json", path, check=0).stdout)
-    assert info == {"rows": 7, "dim": 32}
+    assert {k: info[k] for k in ("rows", "dim", "storage")} == {"rows": 7, "dim": 32, "storage": "float32"}
+    assert info["fingerprint"].startswith("cloob-32-")
 
 
 def test_index_build_again_adds_only_new_files(built_index, photos, tmp_path):

@@ -68,7 +68,7 @@ typedef struct {
 } string_list;
 void list_push(string_list *l, char *s);
 bool has_image_extension(const char *name);
-void walk(const char *dir, string_list *out);
+void walk(const char *dir, string_list *out, size_t *skipped);
 int by_bytes(const void *a, const void *b);
 double now_seconds(void);
 void format_duration(char *buf, size_t size, double seconds);
@@ -89,5 +89,10 @@ int cmd_index_merge(int argc, char **argv); /* merge.c */
 int cmd_search(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+/* index build (sync false) and index sync (tools/jaclip/sync.c). */
+int index_update(int argc, char **argv, bool sync);
+/* Takes INDEX.lock, the lock every jaclip writer of INDEX holds for its whole run: refuses with a
+ * message if another holds it, or waits when wait. Returns the descriptor (held until exit). */
+int index_writer_lock(const char *index_path, bool wait);
 
 #endif

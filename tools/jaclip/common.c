@@ -247,12 +247,14 @@ bool has_image_extension(const char *name)
 }
 
 /* Appends dir's image files (recursively) to out. Symbolic links to files are followed, to directories
- * not (no cycles). */
-void walk(const char *dir, string_list *out)
+ * not (no cycles). Entries that cannot be examined (a path too long, a broken link, no permission) are
+ * warned about and counted in *skipped. */
+void walk(const char *dir, string_list *out, size_t *skipped)
 {
     DIR *d = opendir(dir);
     if (!d) {
         cli_warn("%s: cannot read directory: %s", dir, strerror(errno));
+        ++*skipped;
         return;
     }
     struct dirent *e;
@@ -264,11 +266,15 @@ void walk(const char *dir, string_list *out)
         snprintf(path, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
         struct stat sb, lsb;
         if (lstat(path, &lsb) != 0 || stat(path, &sb) != 0) {
+            if (has_image_extension(e->d_name) || errno != ENOENT) {
+                cli_warn("%s: skipped: %s", path, strerror(errno));
+                ++*skipped;
+            }
             free(path);
             continue;
         }
         if (S_ISDIR(sb.st_mode) && !S_ISLNK(lsb.st_mode)) {
-            walk(path, out);
+            walk(path, out, skipped);
             free(path);
         } else if (S_ISREG(sb.st_mode) && has_image_extension(e->d_name)) {
             list_push(out, path);

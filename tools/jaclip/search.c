@@ -12,6 +12,7 @@ static const char search_usage[] =
     "      --image FILE      query by the image in FILE (repeatable)\n"
     "  -k N                  results per query (default: 10)\n"
     "      --json            JSON instead of a table\n"
+    "      --force           search even if INDEX records another model's fingerprint\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
     "      --threads N       libtorch threads (default: all cores)\n"
     "  -h, --help            this help\n";
@@ -22,12 +23,13 @@ int cmd_search(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},    {"index", required_argument, NULL, 'i'},
         {"image", required_argument, NULL, OPT_IMAGE}, {"json", no_argument, NULL, OPT_JSON},
         {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     model_args m = {0};
     const char *index_path = NULL;
     string_list query_images = {0};
     size_t k = 10;
-    bool json = false;
+    bool json = false, force = false;
     int opt;
     command_name = "jaclip search";
     while ((opt = getopt_long(argc, argv, ":m:i:k:h", options, NULL)) != -1) {
@@ -38,6 +40,7 @@ int cmd_search(int argc, char **argv)
         case OPT_IMAGE: list_push(&query_images, optarg); break;
         case 'k': k = (size_t)parse_long(optarg, "-k", 1, 1000000); break;
         case OPT_JSON: json = true; break;
+        case OPT_COMMAND_BASE + 60: force = true; break;
         case 'h': return help_requested(search_usage);
         default: bad_option(opt, argv);
         }
@@ -58,6 +61,16 @@ int cmd_search(int argc, char **argv)
     if (jaclip_index_dim(index) != dim) {
         cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", index_path, jaclip_index_dim(index), dim);
         return EXIT_RUNTIME;
+    }
+    /* Another model's embeddings would give meaningless scores. Indexes from before fingerprints pass. */
+    jaclip_status fst = jaclip_index_check_fingerprint(index, jaclip_model_fingerprint(model),
+                                                       JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN);
+    if (fst) {
+        report(index_path, fst);
+        if (!force) {
+            cli_warn("%s: pass --force to search it with this model anyway", index_path);
+            return EXIT_RUNTIME;
+        }
     }
     /* Queries in one tensor: texts first, then images. */
     int64_t shape[2] = {(int64_t)nq, (int64_t)dim};

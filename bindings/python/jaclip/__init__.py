@@ -10,11 +10,12 @@ else jaclip.Tensor.
 from . import _lib
 from ._errors import (BackendError, ClosedError, DeviceUnavailableError, Error, ImageDecodeError,
                       ImageTooLargeError, IndexFormatError, InputOutputError, InternalError,
-                      InvalidArgumentError, InvalidUTF8Error, ModelFormatError, NotFoundError,
+                      InvalidArgumentError, InvalidUTF8Error, ModelFormatError, ModelMismatchError, NotFoundError,
                       OutOfMemoryError, ShapeError, TokenizerError, VersionError)
 from ._api import (Image, Model, Prediction, Tokenizer, normalize, preprocess_images, probabilities,
                    similarity, softmax, topk)
 from ._index import Hit, Index
+from ._sync import sync_index
 from ._tensor import Tensor
 
 __version__ = "0.1.0"
@@ -62,8 +63,8 @@ check_version(version_number())
 __all__ = [
     "BackendError", "ClosedError", "DeviceUnavailableError", "Error", "ImageDecodeError",
     "ImageTooLargeError", "IndexFormatError", "InputOutputError", "InternalError", "InvalidArgumentError",
-    "InvalidUTF8Error", "ModelFormatError", "NotFoundError", "OutOfMemoryError", "ShapeError",
+    "InvalidUTF8Error", "ModelFormatError", "ModelMismatchError", "NotFoundError", "OutOfMemoryError", "ShapeError",
     "TokenizerError", "VersionError", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
-    "normalize", "preprocess_images", "probabilities", "similarity", "softmax", "topk", "check_version",
+    "normalize", "preprocess_images", "sync_index", "probabilities", "similarity", "softmax", "topk", "check_version",
     "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
 ]

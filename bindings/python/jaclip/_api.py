@@ -349,6 +349,11 @@ class Model(Owned):
         return self._get(lib.jaclip_model_device).decode()
 
     @property
+    def fingerprint(self):
+        """"FAMILY-DIM-DIGEST" naming the model's weights; indexes record it (Index.fingerprint)."""
+        return self._get(lib.jaclip_model_fingerprint).decode("ascii")
+
+    @property
     def precision(self):
         """What the model computes in: "fp32", "bf16" or "int8"."""
         return _PRECISION_NAMES[self._get(lib.jaclip_model_precision)]

@@ -71,6 +71,11 @@ class InternalError(Error):
     status = 14
 
 
+class ModelMismatchError(Error):
+    """Data made by another model, e.g. an index whose fingerprint is not the model's."""
+    status = 15
+
+
 class ClosedError(InvalidArgumentError):
     """A method was called on a closed Model, Tokenizer, Image or Index (the C call would be on a freed handle)."""
 
@@ -82,7 +87,7 @@ class VersionError(ImportError):
 BY_STATUS = {cls.status: cls for cls in (
     InvalidArgumentError, OutOfMemoryError, InputOutputError, ModelFormatError, DeviceUnavailableError, ShapeError,
     ImageDecodeError, ImageTooLargeError, InvalidUTF8Error, TokenizerError, BackendError, IndexFormatError,
-    NotFoundError, InternalError)}
+    NotFoundError, InternalError, ModelMismatchError)}
 
 
 def from_status(status, message):

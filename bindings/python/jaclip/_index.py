@@ -13,6 +13,8 @@ from ._lib import P, check, lib
 from ._tensor import FLOAT32, CTensors, call, take
 
 INDEX_MMAP, INDEX_NO_CHECKSUM = 1, 2
+ROWS_FLOAT32, ROWS_FLOAT16 = 0, 1
+FINGERPRINT_ALLOW_UNKNOWN = 1
 
 Hit = collections.namedtuple("Hit", "label score row")
 
@@ -38,6 +40,15 @@ def _labels(labels, tensor):
     if lib.jaclip_tensor_ndim(tensor) == 2 and lib.jaclip_tensor_dim(tensor, 0) != len(raw):
         raise _errors.InvalidArgumentError(f"{lib.jaclip_tensor_dim(tensor, 0)} rows but {len(raw)} labels", 1)
     return (ctypes.c_char_p * max(len(raw), 1))(*raw), raw
+
+
+def _label_list(labels):
+    if isinstance(labels, (str, bytes)):
+        raise TypeError("expected a list of labels, not a single label")
+    raw = [_text_bytes(label) for label in labels]
+    if any(b"\0" in b for b in raw):
+        raise _errors.InvalidArgumentError("a label contains a NUL byte", 1)
+    return raw
 
 
 class _SharedLock:
@@ -85,9 +96,13 @@ class Index(Owned):
     Index.load(path) for a saved one. Rows are stored L2-normalised. Any number of threads may search
     one index at once; add() waits for them. close() or `with` frees it."""
 
-    def __init__(self, dim):
+    def __init__(self, dim, fp16=False):
+        """fp16=True stores rows as float16 (half the memory; scores within about 1e-3)."""
         dim = _count(dim, "dim")
         self._adopt(lambda out: lib.jaclip_index_create(out, dim))
+        if fp16:
+            with self._h as p:
+                check(lib.jaclip_index_set_row_format(p, ROWS_FLOAT16))
 
     def _adopt(self, make):
         out = P()
@@ -125,6 +140,55 @@ class Index(Owned):
         raw = [os.fsencode(s) for s in shards]
         arr = (ctypes.c_char_p * max(len(raw), 1))(*raw)
         check(lib.jaclip_index_merge(os.fsencode(path), arr, len(raw), 1 if unique_labels else 0))
+
+    @staticmethod
+    def remove_file(path, labels):
+        """Deletes every row labelled one of labels from the index file at path, durably (one commit);
+        returns how many rows went."""
+        raw = _label_list(labels)
+        out = ctypes.c_size_t()
+        check(lib.jaclip_index_remove_file(os.fsencode(path), (ctypes.c_char_p * max(len(raw), 1))(*raw), len(raw),
+                                           ctypes.byref(out)))
+        return out.value
+
+    @staticmethod
+    def compact_file(path, fingerprint=None):
+        """Rewrites the index file at path without its deleted rows, atomically; records fingerprint if
+        given."""
+        check(lib.jaclip_index_compact_file(os.fsencode(path), None if fingerprint is None else
+                                            _text_bytes(fingerprint)))
+
+    def remove(self, labels):
+        """Removes every row labelled one of labels (later rows move down); returns how many went."""
+        raw = _label_list(labels)
+        out = ctypes.c_size_t()
+        with _Using(self._lock.exclusive(), self._h) as p:
+            check(lib.jaclip_index_remove(p, (ctypes.c_char_p * max(len(raw), 1))(*raw), len(raw), ctypes.byref(out)))
+        return out.value
+
+    @property
+    def fp16(self):
+        """True when rows are stored as float16."""
+        with self._read() as p:
+            return lib.jaclip_index_row_format(p) == ROWS_FLOAT16
+
+    @property
+    def fingerprint(self):
+        """The fingerprint of the model that made the rows (Model.fingerprint), or None if not recorded."""
+        with self._read() as p:
+            raw = lib.jaclip_index_fingerprint(p)
+        return raw.decode("ascii") or None
+
+    @fingerprint.setter
+    def fingerprint(self, value):
+        with _Using(self._lock.exclusive(), self._h) as p:
+            check(lib.jaclip_index_set_fingerprint(p, None if value is None else _text_bytes(value)))
+
+    def check_model(self, model, allow_unknown=True):
+        """ModelMismatchError unless the index records model's fingerprint (or none, if allow_unknown)."""
+        fp = model.fingerprint.encode("ascii")
+        with self._read() as p:
+            check(lib.jaclip_index_check_fingerprint(p, fp, FINGERPRINT_ALLOW_UNKNOWN if allow_unknown else 0))
 
     def _read(self):
         return _Using(self._lock.shared(), self._h)
@@ -196,15 +260,20 @@ class Index(Owned):
             return [Hit(lib.jaclip_index_label(p, int(i)).decode("utf-8"), float(v), int(i))
                     for i, v in zip(idx.tolist()[0], val.tolist()[0])]
 
-    def search_text(self, model, text, k=10):
-        """The k rows best matching one text, encoded by model: a list of Hit(label, score, row)."""
+    def search_text(self, model, text, k=10, force=False):
+        """The k rows best matching one text, encoded by model: a list of Hit(label, score, row).
+        ModelMismatchError if the index records another model's fingerprint, unless force."""
         if not isinstance(text, (str, bytes)):
             raise TypeError(f"expected one text, not {type(text).__name__}")
+        if not force:
+            self.check_model(model)
         return self._hits(model.encode_texts([text]), k)
 
-    def search_image(self, model, image, k=10):
+    def search_image(self, model, image, k=10, force=False):
         """The k rows best matching one image (path, bytes or jaclip.Image), encoded by model: a list of
-        Hit(label, score, row)."""
+        Hit(label, score, row). ModelMismatchError as search_text."""
+        if not force:
+            self.check_model(model)
         return self._hits(model.encode_images([image]), k)
 
     # -- files

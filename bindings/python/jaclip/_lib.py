@@ -65,6 +65,7 @@ _SIGNATURES = {
     "jaclip_model_image_size": (i64, [P]),
     "jaclip_model_max_text_length": (i64, [P]),
     "jaclip_model_device": (ctypes.c_char_p, [P]),
+    "jaclip_model_fingerprint": (ctypes.c_char_p, [P]),
     "jaclip_model_precision": (i32, [P]),
     "jaclip_model_precision_reason": (ctypes.c_char_p, [P]),
     "jaclip_model_fingerprint": (ctypes.c_char_p, [P]),
@@ -92,6 +93,14 @@ _SIGNATURES = {
     "jaclip_index_append_file": (i32, [ctypes.c_char_p, P, c_char_pp]),
     "jaclip_index_load": (i32, [PP, ctypes.c_char_p, u32]),
     "jaclip_index_merge": (i32, [ctypes.c_char_p, c_char_pp, sz, u32]),
+    "jaclip_index_remove": (i32, [P, c_char_pp, sz, c_size_p]),
+    "jaclip_index_row_format": (u32, [P]),
+    "jaclip_index_set_row_format": (i32, [P, u32]),
+    "jaclip_index_fingerprint": (ctypes.c_char_p, [P]),
+    "jaclip_index_set_fingerprint": (i32, [P, ctypes.c_char_p]),
+    "jaclip_index_check_fingerprint": (i32, [P, ctypes.c_char_p, u32]),
+    "jaclip_index_remove_file": (i32, [ctypes.c_char_p, c_char_pp, sz, c_size_p]),
+    "jaclip_index_compact_file": (i32, [ctypes.c_char_p, ctypes.c_char_p]),
 }
 
 

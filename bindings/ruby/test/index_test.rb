@@ -216,9 +216,10 @@ class IndexTest < Minitest::Test
         end
       end
       assert_match(/version 9/, assert_raises(Jaclip::IndexFormatError) { Jaclip::Index.load(File.join(dir, "version.jci")) }.message)
-      # A flipped bit in the vectors (row 0 starts at byte 128) fails the data CRC unless verify: false.
+      # A flipped bit in the vectors (row 0 starts at byte 192: a 128-byte file header, a 64-byte segment
+      # header) fails the data CRC unless verify: false.
       flipped = good.dup
-      flipped.setbyte(130, flipped.getbyte(130) ^ 0x40)
+      flipped.setbyte(194, flipped.getbyte(194) ^ 0x40)
       bad = write.("data.jci", flipped)
       assert_match(/CRC/, assert_raises(Jaclip::IndexFormatError) { Jaclip::Index.load(bad) }.message)
       Jaclip::Index.load(bad, verify: false) { |unchecked| assert_equal ix.labels, unchecked.labels }

@@ -49,7 +49,7 @@ class VersionAndErrorsTest < Minitest::Test
       4 => Jaclip::ModelFormatError, 5 => Jaclip::DeviceUnavailableError, 6 => Jaclip::ShapeError,
       7 => Jaclip::ImageDecodeError, 8 => Jaclip::ImageTooLargeError, 9 => Jaclip::InvalidUTF8Error,
       10 => Jaclip::TokenizerError, 11 => Jaclip::BackendError, 12 => Jaclip::IndexFormatError,
-      13 => Jaclip::NotFoundError, 14 => Jaclip::InternalError }.each do |status, klass|
+      13 => Jaclip::NotFoundError, 14 => Jaclip::InternalError, 15 => Jaclip::ModelMismatchError }.each do |status, klass|
       assert_equal klass, Jaclip::ERRORS_BY_STATUS[status]
       assert_operator klass, :<, Jaclip::Error
       assert_equal status, klass.new("x").status

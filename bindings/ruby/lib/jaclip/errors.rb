@@ -15,7 +15,7 @@ module Jaclip
     1 => :InvalidArgumentError, 2 => :OutOfMemoryError, 3 => :InputOutputError, 4 => :ModelFormatError,
     5 => :DeviceUnavailableError, 6 => :ShapeError, 7 => :ImageDecodeError, 8 => :ImageTooLargeError,
     9 => :InvalidUTF8Error, 10 => :TokenizerError, 11 => :BackendError, 12 => :IndexFormatError,
-    13 => :NotFoundError, 14 => :InternalError
+    13 => :NotFoundError, 14 => :InternalError, 15 => :ModelMismatchError
   }.each do |status, name|
     klass = Class.new(Error)
     klass.const_set(:STATUS, status)

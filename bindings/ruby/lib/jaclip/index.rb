@@ -93,6 +93,38 @@ module Jaclip
       self
     end
 
+    # Removes every row labelled one of labels (later rows move down); returns how many went.
+    def remove(labels)
+      arr, _keep, n = Index.plain_label_pointers(labels)
+      out = FFI::MemoryPointer.new(:size_t)
+      @lock.exclusive { @handle.use { |p| Native.check(Native.jaclip_index_remove(p, arr, n, out)) } }
+      out.read(:size_t)
+    end
+
+    # Deletes every row labelled one of labels from the index file at path, durably (one commit);
+    # returns how many rows went.
+    def self.remove_file(path, labels)
+      arr, _keep, n = plain_label_pointers(labels)
+      out = FFI::MemoryPointer.new(:size_t)
+      Native.check(Native.jaclip_index_remove_file(path.to_s, arr, n, out))
+      out.read(:size_t)
+    end
+
+    # Rewrites the index file at path without its deleted rows, atomically.
+    def self.compact_file(path, fingerprint = nil)
+      Native.check(Native.jaclip_index_compact_file(path.to_s, fingerprint))
+    end
+
+    # The fingerprint of the model that made the rows, or nil if none is recorded.
+    def fingerprint
+      fp = read { |p| Native.jaclip_index_fingerprint(p) }
+      fp.empty? ? nil : fp
+    end
+
+    def fingerprint=(value)
+      @lock.exclusive { @handle.use { |p| Native.check(Native.jaclip_index_set_fingerprint(p, value)) } }
+    end
+
     def size = read { |p| Native.jaclip_index_size(p) }
     alias length size
     def empty? = size.zero?
@@ -179,6 +211,16 @@ module Jaclip
       raise InvalidArgumentError.new("#{what} must not be negative, got #{value}", 1) if value.negative?
 
       value
+    end
+
+    # Internal: [char *[] of the labels, keep-alive, count], for removal.
+    def self.plain_label_pointers(labels)
+      raise TypeError, "expected an Array of labels" unless labels.is_a?(Array)
+
+      raw = labels.map { |l| Jaclip.text_bytes(l) }
+      raw.each_with_index { |b, i| raise InvalidArgumentError.new("label #{i} contains a NUL byte", 1) if b.include?("\0") }
+      bufs = raw.map { |b| FFI::MemoryPointer.from_string(b) }
+      [FFI::MemoryPointer.new(:pointer, [bufs.size, 1].max).put_array_of_pointer(0, bufs), bufs, bufs.size]
     end
 
     # Internal: [char *[] of the labels, keep-alive] after checking they match the rows of tensor t.

@@ -121,6 +121,11 @@ module Jaclip
     attach_function :jaclip_index_save, %i[pointer string], :status, blocking: true
     attach_function :jaclip_index_append_file, %i[string pointer pointer], :status, blocking: true
     attach_function :jaclip_index_load, %i[out string uint32], :status, blocking: true
+    attach_function :jaclip_index_remove, %i[pointer pointer size_t pointer], :status, blocking: true
+    attach_function :jaclip_index_remove_file, %i[string pointer size_t pointer], :status, blocking: true
+    attach_function :jaclip_index_compact_file, %i[string string], :status, blocking: true
+    attach_function :jaclip_index_fingerprint, [:pointer], :string
+    attach_function :jaclip_index_set_fingerprint, %i[pointer string], :status
 
     # Raises the Error subclass of a non-zero status with this thread's last-error detail.
     def self.check(status)

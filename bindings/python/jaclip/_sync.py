@@ -1,0 +1,159 @@
+"""sync_index: keeps an index file in step with folders, as `jaclip index sync` does and with the same
+file protocol (INDEX.lock, stamps, one durable commit per batch), so the two can take turns on one
+index. Embedding, normalisation and the file format are the library's."""
+import ctypes
+import fcntl
+import hashlib
+import os
+
+from . import _errors
+from ._api import Image
+from ._index import Index, _label_list
+from ._lib import P, check, lib
+from ._tensor import FLOAT32, CTensors
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+class _Stamp(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint64), ("mtime_ns", ctypes.c_int64), ("content_hash", ctypes.c_uint64)]
+
+
+lib.jaclip_index_replace_file.restype = ctypes.c_int
+lib.jaclip_index_replace_file.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t, P,
+                                          ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_Stamp),
+                                          ctypes.POINTER(ctypes.c_size_t)]
+lib.jaclip_index_stamp_of.restype = ctypes.c_int
+lib.jaclip_index_stamp_of.argtypes = [ctypes.POINTER(_Stamp), P, ctypes.c_size_t]
+
+
+def _content_hash(data):
+    h = int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
+    return h or 1  # 0 means "not recorded"
+
+
+def _walk(dirs):
+    """Absolute paths of the image files under dirs (each once; names starting with '.' skipped),
+    and the number of entries skipped."""
+    roots = sorted({os.path.realpath(d) for d in dirs})
+    roots = [r for i, r in enumerate(roots) if not any(r.startswith(o.rstrip("/") + "/") for o in roots[:i])]
+    found, skipped = [], 0
+    for root in roots:
+        if not os.path.isdir(root):
+            raise _errors.InputOutputError(f"{root}: not a directory", 3)
+        for top, subdirs, files in os.walk(root, onerror=lambda e: None):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and not os.path.islink(os.path.join(top, d)))
+            for name in files:
+                if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                path = os.path.join(top, name)
+                if not os.path.isfile(path):
+                    skipped += 1
+                    continue
+                found.append(path)
+    return roots, sorted(set(found)), skipped
+
+
+def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=False, force=False):
+    """Makes the index file at index_path hold exactly the JPEG and PNG files under dirs, embedded by
+    model: adds new files, removes rows of files that are gone (under dirs only), re-embeds files whose
+    content changed. Labels are absolute paths, or relative to root. Returns a dict of counts (added,
+    reembedded, removed, unchanged, skipped). Resumable after any interruption; refuses (or waits for)
+    another writer; refuses an index of another model unless force."""
+    if isinstance(dirs, (str, bytes, os.PathLike)):
+        dirs = [dirs]
+    index_path = os.fspath(index_path)
+    root = os.path.realpath(root) if root is not None else None
+    roots, paths, skipped = _walk(dirs)
+    files = {}
+    for path in paths:
+        label = os.path.relpath(path, root) if root else path
+        if root and label.startswith(".."):
+            raise _errors.InvalidArgumentError(f"{path}: not inside root {root}", 1)
+        files[label] = path
+    lock = open(index_path + ".lock", "a")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise _errors.InputOutputError(f"{index_path}: another jaclip is writing this index", 3) from None
+        if not os.path.exists(index_path):
+            with Index(model.embedding_dim, fp16=fp16) as fresh:
+                fresh.fingerprint = model.fingerprint
+                fresh.save(index_path)
+        with Index.load(index_path, mmap=True) as ix:
+            if not force:
+                ix.check_model(model)
+            plan, counts = _plan(ix, files, roots, root)
+        _commit(index_path, plan["gone"], None, [], [])
+        counts["removed"] = len(plan["gone"])
+        counts["skipped"] += skipped
+        for first in range(0, len(plan["todo"]), batch):
+            labels, images, stamps, batch_labels = [], [], [], []
+            for label in plan["todo"][first:first + batch]:
+                batch_labels.append(label)
+                try:
+                    with open(files[label], "rb") as f:
+                        st = os.fstat(f.fileno())
+                        data = f.read()
+                    images.append(Image.from_bytes(data))
+                except (OSError, _errors.Error):
+                    counts["skipped"] += 1
+                    continue
+                labels.append(label)
+                stamps.append(_Stamp(st.st_size, st.st_mtime_ns, _content_hash(data)))
+            emb = model.encode_images(images) if images else None
+            for image in images:
+                image.close()
+            _commit(index_path, batch_labels, emb, labels, stamps)
+            for label in labels:
+                counts["reembedded" if label in plan["old"] else "added"] += 1
+        return counts
+    finally:
+        lock.close()
+
+
+def _plan(ix, files, roots, root):
+    gone, todo, old, counts = [], [], set(), {"added": 0, "reembedded": 0, "unchanged": 0, "skipped": 0}
+    seen = {}
+    with ix._read() as p:
+        for r in range(lib.jaclip_index_size(p)):
+            label = lib.jaclip_index_label(p, r).decode("utf-8")
+            if label not in files:
+                absolute = os.path.join(root, label) if root else label
+                if any(absolute.startswith(rt.rstrip("/") + "/") for rt in roots):
+                    gone.append(label)
+                continue
+            stamp = _Stamp()
+            check(lib.jaclip_index_stamp_of(ctypes.byref(stamp), p, r))
+            seen.setdefault(label, []).append(stamp)
+    for label, path in files.items():
+        stamps = seen.get(label)
+        if not stamps:
+            todo.append(label)
+            continue
+        old.add(label)
+        st, s = os.stat(path), stamps[0]
+        if len(stamps) == 1 and s.content_hash and (s.size, s.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            counts["unchanged"] += 1
+        else:
+            todo.append(label)  # changed, touched or doubled: embedded again (the same rows if unchanged)
+    return {"gone": gone, "todo": todo, "old": old}, counts
+
+
+def _commit(index_path, remove, emb, labels, stamps):
+    if not remove and not labels:
+        return
+    raw_remove = _label_list(remove)
+    rm = (ctypes.c_char_p * max(len(raw_remove), 1))(*raw_remove)
+    raw = _label_list(labels)
+    arr = (ctypes.c_char_p * max(len(raw), 1))(*raw)
+    st = (_Stamp * max(len(stamps), 1))(*stamps)
+    out = ctypes.c_size_t()
+    if emb is None:
+        check(lib.jaclip_index_replace_file(os.fsencode(index_path), rm, len(raw_remove), None, arr, st,
+                                            ctypes.byref(out)))
+        return
+    with CTensors((emb, FLOAT32)) as (t,):
+        check(lib.jaclip_index_replace_file(os.fsencode(index_path), rm, len(raw_remove), t, arr, st,
+                                            ctypes.byref(out)))

@@ -1,0 +1,24 @@
+# Index files, format version 2 (lib/index.c): test/index/test_index_files.c (deletion, tombstones,
+# compaction, stamps, fingerprint, float16 rows, version 1 files, and the issue-13 classes) run under
+# a 4 GB address-space limit and a 120 s timeout, so a regression fails instead of swapping or hanging.
+INDEX_FILES_TEST := $(BUILD)/test/test_index_files
+
+$(INDEX_FILES_TEST): test/index/test_index_files.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
+		-Wl,-rpath,$(abspath $(BUILD)) -lm -lpthread
+
+.PHONY: test-index-files
+test-index-files: lib $(INDEX_FILES_TEST)
+	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_FILES_TEST)
+
+TEST_STEPS += test-index-files
+
+# jaclip index sync hashes file contents with OpenSSL's SHA-256.
+CLI_LDLIBS += -lcrypto
+
+# float32 against float16 rows on clustered 512-d vectors, 100 000 and 1 000 000 rows (about 7 GB of
+# memory at 1 M). Not part of make test.
+.PHONY: bench-index-storage
+bench-index-storage: lib
+	$(PYTHON) bench/bench_index.py --storage --rows 100000 --queries 50
+	$(PYTHON) bench/bench_index.py --storage --rows 1000000 --queries 20

@@ -1,0 +1,483 @@
+#include "cli.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/file.h>
+
+/* ---- index build / sync: one writer keeps an index in step with folders ------------------------- */
+
+static const char sync_usage[] =
+    "usage: jaclip index sync --model MODEL DIR... -o INDEX [--root ROOT] [--batch N] [--wait] [--fp16] [--force]\n"
+    "       jaclip index build --model MODEL DIR... -o INDEX [same options]\n"
+    "\n"
+    "sync   makes INDEX hold exactly the JPEG and PNG files under the DIRs (recursively, skipping names\n"
+    "       that start with '.'): adds new files, removes the rows of files that are gone, re-embeds\n"
+    "       files whose content changed (size and modification time, then a content hash when those\n"
+    "       differ). Only rows under the DIRs are touched. Running it again changes nothing.\n"
+    "build  adds the files INDEX lacks and leaves every existing row alone.\n"
+    "\n"
+    "Each batch is one durable commit, so an interruption (Ctrl-C, kill -9, a crash) at any moment\n"
+    "loses nothing done before it and duplicates nothing: run the same command again to finish. One\n"
+    "writer at a time: a second build or sync of the same INDEX is refused (or waits, with --wait).\n"
+    "Labels are absolute paths, or paths relative to ROOT with --root (then the folder can move: sync\n"
+    "with the new ROOT). Files that cannot be read or decoded, and names that are not UTF-8, are\n"
+    "skipped, warned about and counted.\n"
+    "\n"
+    "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
+    "  -o, --output INDEX    the index file to create or update\n"
+    "      --root ROOT       store labels relative to ROOT (every DIR must be inside it)\n"
+    "  -b, --batch N         images per batch (default: 16)\n"
+    "      --wait            wait for another writer of INDEX instead of refusing\n"
+    "      --fp16            store rows as float16 (when INDEX is created; half the size)\n"
+    "      --force           use INDEX even though it records another model's fingerprint\n"
+    "      --device DEV      cpu (default), cuda or cuda:N\n"
+    "      --threads N       libtorch threads (default: all cores)\n"
+    "  -h, --help            this help\n";
+
+enum { OPT_ROOT = OPT_COMMAND_BASE + 20, OPT_WAIT, OPT_FP16, OPT_FORCE };
+
+int index_writer_lock(const char *index_path, bool wait)
+{
+    size_t n = strlen(index_path) + 6;
+    char *lock_path = xcalloc(n, 1);
+    snprintf(lock_path, n, "%s.lock", index_path);
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        cli_warn("%s: cannot open the writer lock: %s", lock_path, strerror(errno));
+        exit(EXIT_RUNTIME);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) {
+            cli_warn("%s: cannot lock: %s", lock_path, strerror(errno));
+            exit(EXIT_RUNTIME);
+        }
+        if (!wait) {
+            cli_warn("%s: another jaclip is writing this index (it holds %s); try again when it is done, "
+                     "or pass --wait", index_path, lock_path);
+            exit(EXIT_RUNTIME);
+        }
+        cli_warn("%s: waiting for another jaclip writing this index", index_path);
+        while (flock(fd, LOCK_EX) != 0) {
+            if (errno != EINTR || stop_signal) {
+                cli_warn("%s: stopped while waiting for the writer lock", index_path);
+                exit(stop_signal ? 128 + stop_signal : EXIT_RUNTIME);
+            }
+        }
+    }
+    free(lock_path);
+    return fd; /* held until exit */
+}
+
+/* A file under the DIRs, as found. */
+typedef struct {
+    char *path;  /* absolute */
+    char *label; /* path, or relative to --root */
+    jaclip_index_stamp stamp; /* size and mtime; content_hash filled when read */
+    bool in_index;
+} found_file;
+
+static int by_label(const void *a, const void *b)
+{
+    return strcmp(((const found_file *)a)->label, ((const found_file *)b)->label);
+}
+
+static found_file *find_file(found_file *files, size_t n, const char *label)
+{
+    found_file key = {.label = (char *)label};
+    return bsearch(&key, files, n, sizeof *files, by_label);
+}
+
+static uint64_t hash_bytes(const unsigned char *data, size_t size)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    uint64_t h = 0;
+    if (!EVP_Digest(data, size, md, &len, EVP_sha256(), NULL) || len < 8) {
+        cli_warn("SHA-256 failed");
+        exit(EXIT_RUNTIME);
+    }
+    for (int i = 0; i < 8; i++)
+        h = h << 8 | md[i];
+    return h ? h : 1; /* 0 means "not recorded" */
+}
+
+/* The file's bytes (malloc'd) and its stamp from the same open file; NULL with errno on failure. */
+static unsigned char *read_stamped(const char *path, size_t *size, jaclip_index_stamp *stamp)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat sb;
+    unsigned char *buf = NULL;
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        if (!S_ISREG(sb.st_mode))
+            errno = EINVAL;
+        goto fail;
+    }
+    size_t n = (size_t)sb.st_size, got = 0;
+    buf = malloc(n ? n : 1);
+    if (!buf)
+        goto fail;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO;
+            goto fail;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *size = n;
+    stamp->size = (uint64_t)sb.st_size;
+    stamp->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    stamp->content_hash = hash_bytes(buf, n);
+    return buf;
+fail:
+    free(buf);
+    close(fd);
+    return NULL;
+}
+
+static void file_stamp(const char *path, jaclip_index_stamp *stamp)
+{
+    struct stat sb;
+    memset(stamp, 0, sizeof *stamp);
+    if (stat(path, &sb) == 0) {
+        stamp->size = (uint64_t)sb.st_size;
+        stamp->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    }
+}
+
+/* realpath of each DIR, sorted, without repeats and without any DIR inside another one. */
+static string_list distinct_roots(char **dirs, int n)
+{
+    string_list roots = {0};
+    for (int i = 0; i < n; i++) {
+        struct stat sb;
+        char *root = realpath(dirs[i], NULL);
+        if (!root || stat(root, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            cli_warn("%s: %s", dirs[i], root ? "not a directory" : strerror(errno));
+            exit(EXIT_RUNTIME);
+        }
+        list_push(&roots, root);
+    }
+    qsort(roots.items, roots.count, sizeof *roots.items, by_bytes);
+    size_t kept = 0;
+    for (size_t i = 0; i < roots.count; i++) {
+        bool inside = false;
+        for (size_t j = 0; j < kept && !inside; j++) {
+            size_t len = strlen(roots.items[j]);
+            inside = strncmp(roots.items[i], roots.items[j], len) == 0 &&
+                     (roots.items[i][len] == '\0' || roots.items[i][len] == '/' || len == 1);
+        }
+        if (inside)
+            free(roots.items[i]);
+        else
+            roots.items[kept++] = roots.items[i];
+    }
+    roots.count = kept;
+    return roots;
+}
+
+static bool under_roots(const string_list *roots, const char *path)
+{
+    for (size_t i = 0; i < roots->count; i++) {
+        size_t len = strlen(roots->items[i]);
+        if (strncmp(path, roots->items[i], len) == 0 && (path[len] == '/' || len == 1))
+            return true;
+    }
+    return false;
+}
+
+/* Commits one batch: removes every row of the batch's labels and appends what was embedded. */
+static void commit(const char *output, const char *const *remove, size_t nremove, const jaclip_tensor *emb,
+                   const char *const *labels, const jaclip_index_stamp *stamps, size_t *removed)
+{
+    size_t r = 0;
+    jaclip_status st = jaclip_index_replace_file(output, remove, nremove, emb, labels, stamps, &r);
+    if (st)
+        die(output, st);
+    if (removed)
+        *removed += r;
+}
+
+int index_update(int argc, char **argv, bool sync)
+{
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},       {"output", required_argument, NULL, 'o'},
+        {"batch", required_argument, NULL, 'b'},       {"device", required_argument, NULL, OPT_DEVICE},
+        {"threads", required_argument, NULL, OPT_THREADS}, {"root", required_argument, NULL, OPT_ROOT},
+        {"wait", no_argument, NULL, OPT_WAIT},         {"fp16", no_argument, NULL, OPT_FP16},
+        {"force", no_argument, NULL, OPT_FORCE},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    model_args m = {0};
+    const char *output = NULL, *root_arg = NULL;
+    size_t batch = 16;
+    bool wait = false, fp16 = false, force = false;
+    int opt;
+    command_name = sync ? "jaclip index sync" : "jaclip index build";
+    while ((opt = getopt_long(argc, argv, ":m:o:b:h", options, NULL)) != -1) {
+        if (model_option(&m, opt))
+            continue;
+        switch (opt) {
+        case 'o': output = optarg; break;
+        case 'b': batch = (size_t)parse_long(optarg, "--batch", 1, 4096); break;
+        case OPT_ROOT: root_arg = optarg; break;
+        case OPT_WAIT: wait = true; break;
+        case OPT_FP16: fp16 = true; break;
+        case OPT_FORCE: force = true; break;
+        case 'h': return help_requested(sync_usage);
+        default: bad_option(opt, argv);
+        }
+    }
+    if (!output)
+        usage_error("-o INDEX is required");
+    if (optind >= argc)
+        usage_error("no DIR given");
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = (int)SA_RESETHAND; /* a second Ctrl-C stops at once; the file stays valid either way */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    char *root = NULL;
+    if (root_arg && !(root = realpath(root_arg, NULL))) {
+        cli_warn("%s: %s", root_arg, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    string_list roots = distinct_roots(argv + optind, argc - optind);
+    if (root) {
+        string_list top = {0};
+        list_push(&top, root);
+        for (size_t i = 0; i < roots.count; i++)
+            if (strcmp(roots.items[i], root) != 0 && !under_roots(&top, roots.items[i])) {
+                cli_warn("%s: not inside --root %s", roots.items[i], root);
+                return EXIT_RUNTIME;
+            }
+        free(top.items);
+    }
+
+    /* Every file under the DIRs, once. */
+    string_list paths = {0};
+    size_t skipped = 0;
+    for (size_t i = 0; i < roots.count; i++)
+        walk(roots.items[i], &paths, &skipped);
+    found_file *files = xcalloc(paths.count, sizeof *files);
+    size_t nfiles = 0;
+    size_t root_len = root ? strlen(root) : 0;
+    for (size_t i = 0; i < paths.count; i++) {
+        char *p = paths.items[i];
+        if (!is_utf8(p)) {
+            cli_warn("%s: skipped: the file name is not valid UTF-8", p);
+            skipped++;
+            free(p);
+            continue;
+        }
+        found_file *f = &files[nfiles++];
+        f->path = p;
+        f->label = root ? p + root_len + (root_len > 1) : p;
+        file_stamp(p, &f->stamp);
+    }
+    free(paths.items);
+    qsort(files, nfiles, sizeof *files, by_label);
+
+    jaclip_model *model = load_model(&m);
+    size_t dim = (size_t)jaclip_model_embedding_dim(model);
+    const char *fingerprint = jaclip_model_fingerprint(model);
+    int lock_fd = index_writer_lock(output, wait);
+    (void)lock_fd;
+
+    /* The index, created if missing; its fingerprint must be this model's. */
+    jaclip_index *index = NULL;
+    jaclip_status st;
+    if (access(output, F_OK) != 0) {
+        if ((st = jaclip_index_create(&index, dim)) || (st = jaclip_index_set_fingerprint(index, fingerprint)) ||
+            (fp16 && (st = jaclip_index_set_row_format(index, JACLIP_INDEX_ROWS_FLOAT16))) ||
+            (st = jaclip_index_save(index, output)))
+            die(output, st);
+    } else {
+        if ((st = jaclip_index_load(&index, output, JACLIP_INDEX_MMAP)))
+            die(output, st);
+        if (jaclip_index_dim(index) != dim) {
+            cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", output, jaclip_index_dim(index),
+                     dim);
+            return EXIT_RUNTIME;
+        }
+        if ((st = jaclip_index_check_fingerprint(index, fingerprint, JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN))) {
+            report(output, st);
+            if (!force) {
+                cli_warn("%s: refusing to mix two models' embeddings; pass --force to add to it anyway", output);
+                return EXIT_RUNTIME;
+            }
+        } else if (!jaclip_index_fingerprint(index)[0]) {
+            /* An index from before fingerprints: record this model's from now on. */
+            jaclip_index_free(index);
+            if ((st = jaclip_index_compact_file(output, fingerprint)) ||
+                (st = jaclip_index_load(&index, output, JACLIP_INDEX_MMAP)))
+                die(output, st);
+        }
+    }
+
+    /* The plan: rows of gone files go, changed files are re-embedded, touched files are re-stamped. */
+    string_list gone = {0};
+    size_t *restamp = xcalloc(nfiles, sizeof *restamp), nrestamp = 0;
+    size_t unchanged = 0, rows = jaclip_index_size(index);
+    bool *redo = xcalloc(nfiles, sizeof *redo);
+    size_t *seen = xcalloc(nfiles, sizeof *seen), *old_row = xcalloc(nfiles, sizeof *old_row);
+    for (size_t r = 0; r < rows; r++) {
+        const char *label = jaclip_index_label(index, r);
+        found_file *f = find_file(files, nfiles, label);
+        if (!f) {
+            char *abs = NULL;
+            if (root) {
+                size_t n = root_len + strlen(label) + 2;
+                abs = xcalloc(n, 1);
+                snprintf(abs, n, "%s/%s", root_len > 1 ? root : "", label);
+            }
+            if (sync && under_roots(&roots, abs ? abs : label))
+                list_push(&gone, (char *)label);
+            free(abs);
+            continue;
+        }
+        size_t i = (size_t)(f - files);
+        f->in_index = true;
+        old_row[i] = r;
+        if (++seen[i] > 1 && sync)
+            redo[i] = true; /* doubled rows (from before the writer lock): embedded again, once */
+    }
+    for (size_t i = 0; i < nfiles && sync; i++) {
+        if (!files[i].in_index || redo[i])
+            continue;
+        jaclip_index_stamp old;
+        if ((st = jaclip_index_stamp_of(&old, index, old_row[i])))
+            die(output, st);
+        if (old.size == files[i].stamp.size && old.mtime_ns == files[i].stamp.mtime_ns && old.content_hash) {
+            unchanged++;
+            continue;
+        }
+        /* Size or time differ: the content decides. */
+        size_t size = 0;
+        jaclip_index_stamp now;
+        unsigned char *bytes = old.content_hash ? read_stamped(files[i].path, &size, &now) : NULL;
+        if (bytes && now.content_hash == old.content_hash) {
+            files[i].stamp = now;
+            restamp[nrestamp++] = i;
+            unchanged++;
+        } else {
+            redo[i] = true;
+        }
+        free(bytes);
+    }
+    if (!sync)
+        for (size_t i = 0; i < nfiles; i++)
+            unchanged += files[i].in_index;
+    size_t *todo = xcalloc(nfiles, sizeof *todo), ntodo = 0;
+    for (size_t i = 0; i < nfiles; i++)
+        if (!files[i].in_index || redo[i])
+            todo[ntodo++] = i;
+
+    size_t removed = 0, added = 0, reembedded = 0, restamped = 0;
+    double start = now_seconds();
+    /* Gone files first, in chunks (each one commit). */
+    for (size_t first = 0; first < gone.count && !stop_signal; first += 4096) {
+        size_t n = gone.count - first < 4096 ? gone.count - first : 4096;
+        commit(output, (const char *const *)gone.items + first, n, NULL, NULL, NULL, &removed);
+    }
+    /* Touched but unchanged files keep their embedding under a new stamp. */
+    for (size_t i = 0; i < nrestamp && !stop_signal; i++) {
+        found_file *f = &files[restamp[i]];
+        jaclip_tensor *e = NULL;
+        if ((st = jaclip_index_embeddings(&e, index, old_row[restamp[i]], 1)))
+            die(output, st);
+        const char *label[1] = {f->label};
+        commit(output, label, 1, e, label, &f->stamp, NULL);
+        jaclip_tensor_free(e);
+        restamped++;
+    }
+
+    progress prog = {isatty(STDERR_FILENO) != 0, ntodo, 0, now_seconds(), 0};
+    jaclip_image **images = xcalloc(batch, sizeof *images);
+    const char **labels = xcalloc(batch, sizeof *labels), **batch_labels = xcalloc(batch, sizeof *batch_labels);
+    jaclip_index_stamp *stamps = xcalloc(batch, sizeof *stamps);
+    if (ntodo > 0)
+        progress_show(&prog, false);
+    for (size_t first = 0; first < ntodo && !stop_signal; first += batch) {
+        size_t n = 0, nb = 0, end = first + batch < ntodo ? first + batch : ntodo;
+        for (size_t i = first; i < end; i++) {
+            found_file *f = &files[todo[i]];
+            size_t size = 0;
+            batch_labels[nb++] = f->label;
+            unsigned char *bytes = read_stamped(f->path, &size, &stamps[n]);
+            st = bytes ? jaclip_image_load_memory(&images[n], bytes, size, 0, JACLIP_IMAGE_DEFAULT) : JACLIP_ERROR_IO;
+            int err = errno;
+            free(bytes);
+            if (st) {
+                progress_clear(&prog);
+                const char *why = bytes ? jaclip_last_error() : strerror(err);
+                cli_warn("%s: skipped: %s", f->path, why[0] ? why : jaclip_status_string(st));
+                skipped++;
+                continue;
+            }
+            labels[n++] = f->label;
+            if (f->in_index)
+                reembedded++;
+            else
+                added++;
+        }
+        jaclip_tensor *emb = NULL;
+        if (n > 0 && (st = jaclip_model_encode_images(&emb, model, (const jaclip_image *const *)images, n))) {
+            progress_clear(&prog);
+            die(output, st);
+        }
+        for (size_t i = 0; i < n; i++) {
+            jaclip_image_free(images[i]);
+            images[i] = NULL;
+        }
+        /* Old rows of every file of the batch go in the same commit as the new ones (a changed file
+         * that no longer decodes leaves no stale row behind). */
+        commit(output, batch_labels, sync ? nb : 0, emb, labels, stamps, NULL);
+        jaclip_tensor_free(emb);
+        prog.done = end;
+        progress_show(&prog, end == ntodo);
+    }
+    int rc = 0;
+    if (stop_signal) {
+        progress_clear(&prog);
+        cli_warn("%s: interrupted: %zu of %zu images embedded; run the same command again to finish", output,
+                 added + reembedded, ntodo);
+        rc = 128 + stop_signal;
+    } else if (sync) {
+        cli_warn("%s: %zu added, %zu re-embedded, %zu removed, %zu unchanged (%zu re-stamped), %zu skipped, in %.1f s",
+                 output, added, reembedded, removed, unchanged, restamped, skipped, now_seconds() - start);
+    } else {
+        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, in %.1f s", output, added, unchanged,
+                 skipped, now_seconds() - start);
+    }
+    if (nfiles == 0)
+        cli_warn("no JPEG or PNG files found");
+    free(images);
+    free(labels);
+    free(batch_labels);
+    free(stamps);
+    for (size_t i = 0; i < nfiles; i++)
+        free(files[i].path);
+    free(files);
+    for (size_t i = 0; i < roots.count; i++)
+        free(roots.items[i]);
+    free(roots.items);
+    free(gone.items);
+    free(restamp);
+    free(todo);
+    free(redo);
+    free(seen);
+    free(old_row);
+    free(root);
+    jaclip_index_free(index);
+    jaclip_model_free(model);
+    return rc;
+}
