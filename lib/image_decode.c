@@ -165,56 +165,15 @@ jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, siz
     return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unknown image format (neither JPEG nor PNG)");
 }
 
-jaclip_status jaclip_image_load(jaclip_image **out, const char *path, uint64_t max_pixels, uint32_t flags)
-{
-    FILE *file;
-    uint8_t *data = NULL;
-    size_t size = 0, capacity = 0;
-    jaclip_status st;
-    if (!out)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
-    *out = NULL;
-    if (!path)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
-    file = fopen(path, "rb");
-    if (!file)
-        return jc_fail(JACLIP_ERROR_IO, "cannot open %s: %s", path, strerror(errno));
-    /* Read by growing a buffer: works for pipes and special files as well as regular files. */
-    for (;;) {
-        if (size == capacity) {
-            size_t new_capacity = capacity ? capacity * 2 : 1 << 16;
-            uint8_t *grown = new_capacity > capacity ? realloc(data, new_capacity) : NULL;
-            if (!grown) {
-                free(data);
-                fclose(file);
-                return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory reading %s", path);
-            }
-            data = grown;
-            capacity = new_capacity;
-        }
-        size_t got = fread(data + size, 1, capacity - size, file);
-        size += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(file)) {
-        int err = errno;
-        free(data);
-        fclose(file);
-        return jc_fail(JACLIP_ERROR_IO, "cannot read %s: %s", path, strerror(err));
-    }
-    fclose(file);
-    st = jaclip_image_load_memory(out, data, size, max_pixels, flags);
-    free(data);
-    if (st != JACLIP_OK)
-        return jc_fail_prefix(st, "%s: ", path);
-    return JACLIP_OK;
-}
-
 /* ---- JPEG -------------------------------------------------------------------------------------- */
+
+/* A progressive JPEG may hold any number of scans, and each costs a pass over the whole image: 500
+ * (libjpeg-turbo's fuzzers' and tjDecompress's scan limit; cameras write about 10) bounds the work. */
+#define JC_JPEG_MAX_SCANS 500
 
 struct jpeg_failure {
     struct jpeg_error_mgr manager;
+    struct jpeg_progress_mgr progress;
     jmp_buf jump;
     int hit_end_of_data; /* libjpeg reached the end of the input and invented an EOI marker */
     char message[JMSG_LENGTH_MAX];
@@ -235,6 +194,16 @@ static void jpeg_quiet_message(j_common_ptr cinfo, int level)
 }
 
 static void jpeg_quiet_output(j_common_ptr cinfo) { (void)cinfo; }
+
+/* Called by libjpeg between passes and scans, before the work of the next one. */
+static void jpeg_limit_scans(j_common_ptr cinfo)
+{
+    struct jpeg_failure *failure = (struct jpeg_failure *)cinfo->err;
+    if (cinfo->is_decompressor && ((j_decompress_ptr)cinfo)->input_scan_number > JC_JPEG_MAX_SCANS) {
+        snprintf(failure->message, sizeof failure->message, "more than %d progressive scans", JC_JPEG_MAX_SCANS);
+        longjmp(failure->jump, 1);
+    }
+}
 
 jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size_t size,
                                    uint64_t max_pixels, uint32_t flags)
@@ -258,6 +227,8 @@ jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size
         return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid JPEG data: %s", failure.message);
     }
     jpeg_create_decompress(&cinfo);
+    failure.progress.progress_monitor = jpeg_limit_scans;
+    cinfo.progress = &failure.progress;
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     if (flags & JACLIP_IMAGE_EXIF_TRANSPOSE)
         jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
