@@ -57,6 +57,8 @@ size_t utf8_char_len(const unsigned char *s);
 bool is_utf8(const char *s);
 void json_string(FILE *f, const char *s);
 void json_float(FILE *f, float v);
+void print_escaped(FILE *f, const char *s);
+bool has_non_finite(const float *v, size_t n);
 bool write_npy(FILE *f, const float *data, size_t rows, size_t cols);
 
 /* ---- files, signals, progress ---- */
@@ -69,6 +71,7 @@ typedef struct {
 void list_push(string_list *l, char *s);
 bool has_image_extension(const char *name);
 void walk(const char *dir, string_list *out);
+extern size_t walk_skipped;
 int by_bytes(const void *a, const void *b);
 double now_seconds(void);
 void format_duration(char *buf, size_t size, double seconds);

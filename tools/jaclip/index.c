@@ -5,7 +5,7 @@
 static const char index_usage[] =
     "usage: jaclip index build --model MODEL DIR... -o INDEX [--batch N]\n"
     "       jaclip index info INDEX [--json]\n"
-    "       jaclip index list INDEX\n"
+    "       jaclip index list INDEX [-0]\n"
     "\n"
     "build  embeds every JPEG and PNG file under each DIR (recursively, in byte order of path, skipping\n"
     "       names that start with '.') into INDEX, labelled with its absolute path. Each batch is\n"
@@ -13,7 +13,9 @@ static const char index_usage[] =
     "       done; running the same command again adds only the files INDEX lacks. Unreadable files are\n"
     "       skipped with a warning.\n"
     "info   prints the number of rows and their width.\n"
-    "list   prints the labels, one per line, in row order.\n"
+    "list   prints the labels, one per line, in row order; control bytes, backslashes and bytes that\n"
+    "       are not UTF-8 are written \\xNN and \\\\. With -0 (--null), the labels as stored, each\n"
+    "       followed by a NUL byte instead.\n"
     "\n"
     "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
     "  -o, --output INDEX    the index file to create or extend\n"
@@ -39,6 +41,42 @@ static jaclip_index *open_or_create_index(const char *path, size_t dim)
         exit(EXIT_RUNTIME);
     }
     return index;
+}
+
+typedef struct {
+    char *path;
+    size_t order;
+} ordered_path;
+
+static int by_path_then_order(const void *a, const void *b)
+{
+    const ordered_path *x = a, *y = b;
+    int c = strcmp(x->path, y->path);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* Removes repeated paths, keeping each one's first place; returns how many were removed. */
+static size_t drop_duplicates(string_list *files)
+{
+    ordered_path *sorted = xcalloc(files->count, sizeof *sorted);
+    for (size_t i = 0; i < files->count; i++)
+        sorted[i] = (ordered_path){files->items[i], i};
+    qsort(sorted, files->count, sizeof *sorted, by_path_then_order);
+    size_t dropped = 0;
+    for (size_t i = 1; i < files->count; i++) {
+        if (strcmp(sorted[i].path, sorted[i - 1].path) == 0) {
+            free(files->items[sorted[i].order]);
+            files->items[sorted[i].order] = NULL;
+            dropped++;
+        }
+    }
+    free(sorted);
+    size_t kept = 0;
+    for (size_t i = 0; i < files->count; i++)
+        if (files->items[i])
+            files->items[kept++] = files->items[i];
+    files->count = kept;
+    return dropped;
 }
 
 static int index_build(int argc, char **argv)
@@ -82,16 +120,18 @@ static int index_build(int argc, char **argv)
         qsort(files.items + before, files.count - before, sizeof *files.items, by_bytes);
         free(root);
     }
+    /* The same DIR twice, or a DIR and one below it, must not index a file twice. */
+    size_t duplicates = drop_duplicates(&files);
 
     jaclip_model *model = load_model(&m);
     size_t dim = (size_t)jaclip_model_embedding_dim(model);
     jaclip_index *existing = open_or_create_index(output, dim);
     string_list todo = {0};
-    size_t already = 0, found;
+    size_t already = 0, found, skipped = walk_skipped;
     for (size_t i = 0; i < files.count; i++) {
         if (jaclip_index_find_label(&found, existing, files.items[i]) == JACLIP_OK)
             already++;
-        else if (!is_utf8(files.items[i]))
+        else if (!is_utf8(files.items[i]) && ++skipped)
             cli_warn("%s: skipped: the file name is not valid UTF-8", files.items[i]);
         else
             list_push(&todo, files.items[i]);
@@ -108,40 +148,44 @@ static int index_build(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     progress prog = {isatty(STDERR_FILENO) != 0, todo.count, 0, now_seconds(), 0};
-    jaclip_image **images = xcalloc(batch, sizeof *images);
-    const char **labels = xcalloc(batch, sizeof *labels);
-    size_t added = 0, skipped = 0;
+    size_t added = 0;
     if (todo.count > 0)
         progress_show(&prog, false);
     for (size_t first = 0; first < todo.count && !stop_signal; first += batch) {
-        size_t n = 0, end = first + batch < todo.count ? first + batch : todo.count;
-        for (size_t i = first; i < end; i++) {
-            jaclip_status st = jaclip_image_load(&images[n], todo.items[i], 0, JACLIP_IMAGE_DEFAULT);
-            if (st) {
-                progress_clear(&prog);
-                const char *why = jaclip_last_error();
-                cli_warn("%s: skipped: %s", todo.items[i], why[0] ? why : jaclip_status_string(st));
-                skipped++;
-                continue;
+        size_t end = first + batch < todo.count ? first + batch : todo.count;
+        jaclip_tensor *emb = NULL;
+        const char **labels = (const char **)todo.items + first;
+        size_t n = end - first;
+        /* The library decodes the batch within its memory budget, each image reduced to model size at
+         * once; only a batch holding a bad file is redone file by file, to skip just that file. */
+        jaclip_status st = jaclip_model_encode_image_files(&emb, model, labels, n);
+        if (st == JACLIP_OK) {
+            st = jaclip_index_append_file(output, emb, labels);
+        } else {
+            st = JACLIP_OK;
+            size_t encoded = 0;
+            for (size_t i = 0; i < n && st == JACLIP_OK; i++) {
+                jaclip_tensor_free(emb);
+                emb = NULL;
+                if ((st = jaclip_model_encode_image_files(&emb, model, labels + i, 1)) != JACLIP_OK) {
+                    progress_clear(&prog);
+                    const char *why = jaclip_last_error();
+                    cli_warn("%s: skipped: %s", labels[i], why[0] ? why : jaclip_status_string(st));
+                    skipped++;
+                    st = JACLIP_OK;
+                    continue;
+                }
+                if ((st = jaclip_index_append_file(output, emb, labels + i)) == JACLIP_OK)
+                    encoded++;
             }
-            labels[n++] = todo.items[i];
+            n = encoded;
         }
-        if (n > 0) {
-            jaclip_tensor *emb = NULL;
-            jaclip_status st = jaclip_model_encode_images(&emb, model, (const jaclip_image *const *)images, n);
-            if (!st)
-                st = jaclip_index_append_file(output, emb, labels);
-            jaclip_tensor_free(emb);
-            for (size_t i = 0; i < n; i++) {
-                jaclip_image_free(images[i]);
-                images[i] = NULL;
-            }
-            if (st) {
-                progress_clear(&prog);
-                die(output, st);
-            }
-            added += n;
+        jaclip_tensor_free(emb);
+        if (st) {
+            progress_clear(&prog);
+            die(output, st);
         }
+        added += n;
         prog.done = end;
         progress_show(&prog, end == todo.count);
     }
@@ -152,11 +196,9 @@ static int index_build(int argc, char **argv)
              added, todo.count);
         rc = 128 + stop_signal;
     } else {
-        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, in %.1f s", output, added, already, skipped,
-             now_seconds() - prog.start);
+        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, %zu duplicates, in %.1f s", output, added,
+                 already, skipped, duplicates, now_seconds() - prog.start);
     }
-    free(images);
-    free(labels);
     for (size_t i = 0; i < files.count; i++)
         free(files.items[i]);
     free(files.items);
@@ -169,13 +211,19 @@ static int index_build(int argc, char **argv)
 static int index_info_or_list(int argc, char **argv, bool list)
 {
     static const struct option options[] = {
-        {"json", no_argument, NULL, OPT_JSON}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    bool json = false;
+        {"json", no_argument, NULL, OPT_JSON}, {"null", no_argument, NULL, '0'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    bool json = false, nul = false;
     int opt;
     command_name = list ? "jaclip index list" : "jaclip index info";
-    while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, list ? ":0h" : ":h", options, NULL)) != -1) {
         switch (opt) {
         case OPT_JSON: json = true; break;
+        case '0':
+            if (!list)
+                bad_option('?', argv);
+            nul = true;
+            break;
         case 'h': return help_requested(index_usage);
         default: bad_option(opt, argv);
         }
@@ -184,9 +232,15 @@ static int index_info_or_list(int argc, char **argv, bool list)
         usage_error("give exactly one INDEX");
     jaclip_index *index = load_index_or_die(argv[optind]);
     size_t n = jaclip_index_size(index);
-    if (list) {
+    if (list && nul) {
         for (size_t i = 0; i < n; i++)
-            puts(jaclip_index_label(index, i));
+            fwrite(jaclip_index_label(index, i), 1, strlen(jaclip_index_label(index, i)) + 1, stdout);
+    } else if (list) {
+        /* One label a line: a newline or ESC inside a label (a file name) is escaped. */
+        for (size_t i = 0; i < n; i++) {
+            print_escaped(stdout, jaclip_index_label(index, i));
+            putchar('\n');
+        }
     } else if (json) {
         printf("{\"rows\": %zu, \"dim\": %zu}\n", n, jaclip_index_dim(index));
     } else {
