@@ -100,3 +100,81 @@ print(json.dumps(results))
                  "Model max_image_pixels=-1", "Model num_threads=2**32", "width 2**32 + 4", "resize_crop -1"):
         assert got[name].startswith("InvalidArgumentError"), (name, got[name])
     assert "Error" in got["id_to_piece 2**63"], got
+
+
+# ---- the command ------------------------------------------------------------------------------------
+
+def png(path, width, height, color_type=6):
+    """A valid PNG of zero pixels (8-bit; colour type 6 = RGBA, 0 = grey)."""
+    import struct
+    import zlib
+
+    def chunk(name, data):
+        return struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data))
+
+    row = b"\0" * (1 + width * (4 if color_type == 6 else 1))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(row * height, 9))
+                + chunk(b"IEND", b""))
+
+
+def test_index_build_memory_does_not_scale_with_the_batch(tmp_path):
+    # Ten 4000 x 4000 RGBA bombs (64 MB decoded each, 250 KB on disk) and a photo in one batch: the
+    # command used to decode the whole batch at full resolution (10 x 64 MB at once).
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    png(folder / "bomb00.png", 4000, 4000)
+    for i in range(1, 10):
+        os.link(folder / "bomb00.png", folder / f"bomb{i:02d}.png")
+    with open(os.path.join(ROOT, "data", "dog.jpeg"), "rb") as src, open(folder / "photo.jpeg", "wb") as dst:
+        dst.write(src.read())
+    index = tmp_path / "x.jci"
+    rc, _, err, peak = run_bounded([JACLIP, "index", "build", "--model", TINY_MODEL, str(folder), "-o", str(index),
+                                    "--batch", "16"], 4096, 120)
+    assert rc == 0, err
+    assert "11 images added" in err and "0 skipped" in err, err
+    print(f"index build of 10 bombs + 1 photo at batch 16: peak RSS {peak:.0f} MB")
+    assert peak < 600, f"peak RSS {peak:.0f} MB"
+
+
+def test_index_build_counts_what_it_skips_and_escapes_names(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    photo = open(os.path.join(ROOT, "data", "dog.jpeg"), "rb").read()
+    names = ["plain.jpg", "esc\x1b[31mred.jpg", "new\nline.jpg", "back\\slash.jpg", "sub/deep.jpg"]
+    for name in names:
+        (folder / name).write_bytes(photo)
+    (folder / os.fsdecode(b"latin\xe9.jpg")).write_bytes(photo)   # not UTF-8: skipped and counted
+    (folder / "broken\x1b[2J.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # undecodable: skipped, counted
+    # A path over PATH_MAX (4096): made one directory at a time.
+    deep = os.open(folder, os.O_RDONLY)
+    for _ in range(17):
+        os.mkdir("d" * 250, dir_fd=deep)
+        nxt = os.open("d" * 250, os.O_RDONLY, dir_fd=deep)
+        os.close(deep)
+        deep = nxt
+    with open(os.open("far.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=deep), "wb") as f:
+        f.write(photo)
+    os.close(deep)
+    index = tmp_path / "x.jci"
+    # The folder twice and its sub-folder: each file once.
+    rc, _, err, _ = run_bounded([JACLIP, "index", "build", "--model", TINY_MODEL, str(folder), str(folder),
+                                 str(folder / "sub"), "-o", str(index)], 4096, 120)
+    assert rc == 0, err
+    assert "images added, 0 already indexed, 3 skipped, in" in err, err
+    assert err.count("File name too long") == 1, err
+    assert "\x1b" not in err and "broken\\x1b[2J.png: skipped" in err, err
+    assert "File name too long" in err, err
+    rc, out, err, _ = run_bounded([JACLIP, "index", "list", str(index)], 4096, 60)
+    lines = out.decode().splitlines()
+    assert rc == 0 and len(lines) == 5, (out, err)
+    assert b"\x1b" not in out
+    for name in names:
+        shown = name.replace("\\", "\\\\").replace("\x1b", "\\x1b").replace("\n", "\\x0a")
+        assert str(folder / shown) in lines, (shown, lines)
+    rc, out, _, _ = run_bounded([JACLIP, "index", "list", "-0", str(index)], 4096, 60)
+    assert rc == 0 and sorted(out.split(b"\0")[:-1]) == sorted(os.fsencode(folder / n) for n in names)
+    rc, out, err, _ = run_bounded([JACLIP, "search", "--model", TINY_MODEL, "--index", str(index), "-k", "5", "犬"],
+                                  4096, 60)
+    assert rc == 0 and b"\x1b" not in out and len(out.decode().splitlines()) == 5, (out, err)

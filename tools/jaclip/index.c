@@ -79,6 +79,21 @@ static size_t drop_duplicates(string_list *files)
     return dropped;
 }
 
+/* Whether roots[i] is the same as an earlier root or lies under any other one. */
+static bool root_covered(const string_list *roots, size_t i)
+{
+    const char *me = roots->items[i];
+    for (size_t j = 0; j < roots->count; j++) {
+        const char *other = roots->items[j];
+        size_t n = strlen(other);
+        if (j == i || strncmp(me, other, n) != 0)
+            continue;
+        if (me[n] == '\0' ? j < i : me[n] == '/' || (n > 0 && other[n - 1] == '/'))
+            return true;
+    }
+    return false;
+}
+
 static int index_build(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -107,7 +122,7 @@ static int index_build(int argc, char **argv)
         usage_error("no DIR given");
 
     /* Every file under every DIR, labelled by absolute path so the index works from any directory. */
-    string_list files = {0};
+    string_list files = {0}, roots = {0};
     for (int i = optind; i < argc; i++) {
         struct stat sb;
         char *root = realpath(argv[i], NULL);
@@ -115,12 +130,21 @@ static int index_build(int argc, char **argv)
             cli_warn("%s: %s", argv[i], root ? "not a directory" : strerror(errno));
             return EXIT_RUNTIME;
         }
-        size_t before = files.count;
-        walk(root, &files);
-        qsort(files.items + before, files.count - before, sizeof *files.items, by_bytes);
-        free(root);
+        list_push(&roots, root);
     }
-    /* The same DIR twice, or a DIR and one below it, must not index a file twice. */
+    /* The same DIR twice, or a DIR and one below it, is walked once: each file is indexed (and each
+     * skip reported) once. */
+    for (size_t i = 0; i < roots.count; i++) {
+        if (root_covered(&roots, i))
+            continue;
+        size_t before = files.count;
+        walk(roots.items[i], &files);
+        qsort(files.items + before, files.count - before, sizeof *files.items, by_bytes);
+    }
+    for (size_t i = 0; i < roots.count; i++)
+        free(roots.items[i]);
+    free(roots.items);
+    /* Files reached twice all the same (a symbolic link to a directory given as DIR, say). */
     size_t duplicates = drop_duplicates(&files);
 
     jaclip_model *model = load_model(&m);
@@ -196,8 +220,11 @@ static int index_build(int argc, char **argv)
              added, todo.count);
         rc = 128 + stop_signal;
     } else {
-        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, %zu duplicates, in %.1f s", output, added,
-                 already, skipped, duplicates, now_seconds() - prog.start);
+        char dup[64] = "";
+        if (duplicates)
+            snprintf(dup, sizeof dup, ", %zu found twice", duplicates);
+        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped%s, in %.1f s", output, added, already,
+                 skipped, dup, now_seconds() - prog.start);
     }
     for (size_t i = 0; i < files.count; i++)
         free(files.items[i]);
