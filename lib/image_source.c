@@ -28,6 +28,10 @@ static int peek_jpeg(const uint8_t *d, size_t n, jc_image_header *h)
         if (pos + 4 > n)
             return 0;
         uint32_t marker = d[pos + 1];
+        if (marker == 0x00) { /* a stuffed 0xFF: garbage to libjpeg, which scans on */
+            pos += 2;
+            continue;
+        }
         if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {
             pos += 2;
             continue;

@@ -6,7 +6,7 @@
 # They build an image-only library (no libtorch) under $(BUILD)/tmp-image.
 
 IMG_DIR := $(BUILD)/tmp-image
-IMG_SRCS := lib/error.c lib/tensor.c lib/image_decode.c lib/image_preprocess.c
+IMG_SRCS := lib/error.c lib/tensor.c lib/file_input.c lib/image_source.c lib/image_decode.c lib/image_preprocess.c
 IMG_HDRS := include/jaclip.h lib/internal.h lib/image.h
 IMG_LIB := $(IMG_DIR)/libjaclip-image.so
 IMG_TEST := $(IMG_DIR)/test_image
