@@ -17,7 +17,7 @@ FUZZ_SECONDS ?= 3600
 CLANG ?= clang
 IMG_ENV := JACLIP_SHARED_DATA=$(SHARED_DATA) JACLIP_PROJECT_DATA=data
 IMG_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-IMG_LIBS := $(shell pkg-config --libs libjpeg libpng16 2>/dev/null) -lm -lpthread
+IMG_LIBS := $(shell pkg-config --libs libjpeg libpng16 2>/dev/null) -lz -lm -lpthread
 IMG_CFLAGS := $(shell pkg-config --cflags libjpeg libpng16 2>/dev/null)
 
 $(IMG_DIR)/.dir:
