@@ -166,8 +166,11 @@ typedef enum jaclip_pixel_format {
 
 /* Decodes a JPEG or PNG file (detected by content, not by name). max_pixels bounds width * height and
  * is checked from the header before any pixel buffer is allocated (0 = JACLIP_DEFAULT_MAX_PIXELS).
- * Errors: INVALID_ARGUMENT, IO, IMAGE_DECODE (corrupt, truncated, unknown format), IMAGE_TOO_LARGE,
- * OUT_OF_MEMORY. */
+ * Only regular files are read (a FIFO or device is IO, without blocking); the header is read first
+ * and no more of the file than its image can need (16 MB plus the pixel data at its worst
+ * compression), so trailing bytes past that are never read. A progressive JPEG of more than 500 scans
+ * is IMAGE_DECODE. Errors: INVALID_ARGUMENT, IO, IMAGE_DECODE (corrupt, truncated, unknown format),
+ * IMAGE_TOO_LARGE, OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_image_load(jaclip_image **out, const char *path, uint64_t max_pixels,
                                            uint32_t flags);
 /* Same from bytes in memory; the bytes are not kept. */
@@ -208,7 +211,8 @@ typedef struct jaclip_tokenizer jaclip_tokenizer;
 /* The reference context length. */
 #define JACLIP_DEFAULT_MAX_LENGTH 77
 
-/* Loads a SentencePiece .model file. Errors: INVALID_ARGUMENT, IO, TOKENIZER. */
+/* Loads a SentencePiece .model file (a regular file of at most 1 GB; a FIFO or device is IO, without
+ * blocking). Errors: INVALID_ARGUMENT, IO, TOKENIZER. */
 JACLIP_API jaclip_status jaclip_tokenizer_load(jaclip_tokenizer **out, const char *path);
 JACLIP_API jaclip_status jaclip_tokenizer_load_memory(jaclip_tokenizer **out, const void *data,
                                                       size_t size);
@@ -280,10 +284,12 @@ JACLIP_API jaclip_status jaclip_model_options_set_max_image_pixels(jaclip_model_
 JACLIP_API jaclip_status jaclip_model_options_set_image_flags(jaclip_model_options *options,
                                                               uint32_t flags);
 
-/* Loads a model file written by tools/jaclip-convert; options may be NULL (defaults).
- * Errors: INVALID_ARGUMENT, IO (missing or unreadable file), MODEL_FORMAT (not a jaclip model, a
- * format version this library does not read, methods with the wrong signature, a damaged archive),
- * DEVICE_UNAVAILABLE, TOKENIZER, OUT_OF_MEMORY. */
+/* Loads a model file written by tools/jaclip-convert; options may be NULL (defaults). The file is
+ * mapped once: the archive is checked and libtorch reads those same bytes (a file replaced meanwhile is
+ * never read). Errors: INVALID_ARGUMENT, IO (missing or unreadable file, not a regular file),
+ * MODEL_FORMAT (not a jaclip model, a format version this library does not read, methods with the
+ * wrong signature, a damaged archive, an image_mean / image_std that would normalise pixels beyond
+ * +-1e4, e.g. a std of 1e-40), DEVICE_UNAVAILABLE, TOKENIZER, OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_model_load(jaclip_model **out, const char *path,
                                            const jaclip_model_options *options);
 /* Same from a model file's bytes in memory (copied while loading; not kept). */
@@ -323,7 +329,10 @@ JACLIP_API jaclip_status jaclip_model_encode_texts(jaclip_tensor **out, const ja
 JACLIP_API jaclip_status jaclip_model_encode_images(jaclip_tensor **out, const jaclip_model *model,
                                                     const jaclip_image *const *images, size_t n);
 /* Decode (with the model's pixel limit and flags), preprocess and encode n files → [n, D]. The
- * message of a failure names the file. */
+ * message of a failure names the file. Headers are read first: an image too elongated to resize to
+ * the model's size is IMAGE_TOO_LARGE before decoding. Decoders run in parallel within a memory budget
+ * (1 GB by the headers' estimates; a larger image is decoded alone), each image reduced to model size
+ * at once, so peak memory is about max(1 GB, one image) whatever n is. */
 JACLIP_API jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out,
                                                          const jaclip_model *model,
                                                          const char *const *paths, size_t n);

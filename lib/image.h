@@ -42,6 +42,30 @@ jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size
 jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_t size,
                                   uint64_t max_pixels, uint32_t flags);
 
+/* What a file's first bytes say about its image, before any pixel is decoded. */
+typedef struct jc_image_header {
+    bool is_png;
+    uint32_t width, height;
+    unsigned components;   /* samples per pixel as stored */
+    unsigned sample_bits;  /* bits per sample as stored */
+} jc_image_header;
+
+/* Reads the JPEG or PNG header of bytes in memory and checks the pixel limit and, if target_size > 0,
+ * that the image can be resized to it (jc_image_check_resizable). IMAGE_DECODE, IMAGE_TOO_LARGE. */
+jaclip_status jc_image_check_header(const uint8_t *data, size_t size, uint64_t max_pixels, uint32_t target_size,
+                                    jc_image_header *header);
+/* Reads an image file header first: refuses non-regular files (IO) and images the header shows to be
+ * over the limits (as jc_image_check_header) before reading the rest, and reads at most
+ * jc_image_header_data_bound bytes. *out is malloc'd. */
+jaclip_status jc_image_read_file(const char *path, uint64_t max_pixels, uint32_t target_size, uint8_t **out,
+                                 size_t *out_size, jc_image_header *header);
+/* The most file bytes the header's image can need (pixel data at its worst compression + 16 MB). */
+uint64_t jc_image_header_data_bound(const jc_image_header *header);
+/* An upper estimate of the memory that decoding and resizing the header's image takes. */
+uint64_t jc_image_header_decode_bytes(const jc_image_header *header);
+/* IMAGE_TOO_LARGE when resizing the shorter side to size would make the longer one overflow an int. */
+jaclip_status jc_image_check_resizable(uint32_t width, uint32_t height, uint32_t size);
+
 /* EXIF: orientation 1..8 from a TIFF-structured EXIF block (without the "Exif\0\0" prefix); 0 if
  * absent or unreadable. */
 int jc_exif_orientation(const uint8_t *tiff, size_t size);

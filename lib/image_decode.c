@@ -13,6 +13,7 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <zlib.h>
 
 /* ---- image objects --------------------------------------------------------------------------- */
 
@@ -165,56 +166,15 @@ jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, siz
     return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unknown image format (neither JPEG nor PNG)");
 }
 
-jaclip_status jaclip_image_load(jaclip_image **out, const char *path, uint64_t max_pixels, uint32_t flags)
-{
-    FILE *file;
-    uint8_t *data = NULL;
-    size_t size = 0, capacity = 0;
-    jaclip_status st;
-    if (!out)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
-    *out = NULL;
-    if (!path)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
-    file = fopen(path, "rb");
-    if (!file)
-        return jc_fail(JACLIP_ERROR_IO, "cannot open %s: %s", path, strerror(errno));
-    /* Read by growing a buffer: works for pipes and special files as well as regular files. */
-    for (;;) {
-        if (size == capacity) {
-            size_t new_capacity = capacity ? capacity * 2 : 1 << 16;
-            uint8_t *grown = new_capacity > capacity ? realloc(data, new_capacity) : NULL;
-            if (!grown) {
-                free(data);
-                fclose(file);
-                return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory reading %s", path);
-            }
-            data = grown;
-            capacity = new_capacity;
-        }
-        size_t got = fread(data + size, 1, capacity - size, file);
-        size += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(file)) {
-        int err = errno;
-        free(data);
-        fclose(file);
-        return jc_fail(JACLIP_ERROR_IO, "cannot read %s: %s", path, strerror(err));
-    }
-    fclose(file);
-    st = jaclip_image_load_memory(out, data, size, max_pixels, flags);
-    free(data);
-    if (st != JACLIP_OK)
-        return jc_fail_prefix(st, "%s: ", path);
-    return JACLIP_OK;
-}
-
 /* ---- JPEG -------------------------------------------------------------------------------------- */
+
+/* A progressive JPEG may hold any number of scans, and each costs a pass over the whole image: 500
+ * (libjpeg-turbo's fuzzers' and tjDecompress's scan limit; cameras write about 10) bounds the work. */
+#define JC_JPEG_MAX_SCANS 500
 
 struct jpeg_failure {
     struct jpeg_error_mgr manager;
+    struct jpeg_progress_mgr progress;
     jmp_buf jump;
     int hit_end_of_data; /* libjpeg reached the end of the input and invented an EOI marker */
     char message[JMSG_LENGTH_MAX];
@@ -235,6 +195,16 @@ static void jpeg_quiet_message(j_common_ptr cinfo, int level)
 }
 
 static void jpeg_quiet_output(j_common_ptr cinfo) { (void)cinfo; }
+
+/* Called by libjpeg between passes and scans, before the work of the next one. */
+static void jpeg_limit_scans(j_common_ptr cinfo)
+{
+    struct jpeg_failure *failure = (struct jpeg_failure *)cinfo->err;
+    if (cinfo->is_decompressor && ((j_decompress_ptr)cinfo)->input_scan_number > JC_JPEG_MAX_SCANS) {
+        snprintf(failure->message, sizeof failure->message, "more than %d progressive scans", JC_JPEG_MAX_SCANS);
+        longjmp(failure->jump, 1);
+    }
+}
 
 jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size_t size,
                                    uint64_t max_pixels, uint32_t flags)
@@ -258,6 +228,8 @@ jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size
         return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid JPEG data: %s", failure.message);
     }
     jpeg_create_decompress(&cinfo);
+    failure.progress.progress_monitor = jpeg_limit_scans;
+    cinfo.progress = &failure.progress;
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     if (flags & JACLIP_IMAGE_EXIF_TRANSPOSE)
         jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
@@ -429,6 +401,98 @@ static void png_quiet_warning(png_structp png, png_const_charp message)
     (void)message;
 }
 
+/* The orientation of an XMP packet as PIL 9.4 reads it: re.search(r'tiff:Orientation(="|>)([0-9])'). */
+static int xmp_orientation(const uint8_t *text, size_t n)
+{
+    static const char key[] = "tiff:Orientation";
+    const size_t k = sizeof key - 1;
+    for (size_t i = 0; i + k < n; i++) {
+        if (memcmp(text + i, key, k) != 0)
+            continue;
+        const uint8_t *p = text + i + k;
+        size_t left = n - i - k;
+        if (left >= 3 && p[0] == '=' && p[1] == '"' && p[2] >= '0' && p[2] <= '9')
+            return p[2] - '0';
+        if (left >= 2 && p[0] == '>' && p[1] >= '0' && p[1] <= '9')
+            return p[1] - '0';
+    }
+    return -1;
+}
+
+/* The text of a tEXt / zTXt / iTXt chunk keyed "XML:com.adobe.xmp" (PIL's key for XMP), inflated into
+ * *owned when compressed; NULL if the chunk is another one or unreadable. */
+static const uint8_t *xmp_text(const uint8_t *name, const uint8_t *body, uint32_t length, uint8_t **owned,
+                               size_t *text_size)
+{
+    static const char key[] = "XML:com.adobe.xmp";
+    const size_t k = sizeof key; /* with its NUL */
+    bool text = memcmp(name, "tEXt", 4) == 0, ztxt = memcmp(name, "zTXt", 4) == 0, itxt = memcmp(name, "iTXt", 4) == 0;
+    *owned = NULL;
+    if (!(text || ztxt || itxt) || length < k || memcmp(body, key, k) != 0)
+        return NULL;
+    const uint8_t *p = body + k, *end = body + length;
+    bool compressed = ztxt;
+    if (ztxt)
+        p++; /* compression method */
+    if (itxt) {
+        if (end - p < 2)
+            return NULL;
+        compressed = p[0] != 0;
+        p += 2;
+        for (int field = 0; field < 2; field++) { /* language tag, translated keyword */
+            const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
+            if (!nul)
+                return NULL;
+            p = nul + 1;
+        }
+    }
+    if (p > end)
+        return NULL;
+    if (!compressed) {
+        *text_size = (size_t)(end - p);
+        return p;
+    }
+    /* PIL inflates text chunks up to its MAX_TEXT_CHUNK (1 MB) and drops larger ones. */
+    uLongf out_size = 1 << 20;
+    uint8_t *out = malloc(out_size);
+    if (!out || uncompress(out, &out_size, p, (uLong)(end - p)) != Z_OK) {
+        free(out);
+        return NULL;
+    }
+    *owned = out;
+    *text_size = out_size;
+    return out;
+}
+
+/* What PIL's exif_transpose finds in a PNG it has loaded (PIL reads every chunk up to IEND): the last
+ * eXIf chunk's Orientation, else tiff:Orientation in the last XMP text chunk. */
+static int png_orientation(const uint8_t *data, size_t size)
+{
+    const uint8_t *exif = NULL;
+    uint32_t exif_size = 0;
+    int xmp_value = 0;
+    for (size_t pos = 8; size - pos >= 12;) {
+        uint32_t length = read_be32(data + pos);
+        const uint8_t *name = data + pos + 4, *body = data + pos + 8;
+        if (length > size - pos - 12 || memcmp(name, "IEND", 4) == 0)
+            break;
+        if (memcmp(name, "eXIf", 4) == 0) {
+            exif = body;
+            exif_size = length;
+        }
+        uint8_t *owned;
+        size_t text_size;
+        const uint8_t *xmp = xmp_text(name, body, length, &owned, &text_size);
+        if (xmp) {
+            xmp_value = xmp_orientation(xmp, text_size);
+            free(owned);
+        }
+        pos += 12 + (size_t)length;
+    }
+    int from_exif = exif ? jc_exif_orientation(exif, exif_size) : 0;
+    return from_exif > 0 ? from_exif : xmp_value;
+}
+
 jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_t size,
                                   uint64_t max_pixels, uint32_t flags)
 {
@@ -548,15 +612,10 @@ jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_
     for (png_uint_32 y = 0; y < height; y++)
         rows[y] = image->pixels + (size_t)y * row_bytes;
     png_read_image(png, rows);
-    /* Like PIL, nothing after the image data is read (IEND may be missing or damaged). */
-#ifdef PNG_eXIf_SUPPORTED
-    if (flags & JACLIP_IMAGE_EXIF_TRANSPOSE) {
-        png_uint_32 exif_size = 0;
-        png_bytep exif = NULL;
-        if (png_get_eXIf_1(png, info, &exif_size, &exif) != 0 && exif)
-            orientation = jc_exif_orientation(exif, exif_size);
-    }
-#endif
+    /* Like PIL, nothing after the image data is decoded (IEND may be missing or damaged); the
+     * orientation is looked for in the chunks as PIL's exif_transpose finds it. */
+    if (flags & JACLIP_IMAGE_EXIF_TRANSPOSE)
+        orientation = png_orientation(data, size);
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
     rows = NULL;

@@ -335,6 +335,14 @@ static jaclip_status resample_nearest(uint8_t *window, const jaclip_image *image
     return JACLIP_OK;
 }
 
+static jaclip_status resized_dimensions(uint32_t width, uint32_t height, uint32_t size, int *new_w, int *new_h);
+
+jaclip_status jc_image_check_resizable(uint32_t width, uint32_t height, uint32_t size)
+{
+    int new_w, new_h;
+    return resized_dimensions(width, height, size, &new_w, &new_h);
+}
+
 /* torchvision's Resize(size) target: shorter side = size, longer side int(size * long / short). */
 static jaclip_status resized_dimensions(uint32_t width, uint32_t height, uint32_t size, int *new_w, int *new_h)
 {

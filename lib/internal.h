@@ -9,6 +9,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,7 +51,19 @@ bool jc_mul_size(size_t a, size_t b, size_t *out);
  * reads the archive (model_archive.c says why). MODEL_FORMAT naming the entry, or IO. On success
  * *digest (if not NULL) is a 64-bit digest of every entry's name, size and CRC32: the model's identity. */
 jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char *where, uint64_t *digest);
-jaclip_status jc_check_model_archive_file(const char *path, uint64_t *digest);
+/* Maps a model file (refusing anything but a regular file) and checks it as jc_check_model_archive
+ * does; on success the caller reads the model from *out_map and munmaps it. */
+jaclip_status jc_map_model_file(const char *path, void **out_map, size_t *out_size, uint64_t *digest);
+
+/* Opens path read-only without blocking (a FIFO without a writer would wait forever) and refuses
+ * anything but a regular file with IO; what names the file's role in messages ("image"). */
+jaclip_status jc_open_regular(const char *path, const char *what, int *out_fd, uint64_t *out_size);
+/* Reads up to n bytes (fewer at end of file); *got says how many. IO on a read error. */
+jaclip_status jc_read_fd(int fd, void *buf, size_t n, size_t *got, const char *what, const char *path);
+/* The whole of a regular file of at most max_bytes, malloc'd. IO (not regular, too large, unreadable),
+ * OUT_OF_MEMORY. */
+jaclip_status jc_read_regular_file(const char *path, const char *what, size_t max_bytes, char **out,
+                                   size_t *out_size);
 
 /* The CPU's native capabilities (lib/cpu.c), detected once; thread-safe. native_bf16 is
  * avx512_bf16 || amx_bf16 unless JACLIP_NATIVE_BF16=0/1 overrides it (native_bf16_overridden). */

@@ -1,14 +1,17 @@
 /* The model handle: options, the configuration record of the model file, input validation, batching
  * and the text trimming lever; the tensors themselves go through torch_bridge. */
 #include "torch_bridge.h"
+#include "image.h"
 
 #include <ctype.h>
 #include <pthread.h>
 #include <sched.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define JC_MODEL_FORMAT "jaclip-model"
 #define JC_MODEL_FORMAT_VERSION 1
@@ -16,6 +19,11 @@
 /* Images are preprocessed and encoded this many at a time, bounding the float buffer (~19 MB). */
 #define JC_IMAGE_CHUNK 32
 #define JC_TEXT_CHUNK 256
+/* The largest normalised pixel magnitude a configuration may produce (rinna's: about 2.1). */
+#define JC_MAX_NORMALISED_PIXEL 1e4
+/* Decoders running at once hold at most this much (by their headers' estimate); an image estimated
+ * over it is decoded alone. Peak memory is then max(budget, one image), whatever the batch size. */
+#define JC_DECODE_BUDGET ((uint64_t)1 << 30)
 
 struct jaclip_model_options {
     char device[32];
@@ -203,6 +211,16 @@ static jaclip_status parse_config(jaclip_model *m, const char *text)
         (st = config_floats3(text, "image_mean", m->mean, false)) ||
         (st = config_floats3(text, "image_std", m->std, true)))
         return st;
+    /* A pixel normalises to (x / 255 - mean) / std: an std of 1e-40 gives inf (and NaN features) for
+     * every image, so refuse a configuration whose normalised pixels leave a sane range. */
+    for (int c = 0; c < 3; c++) {
+        double low = (0.0 - m->mean[c]) / m->std[c], high = (1.0 - m->mean[c]) / m->std[c];
+        if (!(fabs(low) <= JC_MAX_NORMALISED_PIXEL) || !(fabs(high) <= JC_MAX_NORMALISED_PIXEL))
+            return jc_fail(JACLIP_ERROR_MODEL_FORMAT,
+                           "model configuration: image_mean[%d]=%g, image_std[%d]=%g normalise pixels to "
+                           "%g..%g, outside +-%g (the model could not give finite features)",
+                           c, (double)m->mean[c], c, (double)m->std[c], low, high, JC_MAX_NORMALISED_PIXEL);
+    }
     /* The tokenizer frames with [CLS]=4 and [PAD]=3; a model built for other ids would be misread. */
     if ((st = config_int(text, "cls_id", 0, INT32_MAX, &special)))
         return st;
@@ -309,10 +327,15 @@ jaclip_status jaclip_model_load(jaclip_model **out, const char *path, const jacl
     if (!path)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
     uint64_t digest;
-    jaclip_status st = jc_check_model_archive_file(path, &digest);
+    void *map;
+    size_t size;
+    jaclip_status st = jc_map_model_file(path, &map, &size, &digest);
     if (st)
         return st;
-    return model_load(out, path, NULL, 0, options, digest);
+    /* libtorch reads the checked mapping, not the path again. */
+    st = model_load(out, path, map, size, options, digest);
+    munmap(map, size);
+    return st;
 }
 
 jaclip_status jaclip_model_load_memory(jaclip_model **out, const void *data, size_t size,
@@ -498,10 +521,69 @@ typedef struct decode_job {
     float *pixels;                   /* [count, 3, S, S] */
     size_t next;                     /* next image to take, atomically */
     pthread_mutex_t lock;
+    pthread_cond_t budget_freed;
+    uint64_t budget_in_use;          /* estimated bytes held by the decoders running now */
+    size_t decoding;                 /* how many decoders run now */
     jaclip_status status;            /* of the failure with the lowest index, for a stable message */
     size_t failed;
     char message[1024];
 } decode_job;
+
+/* Waits until bytes fit in the budget beside the decoders running now, or until none runs. */
+static void budget_acquire(decode_job *job, uint64_t bytes)
+{
+    pthread_mutex_lock(&job->lock);
+    while (job->decoding > 0 && bytes > JC_DECODE_BUDGET - (job->budget_in_use < JC_DECODE_BUDGET
+                                                                  ? job->budget_in_use : JC_DECODE_BUDGET))
+        pthread_cond_wait(&job->budget_freed, &job->lock);
+    job->budget_in_use += bytes;
+    job->decoding++;
+    pthread_mutex_unlock(&job->lock);
+}
+
+static void budget_release(decode_job *job, uint64_t bytes)
+{
+    pthread_mutex_lock(&job->lock);
+    job->budget_in_use -= bytes;
+    job->decoding--;
+    pthread_cond_broadcast(&job->budget_freed);
+    pthread_mutex_unlock(&job->lock);
+}
+
+/* Decodes file or buffer i within the budget. The header is read first, so an image the model could
+ * not resize (too elongated) or over the pixel limit is refused before decoding. */
+static jaclip_status decode_source(decode_job *job, size_t i, jaclip_image **image, uint64_t *held)
+{
+    const jaclip_model *m = job->model;
+    uint8_t *file_bytes = NULL;
+    const uint8_t *bytes;
+    size_t size;
+    jc_image_header header;
+    jaclip_status st;
+    const char *path = job->paths ? job->paths[i] : NULL;
+    if (job->paths && !path)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "paths[%zu] is NULL", i);
+    if (path) {
+        st = jc_image_read_file(path, m->max_image_pixels, (uint32_t)m->image_size, &file_bytes, &size, &header);
+        bytes = file_bytes;
+    } else {
+        bytes = job->data[i];
+        size = job->sizes[i];
+        st = bytes || size == 0 ? jc_image_check_header(bytes, size, m->max_image_pixels, (uint32_t)m->image_size, &header)
+                                : jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data[%zu] is NULL", i);
+    }
+    if (st == JACLIP_OK) {
+        *held = jc_image_header_decode_bytes(&header) + (path ? size : 0);
+        budget_acquire(job, *held);
+        st = jaclip_image_load_memory(image, bytes, size, m->max_image_pixels, m->image_flags);
+    }
+    free(file_bytes);
+    if (st && path && strncmp(jaclip_last_error(), path, strlen(path)) != 0)
+        jc_fail_prefix(st, "%s: ", path);
+    else if (st && !path)
+        jc_fail_prefix(st, "image buffer %zu: ", i);
+    return st;
+}
 
 static void decode_one(decode_job *job, size_t k)
 {
@@ -511,17 +593,11 @@ static void decode_one(decode_job *job, size_t k)
     const jaclip_image *decoded = NULL;
     jaclip_tensor *px = NULL;
     jaclip_status st = JACLIP_OK;
-    if (job->images) {
+    uint64_t held = 0;
+    if (job->images)
         decoded = job->images[i];
-    } else if (job->paths) {
-        /* jaclip_image_load names the file in its messages itself. */
-        st = job->paths[i] ? jaclip_image_load(&image, job->paths[i], m->max_image_pixels, m->image_flags)
-                           : jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "paths[%zu] is NULL", i);
-    } else {
-        st = jaclip_image_load_memory(&image, job->data[i], job->sizes[i], m->max_image_pixels, m->image_flags);
-        if (st)
-            jc_fail_prefix(st, "image buffer %zu: ", i);
-    }
+    else
+        st = decode_source(job, i, &image, &held);
     if (st == JACLIP_OK) {
         const jaclip_image *one[1] = {decoded ? decoded : image};
         st = jaclip_image_preprocess(&px, one, 1, (uint32_t)m->image_size, m->mean, m->std);
@@ -530,6 +606,8 @@ static void decode_one(decode_job *job, size_t k)
     }
     jaclip_tensor_free(px);
     jaclip_image_free(image);
+    if (held)
+        budget_release(job, held);
     if (st) {
         /* The message is thread-local: carry it to the calling thread. */
         pthread_mutex_lock(&job->lock);
@@ -600,7 +678,8 @@ static jaclip_status encode_sources(jaclip_tensor **out, const jaclip_model *mod
         decode_job job = {.model = model, .paths = paths, .data = data, .sizes = sizes, .images = images,
                           .first = first,
                           .count = n - first < JC_IMAGE_CHUNK ? n - first : JC_IMAGE_CHUNK,
-                          .pixels = pixels->data, .lock = PTHREAD_MUTEX_INITIALIZER};
+                          .pixels = pixels->data, .lock = PTHREAD_MUTEX_INITIALIZER,
+                          .budget_freed = PTHREAD_COND_INITIALIZER};
         st = decode_chunk(&job);
         if (st == JACLIP_OK)
             st = model->api->encode_image(model->torch, pixels->data, (int64_t)job.count, s,

@@ -172,26 +172,35 @@ jaclip_status jc_check_model_archive(const void *bytes, size_t size, const char 
     return JACLIP_OK;
 }
 
-jaclip_status jc_check_model_archive_file(const char *path, uint64_t *digest)
+jaclip_status jc_map_model_file(const char *path, void **out_map, size_t *out_size, uint64_t *digest)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0)
-        return jc_fail(JACLIP_ERROR_IO, "cannot open model file %s: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return jc_fail(JACLIP_ERROR_IO, "model file %s is not a regular file", path);
-    }
-    if (st.st_size == 0) {
+    int fd;
+    uint64_t size;
+    *out_map = NULL;
+    *out_size = 0;
+    jaclip_status status = jc_open_regular(path, "model file", &fd, &size);
+    if (status)
+        return status;
+    if (size == 0) {
         close(fd);
         return bad(path, "empty file");
     }
-    /* Mapped, not read: only the directory and the small entries are touched. */
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (size > SIZE_MAX) {
+        close(fd);
+        return bad(path, "file too large for this address space");
+    }
+    /* Mapped, not read: only the directory and the small entries are touched here, and libtorch
+     * later reads these same pages, so a file replaced after the check is never what it reads. */
+    void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
         return jc_fail(JACLIP_ERROR_IO, "cannot map model file %s: %s", path, strerror(errno));
-    jaclip_status status = jc_check_model_archive(map, (size_t)st.st_size, path, digest);
-    munmap(map, (size_t)st.st_size);
-    return status;
+    status = jc_check_model_archive(map, (size_t)size, path, digest);
+    if (status) {
+        munmap(map, (size_t)size);
+        return status;
+    }
+    *out_map = map;
+    *out_size = (size_t)size;
+    return JACLIP_OK;
 }

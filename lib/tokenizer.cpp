@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -430,6 +431,9 @@ jaclip_status load_serialized(jaclip_tokenizer **out, std::string_view bytes, co
 // directly; the version script keeps it out of libjaclip.so).
 extern "C" size_t jc_tokenizer_lower_codepoint(uint32_t cp, char *out32) { return lower_codepoint(cp, out32); }
 
+// SentencePiece model files are a few MB (rinna's: 0.8 MB); anything this large is not one.
+#define JC_TOKENIZER_MAX_BYTES ((size_t)1 << 30)
+
 extern "C" {
 
 jaclip_status jaclip_tokenizer_load(jaclip_tokenizer **out, const char *path)
@@ -440,25 +444,13 @@ jaclip_status jaclip_tokenizer_load(jaclip_tokenizer **out, const char *path)
     if (!path)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
     try {
-        FILE *f = fopen(path, "rb");
-        if (!f)
-            return jc_fail(JACLIP_ERROR_IO, "cannot open %s: %s", path, strerror(errno));
-        std::string bytes;
-        char buf[65536];
-        size_t got;
-        while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-            try {
-                bytes.append(buf, got);
-            } catch (...) {
-                fclose(f);
-                throw;
-            }
-        }
-        int read_errno = ferror(f) ? errno : 0;
-        fclose(f);
-        if (read_errno)
-            return jc_fail(JACLIP_ERROR_IO, "cannot read %s: %s", path, strerror(read_errno));
-        return load_serialized(out, bytes, path);
+        char *data;
+        size_t size;
+        jaclip_status st = jc_read_regular_file(path, "tokenizer", JC_TOKENIZER_MAX_BYTES, &data, &size);
+        if (st)
+            return st;
+        std::unique_ptr<char, decltype(&std::free)> owned(data, &std::free);
+        return load_serialized(out, std::string_view(data, size), path);
     } catch (...) {
         return fail_exception();
     }

@@ -174,10 +174,10 @@ static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *
 
         use_onednn_quantized_engine();
         torch::jit::ExtraFilesMap extra{{kConfigFile, ""}, {kTokenizerFile, ""}};
-        if (args->path)
-            model->module = torch::jit::load(std::string(args->path), device, extra);
-        else
+        if (args->data)
             model->module = torch::jit::load(std::make_shared<MemoryReadAdapter>(args->data, args->size), device, extra);
+        else
+            model->module = torch::jit::load(std::string(args->path), device, extra);
         model->module.eval();
 
         std::string why;

@@ -23,8 +23,8 @@ extern "C" {
 typedef struct jc_torch_model jc_torch_model;
 
 typedef struct jc_torch_load_args {
-    const char *path;        /* either a path ... */
-    const void *data;        /* ... or bytes in memory */
+    const char *path;        /* the file's name in messages; read only when data is NULL */
+    const void *data;        /* the bytes to load (a checked mapping of path, or caller's memory) */
     size_t size;
     const char *device;      /* "cpu", "cuda", "cuda:N" (already validated) */
     jaclip_precision precision;

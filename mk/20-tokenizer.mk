@@ -14,7 +14,7 @@ LIB_LDLIBS := $(filter-out $(TOK_NOT_LINKED),$(LIB_LDLIBS))
 TOK_LIBS := $(filter-out $(TOK_NOT_LINKED),$(PKG_LIBS)) -ldl
 
 TOK_DIR := $(BUILD)/tmp-tok
-TOK_SRCS := lib/error.c lib/tensor.c lib/tokenizer.cpp
+TOK_SRCS := lib/error.c lib/tensor.c lib/file_input.c lib/tokenizer.cpp
 TOK_HDRS := include/jaclip.h lib/internal.h
 TOK_LIB := $(TOK_DIR)/libjaclip-tokenizer.so
 TOK_TEST := $(TOK_DIR)/test_tokenizer

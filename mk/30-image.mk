@@ -6,7 +6,7 @@
 # They build an image-only library (no libtorch) under $(BUILD)/tmp-image.
 
 IMG_DIR := $(BUILD)/tmp-image
-IMG_SRCS := lib/error.c lib/tensor.c lib/image_decode.c lib/image_preprocess.c
+IMG_SRCS := lib/error.c lib/tensor.c lib/file_input.c lib/image_source.c lib/image_decode.c lib/image_preprocess.c
 IMG_HDRS := include/jaclip.h lib/internal.h lib/image.h
 IMG_LIB := $(IMG_DIR)/libjaclip-image.so
 IMG_TEST := $(IMG_DIR)/test_image
@@ -17,7 +17,7 @@ FUZZ_SECONDS ?= 3600
 CLANG ?= clang
 IMG_ENV := JACLIP_SHARED_DATA=$(SHARED_DATA) JACLIP_PROJECT_DATA=data
 IMG_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-IMG_LIBS := $(shell pkg-config --libs libjpeg libpng16 2>/dev/null) -lm -lpthread
+IMG_LIBS := $(shell pkg-config --libs libjpeg libpng16 2>/dev/null) -lz -lm -lpthread
 IMG_CFLAGS := $(shell pkg-config --cflags libjpeg libpng16 2>/dev/null)
 
 $(IMG_DIR)/.dir:

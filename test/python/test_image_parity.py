@@ -317,6 +317,72 @@ def test_exif_orientation(jc, tmp_path, fmt, orientation):
     check_file(jc, path, flags=EXIF_TRANSPOSE)
 
 
+def png_chunks(data):
+    """[(name, body)] of a PNG file's chunks."""
+    import struct
+    pos, chunks = 8, []
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        chunks.append((data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
+def png_from_chunks(chunks):
+    import struct
+    import zlib
+    return b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(body)) + name + body +
+                                       struct.pack(">I", zlib.crc32(name + body)) for name, body in chunks)
+
+
+XMP = ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+       '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+       'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" {}/></rdf:RDF></x:xmpmeta>')
+
+
+# Issue 13 item 10: where PIL's exif_transpose finds the orientation of a loaded PNG beyond an eXIf
+# before IDAT: an eXIf after IDAT (the last one wins), else XMP in an iTXt, zTXt or tEXt chunk.
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("where", ["exif after IDAT", "XMP iTXt", "XMP attribute zTXt", "XMP element tEXt after IDAT",
+                                   "last exif wins", "XMP ignored when exif has it"])
+def test_png_orientation_as_pil_finds_it(jc, tmp_path, where, orientation):
+    import zlib
+    buf = io.BytesIO()
+    make_rgb(300, 240, 9).save(buf, "PNG")
+    chunks = png_chunks(buf.getvalue())
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    other = Image.Exif()
+    other[0x0112] = 2
+    exif_body = exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif\0\0") else exif.tobytes()
+    other_body = other.tobytes()[6:] if other.tobytes().startswith(b"Exif\0\0") else other.tobytes()
+    key = b"XML:com.adobe.xmp\0"
+    attr = XMP.format(f'tiff:Orientation="{orientation}"').encode()
+    element = XMP.format("").replace("/></rdf", f"><tiff:Orientation>{orientation}</tiff:Orientation>"
+                                     "</rdf:Description></rdf").encode()
+    idat = next(i for i, (name, _) in enumerate(chunks) if name == b"IDAT")
+    before, image_data, after = chunks[:idat], [c for c in chunks if c[0] == b"IDAT"], [chunks[-1]]
+    extra_before, extra_after = [], []
+    if where == "exif after IDAT":
+        extra_after = [(b"eXIf", exif_body)]
+    elif where == "XMP iTXt":
+        extra_before = [(b"iTXt", key + b"\0\0\0\0" + attr)]
+    elif where == "XMP attribute zTXt":
+        extra_before = [(b"zTXt", key + b"\0" + zlib.compress(attr))]
+    elif where == "XMP element tEXt after IDAT":
+        extra_after = [(b"tEXt", key + element)]
+    elif where == "last exif wins":
+        extra_before, extra_after = [(b"eXIf", other_body)], [(b"eXIf", exif_body)]
+    else:
+        extra_before = [(b"eXIf", exif_body), (b"iTXt", key + b"\0\0\0\0" + XMP.format('tiff:Orientation="5"').encode())]
+    path = str(tmp_path / "oriented.png")
+    with open(path, "wb") as f:
+        f.write(png_from_chunks(before + extra_before + image_data + extra_after + after))
+    pil_image = check_file(jc, path, flags=EXIF_TRANSPOSE)
+    # The case is one where PIL does rotate: otherwise this test could not fail.
+    assert pil_image.size == ((240, 300) if orientation in (6, 8) else (300, 240)), where
+
+
 # ---- damaged data ---------------------------------------------------------------------------------------
 
 def truncations(data):

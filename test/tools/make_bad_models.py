@@ -57,6 +57,10 @@ def main():
     save("bad-tokenizer.jaclip", module, {CONFIG: config, TOKENIZER: b"this is not a sentencepiece model"})
     save("bad-config-value.jaclip", module,
          {CONFIG: config.replace("image_size=224", "image_size=-3"), TOKENIZER: extra[TOKENIZER]})
+    # Loads as a config, but (x / 255 - mean) / 1e-40 is inf for every pixel: NaN features.
+    save("bad-image-std.jaclip", module, {CONFIG: "\n".join(
+        "image_std=1e-40,0.26130258,0.27577711" if line.startswith("image_std=") else line
+        for line in config.split("\n")), TOKENIZER: extra[TOKENIZER]})
     save("wrong-signature.jaclip", torch.jit.script(WrongSignature()), {CONFIG: config, TOKENIZER: extra[TOKENIZER]})
     save("wrong-output.jaclip", torch.jit.script(WrongOutput()), {CONFIG: config, TOKENIZER: extra[TOKENIZER]})
     with open(good, "rb") as f:

@@ -116,6 +116,10 @@ int cmd_classify(int argc, char **argv)
         die(NULL, st);
 
     const float *p = jaclip_tensor_data(probs);
+    if (has_non_finite(p, jaclip_tensor_numel(probs))) {
+        cli_warn("%s: the model gave non-finite values (damaged weights?)", m.model_path);
+        return EXIT_RUNTIME;
+    }
     ranked_label *ranked = xcalloc(nlabels, sizeof *ranked);
     if (json)
         fputs("[\n", stdout);
@@ -136,9 +140,14 @@ int cmd_classify(int argc, char **argv)
             }
             fputs(i + 1 < nimages ? "]},\n" : "]}\n", stdout);
         } else {
-            printf("%s%s\n", i ? "\n" : "", images[i]);
-            for (size_t j = 0; j < nlabels; j++)
-                printf("  %7.2f%%  %s\n", 100.0 * ranked[j].prob, labels[ranked[j].label]);
+            fputs(i ? "\n" : "", stdout);
+            print_escaped(stdout, images[i]);
+            putchar('\n');
+            for (size_t j = 0; j < nlabels; j++) {
+                printf("  %7.2f%%  ", 100.0 * ranked[j].prob);
+                print_escaped(stdout, labels[ranked[j].label]);
+                putchar('\n');
+            }
         }
     }
     if (json)

@@ -57,6 +57,8 @@ size_t utf8_char_len(const unsigned char *s);
 bool is_utf8(const char *s);
 void json_string(FILE *f, const char *s);
 void json_float(FILE *f, float v);
+void print_escaped(FILE *f, const char *s);
+bool has_non_finite(const float *v, size_t n);
 bool write_npy(FILE *f, const float *data, size_t rows, size_t cols);
 
 /* ---- files, signals, progress ---- */

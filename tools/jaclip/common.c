@@ -4,13 +4,17 @@ const char *command_name = "jaclip";
 
 /* ---- messages --------------------------------------------------------------------------------- */
 
+/* Messages quote file names, which may hold ESC sequences or newlines: escaped, they cannot drive the
+ * terminal or forge a line. */
 void cli_warn(const char *fmt, ...)
 {
+    char message[8192];
     va_list ap;
-    fputs("jaclip: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    fputs("jaclip: ", stderr);
+    print_escaped(stderr, message);
     fputc('\n', stderr);
 }
 
@@ -196,8 +200,43 @@ void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* Shortest text that reads back as the same float32. */
-void json_float(FILE *f, float v) { fprintf(f, "%.9g", (double)v); }
+/* Shortest text that reads back as the same float32; JSON has no NaN or infinity, so those are null. */
+void json_float(FILE *f, float v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", (double)v);
+    else
+        fputs("null", f);
+}
+
+/* Text for a terminal or a line-per-row format: control bytes (C0, DEL, and C1 such as CSI U+009B),
+ * backslashes and bytes that are not UTF-8 become \xNN / \\; everything else is written as is. */
+void print_escaped(FILE *f, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_char_len(p);
+        bool c1 = n == 2 && p[0] == 0xC2 && p[1] < 0xA0;
+        if (n == 0 || *p < 0x20 || *p == 0x7F || c1) {
+            for (size_t i = 0; i < (n ? n : 1); i++)
+                fprintf(f, "\\x%02x", p[i]);
+            p += n ? n : 1;
+        } else if (*p == '\\') {
+            fputs("\\\\", f);
+            p++;
+        } else {
+            fwrite(p, 1, n, f);
+            p += n;
+        }
+    }
+}
+
+bool has_non_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return true;
+    return false;
+}
 
 bool write_npy(FILE *f, const float *data, size_t rows, size_t cols)
 {

@@ -90,6 +90,11 @@ int cmd_embed(int argc, char **argv)
         jaclip_tensor_free(emb);
         emb = normed;
     }
+    /* Damaged weights can load and give NaN: an error, not a file of NaN (or invalid JSON). */
+    if (has_non_finite(jaclip_tensor_data(emb), jaclip_tensor_numel(emb))) {
+        cli_warn("%s: the model gave non-finite values (damaged weights?); nothing written", m.model_path);
+        return EXIT_RUNTIME;
+    }
     FILE *f = output ? fopen(output, "wb") : stdout;
     if (!f) {
         cli_warn("%s: cannot create: %s", output, strerror(errno));

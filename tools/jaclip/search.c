@@ -114,11 +114,16 @@ int cmd_search(int argc, char **argv)
             }
             fputs(i + 1 < nq ? "]},\n" : "]}\n", stdout);
         } else {
-            if (nq > 1)
-                printf("%s%s: %s\n", i ? "\n" : "", i < ntexts ? "text" : "image", query);
-            for (size_t j = 0; j < kk; j++)
-                printf("%3zu  %.4f  %s\n", j + 1, (double)s[i * kk + j],
-                       jaclip_index_label(index, (size_t)rows[i * kk + j]));
+            if (nq > 1) {
+                printf("%s%s: ", i ? "\n" : "", i < ntexts ? "text" : "image");
+                print_escaped(stdout, query);
+                putchar('\n');
+            }
+            for (size_t j = 0; j < kk; j++) {
+                printf("%3zu  %.4f  ", j + 1, (double)s[i * kk + j]);
+                print_escaped(stdout, jaclip_index_label(index, (size_t)rows[i * kk + j]));
+                putchar('\n');
+            }
         }
     }
     if (json)

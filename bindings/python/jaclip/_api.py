@@ -1,6 +1,7 @@
 """Model, Tokenizer, Image and the similarity functions: thin wrappers, every computation in C."""
 import collections
 import ctypes
+import operator
 import os
 
 from . import _errors
@@ -13,6 +14,7 @@ _PRECISIONS = {None: 0, "default": 0, "fp32": 1, "bf16": 2, "int8": 3}
 _PRECISION_NAMES = {1: "fp32", 2: "bf16", 3: "int8"}
 _PIXEL_FORMATS = {"L": 1, "RGB": 2, "RGBA": 3, "LA": 4}
 _PIXEL_FORMAT_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_PIXEL_BYTES = {1: 1, 2: 3, 3: 4, 4: 2}  # jaclip_pixel_format -> bytes per pixel
 EXIF_TRANSPOSE = 1
 
 Prediction = collections.namedtuple("Prediction", "label probability")
@@ -118,11 +120,17 @@ class Image(Owned):
             height, width = pixels.shape[:2]
             channels = 1 if pixels.ndim == 2 else pixels.shape[2]
             format = _PIXEL_FORMAT_BY_CHANNELS.get(channels, format)
+            # The array's own strides are taken care of by packing it; a stride on top would read past it.
+            if stride not in (0, width * channels):
+                raise _errors.InvalidArgumentError(
+                    f"stride={stride} with an array: the array is packed to {width * channels} bytes a row", 1)
+            stride = 0
             pixels = np.ascontiguousarray(pixels).tobytes()
         if width is None or height is None or format is None:
             raise TypeError("bytes need width, height and format")
         code = _PIXEL_FORMATS.get(format, 0) if isinstance(format, str) else format
         data = bytes(pixels)
+        _check_pixel_buffer(len(data), width, height, stride, code)
         self = cls.__new__(cls)
         self._adopt(lambda out: lib.jaclip_image_from_pixels(out, data, width, height, stride, code))
         return self
@@ -147,6 +155,20 @@ class Image(Owned):
         """uint8 [size, size, 3]: the model's view before normalisation."""
         with self._h as p:
             return call(lib.jaclip_image_resize_crop, p, size)
+
+
+def _check_pixel_buffer(length, width, height, stride, code):
+    """The C call reads (height - 1) * stride + width * bytes-per-pixel bytes and cannot know the
+    buffer's length: refuse a buffer shorter than that before the call."""
+    width, height, stride = operator.index(width), operator.index(height), operator.index(stride)
+    per_pixel = _PIXEL_BYTES.get(code)
+    if per_pixel is None or width <= 0 or height <= 0 or stride < 0:
+        return  # the library refuses these itself, reading nothing
+    row = width * per_pixel
+    needed = (height - 1) * (stride or row) + row
+    if length < needed:
+        raise _errors.InvalidArgumentError(
+            f"{length} bytes of pixels, but {width}x{height} with stride {stride or row} needs {needed}", 1)
 
 
 class _ImageList:
@@ -197,6 +219,9 @@ def _open_image(item, max_pixels, flags):
 
 def preprocess_images(images, size, mean, std):
     """float32 [n, 3, size, size] from Images (or paths/bytes) with the given mean and std (3 each)."""
+    mean, std = list(mean), list(std)
+    if len(mean) != 3 or len(std) != 3:
+        raise _errors.InvalidArgumentError(f"mean and std need 3 values each, got {len(mean)} and {len(std)}", 1)
     m, s = (ctypes.c_float * 3)(*mean), (ctypes.c_float * 3)(*std)
     with _ImageList(images) as (ptrs, n):
         return call(lib.jaclip_image_preprocess, ptrs, n, size, m, s)

@@ -215,7 +215,8 @@ class Index(Owned):
         """The label of row i; NotFoundError past the end."""
         i = operator.index(i)
         with self._read() as p:
-            raw = lib.jaclip_index_label(p, i) if i >= 0 else None  # copied before add() can move it
+            # Compared here, not in C: ctypes would wrap 2**64 + 1 to row 1. Copied before add() can move it.
+            raw = lib.jaclip_index_label(p, i) if 0 <= i < lib.jaclip_index_size(p) else None
         if raw is None:
             raise _errors.NotFoundError(f"row {i} is not in the index", 13)
         return raw.decode("utf-8")

@@ -135,17 +135,51 @@ def candidates():
     return found
 
 
+def _int_range(ctype):
+    """(lowest, highest) value of a ctypes integer type; None for other types."""
+    if not (isinstance(ctype, type) and issubclass(ctype, ctypes._SimpleCData)) or ctype._type_ not in "bBhHiIlLqQ":
+        return None
+    bits = 8 * ctypes.sizeof(ctype)
+    signed = ctype(-1).value == -1
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def _checked(name, fn, argtypes):
+    """fn, refusing integer arguments outside their C type: ctypes would wrap -1 to SIZE_MAX and 2**64+1
+    to 1 silently (topk(k=-1) returning everything, Image(max_pixels=-1) lifting the limit)."""
+    ranges = [(i, r) for i, r in enumerate(map(_int_range, argtypes)) if r]
+    if not ranges:
+        return fn
+
+    def call(*args):
+        for i, (low, high) in ranges:
+            value = args[i]
+            if isinstance(value, int) and not low <= value <= high:
+                raise _errors.InvalidArgumentError(
+                    f"{name}: argument {i + 1} is {value}, outside the C type's range {low}..{high}", 1)
+        return fn(*args)
+
+    call.__name__ = name
+    return call
+
+
+class _Library:
+    """The declared functions of libjaclip, integer arguments range-checked."""
+
+
 def _load():
     errors = []
     for path in candidates():
         try:
-            lib = ctypes.CDLL(path)
+            cdll = ctypes.CDLL(path)
         except OSError as e:
             errors.append(f"{path}: {e}")
             continue
+        lib = _Library()
         for name, (restype, argtypes) in _SIGNATURES.items():
-            fn = getattr(lib, name)
+            fn = getattr(cdll, name)
             fn.restype, fn.argtypes = restype, argtypes
+            setattr(lib, name, _checked(name, fn, argtypes))
         return lib, path
     raise ImportError("jaclip: libjaclip not found (set JACLIP_LIBRARY to its path, or install it where "
                       "pkg-config or the dynamic linker finds it): " + "; ".join(errors))

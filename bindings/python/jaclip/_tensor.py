@@ -3,6 +3,7 @@ array or Tensor (copied out, C tensor freed at once)."""
 import array
 import ctypes
 import numbers
+import operator
 
 from . import _errors
 from ._lib import P, check, lib
@@ -125,6 +126,15 @@ def to_c(obj, dtype=FLOAT32):
     """A new jaclip_tensor (caller frees) holding a copy of obj. Lists take `dtype`; arrays and
     Tensors keep their own, so a wrong one reaches the C API and is refused there."""
     code, shape, buf = _raw(obj, dtype)
+    # jaclip_tensor_create copies numel * itemsize bytes and cannot see the buffer's end: a Tensor whose
+    # shape was reassigned, or a buffer that does not hold the shape, must not reach it.
+    numel = 1
+    for d in shape:
+        numel *= operator.index(d)
+    itemsize = array.array(_FORMATS[code]).itemsize if code in _FORMATS else 0
+    nbytes = buf.nbytes if np is not None and isinstance(buf, np.ndarray) else memoryview(buf).nbytes
+    if code in _FORMATS and all(d >= 0 for d in shape) and nbytes != numel * itemsize:
+        raise _errors.ShapeError(f"{nbytes} bytes do not hold a {_NAMES[code]} tensor of shape {tuple(shape)}", 6)
     dims = (ctypes.c_int64 * max(len(shape), 1))(*shape)
     out = P()
     if np is not None and isinstance(buf, np.ndarray):

@@ -61,6 +61,9 @@ module Jaclip
 
     # [n][3][size][size] Floats from Images (or paths), with 3 means and 3 stds.
     def preprocess_images(images, size, mean, std)
+      unless mean.size == 3 && std.size == 3
+        raise InvalidArgumentError.new("mean and std need 3 values each, got #{mean.size} and #{std.size}", 1)
+      end
       m = FFI::MemoryPointer.new(:float, 3).put_array_of_float(0, mean)
       s = FFI::MemoryPointer.new(:float, 3).put_array_of_float(0, std)
       Image.with_pointers(images) { |ptrs, n| Tensor.call(:jaclip_image_preprocess, ptrs, n, size, m, s) }
@@ -140,8 +143,26 @@ module Jaclip
     # "RGB" or "RGBA".
     def self.from_pixels(data, width, height, format, stride: 0)
       code = PIXEL_FORMATS.fetch(format.to_s) { raise InvalidArgumentError.new("unknown pixel format #{format.inspect}", 1) }
-      buf = FFI::MemoryPointer.from_string(data.b)
+      data = data.b
+      check_pixel_buffer(data.bytesize, width, height, stride, code)
+      buf = FFI::MemoryPointer.from_string(data)
       new(nil, _loader: ->(out) { Native.jaclip_image_from_pixels(out, buf, width, height, stride, code) })
+    end
+
+    PIXEL_BYTES = { 1 => 1, 2 => 3, 3 => 4, 4 => 2 }.freeze # jaclip_pixel_format -> bytes per pixel
+
+    # The C call reads (height - 1) * stride + width * bytes-per-pixel bytes and cannot see the buffer's
+    # end: a shorter buffer is refused before the call.
+    def self.check_pixel_buffer(length, width, height, stride, code)
+      [width, height, stride].each { |v| raise TypeError, "sizes must be Integers, not #{v.class}" unless v.is_a?(Integer) }
+      return if width <= 0 || height <= 0 || stride.negative?
+
+      row = width * PIXEL_BYTES.fetch(code)
+      needed = (height - 1) * (stride.zero? ? row : stride) + row
+      return if length >= needed
+
+      raise InvalidArgumentError.new("#{length} bytes of pixels, but #{width}x#{height} with stride " \
+                                     "#{stride.zero? ? row : stride} needs #{needed}", 1)
     end
 
     def width = @handle.use { |p| Native.jaclip_image_width(p) }

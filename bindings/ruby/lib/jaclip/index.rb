@@ -136,7 +136,7 @@ module Jaclip
 
       # Copied inside the lock: the pointer is only valid until the next add.
       text = read do |p|
-        ptr = i.negative? ? FFI::Pointer::NULL : Native.jaclip_index_label(p, i)
+        ptr = i.negative? || i >= Native.jaclip_index_size(p) ? FFI::Pointer::NULL : Native.jaclip_index_label(p, i)
         ptr.null? ? nil : ptr.read_string.force_encoding(Encoding::UTF_8)
       end
       raise NotFoundError.new("row #{i} is not in the index", 13) unless text

@@ -44,6 +44,30 @@ module Jaclip
     typedef :pointer, :out
     typedef :int, :status
 
+    # FFI wraps a negative Integer into an unsigned parameter silently (k = -1 becomes SIZE_MAX, a pixel
+    # limit of -1 lifts the limit): every attached function refuses integers outside its C types.
+    INT_RANGES = %i[int int32 int64 uint uint32 uint64 size_t].to_h do |t|
+      bits = 8 * FFI.type_size(t)
+      [t, t.to_s.start_with?("u", "size") ? 0..(2**bits - 1) : -(2**(bits - 1))..(2**(bits - 1) - 1)]
+    end.freeze
+
+    def self.attach_function(name, args, returns, **options)
+      super
+      checks = args.each_with_index.filter_map { |t, i| INT_RANGES[t] && [i, INT_RANGES[t]] }
+      return if checks.empty?
+
+      raw = method(name)
+      define_singleton_method(name) do |*values|
+        checks.each do |i, range|
+          v = values[i]
+          next unless v.is_a?(Integer) && !range.cover?(v)
+
+          raise Jaclip::InvalidArgumentError.new("#{name}: argument #{i + 1} is #{v}, outside the C type's range #{range}", 1)
+        end
+        raw.call(*values)
+      end
+    end
+
     attach_function :jaclip_version_number, [], :uint
     attach_function :jaclip_version_string, [], :string
     attach_function :jaclip_status_string, [:int], :string
