@@ -437,7 +437,7 @@ typedef enum jaclip_ann_kind {
                                 JACLIP_ANN_PQ_FROM, IVF_PQ from there */
     JACLIP_ANN_EXACT = 1,    /* no structure: search is jaclip_index_search */
     JACLIP_ANN_IVF_FLAT = 2, /* inverted lists of full vectors (a second copy of the rows) */
-    JACLIP_ANN_IVF_PQ = 3,   /* inverted lists of 8-bit product codes (dim/8 bytes a row), re-ranked */
+    JACLIP_ANN_IVF_PQ = 3,   /* inverted lists of 8-bit product codes (dim/16 bytes a row), re-ranked */
     JACLIP_ANN_HNSW = 4      /* HNSW graph over full vectors (slow to build, chosen only on request) */
 } jaclip_ann_kind;
 

@@ -25,3 +25,14 @@ INSTALL_EXTRA += install -m 755 $(FAISS_PLUGIN) $(DESTDIR)$(LIBDIR)/libjaclip-fa
 uninstall: uninstall-ann
 uninstall-ann:
 	rm -f $(DESTDIR)$(LIBDIR)/libjaclip-faiss.so.1
+
+# Not in make test: speed is measured here only. BENCH_ANN_ROWS sizes; output also in build/bench/ann.md.
+BENCH_ANN_ROWS ?= 100000 1000000
+$(BUILD)/bench/bench_ann: bench/bench_ann.c include/jaclip.h $(SHLIB)
+	@mkdir -p $(BUILD)/bench
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
+		-Wl,-rpath,$(abspath $(BUILD)) -lm
+
+.PHONY: bench-ann
+bench-ann: lib $(BUILD)/bench/bench_ann
+	$(BUILD)/bench/bench_ann $(BENCH_ANN_ROWS) | tee $(BUILD)/bench/ann.md

@@ -87,5 +87,9 @@ int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+/* index ann (tools/jaclip/ann.c); load_ann_beside: INDEX.ann if present and current, else NULL with a
+ * warning when it exists but is refused. */
+int cmd_index_ann(int argc, char **argv);
+jaclip_ann *load_ann_beside(const char *index_path, const jaclip_index *index);
 
 #endif

@@ -6,6 +6,7 @@ static const char index_usage[] =
     "usage: jaclip index build --model MODEL DIR... -o INDEX [--batch N]\n"
     "       jaclip index info INDEX [--json]\n"
     "       jaclip index list INDEX\n"
+    "       jaclip index ann build|info INDEX   (approximate search; see 'jaclip index ann --help')\n"
     "\n"
     "build  embeds every JPEG and PNG file under each DIR (recursively, in byte order of path, skipping\n"
     "       names that start with '.') into INDEX, labelled with its absolute path. Each batch is\n"
@@ -209,5 +210,7 @@ int cmd_index(int argc, char **argv)
         return index_info_or_list(argc - 1, argv + 1, false);
     if (!strcmp(argv[1], "list"))
         return index_info_or_list(argc - 1, argv + 1, true);
+    if (!strcmp(argv[1], "ann"))
+        return cmd_index_ann(argc - 1, argv + 1);
     usage_error("unknown subcommand '%s': build, info or list", argv[1]);
 }

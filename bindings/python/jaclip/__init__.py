@@ -15,6 +15,7 @@ from ._errors import (BackendError, ClosedError, DeviceUnavailableError, Error, 
 from ._api import (Image, Model, Prediction, Tokenizer, normalize, preprocess_images, probabilities,
                    similarity, softmax, topk)
 from ._index import Hit, Index
+from ._ann import Ann
 from ._tensor import Tensor
 
 __version__ = "0.1.0"
