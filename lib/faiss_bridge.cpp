@@ -11,6 +11,8 @@
 #include <faiss/index_io.h>
 #include <faiss/invlists/InvertedLists.h>
 
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -89,6 +91,39 @@ int family_of(const faiss::Index *ix)
     return 0;
 }
 
+// faiss runs its own OpenMP threads and calls BLAS from inside them; a multi-threaded OpenBLAS under
+// them oversubscribes the cores (builds here went from seconds to minutes). Training and adding
+// therefore run OpenBLAS single-threaded, restoring its setting after: the process's other BLAS
+// users (numpy) keep theirs.
+class SerialBlas {
+  public:
+    SerialBlas()
+    {
+        // The BLAS this plugin was linked with is loaded already; its handle also searches what it
+        // depends on (libopenblas.so.0 behind Debian's libblas.so.3).
+        void *blas = dlopen("libblas.so.3", RTLD_LAZY | RTLD_NOLOAD);
+        if (!blas)
+            return;
+        *(void **)&get_ = dlsym(blas, "openblas_get_num_threads");
+        *(void **)&set_ = dlsym(blas, "openblas_set_num_threads");
+        dlclose(blas); // drops only the reference NOLOAD took
+        if (get_ && set_) {
+            saved_ = get_();
+            set_(1);
+        }
+    }
+    ~SerialBlas()
+    {
+        if (get_ && set_)
+            set_(saved_);
+    }
+
+  private:
+    int (*get_)() = nullptr;
+    void (*set_)(int) = nullptr;
+    int saved_ = 1;
+};
+
 jaclip_status bridge_create(jc_faiss_index **out, const jc_faiss_build_args *a)
 {
     *out = nullptr;
@@ -123,6 +158,7 @@ void bridge_free(jc_faiss_index *index) { delete index; }
 jaclip_status bridge_train(jc_faiss_index *index, int64_t n, const float *x)
 {
     try {
+        SerialBlas serial;
         index->index->train(n, x);
         return JACLIP_OK;
     } catch (...) {
@@ -133,6 +169,7 @@ jaclip_status bridge_train(jc_faiss_index *index, int64_t n, const float *x)
 jaclip_status bridge_add(jc_faiss_index *index, int64_t n, const float *x)
 {
     try {
+        SerialBlas serial;
         index->index->add(n, x);
         return JACLIP_OK;
     } catch (...) {

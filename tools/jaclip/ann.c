@@ -38,6 +38,41 @@ jaclip_ann *load_ann_beside(const char *index_path, const jaclip_index *index)
     return ann;
 }
 
+/* The hook for whatever changes an index file (build, sync, remove): when INDEX.ann exists, rebuild it
+ * over the index as it now is, keeping its kind; nothing otherwise. false (with a warning; search then
+ * falls back to exact) when the rebuild fails. */
+bool refresh_ann_beside(const char *index_path, const jaclip_index *index)
+{
+    char *path = ann_path_for(index_path);
+    bool ok = true;
+    if (access(path, F_OK) == 0) {
+        jaclip_ann *ann = NULL;
+        size_t header_kind_offset = 16; /* docs/ann.md: the kind is read even from a stale file */
+        unsigned char h[20] = {0};
+        FILE *f = fopen(path, "rb");
+        jaclip_ann_kind kind = JACLIP_ANN_AUTO;
+        if (f && fread(h, 1, sizeof h, f) == sizeof h && !memcmp(h, "JCLIPANN", 8)) {
+            unsigned k = h[header_kind_offset] | h[header_kind_offset + 1] << 8;
+            if (k >= JACLIP_ANN_EXACT && k <= JACLIP_ANN_HNSW)
+                kind = (jaclip_ann_kind)k;
+        }
+        if (f)
+            fclose(f);
+        jaclip_status st = jaclip_ann_build(&ann, index, kind, 0);
+        if (st == JACLIP_ERROR_INVALID_ARGUMENT) /* too few rows left for that kind */
+            st = jaclip_ann_build(&ann, index, JACLIP_ANN_AUTO, 0);
+        if (!st)
+            st = jaclip_ann_save(ann, path);
+        if (st) {
+            cli_warn("%s: cannot rebuild: %s (search falls back to exact)", path, jaclip_last_error());
+            ok = false;
+        }
+        jaclip_ann_free(ann);
+    }
+    free(path);
+    return ok;
+}
+
 static int ann_build_or_info(int argc, char **argv, bool build)
 {
     static const struct option options[] = {

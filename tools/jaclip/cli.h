@@ -91,5 +91,7 @@ int cmd_convert(int argc, char **argv);
  * warning when it exists but is refused. */
 int cmd_index_ann(int argc, char **argv);
 jaclip_ann *load_ann_beside(const char *index_path, const jaclip_index *index);
+/* After changing an index file: rebuilds INDEX.ann (same kind) if present. */
+bool refresh_ann_beside(const char *index_path, const jaclip_index *index);
 
 #endif
