@@ -141,6 +141,7 @@ jaclip_status bridge_create(jc_faiss_index **out, const jc_faiss_build_args *a)
             ivf->cp.seed = 1234; // the same rows build the same index
             if (auto pq = dynamic_cast<faiss::IndexIVFPQ *>(ivf)) {
                 pq->pq.cp.seed = 1234;
+                pq->pq.cp.niter = (int)a->train_iterations;
                 // Polysemous codes serve Hamming filtering, which search never uses; training them
                 // takes minutes.
                 pq->do_polysemous_training = false;

@@ -422,6 +422,9 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    /* Before the plugin loads OpenMP: waiting workers sleep instead of spinning on the shared cores
+     * (docs/ann.md). */
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     test_plugin_missing();
     jaclip_tensor *x = clustered(300, 8, 4, 0.2);
     jaclip_index *index = make_index(x);

@@ -12,6 +12,9 @@ import pytest
 from conftest import LIBRARY, PYTHON, ROOT, TINY_MODEL
 
 os.environ.setdefault("JACLIP_LIBRARY", LIBRARY)
+# Before the faiss plugin loads OpenMP (here and in the commands run): waiting workers sleep instead of
+# spinning on the shared cores (docs/ann.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 BINDING = os.path.join(ROOT, "bindings", "python")
 sys.path.insert(0, BINDING)
 import jaclip  # noqa: E402
