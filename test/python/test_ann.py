@@ -41,7 +41,8 @@ def numpy_topk(rows, queries, k):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     rows = clustered(25000, 250, 1)
-    queries = rows[np.random.default_rng(2).integers(0, len(rows), 100)] + 0.3 * np.random.default_rng(3).standard_normal((100, DIM)).astype(np.float32)
+    near = rows[np.random.default_rng(2).integers(0, len(rows), 100)]
+    queries = near + 0.3 * np.random.default_rng(3).standard_normal((100, DIM)).astype(np.float32)
     index = jaclip.Index(DIM)
     index.add(rows, [f"p{i}.jpg" for i in range(len(rows))])
     return rows, queries.astype(np.float32), index, tmp_path_factory.mktemp("ann")

@@ -59,7 +59,8 @@ __all__ = [
     "BackendError", "ClosedError", "DeviceUnavailableError", "Error", "ImageDecodeError",
     "ImageTooLargeError", "IndexFormatError", "InputOutputError", "InternalError", "InvalidArgumentError",
     "InvalidUTF8Error", "ModelFormatError", "NotFoundError", "OutOfMemoryError", "ShapeError",
-    "TokenizerError", "VersionError", "Ann", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
+    "TokenizerError", "VersionError", "Ann", "Hit", "Image", "Index", "Model", "Prediction", "Tensor",
+    "Tokenizer",
     "normalize", "preprocess_images", "probabilities", "similarity", "softmax", "topk", "check_version",
     "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
 ]
