@@ -471,7 +471,7 @@ JACLIP_API const char *jaclip_ann_kind_name(jaclip_ann_kind kind);
 
 /* Search knobs; 0 keeps the current value. nprobe: IVF lists visited (1..nlist; default about
  * nlist/16). ef_search: HNSW candidate list (1..65536; default 64). rerank: IVF_PQ candidates
- * fetched per wanted result and re-scored exactly (1..1024; default 10). Not saved in the file.
+ * fetched per wanted result and re-scored exactly (1..1024; default 50). Not saved in the file.
  * Errors: INVALID_ARGUMENT (NULL, out of range). */
 JACLIP_API jaclip_status jaclip_ann_set_params(jaclip_ann *ann, size_t nprobe, size_t ef_search, size_t rerank);
 

@@ -327,7 +327,7 @@ static void test_hostile_files(const char *good_path, const jaclip_index *index,
 }
 
 /* Each structure finds most of the exact top-10 on clustered data with overlapping clusters (measured
- * at the defaults: ivf-flat 0.95, ivf-pq 0.88; the bounds leave room for BLAS and thread differences
+ * at the defaults: ivf-flat 0.95, ivf-pq 0.95; the bounds leave room for BLAS and thread differences
  * in training, yet a broken structure or re-ranking, far below, fails them). */
 static void test_recall(void)
 {
@@ -373,7 +373,7 @@ static void test_recall(void)
     CHECK_OK(jaclip_ann_build(&pq, index, JACLIP_ANN_IVF_PQ, 0));
     r = recall_at(pq, index, queries, 10);
     printf("  ivf-pq recall@10 %.3f\n", r);
-    CHECK(r >= 0.8);
+    CHECK(r >= 0.9);
     CHECK_OK(jaclip_ann_save(pq, tmp_path("pq.ann")));
     CHECK_OK(jaclip_ann_load(&back, tmp_path("pq.ann"), index, 0));
     CHECK(jaclip_ann_kind_of(back) == JACLIP_ANN_IVF_PQ);

@@ -76,9 +76,9 @@ def test_ivf_pq_and_hnsw(data):
     want, _ = numpy_topk(rows, queries, 10)
     with jaclip.Ann.build(index, "ivf-pq") as ann:
         r = recall(ann.search(queries, 10)[0], want)
-        assert r >= 0.75, r  # 2 bytes a row at this width, re-ranked
-        ann.set_params(nprobe=64, rerank=50)
-        assert recall(ann.search(queries, 10)[0], want) > r
+        assert r >= 0.85, r  # 2 bytes a row at this width, 50 x k re-ranked
+        ann.set_params(rerank=1)  # the codes' own ranking: clearly worse
+        assert recall(ann.search(queries, 10)[0], want) < r
     small = jaclip.Index(DIM)
     small.add(rows[:3000], [str(i) for i in range(3000)])
     want_small, _ = numpy_topk(rows[:3000], queries, 10)
