@@ -47,8 +47,8 @@ LIB_LDLIBS := $(PKG_LIBS) -ldl -lm -lpthread
 PLUGIN_LDLIBS := $(TORCH_LIBS) -lm -lpthread
 
 LIB_C_SRCS := $(sort $(wildcard lib/*.c))
-# torch_bridge.cpp is the only file that includes libtorch; other C++ files must not.
-LIB_CXX_SRCS := $(sort $(filter-out lib/torch_bridge.cpp,$(wildcard lib/*.cpp)))
+# torch_bridge.cpp / faiss_bridge.cpp are the only files that include libtorch / faiss (plugins).
+LIB_CXX_SRCS := $(sort $(filter-out lib/torch_bridge.cpp lib/faiss_bridge.cpp,$(wildcard lib/*.cpp)))
 LIB_OBJS := $(LIB_C_SRCS:lib/%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:lib/%.cpp=$(BUILD)/obj/%.o)
 # libjaclip itself never links libtorch: model.c reaches it through the plugin (lib/torch_bridge.h).
 # Sanitizer and fuzz builds can therefore compile these same sources without it.

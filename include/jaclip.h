@@ -542,6 +542,69 @@ JACLIP_API jaclip_status jaclip_index_remove_file(const char *path, const char *
  * fingerprint (NULL: keep the file's) is recorded. Errors: INVALID_ARGUMENT, IO, INDEX_FORMAT,
  * OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_index_compact_file(const char *path, const char *fingerprint);
+/* ---- Approximate search (ANN) over an index -------------------------------------------------- */
+
+/* A faiss structure (lib/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside
+ * libjaclip.so or named by $JACLIP_FAISS_PLUGIN) built over the rows of one jaclip_index, scoring by
+ * inner product on the stored L2-normalised rows, i.e. cosine as jaclip_index_search. Results are
+ * re-scored against the index's exact rows, so scores are exact cosines; only which rows are found is
+ * approximate. The ANN borrows its index: the index must outlive it and must not be added to meanwhile
+ * (a search then fails). Threads: search may run from any number of threads at once; set_params, save
+ * and free need the ANN to themselves. File format: docs/ann.md (its own checksummed header naming
+ * the row count and a fingerprint of the rows, so a stale or damaged file is refused). */
+typedef struct jaclip_ann jaclip_ann;
+
+/* Values never change; new ones are only appended. */
+typedef enum jaclip_ann_kind {
+    JACLIP_ANN_AUTO = 0,     /* by size: EXACT below JACLIP_ANN_EXACT_BELOW rows, IVF_FLAT below
+                                JACLIP_ANN_PQ_FROM, IVF_PQ from there */
+    JACLIP_ANN_EXACT = 1,    /* no structure: search is jaclip_index_search */
+    JACLIP_ANN_IVF_FLAT = 2, /* inverted lists of full vectors (a second copy of the rows) */
+    JACLIP_ANN_IVF_PQ = 3,   /* inverted lists of 8-bit product codes (dim/16 bytes a row), re-ranked */
+    JACLIP_ANN_HNSW = 4      /* HNSW graph over full vectors (slow to build, chosen only on request) */
+} jaclip_ann_kind;
+
+#define JACLIP_ANN_EXACT_BELOW 20000
+#define JACLIP_ANN_PQ_FROM 200000
+
+/* Builds the ANN of kind over every row of index (the kind's minimum rows: IVF_FLAT 64, IVF_PQ
+ * 10000, HNSW 2; AUTO never asks for more than there are). flags must be 0. Takes seconds per 100 k
+ * rows for IVF kinds, several times that for HNSW, using every core. Errors: INVALID_ARGUMENT (NULL, unknown kind or flag, too few rows for the kind),
+ * BACKEND (faiss plugin missing or faiss failed; the message says which), OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_ann_build(jaclip_ann **out, const jaclip_index *index, jaclip_ann_kind kind,
+                                          uint32_t flags);
+/* Loads an ANN file written by jaclip_ann_save for index. The header is checked (magic, version,
+ * CRC32 of itself and of the faiss data) and must name index's dim, row count and row fingerprint
+ * (a digest of every row and label, recomputed here: a pass over the index) before any byte reaches
+ * faiss; flags must be 0. Errors: INVALID_ARGUMENT, IO, INDEX_FORMAT (damaged or foreign file, or
+ * stale: built from other rows; the message says which, so a caller may rebuild), BACKEND,
+ * OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_ann_load(jaclip_ann **out, const char *path, const jaclip_index *index,
+                                         uint32_t flags);
+/* Writes the ANN to path atomically (temporary file, fsync, rename). Errors: INVALID_ARGUMENT, IO,
+ * BACKEND, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_ann_save(const jaclip_ann *ann, const char *path);
+/* NULL is a no-op. Never frees the index. */
+JACLIP_API void jaclip_ann_free(jaclip_ann *ann);
+
+/* The kind built (never AUTO); EXACT for NULL. */
+JACLIP_API jaclip_ann_kind jaclip_ann_kind_of(const jaclip_ann *ann);
+/* Stable name of a kind ("exact", "ivf-flat", "ivf-pq", "hnsw", "auto"); "unknown" otherwise. */
+JACLIP_API const char *jaclip_ann_kind_name(jaclip_ann_kind kind);
+
+/* Search knobs; 0 keeps the current value. nprobe: IVF lists visited (1..nlist; default about
+ * nlist/16). ef_search: HNSW candidate list (1..65536; default 64). rerank: IVF_PQ candidates
+ * fetched per wanted result and re-scored exactly (1..1024; default 50). Not saved in the file.
+ * Errors: INVALID_ARGUMENT (NULL, out of range). */
+JACLIP_API jaclip_status jaclip_ann_set_params(jaclip_ann *ann, size_t nprobe, size_t ef_search, size_t rerank);
+
+/* Approximate top-k as jaclip_index_search gives it (same shapes, outs, query checks and errors),
+ * with exact cosine scores, best first; k' = min(k, size). A row the structure misses is absent, so
+ * rarely fewer than k' rows are found: the rest of the row is -1 with score -INFINITY. EXACT runs
+ * jaclip_index_search itself. Errors: those of jaclip_index_search, INVALID_ARGUMENT (the index was
+ * changed since the build), BACKEND. */
+JACLIP_API jaclip_status jaclip_ann_search(jaclip_tensor **out_indices, jaclip_tensor **out_scores,
+                                           const jaclip_ann *ann, const jaclip_tensor *queries, size_t k);
 
 #ifdef __cplusplus
 }

@@ -96,5 +96,11 @@ int index_update(int argc, char **argv, bool sync);
 /* Takes INDEX.lock, the lock every jaclip writer of INDEX holds for its whole run: refuses with a
  * message if another holds it, or waits when wait. Returns the descriptor (held until exit). */
 int index_writer_lock(const char *index_path, bool wait);
+/* index ann (tools/jaclip/ann.c); load_ann_beside: INDEX.ann if present and current, else NULL with a
+ * warning when it exists but is refused. */
+int cmd_index_ann(int argc, char **argv);
+jaclip_ann *load_ann_beside(const char *index_path, const jaclip_index *index);
+/* After changing an index file: rebuilds INDEX.ann (same kind) if present. */
+bool refresh_ann_beside(const char *index_path, const jaclip_index *index);
 
 #endif

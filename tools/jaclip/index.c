@@ -10,6 +10,7 @@ static const char index_usage[] =
     "       jaclip index info INDEX [--json]\n"
     "       jaclip index list INDEX [-0]\n"
     "       jaclip index merge OUTPUT SHARD... [--unique]   (see jaclip index merge --help)\n"
+    "       jaclip index ann build|info INDEX   (approximate search; see 'jaclip index ann --help')\n"
     "\n"
     "build    embeds every JPEG and PNG file under each DIR that INDEX lacks (see 'index sync --help').\n"
     "sync     makes INDEX match the DIRs: adds new files, removes rows of gone files, re-embeds changed\n"
@@ -103,7 +104,7 @@ int cmd_index(int argc, char **argv)
 {
     command_name = "jaclip index";
     if (argc < 2)
-        usage_error("missing subcommand: build, sync, remove, compact, info, list or merge");
+        usage_error("missing subcommand: build, sync, remove, compact, info, list, merge or ann");
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
         return help_requested(index_usage);
     if (!strcmp(argv[1], "build"))
@@ -120,5 +121,7 @@ int cmd_index(int argc, char **argv)
         return index_info_or_list(argc - 1, argv + 1, true);
     if (!strcmp(argv[1], "merge"))
         return cmd_index_merge(argc - 1, argv + 1);
-    usage_error("unknown subcommand '%s': build, sync, remove, compact, info, list or merge", argv[1]);
+    if (!strcmp(argv[1], "ann"))
+        return cmd_index_ann(argc - 1, argv + 1);
+    usage_error("unknown subcommand '%s': build, sync, remove, compact, info, list, merge or ann", argv[1]);
 }

@@ -11,6 +11,8 @@ static const char search_usage[] =
     "  -i, --index INDEX     an index made by 'jaclip index build'\n"
     "      --image FILE      query by the image in FILE (repeatable)\n"
     "  -k N                  results per query (default: 10)\n"
+    "      --exact           exact search even when INDEX.ann ('jaclip index ann build') is present\n"
+    "      --nprobe N        approximate search: inverted lists visited (more: slower, better recall)\n"
     "      --json            JSON instead of a table\n"
     "      --force           search even if INDEX records another model's fingerprint\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
@@ -24,12 +26,14 @@ int cmd_search(int argc, char **argv)
         {"image", required_argument, NULL, OPT_IMAGE}, {"json", no_argument, NULL, OPT_JSON},
         {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
         {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
+        {"exact", no_argument, NULL, OPT_COMMAND_BASE}, {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     model_args m = {0};
     const char *index_path = NULL;
     string_list query_images = {0};
     size_t k = 10;
-    bool json = false, force = false;
+    bool json = false, force = false, exact = false;
+    size_t nprobe = 0;
     int opt;
     command_name = "jaclip search";
     while ((opt = getopt_long(argc, argv, ":m:i:k:h", options, NULL)) != -1) {
@@ -41,6 +45,8 @@ int cmd_search(int argc, char **argv)
         case 'k': k = (size_t)parse_long(optarg, "-k", 1, 1000000); break;
         case OPT_JSON: json = true; break;
         case OPT_COMMAND_BASE + 60: force = true; break;
+        case OPT_COMMAND_BASE: exact = true; break;
+        case OPT_COMMAND_BASE + 1: nprobe = (size_t)parse_long(optarg, "--nprobe", 1, 65536); break;
         case 'h': return help_requested(search_usage);
         default: bad_option(opt, argv);
         }
@@ -91,7 +97,10 @@ int cmd_search(int argc, char **argv)
         memcpy(q + ntexts * dim, jaclip_tensor_data(part), jaclip_tensor_nbytes(part));
         jaclip_tensor_free(part);
     }
-    if ((st = jaclip_index_search(&idx, &scores, index, queries, k)))
+    jaclip_ann *ann = exact ? NULL : load_ann_beside(index_path, index);
+    if (ann && nprobe && (st = jaclip_ann_set_params(ann, nprobe, 0, 0)))
+        die(NULL, st);
+    if ((st = ann ? jaclip_ann_search(&idx, &scores, ann, queries, k) : jaclip_index_search(&idx, &scores, index, queries, k)))
         die(index_path, st);
     size_t kk = (size_t)jaclip_tensor_dim(idx, 1);
     const int64_t *rows = jaclip_tensor_data(idx);
@@ -104,7 +113,7 @@ int cmd_search(int argc, char **argv)
             fputs("  {\"query\": ", stdout);
             json_string(stdout, query);
             printf(", \"kind\": \"%s\", \"results\": [", i < ntexts ? "text" : "image");
-            for (size_t j = 0; j < kk; j++) {
+            for (size_t j = 0; j < kk && rows[i * kk + j] >= 0; j++) {
                 printf("%s{\"rank\": %zu, \"row\": %lld, \"score\": ", j ? ", " : "", j + 1,
                        (long long)rows[i * kk + j]);
                 json_float(stdout, s[i * kk + j]);
@@ -119,7 +128,7 @@ int cmd_search(int argc, char **argv)
                 print_escaped(stdout, query);
                 putchar('\n');
             }
-            for (size_t j = 0; j < kk; j++) {
+            for (size_t j = 0; j < kk && rows[i * kk + j] >= 0; j++) {
                 printf("%3zu  %.4f  ", j + 1, (double)s[i * kk + j]);
                 print_escaped(stdout, jaclip_index_label(index, (size_t)rows[i * kk + j]));
                 putchar('\n');
@@ -132,6 +141,7 @@ int cmd_search(int argc, char **argv)
     jaclip_tensor_free(scores);
     jaclip_tensor_free(queries);
     jaclip_model_free(model);
+    jaclip_ann_free(ann);
     jaclip_index_free(index);
     free(query_images.items);
     return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;

@@ -16,6 +16,7 @@ from ._api import (Image, Model, Prediction, Tokenizer, normalize, preprocess_im
                    similarity, softmax, topk)
 from ._index import Hit, Index
 from ._sync import sync_index
+from ._ann import Ann
 from ._tensor import Tensor
 
 __version__ = "0.1.0"
@@ -64,7 +65,7 @@ __all__ = [
     "BackendError", "ClosedError", "DeviceUnavailableError", "Error", "ImageDecodeError",
     "ImageTooLargeError", "IndexFormatError", "InputOutputError", "InternalError", "InvalidArgumentError",
     "InvalidUTF8Error", "ModelFormatError", "ModelMismatchError", "NotFoundError", "OutOfMemoryError", "ShapeError",
-    "TokenizerError", "VersionError", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
+    "TokenizerError", "VersionError", "Ann", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
     "normalize", "preprocess_images", "sync_index", "probabilities", "similarity", "softmax", "topk", "check_version",
     "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
 ]

@@ -101,6 +101,15 @@ _SIGNATURES = {
     "jaclip_index_check_fingerprint": (i32, [P, ctypes.c_char_p, u32]),
     "jaclip_index_remove_file": (i32, [ctypes.c_char_p, c_char_pp, sz, c_size_p]),
     "jaclip_index_compact_file": (i32, [ctypes.c_char_p, ctypes.c_char_p]),
+    # approximate search (_ann.py)
+    "jaclip_ann_build": (i32, [PP, P, i32, u32]),
+    "jaclip_ann_load": (i32, [PP, ctypes.c_char_p, P, u32]),
+    "jaclip_ann_save": (i32, [P, ctypes.c_char_p]),
+    "jaclip_ann_free": (None, [P]),
+    "jaclip_ann_kind_of": (i32, [P]),
+    "jaclip_ann_kind_name": (ctypes.c_char_p, [i32]),
+    "jaclip_ann_set_params": (i32, [P, sz, sz, sz]),
+    "jaclip_ann_search": (i32, [PP, PP, P, P, sz]),
 }
 
 
