@@ -101,6 +101,9 @@ _SIGNATURES = {
     "jaclip_index_check_fingerprint": (i32, [P, ctypes.c_char_p, u32]),
     "jaclip_index_remove_file": (i32, [ctypes.c_char_p, c_char_pp, sz, c_size_p]),
     "jaclip_index_compact_file": (i32, [ctypes.c_char_p, ctypes.c_char_p]),
+    # stamps: jaclip_index_stamp arrays (_sync._Stamp)
+    "jaclip_index_replace_file": (i32, [ctypes.c_char_p, c_char_pp, sz, P, c_char_pp, P, c_size_p]),
+    "jaclip_index_stamp_of": (i32, [P, P, sz]),
     # approximate search (_ann.py)
     "jaclip_ann_build": (i32, [PP, P, i32, u32]),
     "jaclip_ann_load": (i32, [PP, ctypes.c_char_p, P, u32]),

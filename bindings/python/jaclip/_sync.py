@@ -19,13 +19,6 @@ class _Stamp(ctypes.Structure):
     _fields_ = [("size", ctypes.c_uint64), ("mtime_ns", ctypes.c_int64), ("content_hash", ctypes.c_uint64)]
 
 
-lib.jaclip_index_replace_file.restype = ctypes.c_int
-lib.jaclip_index_replace_file.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t, P,
-                                          ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_Stamp),
-                                          ctypes.POINTER(ctypes.c_size_t)]
-lib.jaclip_index_stamp_of.restype = ctypes.c_int
-lib.jaclip_index_stamp_of.argtypes = [ctypes.POINTER(_Stamp), P, ctypes.c_size_t]
-
 
 def _content_hash(data):
     h = int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
