@@ -55,7 +55,7 @@ int help_requested(const char *usage);
 /* ---- output ---- */
 size_t utf8_char_len(const unsigned char *s);
 bool is_utf8(const char *s);
-void json_string(FILE *f, const char *s);
+void cli_json_string(FILE *f, const char *s);
 void json_float(FILE *f, float v);
 bool write_npy(FILE *f, const float *data, size_t rows, size_t cols);
 
@@ -87,5 +87,6 @@ int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif
