@@ -330,6 +330,17 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, reply *o
     return ok;
 }
 
+static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                const char *value, size_t value_size)
+{
+    bool *found = cls;
+    if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+        *found = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
 /* Checks made as soon as the headers are in; false with *out set to answer at once. */
 static bool admit(server *s, request *r, const char *method, reply *out)
 {
@@ -347,6 +358,13 @@ static bool admit(server *s, request *r, const char *method, reply *out)
     if (s->token && !is_public(r->route) &&
         !token_matches(s, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION))) {
         reply_error(out, MHD_HTTP_UNAUTHORIZED, "SERVE_UNAUTHORIZED", "missing or wrong bearer token");
+        return false;
+    }
+    /* A %00 in the query would cut a C string short: "a.jpg%00.png" must not read as "a.jpg". */
+    bool nul = false;
+    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND | MHD_HEADER_KIND, find_nul, &nul);
+    if (nul) {
+        reply_error(out, MHD_HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_ARGUMENT", "a NUL byte in the query or a header");
         return false;
     }
     const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -582,6 +600,15 @@ int cmd_serve(int argc, char **argv)
     if (!is_loopback(&addr) && !token)
         usage_error("--host %s is not a loopback address: give --token (or JACLIP_SERVE_TOKEN) too", host);
 
+    /* The signals are taken by sigwait below. Blocked before anything starts a thread (libtorch and
+     * OpenBLAS pools, MHD), so every thread inherits the mask and none dies of them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     server *s = xcalloc(1, sizeof *s);
     s->model = load_model(&m);
     s->dim = (size_t)jaclip_model_embedding_dim(s->model);
@@ -602,14 +629,6 @@ int cmd_serve(int argc, char **argv)
     pthread_mutex_init(&s->slot_lock, NULL);
     pthread_cond_init(&s->slot_free, NULL);
     pthread_mutex_init(&s->thumb_lock, NULL);
-
-    /* The signals are taken by sigwait below; MHD's threads inherit the mask. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
