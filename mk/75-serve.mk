@@ -16,8 +16,11 @@ test-serve: lib test-models $(CLI)
 
 TEST_STEPS += test-serve
 
-# The full-size fp32 model and a 100k-row index of generated vectors (BENCH_SERVE_MODEL to override).
-BENCH_SERVE_MODEL ?= $(firstword $(wildcard /work/main/build/bench/full.jaclip $(BUILD)/bench/full.jaclip) $(TINY_MODEL))
-bench-serve: lib $(CLI) $(TINY_MODEL)
+# The full-size fp32 model of mk/50-bench.mk (BENCH_SERVE_MODEL=FILE to use another) and a 100k-row
+# index of generated vectors (the server waits up to 300 s for a model slot, so that 16 clients
+# queue instead of getting 503s); BENCH_SERVE_ARGS passes options (e.g. --threads 2).
+BENCH_SERVE_MODEL ?= $(FULL_MODEL)
+BENCH_SERVE_ARGS ?=
+bench-serve: lib $(CLI) $(BENCH_SERVE_MODEL)
 	$(TEST_ENV) JACLIP_CLI=$(abspath $(CLI)) PYTHONPATH=bindings/python \
-		$(PYTHON) bench/bench_serve.py --model $(BENCH_SERVE_MODEL) --out $(BUILD)/bench-serve.json
+		$(PYTHON) bench/bench_serve.py --model $(BENCH_SERVE_MODEL) --out $(BUILD)/bench-serve.json $(BENCH_SERVE_ARGS)
