@@ -176,3 +176,16 @@ def test_page_files(server):
     assert server.request("GET", "/app.js")[0] == 200
     assert server.request("GET", "/style.css")[1]["Content-Type"].startswith("text/css")
     assert b"http" not in server.request("GET", "/")[2].replace(b"http-equiv", b"")  # nothing from a CDN
+
+
+def test_openapi_file_lists_every_endpoint(server):
+    yaml = pytest.importorskip("yaml", reason="python3-yaml is needed to read docs/serve-openapi.yaml")
+    from conftest import ROOT
+    import os
+    spec = yaml.safe_load(open(os.path.join(ROOT, "docs", "serve-openapi.yaml")))
+    assert spec["openapi"].startswith("3.")
+    for path in spec["paths"]:
+        probe = path.replace("{name}", "photos")
+        assert server.request("GET", probe)[0] != 404 or probe == "/v1/thumbnail", path
+    assert set(spec["paths"]) >= {"/healthz", "/metrics", "/v1/info", "/v1/indexes", "/v1/embed/text",
+                                  "/v1/embed/image", "/v1/classify", "/v1/search", "/v1/thumbnail"}
