@@ -324,9 +324,11 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, reply *o
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, wants_post(r->route) ? "POST" : "GET, HEAD");
     if (out->http == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    /* Counted before the answer leaves, so that a client's next /metrics already sees it. */
+    r->http = out->http;
+    record(r->server, r->route, r->http, now_seconds() - r->start);
     enum MHD_Result ok = MHD_queue_response(c, out->http, resp);
     MHD_destroy_response(resp);
-    r->http = out->http;
     return ok;
 }
 
@@ -433,6 +435,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(r = calloc(1, sizeof *r)))
             return MHD_NO;
         *state = r;
+        r->server = s;
         r->conn = c;
         r->start = now_seconds();
         const char *rest;
@@ -491,8 +494,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum
     if (!r)
         return;
     /* A connection dropped before an answer (timeout, client gone) counts as 408 / 499. */
-    unsigned http = r->http ? r->http : why == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
-    record(s, r->route, http, now_seconds() - r->start);
+    if (!r->http)
+        record(s, r->route, why == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499, now_seconds() - r->start);
     if (r->counted)
         atomic_fetch_sub(&s->in_flight, 1);
     free_request(r);

@@ -66,6 +66,7 @@ typedef struct {
 } form_field;
 
 typedef struct {
+    server *server;
     route_id route;
     struct MHD_Connection *conn;
     double start;
