@@ -189,6 +189,16 @@ static json_t *embeddings_json(const jaclip_tensor *t)
     return json_pack("{s:o*}", "embeddings", list);
 }
 
+/* {"embeddings": ...} of emb, or the library's error; frees emb. */
+static void reply_embeddings(reply *out, jaclip_status st, jaclip_tensor *emb)
+{
+    if (st)
+        reply_library_error(out, st);
+    else
+        reply_json(out, MHD_HTTP_OK, embeddings_json(emb));
+    jaclip_tensor_free(emb);
+}
+
 static json_t *index_json(const served_index *x)
 {
     return json_pack("{s:s,s:I,s:I}", "name", x->name, "rows", (json_int_t)jaclip_index_size(x->index), "dim",
@@ -262,11 +272,7 @@ void api_embed_text(server *s, request *r, reply *out)
     jaclip_tensor *emb = NULL;
     jaclip_status st = jaclip_model_encode_texts(&emb, s->model, ptrs, lengths, n);
     give_slot(s);
-    if (st)
-        reply_library_error(out, st);
-    else
-        reply_json(out, MHD_HTTP_OK, embeddings_json(emb));
-    jaclip_tensor_free(emb);
+    reply_embeddings(out, st, emb);
 done:
     free(ptrs);
     free(lengths);
@@ -287,11 +293,7 @@ void api_embed_image(server *s, request *r, reply *out)
     jaclip_tensor *emb = NULL;
     jaclip_status st = jaclip_model_encode_image_buffers(&emb, s->model, data, sizes, n);
     give_slot(s);
-    if (st)
-        reply_library_error(out, st);
-    else
-        reply_json(out, MHD_HTTP_OK, embeddings_json(emb));
-    jaclip_tensor_free(emb);
+    reply_embeddings(out, st, emb);
 }
 
 /* ---- classify ---- */
