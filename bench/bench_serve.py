@@ -132,6 +132,13 @@ def main():
         index.search(model.encode_texts([QUERIES[i % len(QUERIES)]]), 10)
         t.append(time.perf_counter() - t0)
     ref["text_search_p50_ms"] = pct(t, 50)
+    vectors = rng.standard_normal((64, dim), dtype=np.float32)
+    t = []
+    for i in range(32):
+        t0 = time.perf_counter()
+        index.search(vectors[i:i + 1], 10)
+        t.append(time.perf_counter() - t0)
+    ref["embedding_search_p50_ms"] = pct(t, 50)
     t = []
     for i in range(6):
         t0 = time.perf_counter()
@@ -151,12 +158,16 @@ def main():
         search = lambda i: ("POST", "/v1/search",  # noqa: E731
                             json.dumps({"text": QUERIES[i % len(QUERIES)] + str(i), "k": 10}).encode(),
                             {"Content-Type": "application/json"})
+        by_vector = lambda i: ("POST", "/v1/search",  # noqa: E731  (no model call: the HTTP layer + scan)
+                               json.dumps({"embedding": vectors[i % 64].tolist(), "k": 10}).encode(),
+                               {"Content-Type": "application/json"})
         embed = lambda i: ("POST", "/v1/embed/image", photo, {"Content-Type": "image/jpeg"})  # noqa: E731
         run_clients(port, 1, 2, search)  # warm-up
         run_clients(port, 1, 1, embed)
         rss_before = rss_mib(server.pid)
         rows = []
-        for kind, make, total in [("text search", search, args.text_requests),
+        for kind, make, total in [("vector search", by_vector, 2 * args.text_requests),
+                                  ("text search", search, args.text_requests),
                                   ("image embed", embed, args.image_requests)]:
             for n in [int(x) for x in args.clients.split(",")]:
                 lat, errors, wall = run_clients(port, n, total, make)
@@ -172,10 +183,10 @@ def main():
     print(f"CPU: {report['cpu']}")
     print(f"model {report['model']} (dim {dim}), index {args.rows} rows, server --threads {args.threads}")
     print(f"reference (library in-process, one at a time): text search {ref['text_search_p50_ms']:.1f} ms, "
-          f"image embed {ref['image_embed_p50_ms']:.1f} ms")
+          f"vector search {ref['embedding_search_p50_ms']:.1f} ms, image embed {ref['image_embed_p50_ms']:.1f} ms")
     print(f"{'work':12} {'N':>3} {'reqs':>5} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50/ref':>8}")
     for r in rows:
-        base = ref["text_search_p50_ms"] if r["kind"] == "text search" else ref["image_embed_p50_ms"]
+        base = ref[r["kind"].replace(" ", "_").replace("vector", "embedding") + "_p50_ms"]
         print(f"{r['kind']:12} {r['clients']:>3} {r['requests']:>5} {r['errors']:>4} {r['p50_ms']:>8.1f} "
               f"{r['p99_ms']:>8.1f} {r['per_s']:>7.1f} {r['p50_ms'] / base:>8.2f}")
     print(f"server RSS: {rss_before:.0f} MiB before, {rss_after:.0f} MiB after; exit status {rc}")
