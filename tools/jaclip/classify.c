@@ -129,11 +129,11 @@ int cmd_classify(int argc, char **argv)
         qsort(ranked, nlabels, sizeof *ranked, by_probability);
         if (json) {
             fputs("  {\"image\": ", stdout);
-            json_string(stdout, images[i]);
+            cli_json_string(stdout, images[i]);
             fputs(", \"labels\": [", stdout);
             for (size_t j = 0; j < nlabels; j++) {
                 fputs(j ? ", {\"label\": " : "{\"label\": ", stdout);
-                json_string(stdout, labels[ranked[j].label]);
+                cli_json_string(stdout, labels[ranked[j].label]);
                 fputs(", \"probability\": ", stdout);
                 json_float(stdout, ranked[j].prob);
                 fputc('}', stdout);

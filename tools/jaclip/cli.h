@@ -55,7 +55,7 @@ int help_requested(const char *usage);
 /* ---- output ---- */
 size_t utf8_char_len(const unsigned char *s);
 bool is_utf8(const char *s);
-void json_string(FILE *f, const char *s);
+void cli_json_string(FILE *f, const char *s);
 void json_float(FILE *f, float v);
 void print_escaped(FILE *f, const char *s);
 bool has_non_finite(const float *v, size_t n);
@@ -102,5 +102,6 @@ int cmd_index_ann(int argc, char **argv);
 jaclip_ann *load_ann_beside(const char *index_path, const jaclip_index *index);
 /* After changing an index file: rebuilds INDEX.ann (same kind) if present. */
 bool refresh_ann_beside(const char *index_path, const jaclip_index *index);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -180,7 +180,7 @@ bool is_utf8(const char *s)
 }
 
 /* A JSON string; bytes that are not UTF-8 (possible in file names) become U+FFFD. */
-void json_string(FILE *f, const char *s)
+void cli_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p;) {

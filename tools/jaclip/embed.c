@@ -26,7 +26,7 @@ static void write_embeddings_json(FILE *f, char **inputs, const char *kind, cons
     fputs("[\n", f);
     for (size_t r = 0; r < rows; r++) {
         fprintf(f, "  {\"%s\": ", kind);
-        json_string(f, inputs[r]);
+        cli_json_string(f, inputs[r]);
         fputs(", \"embedding\": [", f);
         for (size_t c = 0; c < cols; c++) {
             if (c)

@@ -88,7 +88,7 @@ static int index_info_or_list(int argc, char **argv, bool list)
         printf("{\"rows\": %zu, \"dim\": %zu, \"storage\": \"%s\", \"fingerprint\": ", n, jaclip_index_dim(index),
                rows_as);
         if (fp[0])
-            json_string(stdout, fp);
+            cli_json_string(stdout, fp);
         else
             fputs("null", stdout);
         puts("}");

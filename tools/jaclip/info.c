@@ -77,16 +77,16 @@ int cmd_info(int argc, char **argv)
     const char *ran = precision_names[jaclip_model_precision(model)];
     if (json) {
         fputs("{\"model\": ", stdout);
-        json_string(stdout, m.model_path);
+        cli_json_string(stdout, m.model_path);
         printf(", \"fingerprint\": \"%s\", \"embedding_dim\": %lld, \"image_size\": %lld, "
                "\"max_text_length\": %lld, \"device\": ",
                jaclip_model_fingerprint(model), (long long)jaclip_model_embedding_dim(model),
                (long long)jaclip_model_image_size(model), (long long)jaclip_model_max_text_length(model));
-        json_string(stdout, jaclip_model_device(model));
+        cli_json_string(stdout, jaclip_model_device(model));
         printf(", \"precision\": \"%s\", \"precision_reason\": ", ran);
-        json_string(stdout, jaclip_model_precision_reason(model));
+        cli_json_string(stdout, jaclip_model_precision_reason(model));
         fputs(", \"cpu_features\": ", stdout);
-        json_string(stdout, jaclip_cpu_features());
+        cli_json_string(stdout, jaclip_cpu_features());
         printf(", \"library_version\": \"%s\"}\n", jaclip_version_string());
     } else {
         printf("model:            %s\n", m.model_path);

@@ -12,8 +12,9 @@ static const char main_usage[] =
     "\n"
     "  classify   zero-shot classification of images over Japanese labels\n"
     "  embed      image or text embeddings as .npy or JSON\n"
-    "  index      build (or resume building) a searchable index of a photo folder; info, list\n"
+    "  index      build, sync, remove, compact, merge, ann; info, list: the index of a photo folder\n"
     "  search     search an index by Japanese text or by an example image\n"
+    "  serve      an HTTP service: JSON API for embedding, classification and search; a search page\n"
     "  convert    convert a Hugging Face checkpoint into a model file (runs jaclip-convert)\n"
     "  info       what a model is and how it runs here (precision and why, CPU features)\n"
     "\n"
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
         return cmd_search(argc - 1, argv + 1);
     if (!strcmp(cmd, "info"))
         return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert"))
         return cmd_convert(argc - 1, argv + 1);
     usage_error("unknown command '%s'", cmd);

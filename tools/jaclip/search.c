@@ -111,14 +111,14 @@ int cmd_search(int argc, char **argv)
         const char *query = i < ntexts ? texts[i] : query_images.items[i - ntexts];
         if (json) {
             fputs("  {\"query\": ", stdout);
-            json_string(stdout, query);
+            cli_json_string(stdout, query);
             printf(", \"kind\": \"%s\", \"results\": [", i < ntexts ? "text" : "image");
             for (size_t j = 0; j < kk && rows[i * kk + j] >= 0; j++) {
                 printf("%s{\"rank\": %zu, \"row\": %lld, \"score\": ", j ? ", " : "", j + 1,
                        (long long)rows[i * kk + j]);
                 json_float(stdout, s[i * kk + j]);
                 fputs(", \"label\": ", stdout);
-                json_string(stdout, jaclip_index_label(index, (size_t)rows[i * kk + j]));
+                cli_json_string(stdout, jaclip_index_label(index, (size_t)rows[i * kk + j]));
                 fputc('}', stdout);
             }
             fputs(i + 1 < nq ? "]},\n" : "]}\n", stdout);

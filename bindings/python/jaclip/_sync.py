@@ -9,7 +9,7 @@ import os
 from . import _errors
 from ._api import Image
 from ._index import Index, _label_list
-from ._lib import P, check, lib
+from ._lib import check, lib
 from ._tensor import FLOAT32, CTensors
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")

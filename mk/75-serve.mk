@@ -1,0 +1,26 @@
+# `jaclip serve` (tools/jaclip/serve*.c, docs/serve.md): the HTTP service on GNU libmicrohttpd and
+# jansson, thumbnails encoded with libjpeg-turbo's TurboJPEG API. The page's files (tools/jaclip/web/)
+# are embedded into the command by serve_web.c's .incbin, so the command is rebuilt when they change.
+#   test-serve   test/serve: every endpoint against the Python binding, hostile HTTP input, graceful
+#                stop, and the page in headless Chromium (screenshot: build/serve-page.png)
+#   bench-serve  bench/bench_serve.py (not in make test): 1, 4, 16 concurrent clients on loopback
+SERVE_LIBS := $(shell pkg-config --libs libmicrohttpd jansson libturbojpeg 2>/dev/null || echo -lmicrohttpd -ljansson -lturbojpeg)
+CLI_LDLIBS += $(SERVE_LIBS) -lpthread
+SERVE_WEB := $(wildcard tools/jaclip/web/*)
+$(CLI) $(CLI_INSTALLED): $(SERVE_WEB)
+
+.PHONY: test-serve bench-serve
+test-serve: lib test-models $(CLI)
+	$(TEST_ENV) JACLIP_CLI=$(abspath $(CLI)) JACLIP_SCREENSHOT=$(abspath $(BUILD))/serve-page.png \
+		PYTHONPATH=bindings/python $(PYTHON) -m pytest -q -rs -p no:cacheprovider test/serve
+
+TEST_STEPS += test-serve
+
+# The full-size fp32 model of mk/50-bench.mk (BENCH_SERVE_MODEL=FILE to use another) and a 100k-row
+# index of generated vectors (the server waits up to 300 s for a model slot, so that 16 clients
+# queue instead of getting 503s); BENCH_SERVE_ARGS passes options (e.g. --threads 2).
+BENCH_SERVE_MODEL ?= $(FULL_MODEL)
+BENCH_SERVE_ARGS ?=
+bench-serve: lib $(CLI) $(BENCH_SERVE_MODEL)
+	$(TEST_ENV) JACLIP_CLI=$(abspath $(CLI)) PYTHONPATH=bindings/python \
+		$(PYTHON) bench/bench_serve.py --model $(BENCH_SERVE_MODEL) --out $(BUILD)/bench-serve.json $(BENCH_SERVE_ARGS)
