@@ -189,3 +189,12 @@ def test_command_builds_uses_and_falls_back(tmp_path):
     assert "stale" in err and "index ann build" in err
     assert len(after[0]["results"]) == 5
     assert cli("index", "ann", "info", index_path).returncode == 1
+
+    # Changing the index through the command rebuilds INDEX.ann: current again, deleted rows never found.
+    removed = cli("index", "remove", index_path, "/photos/new.jpg", "/photos/0.jpg")
+    assert removed.returncode == 0, removed.stderr
+    assert "current" in cli("index", "ann", "info", index_path).stdout
+    again, err = search()
+    assert "stale" not in err
+    labels = {h["label"] for q in again for h in q["results"]}
+    assert len(again[0]["results"]) == 5 and not labels & {"/photos/new.jpg", "/photos/0.jpg"}

@@ -41,6 +41,17 @@ jaclip_ann *load_ann_beside(const char *index_path, const jaclip_index *index)
 /* The hook for whatever changes an index file (build, sync, remove): when INDEX.ann exists, rebuild it
  * over the index as it now is, keeping its kind; nothing otherwise. false (with a warning; search then
  * falls back to exact) when the rebuild fails. */
+void refresh_ann_of_file(const char *index_path)
+{
+    char *path = ann_path_for(index_path);
+    bool present = access(path, F_OK) == 0;
+    free(path);
+    jaclip_index *index = NULL;
+    if (present && jaclip_index_load(&index, index_path, JACLIP_INDEX_MMAP) == JACLIP_OK)
+        refresh_ann_beside(index_path, index);
+    jaclip_index_free(index);
+}
+
 bool refresh_ann_beside(const char *index_path, const jaclip_index *index)
 {
     char *path = ann_path_for(index_path);

@@ -102,6 +102,8 @@ int cmd_index_ann(int argc, char **argv);
 jaclip_ann *load_ann_beside(const char *index_path, const jaclip_index *index);
 /* After changing an index file: rebuilds INDEX.ann (same kind) if present. */
 bool refresh_ann_beside(const char *index_path, const jaclip_index *index);
+/* The same for the index file at index_path, loaded only if INDEX.ann exists. */
+void refresh_ann_of_file(const char *index_path);
 int cmd_serve(int argc, char **argv);
 
 #endif

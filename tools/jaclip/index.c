@@ -48,13 +48,15 @@ static int index_remove_or_compact(int argc, char **argv, bool compact)
     if (compact) {
         if ((st = jaclip_index_compact_file(path, NULL)))
             die(path, st);
-        return 0;
+        return 0; /* the same live rows: INDEX.ann stays current */
     }
     size_t removed = 0;
     if ((st = jaclip_index_remove_file(path, (const char *const *)argv + optind + 1, (size_t)(argc - optind - 1),
                                        &removed)))
         die(path, st);
     cli_warn("%s: %zu rows removed", path, removed);
+    if (removed)
+        refresh_ann_of_file(path);
     return 0;
 }
 

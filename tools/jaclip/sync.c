@@ -460,6 +460,8 @@ int index_update(int argc, char **argv, bool sync)
     }
     if (nfiles == 0)
         cli_warn("no JPEG or PNG files found");
+    if (rc == 0 && added + reembedded + removed > 0)
+        refresh_ann_of_file(output);
     free(images);
     free(labels);
     free(batch_labels);
