@@ -83,7 +83,11 @@ static int index_info_or_list(int argc, char **argv, bool list)
     const char *fp = jaclip_index_fingerprint(index);
     if (list) {
         for (size_t i = 0; i < n; i++) {
-            fputs(jaclip_index_label(index, i), stdout);
+            /* -0 carries names exactly; lines escape what would break a line or drive a terminal. */
+            if (nul)
+                fputs(jaclip_index_label(index, i), stdout);
+            else
+                print_escaped(stdout, jaclip_index_label(index, i));
             putchar(nul ? '\0' : '\n');
         }
     } else if (json) {

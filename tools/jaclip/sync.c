@@ -204,6 +204,23 @@ static void commit(const char *output, const char *const *remove, size_t nremove
         *removed += r;
 }
 
+/* Features of n preprocessed images, each [1, 3, S, S]: one batch through the model. */
+static jaclip_status encode_preprocessed(jaclip_tensor **out, const jaclip_model *model, jaclip_tensor **pixels,
+                                         size_t n)
+{
+    size_t one = jaclip_tensor_nbytes(pixels[0]);
+    int64_t shape[4] = {(int64_t)n, 3, jaclip_tensor_dim(pixels[0], 2), jaclip_tensor_dim(pixels[0], 3)};
+    jaclip_tensor *batch = NULL;
+    jaclip_status st = jaclip_tensor_create(&batch, JACLIP_DTYPE_FLOAT32, 4, shape, NULL);
+    if (st)
+        return st;
+    for (size_t i = 0; i < n; i++)
+        memcpy((char *)jaclip_tensor_data_mut(batch) + i * one, jaclip_tensor_data(pixels[i]), one);
+    st = jaclip_model_encode_pixel_values(out, model, batch);
+    jaclip_tensor_free(batch);
+    return st;
+}
+
 int index_update(int argc, char **argv, bool sync)
 {
     static const struct option options[] = {
@@ -401,7 +418,9 @@ int index_update(int argc, char **argv, bool sync)
     }
 
     progress prog = {isatty(STDERR_FILENO) != 0, ntodo, 0, now_seconds(), 0};
-    jaclip_image **images = xcalloc(batch, sizeof *images);
+    /* Each image is preprocessed (reduced to model size) as soon as it is decoded, so memory holds one
+     * full-size image at a time, not a batch of them. */
+    jaclip_tensor **pixels = xcalloc(batch, sizeof *pixels);
     const char **labels = xcalloc(batch, sizeof *labels), **batch_labels = xcalloc(batch, sizeof *batch_labels);
     jaclip_index_stamp *stamps = xcalloc(batch, sizeof *stamps);
     if (ntodo > 0)
@@ -413,9 +432,15 @@ int index_update(int argc, char **argv, bool sync)
             size_t size = 0;
             batch_labels[nb++] = f->label;
             unsigned char *bytes = read_stamped(f->path, &size, &stamps[n]);
-            st = bytes ? jaclip_image_load_memory(&images[n], bytes, size, 0, JACLIP_IMAGE_DEFAULT) : JACLIP_ERROR_IO;
+            jaclip_image *image = NULL;
+            st = bytes ? jaclip_image_load_memory(&image, bytes, size, 0, JACLIP_IMAGE_DEFAULT) : JACLIP_ERROR_IO;
             int err = errno;
             free(bytes);
+            if (st == JACLIP_OK) {
+                const jaclip_image *one[1] = {image};
+                st = jaclip_model_preprocess_images(&pixels[n], model, one, 1);
+            }
+            jaclip_image_free(image);
             if (st) {
                 progress_clear(&prog);
                 const char *why = bytes ? jaclip_last_error() : strerror(err);
@@ -430,13 +455,13 @@ int index_update(int argc, char **argv, bool sync)
                 added++;
         }
         jaclip_tensor *emb = NULL;
-        if (n > 0 && (st = jaclip_model_encode_images(&emb, model, (const jaclip_image *const *)images, n))) {
+        if (n > 0 && (st = encode_preprocessed(&emb, model, pixels, n))) {
             progress_clear(&prog);
             die(output, st);
         }
         for (size_t i = 0; i < n; i++) {
-            jaclip_image_free(images[i]);
-            images[i] = NULL;
+            jaclip_tensor_free(pixels[i]);
+            pixels[i] = NULL;
         }
         /* Old rows of every file of the batch go in the same commit as the new ones (a changed file
          * that no longer decodes leaves no stale row behind). */
@@ -462,7 +487,7 @@ int index_update(int argc, char **argv, bool sync)
         cli_warn("no JPEG or PNG files found");
     if (rc == 0 && added + reembedded + removed > 0)
         refresh_ann_of_file(output);
-    free(images);
+    free(pixels);
     free(labels);
     free(batch_labels);
     free(stamps);
