@@ -15,6 +15,7 @@ from ._errors import (BackendError, ClosedError, DeviceUnavailableError, Error, 
 from ._api import (Image, Model, Prediction, Tokenizer, normalize, preprocess_images, probabilities,
                    similarity, softmax, topk)
 from ._index import Hit, Index
+from ._classifier import Classifier, preset_labels, preset_templates
 from ._tensor import Tensor
 
 __version__ = "0.1.0"
@@ -61,4 +62,5 @@ __all__ = [
     "TokenizerError", "VersionError", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
     "normalize", "preprocess_images", "probabilities", "similarity", "softmax", "topk", "check_version",
     "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
+    "Classifier", "preset_labels", "preset_templates",
 ]
