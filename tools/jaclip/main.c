@@ -14,6 +14,7 @@ static const char main_usage[] =
     "  embed      image or text embeddings as .npy or JSON\n"
     "  index      build (or resume building) a searchable index of a photo folder; info, list\n"
     "  search     search an index by Japanese text or by an example image\n"
+    "  eval       zero-shot accuracy on a labelled folder (one sub-folder per class)\n"
     "  convert    convert a Hugging Face checkpoint into a model file (runs jaclip-convert)\n"
     "\n"
     "'jaclip COMMAND --help' describes each; 'man jaclip' all of them. Options common to the commands\n"
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
         return cmd_index(argc - 1, argv + 1);
     if (!strcmp(cmd, "search"))
         return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert"))
         return cmd_convert(argc - 1, argv + 1);
     usage_error("unknown command '%s'", cmd);
