@@ -305,7 +305,7 @@ jaclip_status jaclip_classifier_weights(jaclip_tensor **out, const jaclip_classi
 
 jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jaclip_classifier *c, const jaclip_tensor *features)
 {
-    jaclip_tensor *unit = NULL, *weights = NULL;
+    jaclip_tensor *weights = NULL;
     jaclip_status st;
     if (!out)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
@@ -321,10 +321,10 @@ jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jaclip_classif
         if (!isfinite(((const float *)features->data)[i]))
             return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "features row %zu holds a non-finite value",
                            i / c->dim);
-    /* The weights are unit rows already: rinna's logits are normalised image features @ weights. */
-    if (!(st = jaclip_normalize(&unit, features)) && !(st = jaclip_classifier_weights(&weights, c)))
-        st = jaclip_similarity(out, unit, weights, JACLIP_SIMILARITY_DOT, 1.0f);
-    jaclip_tensor_free(unit);
+    /* rinna's logits are normalised image features @ the (unit) weights: jaclip_similarity's cosine,
+     * so that these equal jaclip_probabilities over the weights to the bit. */
+    if (!(st = jaclip_classifier_weights(&weights, c)))
+        st = jaclip_similarity(out, features, weights, JACLIP_SIMILARITY_COSINE, 1.0f);
     jaclip_tensor_free(weights);
     return st;
 }
