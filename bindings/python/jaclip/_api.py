@@ -415,6 +415,12 @@ class Model(Owned):
         return self._get(lib.jaclip_model_family).decode()
 
     @property
+    def fingerprint(self):
+        """"FAMILY-DIM-DIGEST", naming these weights (jaclip_model_fingerprint)."""
+        from . import _classifier  # noqa: F401
+        return self._get(lib.jaclip_model_fingerprint).decode()
+
+    @property
     def default_scale(self):
         """The model's own probability scale: 100 for CLOOB, exp(logit_scale) for CLIP."""
         from . import _classifier  # noqa: F401

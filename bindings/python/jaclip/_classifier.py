@@ -12,6 +12,7 @@ from ._tensor import FLOAT32, CTensors, call
 _c_str_array_p = ctypes.POINTER(ctypes.POINTER(ctypes.c_char_p))
 _SIGNATURES = {
     "jaclip_model_family": (ctypes.c_char_p, [P]),
+    "jaclip_model_fingerprint": (ctypes.c_char_p, [P]),
     "jaclip_model_default_scale": (ctypes.c_float, [P]),
     "jaclip_preset_labels": (ctypes.c_int, [_c_str_array_p, c_size_p, ctypes.c_char_p]),
     "jaclip_preset_templates": (ctypes.c_int, [_c_str_array_p, c_size_p, ctypes.c_char_p]),
