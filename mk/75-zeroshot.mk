@@ -11,3 +11,17 @@ test-zeroshot-presets:
 	$(PYTHON) tools/jaclip-gen-presets data/zeroshot/imagenet_zeroshot_data.py - | cmp - lib/zeroshot_presets.inc
 
 TEST_STEPS += test-zeroshot-presets
+
+# make bench-classifier (also run by make bench): BENCH_CLASSIFIER_MODEL defaults to the full-size fp32
+# model of make bench; the flags line of the CPU is printed beside the result.
+BENCH_CLASSIFIER_MODEL ?= $(FULL_MODEL)
+$(BENCH_DIR)/bench_classifier: bench/bench_classifier.c include/jaclip.h $(SHLIB)
+	@mkdir -p $(BENCH_DIR)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
+		-Wl,-rpath,$(abspath $(BUILD))
+
+.PHONY: bench-classifier
+bench: bench-classifier
+bench-classifier: $(BENCH_CLASSIFIER_MODEL) $(BENCH_DIR)/bench_classifier
+	@grep -m1 -o -w -E 'avx512bf16|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+	$(BENCH_DIR)/bench_classifier $(BENCH_CLASSIFIER_MODEL) $(BENCH_DIR)/imagenet.jzs
