@@ -359,9 +359,26 @@ static jaclip_status check_same_model(const jaclip_classifier *c, const jaclip_m
     return JACLIP_OK;
 }
 
-static jaclip_status classify_encoded(jaclip_tensor **out, const jaclip_classifier *c, jaclip_tensor *features,
-                                      jaclip_status st, float scale)
+typedef enum { FROM_IMAGES, FROM_FILES, FROM_BUFFERS } image_source;
+
+/* Encodes the images (decoded, files or buffers, as source says) with model, then classifies them. */
+static jaclip_status classify_sources(jaclip_tensor **out, const jaclip_classifier *c, const jaclip_model *model,
+                                      image_source source, const void *items, const size_t *sizes, size_t n,
+                                      float scale)
 {
+    jaclip_tensor *features = NULL;
+    jaclip_status st;
+    if (!out)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if ((st = check_same_model(c, model)))
+        return st;
+    if (source == FROM_FILES)
+        st = jaclip_model_encode_image_files(&features, model, items, n);
+    else if (source == FROM_BUFFERS)
+        st = jaclip_model_encode_image_buffers(&features, model, items, sizes, n);
+    else
+        st = jaclip_model_encode_images(&features, model, items, n);
     if (st == JACLIP_OK)
         st = jaclip_classifier_classify_features(out, c, features, scale);
     jaclip_tensor_free(features);
@@ -372,48 +389,21 @@ jaclip_status jaclip_classifier_classify_images(jaclip_tensor **out, const jacli
                                                 const jaclip_model *model, const jaclip_image *const *images,
                                                 size_t n, float scale)
 {
-    jaclip_tensor *f = NULL;
-    jaclip_status st;
-    if (out)
-        *out = NULL;
-    if (!out)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
-    if ((st = check_same_model(c, model)))
-        return st;
-    st = jaclip_model_encode_images(&f, model, images, n);
-    return classify_encoded(out, c, f, st, scale);
+    return classify_sources(out, c, model, FROM_IMAGES, images, NULL, n, scale);
 }
 
 jaclip_status jaclip_classifier_classify_image_files(jaclip_tensor **out, const jaclip_classifier *c,
                                                      const jaclip_model *model, const char *const *paths,
                                                      size_t n, float scale)
 {
-    jaclip_tensor *f = NULL;
-    jaclip_status st;
-    if (out)
-        *out = NULL;
-    if (!out)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
-    if ((st = check_same_model(c, model)))
-        return st;
-    st = jaclip_model_encode_image_files(&f, model, paths, n);
-    return classify_encoded(out, c, f, st, scale);
+    return classify_sources(out, c, model, FROM_FILES, paths, NULL, n, scale);
 }
 
 jaclip_status jaclip_classifier_classify_image_buffers(jaclip_tensor **out, const jaclip_classifier *c,
                                                        const jaclip_model *model, const void *const *data,
                                                        const size_t *sizes, size_t n, float scale)
 {
-    jaclip_tensor *f = NULL;
-    jaclip_status st;
-    if (out)
-        *out = NULL;
-    if (!out)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
-    if ((st = check_same_model(c, model)))
-        return st;
-    st = jaclip_model_encode_image_buffers(&f, model, data, sizes, n);
-    return classify_encoded(out, c, f, st, scale);
+    return classify_sources(out, c, model, FROM_BUFFERS, data, sizes, n, scale);
 }
 
 /* ---- file format ------------------------------------------------------------------------------- */
