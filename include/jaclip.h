@@ -605,6 +605,93 @@ JACLIP_API jaclip_status jaclip_ann_set_params(jaclip_ann *ann, size_t nprobe, s
  * changed since the build), BACKEND. */
 JACLIP_API jaclip_status jaclip_ann_search(jaclip_tensor **out_indices, jaclip_tensor **out_scores,
                                            const jaclip_ann *ann, const jaclip_tensor *queries, size_t k);
+/* ---- Zero-shot classification (model family, presets, classifiers) -------------------------- */
+
+/* The model's family as its file records it: "cloob" (rinna/japanese-cloob-vit-b-16) or "clip"
+ * (rinna/japanese-clip-vit-b-16). Static string; NULL for NULL. */
+JACLIP_API const char *jaclip_model_family(const jaclip_model *model);
+/* The model's own probability scale: 100 for CLOOB (rinna's evaluation), exp(logit_scale) for CLIP
+ * (its learned parameter, recorded in the model file). 0 for NULL. */
+JACLIP_API float jaclip_model_default_scale(const jaclip_model *model);
+
+/* Named presets shipped with the library. "imagenet": rinna's 1000 Japanese ImageNet class names (in
+ * ImageNet's class-index order, i.e. sorted synset ids; 9 names occur twice) and its 37 Japanese
+ * prompt templates, each with one {} (data/zeroshot, Apache-2.0, from rinnakk/japanese-clip).
+ * *out is a static array of *out_count static strings (never freed). Errors: INVALID_ARGUMENT (NULL),
+ * NOT_FOUND (unknown name; the message lists the known ones). Thread-safe. */
+JACLIP_API jaclip_status jaclip_preset_labels(const char *const **out, size_t *out_count, const char *name);
+JACLIP_API jaclip_status jaclip_preset_templates(const char *const **out, size_t *out_count,
+                                                 const char *name);
+
+/* A zero-shot classifier: one unit-length text-feature row per label, built by rinna's ImageNet
+ * protocol. Immutable after creation or loading: any number of threads may classify with one
+ * classifier at once. Tied to the model it was built with by jaclip_model_fingerprint(). */
+typedef struct jaclip_classifier jaclip_classifier;
+
+/* Builds the classifier of n_labels labels: every template (each containing exactly one "{}") is filled
+ * with every label, each filled text encoded by the model and L2-normalised, the T rows of a label
+ * averaged and the mean L2-normalised again. templates NULL with n_templates 0 means the single
+ * template "{}" (the label alone). Labels and templates are copied. Encodes n_labels * n_templates
+ * texts (the ImageNet preset: 37 000). Errors: INVALID_ARGUMENT (NULL, no labels, an empty label, a
+ * template without exactly one {}), INVALID_UTF8, BACKEND, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_classifier_create(jaclip_classifier **out, const jaclip_model *model,
+                                                  const char *const *labels, size_t n_labels,
+                                                  const char *const *templates, size_t n_templates);
+JACLIP_API void jaclip_classifier_free(jaclip_classifier *classifier);
+
+/* Introspection; 0 / NULL for NULL or an index out of range. Strings are borrowed from the classifier. */
+JACLIP_API size_t jaclip_classifier_size(const jaclip_classifier *classifier);          /* labels */
+JACLIP_API size_t jaclip_classifier_dim(const jaclip_classifier *classifier);           /* D */
+JACLIP_API size_t jaclip_classifier_template_count(const jaclip_classifier *classifier);
+JACLIP_API const char *jaclip_classifier_label(const jaclip_classifier *classifier, size_t i);
+JACLIP_API const char *jaclip_classifier_template(const jaclip_classifier *classifier, size_t i);
+/* The scale classify uses when given 0: jaclip_model_default_scale() of the building model. */
+JACLIP_API float jaclip_classifier_default_scale(const jaclip_classifier *classifier);
+/* jaclip_model_fingerprint() of the model it was built with. */
+JACLIP_API const char *jaclip_classifier_fingerprint(const jaclip_classifier *classifier);
+/* A copy of the weights, float32 [size, dim], rows of unit length. Errors: INVALID_ARGUMENT, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_classifier_weights(jaclip_tensor **out, const jaclip_classifier *classifier);
+
+/* Writes the classifier to path atomically (temporary file beside it, synced, renamed over path).
+ * The format (docs/zeroshot.md) is versioned, little-endian and CRC32-checked, and stores the
+ * model's fingerprint. Errors: INVALID_ARGUMENT, IO (names the file and the system error). */
+JACLIP_API jaclip_status jaclip_classifier_save(const jaclip_classifier *classifier, const char *path);
+/* Loads a file written by jaclip_classifier_save for use with model, whose fingerprint must equal the
+ * stored one. Errors: INVALID_ARGUMENT (NULL; a classifier built with another model: the message names
+ * both fingerprints), IO, INDEX_FORMAT (foreign, truncated or corrupted file, or a version this library
+ * does not read), OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_classifier_load(jaclip_classifier **out, const char *path,
+                                                const jaclip_model *model);
+
+/* Cosine similarity of each row of features (float32 [N, dim], e.g. image features; L2-normalised
+ * first, zero rows give 0) with each label: float32 [N, size]. Rank with jaclip_topk: unlike
+ * probabilities, cosines do not saturate, so ties are real ties. Errors: INVALID_ARGUMENT, SHAPE. */
+JACLIP_API jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jaclip_classifier *classifier,
+                                                  const jaclip_tensor *features);
+/* softmax(scale * scores) per row: float32 [N, size] probabilities. scale 0 means the classifier's
+ * default scale; otherwise it must be finite and positive. Errors: INVALID_ARGUMENT, SHAPE. */
+JACLIP_API jaclip_status jaclip_classifier_classify_features(jaclip_tensor **out,
+                                                             const jaclip_classifier *classifier,
+                                                             const jaclip_tensor *features, float scale);
+/* Encode n images with model (which must be the classifier's model: INVALID_ARGUMENT otherwise) and
+ * classify them as _classify_features does. Errors: those of jaclip_model_encode_images /
+ * _image_files / _image_buffers, and of _classify_features. */
+JACLIP_API jaclip_status jaclip_classifier_classify_images(jaclip_tensor **out,
+                                                           const jaclip_classifier *classifier,
+                                                           const jaclip_model *model,
+                                                           const jaclip_image *const *images, size_t n,
+                                                           float scale);
+JACLIP_API jaclip_status jaclip_classifier_classify_image_files(jaclip_tensor **out,
+                                                                const jaclip_classifier *classifier,
+                                                                const jaclip_model *model,
+                                                                const char *const *paths, size_t n,
+                                                                float scale);
+JACLIP_API jaclip_status jaclip_classifier_classify_image_buffers(jaclip_tensor **out,
+                                                                  const jaclip_classifier *classifier,
+                                                                  const jaclip_model *model,
+                                                                  const void *const *data,
+                                                                  const size_t *sizes, size_t n,
+                                                                  float scale);
 
 #ifdef __cplusplus
 }

@@ -50,21 +50,6 @@ struct Deleter {
 template <class T, void (*Free)(T *)>
 using Owned = std::unique_ptr<T, Deleter<T, Free>>;
 
-inline void append_label_texts(std::vector<std::string> &texts, const std::string &label,
-                               const std::vector<std::string> &templates)
-{
-    for (const std::string &t : templates) {
-        size_t at = t.find("{}");
-        if (at == std::string::npos)
-            throw Error(JACLIP_ERROR_INVALID_ARGUMENT, "every template must contain {}");
-        std::string text = t;
-        while (at != std::string::npos) {
-            text.replace(at, 2, label);
-            at = text.find("{}", at + label.size());
-        }
-        texts.push_back(std::move(text));
-    }
-}
 }  // namespace detail
 
 /* Throws unless the loaded library is the version this header describes (same major; before 1.0 the
@@ -409,45 +394,17 @@ public:
         return Tensor(t);
     }
 
-    /* Unit-length class embeddings float32 [labels, D] as the reference ImageNet evaluation builds
-     * them: each template ("{}の写真"; empty = the label alone) filled with the label, every text
-     * embedding L2-normalised, averaged per label (summed in order in double, as the Python and Ruby
-     * bindings do, so all give the same bytes), re-normalised. */
-    Tensor encode_labels(const std::vector<std::string> &labels, std::vector<std::string> templates = {}) const
-    {
-        if (labels.empty())
-            throw Error(JACLIP_ERROR_INVALID_ARGUMENT, "no labels given");
-        if (templates.empty())
-            templates.push_back("{}");
-        std::vector<std::string> texts;
-        for (const std::string &label : labels)
-            detail::append_label_texts(texts, label, templates);
-        Tensor per_text = normalize(encode_texts(texts));
-        size_t dim = size_t(per_text.dim(1)), count = templates.size();
-        const float *rows = per_text.data<float>();
-        std::vector<float> means(labels.size() * dim);
-        for (size_t i = 0; i < labels.size(); i++)
-            for (size_t d = 0; d < dim; d++) {
-                double acc = 0.0;
-                for (size_t j = 0; j < count; j++)
-                    acc += double(rows[(i * count + j) * dim + d]);
-                means[i * dim + d] = float(acc / double(count));
-            }
-        return normalize(Tensor::from_floats(labels.size(), dim, means.data()));
-    }
+    /* "cloob" or "clip"; the model's own probability scale (100 for CLOOB, exp(logit_scale) for CLIP). */
+    std::string family() const { return jaclip_model_family(p_.get()); }
+    float default_scale() const noexcept { return jaclip_model_default_scale(p_.get()); }
+
+    /* Unit-length class embeddings float32 [labels, D] by rinna's ImageNet protocol: Classifier's
+     * weights (templates empty = the label alone). */
+    Tensor encode_labels(const std::vector<std::string> &labels, const std::vector<std::string> &templates = {}) const;
     /* Zero-shot classification of one image file: labels ranked best first, probabilities summing
-     * to 1 (softmax of scale * cosine). */
+     * to 1 (softmax of scale * cosine; scale 0 = default_scale()). */
     std::vector<Prediction> classify(const std::string &image_path, const std::vector<std::string> &labels,
-                                     const std::vector<std::string> &templates = {}, float scale = 100.0f) const
-    {
-        Tensor features = encode_image_files({image_path});
-        Tensor probs = probabilities(features, encode_labels(labels, templates), JACLIP_SIMILARITY_COSINE, scale);
-        auto ranked = topk(probs, labels.size());
-        std::vector<Prediction> out;
-        for (size_t i = 0; i < labels.size(); i++)
-            out.push_back({labels[size_t(ranked.first.data<int64_t>()[i])], ranked.second.data<float>()[i]});
-        return out;
-    }
+                                     const std::vector<std::string> &templates = {}, float scale = 0.0f) const;
 
     const jaclip_model *get() const noexcept { return p_.get(); }
 
@@ -468,6 +425,103 @@ private:
     }
     detail::Owned<jaclip_model, jaclip_model_free> p_;
 };
+
+/* A zero-shot classifier (jaclip_classifier), built in C by rinna's ImageNet protocol: every template
+ * filled with every label, text embeddings L2-normalised, averaged per label, re-normalised. Immutable:
+ * const members may run on many threads at once. Use it with the model it was built with. */
+class Classifier {
+public:
+    Classifier(const Model &model, const std::vector<std::string> &labels,
+               const std::vector<std::string> &templates = {})
+    {
+        std::vector<const char *> l, t;
+        for (const std::string &s : labels)
+            l.push_back(s.c_str());
+        for (const std::string &s : templates)
+            t.push_back(s.c_str());
+        jaclip_classifier *c = nullptr;
+        detail::check(jaclip_classifier_create(&c, model.get(), l.data(), l.size(), t.empty() ? nullptr : t.data(),
+                                               t.size()));
+        p_.reset(c);
+    }
+    /* A file written by save(), refused unless built with this model. */
+    static Classifier load(const std::string &path, const Model &model)
+    {
+        jaclip_classifier *c = nullptr;
+        detail::check(jaclip_classifier_load(&c, path.c_str(), model.get()));
+        return Classifier(c);
+    }
+    void save(const std::string &path) const { detail::check(jaclip_classifier_save(p_.get(), path.c_str())); }
+
+    size_t size() const noexcept { return jaclip_classifier_size(p_.get()); }
+    size_t dim() const noexcept { return jaclip_classifier_dim(p_.get()); }
+    std::string label(size_t i) const
+    {
+        const char *s = jaclip_classifier_label(p_.get(), i);
+        if (!s)
+            throw Error(JACLIP_ERROR_INVALID_ARGUMENT, "label index out of range");
+        return s;
+    }
+    float default_scale() const noexcept { return jaclip_classifier_default_scale(p_.get()); }
+    std::string fingerprint() const { return jaclip_classifier_fingerprint(p_.get()); }
+    /* float32 [size, dim], unit rows. */
+    Tensor weights() const
+    {
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_classifier_weights(&t, p_.get()));
+        return Tensor(t);
+    }
+    /* Cosines [N, size]; probabilities softmax(scale * cosine) (scale 0 = default_scale()). */
+    Tensor scores(const Tensor &features) const
+    {
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_classifier_scores(&t, p_.get(), features.get()));
+        return Tensor(t);
+    }
+    Tensor classify_features(const Tensor &features, float scale = 0.0f) const
+    {
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_classifier_classify_features(&t, p_.get(), features.get(), scale));
+        return Tensor(t);
+    }
+    Tensor classify_image_files(const Model &model, const std::vector<std::string> &paths, float scale = 0.0f) const
+    {
+        std::vector<const char *> ptrs;
+        for (const std::string &p : paths)
+            ptrs.push_back(p.c_str());
+        jaclip_tensor *t = nullptr;
+        detail::check(jaclip_classifier_classify_image_files(&t, p_.get(), model.get(), ptrs.data(), ptrs.size(), scale));
+        return Tensor(t);
+    }
+    /* One image file's labels, best first. */
+    std::vector<Prediction> predict(const Model &model, const std::string &image_path, float scale = 0.0f) const
+    {
+        Tensor probs = classify_image_files(model, {image_path}, scale);
+        auto ranked = topk(probs, size());
+        std::vector<Prediction> out;
+        for (size_t i = 0; i < size_t(ranked.first.dim(1)); i++)
+            out.push_back({label(size_t(ranked.first.data<int64_t>()[i])), ranked.second.data<float>()[i]});
+        return out;
+    }
+
+    const jaclip_classifier *get() const noexcept { return p_.get(); }
+
+private:
+    explicit Classifier(jaclip_classifier *owned) noexcept : p_(owned) {}
+    detail::Owned<jaclip_classifier, jaclip_classifier_free> p_;
+};
+
+inline Tensor Model::encode_labels(const std::vector<std::string> &labels,
+                                   const std::vector<std::string> &templates) const
+{
+    return Classifier(*this, labels, templates).weights();
+}
+
+inline std::vector<Prediction> Model::classify(const std::string &image_path, const std::vector<std::string> &labels,
+                                               const std::vector<std::string> &templates, float scale) const
+{
+    return Classifier(*this, labels, templates).predict(*this, image_path, scale);
+}
 
 }  // namespace jaclip
 

@@ -4,6 +4,7 @@
 #include "image.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <errno.h>
@@ -14,8 +15,12 @@
 #include <sys/mman.h>
 
 #define JC_MODEL_FORMAT "jaclip-model"
-#define JC_MODEL_FORMAT_VERSION 1
+/* Version 2 adds the family and, for CLIP, logit_scale; a CLOOB model is still written as version 1. */
+#define JC_MODEL_FORMAT_VERSION 2
 #define JC_MODEL_FAMILY_CLOOB "cloob"
+#define JC_MODEL_FAMILY_CLIP "clip"
+/* rinna's ImageNet evaluation of CLOOB multiplies cosines by 100. */
+#define JC_CLOOB_SCALE 100.0f
 /* Images are preprocessed and encoded this many at a time, bounding the float buffer (~19 MB). */
 #define JC_IMAGE_CHUNK 32
 #define JC_TEXT_CHUNK 256
@@ -46,6 +51,8 @@ struct jaclip_model {
     float std[3];
     uint64_t max_image_pixels;
     uint32_t image_flags;
+    const char *family;
+    float default_scale;
     char fingerprint[64];
     char precision_reason[320];
 };
@@ -189,6 +196,32 @@ static jaclip_status config_floats3(const char *text, const char *key, float out
     return JACLIP_OK;
 }
 
+/* Version 1 files are CLOOB; later ones name their family, and a CLIP one its learned logit_scale. */
+static jaclip_status parse_family(jaclip_model *m, const char *text, int64_t version)
+{
+    char buf[64], *end;
+    m->family = JC_MODEL_FAMILY_CLOOB;
+    m->default_scale = JC_CLOOB_SCALE;
+    if (version < 2)
+        return JACLIP_OK;
+    if (!config_value(text, "family", buf, sizeof buf))
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration lacks family");
+    if (strcmp(buf, JC_MODEL_FAMILY_CLOOB) == 0)
+        return JACLIP_OK;
+    if (strcmp(buf, JC_MODEL_FAMILY_CLIP) != 0)
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: family=%s is not cloob or clip", buf);
+    m->family = JC_MODEL_FAMILY_CLIP;
+    if (!config_value(text, "logit_scale", buf, sizeof buf))
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration of a clip model lacks logit_scale");
+    errno = 0;
+    double v = strtod(buf, &end);
+    /* exp() of it must be a finite, positive float scale. */
+    if (errno || end == buf || *end || !(v > -80 && v < 80))
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: logit_scale=%s is not a number in -80..80", buf);
+    m->default_scale = (float)exp(v);
+    return JACLIP_OK;
+}
+
 static jaclip_status parse_config(jaclip_model *m, const char *text)
 {
     char format[64];
@@ -198,9 +231,9 @@ static jaclip_status parse_config(jaclip_model *m, const char *text)
         return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "not a jaclip model file (no \"format=%s\" record)", JC_MODEL_FORMAT);
     if ((st = config_int(text, "format_version", 0, INT32_MAX, &version)))
         return st;
-    if (version != JC_MODEL_FORMAT_VERSION)
+    if (version < 1 || version > JC_MODEL_FORMAT_VERSION)
         return jc_fail(JACLIP_ERROR_MODEL_FORMAT,
-                       "model format version %lld; this libjaclip %s reads version %d (convert the "
+                       "model format version %lld; this libjaclip %s reads versions 1..%d (convert the "
                        "checkpoint again with this release's tools/jaclip-convert)",
                        (long long)version, JACLIP_VERSION_STRING, JC_MODEL_FORMAT_VERSION);
     if ((st = config_int(text, "embedding_dim", 1, 65536, &m->embedding_dim)) ||
@@ -221,6 +254,8 @@ static jaclip_status parse_config(jaclip_model *m, const char *text)
                            "%g..%g, outside +-%g (the model could not give finite features)",
                            c, (double)m->mean[c], c, (double)m->std[c], low, high, JC_MAX_NORMALISED_PIXEL);
     }
+    if ((st = parse_family(m, text, version)))
+        return st;
     /* The tokenizer frames with [CLS]=4 and [PAD]=3; a model built for other ids would be misread. */
     if ((st = config_int(text, "cls_id", 0, INT32_MAX, &special)))
         return st;
@@ -313,7 +348,7 @@ static jaclip_status model_load(jaclip_model **out, const char *path, const void
     m->max_image_pixels = options->max_image_pixels;
     m->image_flags = options->image_flags;
     explain_precision(m, options->precision);
-    snprintf(m->fingerprint, sizeof m->fingerprint, "%s-%lld-%016llx", JC_MODEL_FAMILY_CLOOB,
+    snprintf(m->fingerprint, sizeof m->fingerprint, "%s-%lld-%016llx", m->family,
              (long long)m->embedding_dim, (unsigned long long)digest);
     *out = m;
     return JACLIP_OK;
@@ -373,6 +408,8 @@ const float *jaclip_model_image_std(const jaclip_model *m) { return m ? m->std :
 const jaclip_tokenizer *jaclip_model_tokenizer(const jaclip_model *m) { return m ? m->tokenizer : NULL; }
 const char *jaclip_model_fingerprint(const jaclip_model *m) { return m ? m->fingerprint : NULL; }
 const char *jaclip_model_precision_reason(const jaclip_model *m) { return m ? m->precision_reason : NULL; }
+const char *jaclip_model_family(const jaclip_model *m) { return m ? m->family : NULL; }
+float jaclip_model_default_scale(const jaclip_model *m) { return m ? m->default_scale : 0.0f; }
 
 /* ---- encoding ---------------------------------------------------------------------------------- */
 

@@ -1,4 +1,6 @@
 """An eager PyTorch forward of a CLOOB checkpoint written straight from its Hugging Face state-dict keys.
+A CLIP checkpoint of rinna's (model_type "clip") has the same towers and projections under the same
+keys, plus the learned scalar logit_scale: the same forward serves it, and default_scale reads that.
 
 It shares no code with tools/jaclip_convert, so a wrong key mapping, a wrong LayerNorm placement or a
 wrong GELU in the converter makes the parity tests fail. It follows transformers' ViTModel and
@@ -18,6 +20,13 @@ class ReferenceCloob:
             self.config = json.load(f)
         self.sd = torch.load(os.path.join(checkpoint_dir, "pytorch_model.bin"), map_location="cpu")
         self.gelu = gelu
+
+    @property
+    def default_scale(self):
+        """The probability scale of rinna's evaluation: exp(logit_scale) for CLIP, 100 for CLOOB."""
+        if self.config.get("model_type") == "clip":
+            return float(torch.exp(self.sd["logit_scale"].float()))
+        return 100.0
 
     def _linear(self, x, prefix, bias=True):
         return F.linear(x, self.sd[prefix + ".weight"], self.sd[prefix + ".bias"] if bias else None)

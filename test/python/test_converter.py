@@ -63,7 +63,9 @@ def test_wrong_shape_is_named(checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: c.update(model_type="clip"), "model_type is 'clip'"),
+    (lambda c: c.update(model_type="siglip"), "model_type is 'siglip'"),
+    # A CLIP config needs the CLIP checkpoint's learned logit_scale, which a CLOOB one lacks.
+    (lambda c: c.update(model_type="clip"), "missing keys: logit_scale"),
     (lambda c: c["text_config"].update(hidden_act="gelu_new"), "text_config.hidden_act is 'gelu_new'"),
     (lambda c: c["vision_config"].update(hidden_act="quick_gelu"), "vision_config.hidden_act"),
     (lambda c: c["vision_config"].update(model_type="cloob_vision_model"), "expected 'vit'"),

@@ -41,11 +41,15 @@ double parse_double(const char *text, const char *option);
 typedef struct {
     const char *model_path, *device;
     int threads;
+    uint32_t image_flags; /* JACLIP_IMAGE_*, e.g. from --exif-transpose */
 } model_args;
 
 /* Long-option codes shared by the commands; a command's own codes start at OPT_COMMAND_BASE. */
 enum { OPT_DEVICE = 1000, OPT_THREADS, OPT_JSON, OPT_TEMPLATE, OPT_SCALE, OPT_IMAGE, OPT_TEXT, OPT_FORMAT,
-       OPT_NORMALIZE, OPT_INDEX, OPT_COMMAND_BASE = 1100 };
+       OPT_NORMALIZE, OPT_INDEX, OPT_COMMAND_BASE = 1100,
+       /* zero-shot options shared by classify, embed and eval */
+       OPT_EXIF = 1200, OPT_STRICT, OPT_TOP, OPT_LABELS_FILE, OPT_TEMPLATES, OPT_CLASSIFIER, OPT_SAVE_CLASSIFIER,
+       OPT_CLASSES, OPT_MAPPING };
 
 bool model_option(model_args *m, int opt);
 jaclip_model *load_model(model_args *m);
@@ -83,6 +87,18 @@ void progress_clear(const progress *p);
 void progress_show(progress *p, bool final);
 jaclip_index *load_index_or_die(const char *path);
 
+/* ---- image batches, labels and classifiers (batch.c) ---- */
+/* Directories become their JPEG/PNG files (recursively, byte order); other arguments stay as given. */
+void expand_image_args(char **args, size_t n, string_list *out);
+/* Features [kept, D] of paths in order; an unreadable file is warned about once and removed from paths
+ * (strict: exit 1 instead). Other failures exit 1. prog (may be NULL) is advanced per chunk. */
+jaclip_tensor *encode_image_batch(const jaclip_model *model, string_list *paths, bool strict, progress *prog);
+/* Non-empty lines of a UTF-8 file (CR/LF stripped). */
+void read_lines(const char *path, string_list *out, const char *what);
+void add_template_preset(string_list *templates, const char *name);
+jaclip_classifier *build_or_load_classifier(const jaclip_model *model, const char *load_path, const string_list *labels,
+                                            const string_list *templates, const char *save_path);
+
 /* ---- the commands ---- */
 int cmd_classify(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
@@ -105,5 +121,6 @@ bool refresh_ann_beside(const char *index_path, const jaclip_index *index);
 /* The same for the index file at index_path, loaded only if INDEX.ann exists. */
 void refresh_ann_of_file(const char *index_path);
 int cmd_serve(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

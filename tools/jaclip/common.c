@@ -99,6 +99,7 @@ bool model_option(model_args *m, int opt)
     case 'm': m->model_path = optarg; return true;
     case OPT_DEVICE: m->device = optarg; return true;
     case OPT_THREADS: m->threads = (int)parse_long(optarg, "--threads", 0, 1024); return true;
+    case OPT_EXIF: m->image_flags |= JACLIP_IMAGE_EXIF_TRANSPOSE; return true;
     }
     return false;
 }
@@ -114,7 +115,8 @@ jaclip_model *load_model(model_args *m)
     jaclip_status st;
     if ((st = jaclip_model_options_create(&opts)) ||
         (m->device && (st = jaclip_model_options_set_device(opts, m->device))) ||
-        (m->threads && (st = jaclip_model_options_set_num_threads(opts, m->threads)))) {
+        (m->threads && (st = jaclip_model_options_set_num_threads(opts, m->threads))) ||
+        (m->image_flags && (st = jaclip_model_options_set_image_flags(opts, m->image_flags)))) {
         jaclip_model_options_free(opts);
         die(m->model_path, st);
     }

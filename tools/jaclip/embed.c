@@ -3,16 +3,21 @@
 /* ---- embed ------------------------------------------------------------------------------------- */
 
 static const char embed_usage[] =
-    "usage: jaclip embed --model MODEL (--image FILE... | --text TEXT...) [options]\n"
+    "usage: jaclip embed --model MODEL (--image FILE|DIR... | --text TEXT...) [options]\n"
     "\n"
     "Writes one embedding per input, in input order: float32 [N, D] as .npy (default) or JSON.\n"
+    "A DIR stands for its JPEG and PNG files (recursively, in byte order of path). An unreadable image\n"
+    "is skipped with one warning naming it, so rows are the readable images in order (--format json\n"
+    "names each row's file); the exit status is 1 only if none could be read.\n"
     "\n"
     "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
-    "      --image           the inputs are JPEG or PNG files\n"
+    "      --image           the inputs are JPEG or PNG files or directories of them\n"
     "      --text            the inputs are UTF-8 texts\n"
     "  -f, --format FMT      npy (default) or json\n"
     "  -o, --output FILE     write there instead of to standard output\n"
     "      --normalize       L2-normalise each embedding\n"
+    "      --exif-transpose  rotate images by their EXIF orientation first (phone photos)\n"
+    "      --strict          an unreadable image is an error (exit 1) instead of a warning\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
     "      --threads N       libtorch threads (default: all cores)\n"
     "  -h, --help            this help\n"
@@ -45,10 +50,11 @@ int cmd_embed(int argc, char **argv)
         {"text", no_argument, NULL, OPT_TEXT},        {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},     {"normalize", no_argument, NULL, OPT_NORMALIZE},
         {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},             {"exif-transpose", no_argument, NULL, OPT_EXIF},
+        {"strict", no_argument, NULL, OPT_STRICT},    {NULL, 0, NULL, 0}};
     model_args m = {0};
     const char *format = "npy", *output = NULL;
-    bool images = false, texts = false, normalize = false;
+    bool images = false, texts = false, normalize = false, strict = false;
     int opt;
     command_name = "jaclip embed";
     while ((opt = getopt_long(argc, argv, ":m:f:o:h", options, NULL)) != -1) {
@@ -60,6 +66,7 @@ int cmd_embed(int argc, char **argv)
         case 'f': format = optarg; break;
         case 'o': output = optarg; break;
         case OPT_NORMALIZE: normalize = true; break;
+        case OPT_STRICT: strict = true; break;
         case 'h': return help_requested(embed_usage);
         default: bad_option(opt, argv);
         }
@@ -78,10 +85,23 @@ int cmd_embed(int argc, char **argv)
         if (!is_utf8(inputs[i]))
             usage_error("text %zu is not valid UTF-8", i + 1);
 
+    string_list files = {0};
+    if (images)
+        expand_image_args(inputs, n, &files);
     jaclip_model *model = load_model(&m);
     jaclip_tensor *emb = NULL, *normed = NULL;
-    jaclip_status st = texts ? jaclip_model_encode_texts(&emb, model, (const char *const *)inputs, NULL, n)
-                             : jaclip_model_encode_image_files(&emb, model, (const char *const *)inputs, n);
+    jaclip_status st = JACLIP_OK;
+    if (texts) {
+        st = jaclip_model_encode_texts(&emb, model, (const char *const *)inputs, NULL, n);
+    } else {
+        emb = encode_image_batch(model, &files, strict, NULL);
+        if (files.count == 0) {
+            cli_warn("no image could be read");
+            return EXIT_RUNTIME;
+        }
+        inputs = files.items;
+        n = files.count;
+    }
     if (st)
         die(NULL, st);
     if (normalize) {
@@ -112,5 +132,8 @@ int cmd_embed(int argc, char **argv)
     }
     jaclip_tensor_free(emb);
     jaclip_model_free(model);
+    for (size_t i = 0; i < files.count; i++)
+        free(files.items[i]);
+    free(files.items);
     return rc;
 }

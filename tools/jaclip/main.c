@@ -15,6 +15,7 @@ static const char main_usage[] =
     "  index      build, sync, remove, compact, merge, ann; info, list: the index of a photo folder\n"
     "  search     search an index by Japanese text or by an example image\n"
     "  serve      an HTTP service: JSON API for embedding, classification and search; a search page\n"
+    "  eval       zero-shot accuracy on a labelled folder (one sub-folder per class)\n"
     "  convert    convert a Hugging Face checkpoint into a model file (runs jaclip-convert)\n"
     "  info       what a model is and how it runs here (precision and why, CPU features)\n"
     "\n"
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert"))
         return cmd_convert(argc - 1, argv + 1);
     usage_error("unknown command '%s'", cmd);

@@ -48,6 +48,9 @@ class CloobConfig:
     projection_dim: int
     vision: VisionConfig
     text: TextConfig
+    # "cloob" (rinna/japanese-cloob-vit-b-16) or "clip" (rinna/japanese-clip-vit-b-16: the same towers
+    # and projections plus a learned logit_scale).
+    family: str = "cloob"
 
 
 def _get(section, name, key, defaults, kind):
@@ -86,11 +89,16 @@ def parse_config(raw):
     """Checks a config.json dictionary and returns a CloobConfig."""
     if not isinstance(raw, dict):
         raise ConfigError("config.json is not a JSON object")
-    if raw.get("model_type") != "cloob":
-        raise ConfigError(f"config.json: model_type is {raw.get('model_type')!r}, expected 'cloob'")
+    family = raw.get("model_type")
+    if family not in ("cloob", "clip"):
+        raise ConfigError(f"config.json: model_type is {family!r}, expected 'cloob' or 'clip'")
     text, vision = raw.get("text_config"), raw.get("vision_config")
     if not isinstance(text, dict) or not isinstance(vision, dict):
         raise ConfigError("config.json: text_config and vision_config must both be objects")
+    if vision.get("model_type") == "clip_vision_model":
+        raise ConfigError("config.json: vision_config is a CLIPVisionConfig (OpenAI CLIP's pre-LayerNorm ViT "
+                          "without patch bias), a different network from rinna's ViTModel tower; this "
+                          "converter reproduces only vision_config.model_type 'vit'")
     if text.get("model_type") != "bert":
         raise ConfigError(f"config.json: text_config.model_type is {text.get('model_type')!r}, expected 'bert'")
     if vision.get("model_type") != "vit":
@@ -110,7 +118,7 @@ def parse_config(raw):
                                                        BERT_DEFAULTS, int),
                           type_vocab_size=_get(text, "text_config", "type_vocab_size", BERT_DEFAULTS, int))
     projection_dim = _get(raw, "config", "projection_dim", {}, int)
-    return CloobConfig(projection_dim=projection_dim, vision=vision_cfg, text=text_cfg)
+    return CloobConfig(projection_dim=projection_dim, vision=vision_cfg, text=text_cfg, family=family)
 
 
 def load_config(path):
@@ -140,6 +148,8 @@ def expected_shapes(cfg):
         "visual_projection.weight": (p, v.hidden_size),
         "text_projection.weight": (p, t.hidden_size),
     }
+    if cfg.family == "clip":
+        shapes["logit_scale"] = ()
 
     def linear(prefix, n_out, n_in):
         shapes[prefix + ".weight"] = (n_out, n_in)

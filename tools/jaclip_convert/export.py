@@ -10,7 +10,9 @@ import torch
 from .cloob import CloobModel, hf_to_module_state
 
 FORMAT_NAME = "jaclip-model"
+# Version 2 adds family= and logit_scale=; CLOOB files stay version 1 so older libraries read them.
 FORMAT_VERSION = 1
+FORMAT_VERSION_FAMILY = 2
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_TEXT_LENGTH = 77
@@ -36,10 +38,16 @@ def build_module(cfg, hf_state, dtype_name):
     return torch.jit.script(model)
 
 
-def config_text(cfg, dtype_name, source):
+def config_text(cfg, dtype_name, source, logit_scale=None):
+    family = {}
+    if cfg.family != "cloob":
+        # The raw parameter, exactly as a float32 (repr of the float64 it widens to); the library's
+        # default probability scale is exp() of it.
+        family = {"family": cfg.family, "logit_scale": repr(float(logit_scale))}
     lines = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION_FAMILY if family else FORMAT_VERSION,
+        **family,
         "source": source.replace("\n", " "),
         "precision": dtype_name,
         "embedding_dim": cfg.projection_dim,
@@ -58,7 +66,8 @@ def write_model_file(path, cfg, hf_state, tokenizer_bytes, dtype_name, source):
     if cfg.text.max_position_embeddings < MAX_TEXT_LENGTH:
         raise ValueError(f"max_position_embeddings {cfg.text.max_position_embeddings} < {MAX_TEXT_LENGTH}")
     scripted = build_module(cfg, hf_state, dtype_name)
-    extra = {CONFIG_FILE: config_text(cfg, dtype_name, source), TOKENIZER_FILE: tokenizer_bytes}
+    logit_scale = hf_state["logit_scale"].item() if cfg.family == "clip" else None
+    extra = {CONFIG_FILE: config_text(cfg, dtype_name, source, logit_scale), TOKENIZER_FILE: tokenizer_bytes}
     buffer = io.BytesIO()
     torch.jit.save(scripted, buffer, _extra_files=extra)
     with open(path, "wb") as f:

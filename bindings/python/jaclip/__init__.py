@@ -17,6 +17,7 @@ from ._api import (Image, Model, Prediction, Tokenizer, normalize, preprocess_im
 from ._index import Hit, Index
 from ._sync import sync_index
 from ._ann import Ann
+from ._classifier import Classifier, preset_labels, preset_templates
 from ._tensor import Tensor
 
 __version__ = "0.1.0"
@@ -68,4 +69,5 @@ __all__ = [
     "TokenizerError", "VersionError", "Ann", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
     "normalize", "preprocess_images", "sync_index", "probabilities", "similarity", "softmax", "topk", "check_version",
     "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
+    "Classifier", "preset_labels", "preset_templates",
 ]

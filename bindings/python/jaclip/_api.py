@@ -448,39 +448,38 @@ class Model(Owned):
             return call(lib.jaclip_model_preprocess_images, p, ptrs, n)
 
     # -- zero-shot
-    def encode_labels(self, labels, template=None):
-        """Unit-length float32 [len(labels), D] class embeddings as the reference ImageNet evaluation
-        builds them: each template ("{}の写真"; one str or a list; None = the label alone) filled with
-        the label, each text embedding L2-normalised, averaged per label, re-normalised."""
-        if isinstance(labels, str):
-            raise TypeError("expected a list of labels, not a single label")
-        labels = list(labels)
-        templates = ["{}"] if template is None else [template] if isinstance(template, str) else list(template)
-        if not templates or any("{}" not in t for t in templates):
-            raise _errors.InvalidArgumentError("every template must contain {}", 1)
-        if not labels:
-            raise _errors.InvalidArgumentError("no labels given", 1)
-        texts = [t.replace("{}", label) for label in labels for t in templates]
-        per_text = normalize(self.encode_texts(texts)).tolist()
-        count = len(templates)
-        means = []
-        # Summed in order in double precision, then divided: the C++ and Ruby bindings do the same, so
-        # the three give identical bytes.
-        for i in range(len(labels)):
-            acc = [0.0] * len(per_text[0])
-            for row in per_text[i * count:(i + 1) * count]:
-                acc = [a + b for a, b in zip(acc, row)]
-            means.append([a / count for a in acc])
-        return normalize(means)
+    @property
+    def family(self):
+        """"cloob" or "clip"."""
+        from . import _classifier  # noqa: F401  (declares the function)
+        return self._get(lib.jaclip_model_family).decode()
 
-    def classify(self, image, labels, template=None, scale=100.0):
+    @property
+    def fingerprint(self):
+        """"FAMILY-DIM-DIGEST", naming these weights (jaclip_model_fingerprint)."""
+        from . import _classifier  # noqa: F401
+        return self._get(lib.jaclip_model_fingerprint).decode()
+
+    @property
+    def default_scale(self):
+        """The model's own probability scale: 100 for CLOOB, exp(logit_scale) for CLIP."""
+        from . import _classifier  # noqa: F401
+        return self._get(lib.jaclip_model_default_scale)
+
+    def encode_labels(self, labels, template=None):
+        """Unit-length float32 [len(labels), D] class embeddings, rinna's ImageNet protocol
+        (jaclip.Classifier's weights): template is None (the label alone), one str with {} or a list."""
+        from ._classifier import Classifier
+        with Classifier(self, labels, template) as classifier:
+            return classifier.weights
+
+    def classify(self, image, labels, template=None, scale=None):
         """Zero-shot classification of one image (path, bytes or Image): a list of
-        Prediction(label, probability), best first, probabilities summing to 1."""
-        labels = list(labels)
-        features = self.encode_images([image])
-        probs = probabilities(features, self.encode_labels(labels, template), "cosine", scale)
-        idx, val = topk(probs, len(labels))
-        return [Prediction(labels[int(i)], float(v)) for i, v in zip(idx.tolist()[0], val.tolist()[0])]
+        Prediction(label, probability), best first, probabilities summing to 1. scale None = the
+        model's default_scale."""
+        from ._classifier import Classifier
+        with Classifier(self, labels, template) as classifier:
+            return classifier.predict(image, scale=scale)
 
     def __repr__(self):
         if self.closed:

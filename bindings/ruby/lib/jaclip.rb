@@ -12,5 +12,6 @@ require_relative "jaclip/tensor"
 require_relative "jaclip/handle"
 require_relative "jaclip/api"
 require_relative "jaclip/index"
+require_relative "jaclip/classifier"
 
 Jaclip.check_version

@@ -360,31 +360,21 @@ module Jaclip
       end
     end
 
-    # Unit-length class embeddings [labels][D] as the reference ImageNet evaluation builds them: each
-    # template ("{}の写真"; a String or an Array; nil = the label alone) filled with the label, every
-    # text embedding normalised, averaged per label, re-normalised.
-    def encode_labels(labels, template: nil)
-      templates = template.nil? ? ["{}"] : Array(template)
-      raise InvalidArgumentError.new("no labels given", 1) if labels.empty?
-      raise InvalidArgumentError.new("every template must contain {}", 1) if templates.empty? || templates.any? { |t| !t.include?("{}") }
+    # "cloob" or "clip".
+    def family = use { |m| Native.jaclip_model_family(m) }
+    # The model's own probability scale: 100 for CLOOB, exp(logit_scale) for CLIP.
+    def default_scale = use { |m| Native.jaclip_model_default_scale(m) }
 
-      texts = labels.flat_map { |label| templates.map { |t| t.gsub("{}") { label } } }
-      per_text = Jaclip.normalize(encode_texts(texts))
-      count = templates.size
-      # Summed in order in double precision, then divided, as the Python and C++ bindings do: identical bytes.
-      means = per_text.each_slice(count).map do |rows|
-        acc = Array.new(rows.first.size, 0.0)
-        rows.each { |row| acc = acc.zip(row).map { |a, b| a + b } }
-        acc.map { |a| a / count }
-      end
-      Jaclip.normalize(means)
+    # Unit-length class embeddings [labels][D] by rinna's ImageNet protocol (Jaclip::Classifier's
+    # weights): template nil (the label alone), one String with {} or an Array of them.
+    def encode_labels(labels, template: nil)
+      Classifier.open(self, labels, template, &:weights)
     end
 
     # Zero-shot classification of one image (path or Image): Predictions, best first, summing to 1.
-    def classify(image, labels, template: nil, scale: 100.0)
-      probs = Jaclip.probabilities(encode_images([image]), encode_labels(labels, template: template), scale: scale)
-      idx, val = Jaclip.topk(probs, labels.size)
-      idx.first.zip(val.first).map { |i, p| Prediction.new(labels[i], p) }
+    # scale nil = the model's default_scale.
+    def classify(image, labels, template: nil, scale: nil)
+      Classifier.open(self, labels, template) { |c| c.predict(image, scale: scale) }
     end
 
     def inspect

@@ -1,0 +1,131 @@
+/* The C classifier API: presets, argument checks, a save / load round trip, refusal of another model's
+ * classifier and of damaged files, and classification of features. Weights against numpy are proven in
+ * test/python/test_zeroshot.py; this test covers the C contract (statuses, NULLs, ownership). */
+#include "jaclip.h"
+#include "check.h"
+
+#include <math.h>
+#include <unistd.h>
+
+static const char *const LABELS[] = {"犬", "猫", "象"};
+static const char *const TEMPLATES[] = {"{}の写真", "{}のイラスト"};
+
+static void test_presets(void)
+{
+    const char *const *items = NULL;
+    size_t n = 0;
+    CHECK_OK(jaclip_preset_labels(&items, &n, "imagenet"));
+    CHECK(n == 1000 && strcmp(items[1], "金魚") == 0);
+    CHECK_OK(jaclip_preset_templates(&items, &n, "imagenet"));
+    CHECK(n == 37 && strstr(items[0], "{}") != NULL);
+    CHECK_ERROR(jaclip_preset_templates(&items, &n, "cifar"), JACLIP_ERROR_NOT_FOUND);
+    CHECK(items == NULL && n == 0);
+    CHECK_ERROR(jaclip_preset_labels(NULL, &n, "imagenet"), JACLIP_ERROR_INVALID_ARGUMENT);
+}
+
+static void test_arguments(const jaclip_model *model)
+{
+    jaclip_classifier *c = (jaclip_classifier *)1;
+    const char *const two_marks[] = {"{}と{}"}, *const empty[] = {""};
+    CHECK_ERROR(jaclip_classifier_create(&c, model, LABELS, 0, NULL, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(c == NULL);
+    CHECK_ERROR(jaclip_classifier_create(&c, NULL, LABELS, 3, NULL, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_classifier_create(&c, model, LABELS, 3, two_marks, 1), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_classifier_create(&c, model, empty, 1, NULL, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_classifier_create(&c, model, LABELS, 3, NULL, 2), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(jaclip_classifier_size(NULL) == 0 && jaclip_classifier_label(NULL, 0) == NULL);
+    CHECK(jaclip_classifier_default_scale(NULL) == 0.0f && jaclip_classifier_fingerprint(NULL) == NULL);
+    jaclip_classifier_free(NULL);
+}
+
+static void test_round_trip(const jaclip_model *model, const char *bf16_path)
+{
+    jaclip_classifier *c = NULL, *again = NULL;
+    jaclip_tensor *w = NULL, *w2 = NULL, *probs = NULL, *scores = NULL;
+    CHECK_OK(jaclip_classifier_create(&c, model, LABELS, 3, TEMPLATES, 2));
+    CHECK(jaclip_classifier_size(c) == 3 && jaclip_classifier_template_count(c) == 2);
+    CHECK(jaclip_classifier_dim(c) == (size_t)jaclip_model_embedding_dim(model));
+    CHECK(strcmp(jaclip_classifier_label(c, 1), "猫") == 0 && jaclip_classifier_label(c, 3) == NULL);
+    CHECK(strcmp(jaclip_classifier_template(c, 1), TEMPLATES[1]) == 0);
+    CHECK(jaclip_classifier_default_scale(c) == 100.0f);
+    CHECK(strcmp(jaclip_classifier_fingerprint(c), jaclip_model_fingerprint(model)) == 0);
+    CHECK(strcmp(jaclip_model_family(model), "cloob") == 0);
+    CHECK_OK(jaclip_classifier_weights(&w, c));
+    const float *rows = jaclip_tensor_data(w);
+    for (size_t r = 0; r < 3; r++) {
+        double s = 0;
+        for (size_t k = 0; k < jaclip_classifier_dim(c); k++)
+            s += (double)rows[r * jaclip_classifier_dim(c) + k] * rows[r * jaclip_classifier_dim(c) + k];
+        CHECK(fabs(sqrt(s) - 1.0) < 1e-6);
+    }
+
+    char path[] = "/tmp/jaclip-test-classifier-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_OK(jaclip_classifier_save(c, path));
+    CHECK_OK(jaclip_classifier_load(&again, path, model));
+    CHECK_OK(jaclip_classifier_weights(&w2, again));
+    CHECK(memcmp(jaclip_tensor_data(w), jaclip_tensor_data(w2), jaclip_tensor_nbytes(w)) == 0);
+
+    jaclip_model *other = NULL;
+    jaclip_classifier *refused = (jaclip_classifier *)1;
+    CHECK_OK(jaclip_model_load(&other, bf16_path, NULL));
+    CHECK_ERROR(jaclip_classifier_load(&refused, path, other), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(refused == NULL && strstr(jaclip_last_error(), "built with model") != NULL);
+    const char *files[] = {env_or("JACLIP_PROJECT_DATA", "data")};
+    char dog[512];
+    snprintf(dog, sizeof dog, "%s/dog.jpeg", files[0]);
+    const char *dogs[] = {dog};
+    CHECK_ERROR(jaclip_classifier_classify_image_files(&probs, c, other, dogs, 1, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    jaclip_model_free(other);
+
+    /* Damage: one flipped byte, a truncation. */
+    size_t size = 0;
+    unsigned char *bytes = read_file(path, &size);
+    CHECK(bytes != NULL && size > 64);
+    FILE *f = fopen(path, "wb");
+    bytes[size / 2] ^= 0x10;
+    fwrite(bytes, 1, size, f);
+    fclose(f);
+    CHECK_ERROR(jaclip_classifier_load(&refused, path, model), JACLIP_ERROR_INDEX_FORMAT);
+    f = fopen(path, "wb");
+    bytes[size / 2] ^= 0x10;
+    fwrite(bytes, 1, size - 3, f);
+    fclose(f);
+    CHECK_ERROR(jaclip_classifier_load(&refused, path, model), JACLIP_ERROR_INDEX_FORMAT);
+    free(bytes);
+    unlink(path);
+    CHECK_ERROR(jaclip_classifier_load(&refused, path, model), JACLIP_ERROR_IO);
+
+    /* Classification: probabilities sum to 1, scale 0 is the default. */
+    CHECK_OK(jaclip_classifier_classify_image_files(&probs, c, model, dogs, 1, 0));
+    const float *p = jaclip_tensor_data(probs);
+    CHECK(fabs((double)p[0] + p[1] + p[2] - 1.0) < 1e-5);
+    CHECK_OK(jaclip_classifier_scores(&scores, c, w));  /* a weight row scores 1 against itself */
+    CHECK(fabs(((const float *)jaclip_tensor_data(scores))[0] - 1.0f) < 1e-6);
+    jaclip_tensor *bad = NULL;
+    CHECK_ERROR(jaclip_classifier_classify_features(&bad, c, w, -1.0f), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_classifier_classify_features(&bad, c, w, NAN), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(bad == NULL);
+
+    jaclip_tensor_free(scores);
+    jaclip_tensor_free(probs);
+    jaclip_tensor_free(w2);
+    jaclip_tensor_free(w);
+    jaclip_classifier_free(again);
+    jaclip_classifier_free(c);
+}
+
+int main(void)
+{
+    jaclip_model *model = NULL;
+    test_presets();
+    CHECK_OK(jaclip_model_load(&model, env_or("JACLIP_TEST_MODEL", "build/models/tiny.jaclip"), NULL));
+    if (model) {
+        test_arguments(model);
+        test_round_trip(model, env_or("JACLIP_TEST_MODEL_BF16", "build/models/tiny-bf16.jaclip"));
+    }
+    jaclip_model_free(model);
+    return check_summary("test_classifier");
+}

@@ -1,0 +1,148 @@
+/* Batches of image files for classify, embed and eval: directories expanded, unreadable files skipped
+ * with one warning each (or, strict, an error), features encoded a chunk at a time. */
+#include "cli.h"
+
+/* Files to encode per library call: its decoder threads work on one call's files at once. */
+#define BATCH_FILES 64
+
+void expand_image_args(char **args, size_t n, string_list *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct stat sb;
+        if (stat(args[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            size_t before = out->count;
+            walk(args[i], out);
+            qsort(out->items + before, out->count - before, sizeof *out->items, by_bytes);
+            if (out->count == before)
+                cli_warn("%s: no JPEG or PNG files in this directory", args[i]);
+        } else {
+            list_push(out, xstrdup(args[i]));
+        }
+    }
+}
+
+/* A failure that belongs to the file (not to the model or the machine), so skipping it is right. */
+static bool file_failure(jaclip_status st)
+{
+    return st == JACLIP_ERROR_IO || st == JACLIP_ERROR_IMAGE_DECODE || st == JACLIP_ERROR_IMAGE_TOO_LARGE ||
+           st == JACLIP_ERROR_INVALID_ARGUMENT;
+}
+
+jaclip_tensor *encode_image_batch(const jaclip_model *model, string_list *paths, bool strict, progress *prog)
+{
+    size_t dim = (size_t)jaclip_model_embedding_dim(model), kept = 0;
+    float *rows = xcalloc(paths->count ? paths->count : 1, dim * sizeof(float));
+    for (size_t first = 0; first < paths->count; first += BATCH_FILES) {
+        size_t n = paths->count - first < BATCH_FILES ? paths->count - first : BATCH_FILES;
+        jaclip_tensor *emb = NULL;
+        const char *const *chunk = (const char *const *)paths->items + first;
+        jaclip_status st = jaclip_model_encode_image_files(&emb, model, chunk, n);
+        if (st == JACLIP_OK) {
+            memcpy(rows + kept * dim, jaclip_tensor_data(emb), n * dim * sizeof(float));
+            for (size_t i = 0; i < n; i++)
+                paths->items[kept++] = paths->items[first + i];
+        } else if (!file_failure(st)) {
+            die(NULL, st);
+        } else {
+            /* Some file of the chunk is unreadable: encode them one by one to find which. */
+            for (size_t i = 0; i < n; i++) {
+                jaclip_tensor *one = NULL;
+                char *path = paths->items[first + i];
+                st = jaclip_model_encode_image_files(&one, model, (const char *const *)&path, 1);
+                if (st && !file_failure(st))
+                    die(path, st);
+                if (st) {
+                    if (prog)
+                        progress_clear(prog);
+                    if (strict)
+                        die(path, st);
+                    const char *why = jaclip_last_error();
+                    size_t len = strlen(path);
+                    if (strncmp(why, path, len) == 0 && why[len] == ':')
+                        why += len + (why[len + 1] == ' ' ? 2 : 1);
+                    cli_warn("%s: skipped: %s", path, why[0] ? why : jaclip_status_string(st));
+                    free(path);
+                    continue;
+                }
+                memcpy(rows + kept * dim, jaclip_tensor_data(one), dim * sizeof(float));
+                paths->items[kept++] = path;
+                jaclip_tensor_free(one);
+            }
+        }
+        jaclip_tensor_free(emb);
+        if (prog) {
+            prog->done += n;
+            progress_show(prog, prog->done == prog->total);
+        }
+    }
+    paths->count = kept;
+    jaclip_tensor *out = NULL;
+    const int64_t shape[2] = {(int64_t)kept, (int64_t)dim};
+    jaclip_status st = jaclip_tensor_create(&out, JACLIP_DTYPE_FLOAT32, 2, shape, kept ? rows : NULL);
+    free(rows);
+    if (st)
+        die(NULL, st);
+    return out;
+}
+
+/* ---- labels, templates and classifiers ------------------------------------------------------------ */
+
+void read_lines(const char *path, string_list *out, const char *what)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cli_warn("%s: cannot open %s: %s", path, what, strerror(errno));
+        exit(EXIT_RUNTIME);
+    }
+    char *line = NULL;
+    size_t cap = 0, number = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) != -1) {
+        number++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0)
+            continue;
+        if ((size_t)len != strlen(line) || !is_utf8(line))
+            usage_error("%s: line %zu is not UTF-8 text", path, number);
+        list_push(out, xstrdup(line));
+    }
+    bool failed = ferror(f);
+    free(line);
+    fclose(f);
+    if (failed) {
+        cli_warn("%s: cannot read: %s", path, strerror(errno));
+        exit(EXIT_RUNTIME);
+    }
+}
+
+void add_template_preset(string_list *templates, const char *name)
+{
+    const char *const *items;
+    size_t n;
+    if (jaclip_preset_templates(&items, &n, name))
+        usage_error("--templates: %s", jaclip_last_error());
+    for (size_t i = 0; i < n; i++)
+        list_push(templates, xstrdup(items[i]));
+}
+
+jaclip_classifier *build_or_load_classifier(const jaclip_model *model, const char *load_path, const string_list *labels,
+                                            const string_list *templates, const char *save_path)
+{
+    jaclip_classifier *c = NULL;
+    jaclip_status st;
+    if (load_path) {
+        if ((st = jaclip_classifier_load(&c, load_path, model)))
+            die(load_path, st);
+    } else {
+        if (templates->count * labels->count > 2000)
+            cli_warn("encoding %zu label texts for the classifier (save it with --save-classifier to do this once)",
+                     templates->count * labels->count);
+        if ((st = jaclip_classifier_create(&c, model, (const char *const *)labels->items, labels->count,
+                                           (const char *const *)templates->items, templates->count)))
+            die(NULL, st);
+    }
+    if (save_path && (st = jaclip_classifier_save(c, save_path)))
+        die(save_path, st);
+    return c;
+}

@@ -1,0 +1,340 @@
+#include "cli.h"
+
+/* ---- eval -------------------------------------------------------------------------------------- */
+
+static const char eval_usage[] =
+    "usage: jaclip eval --model MODEL [options] DIR\n"
+    "\n"
+    "Zero-shot accuracy on a labelled folder: DIR holds one sub-folder per class (byte order of name),\n"
+    "each with that class's JPEG and PNG files (recursively). Every image is ranked against every\n"
+    "class by cosine with the class's classifier row (rinna's ImageNet protocol: templates filled with\n"
+    "the class name, text embeddings L2-normalised, averaged, re-normalised); top-1 and top-5 accuracy\n"
+    "count the images whose class is ranked first / in the first five. Unreadable files are skipped\n"
+    "with one warning each and not counted.\n"
+    "\n"
+    "  -m, --model FILE        model file made by 'jaclip convert' (default: $JACLIP_MODEL)\n"
+    "  -t, --template TEXT     template around each class name, {} marks it; repeat to ensemble\n"
+    "      --templates NAME    add a named template set: imagenet (rinna's 37 Japanese templates)\n"
+    "                          (no template at all: the class name alone)\n"
+    "      --classes imagenet  the class names are rinna's 1000 Japanese ImageNet names, the i-th\n"
+    "                          sub-folder (of exactly 1000, e.g. synset ids n01440764...) being class i\n"
+    "      --mapping FILE      lines 'FOLDER<TAB>CLASS NAME' naming the sub-folders' classes\n"
+    "                          (default: each sub-folder's own name)\n"
+    "      --classifier FILE   use a saved classifier (one row per sub-folder, same names)\n"
+    "      --save-classifier FILE  write the classifier built here\n"
+    "      --confusions N      list the N most frequent (class, predicted) mistakes (default 10)\n"
+    "      --json              JSON: top1, top5, per-class accuracy, confusions\n"
+    "      --exif-transpose    rotate images by their EXIF orientation first\n"
+    "      --strict            an unreadable file is an error (exit 1) instead of a warning\n"
+    "      --device DEV        cpu (default), cuda or cuda:N\n"
+    "      --threads N         libtorch threads (default: all cores)\n"
+    "  -h, --help              this help\n";
+
+typedef struct {
+    char *folder;
+    const char *label;
+    size_t images, top1, top5;
+} class_stats;
+
+typedef struct {
+    size_t truth, predicted, count;
+} confusion;
+
+static int by_count(const void *a, const void *b)
+{
+    const confusion *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count < y->count ? 1 : -1;
+    if (x->truth != y->truth)
+        return x->truth < y->truth ? -1 : 1;
+    return x->predicted < y->predicted ? -1 : x->predicted > y->predicted;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const class_stats *)a)->folder, ((const class_stats *)b)->folder);
+}
+
+static class_stats *list_classes(const char *dir, size_t *count)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        cli_warn("%s: cannot read directory: %s", dir, strerror(errno));
+        exit(EXIT_RUNTIME);
+    }
+    size_t n = 0, cap = 16;
+    class_stats *classes = xcalloc(cap, sizeof *classes);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        char *path = xcalloc(len, 1);
+        snprintf(path, len, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        bool is_dir = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+        free(path);
+        if (!is_dir)
+            continue;
+        if (n == cap) {
+            class_stats *more = realloc(classes, 2 * cap * sizeof *classes);
+            if (!more) {
+                cli_warn("out of memory");
+                exit(EXIT_RUNTIME);
+            }
+            classes = more;
+            cap *= 2;
+        }
+        classes[n++] = (class_stats){.folder = xstrdup(e->d_name)};
+    }
+    closedir(d);
+    qsort(classes, n, sizeof *classes, by_name);
+    *count = n;
+    return classes;
+}
+
+static void apply_mapping(const char *path, class_stats *classes, size_t n)
+{
+    string_list lines = {0};
+    read_lines(path, &lines, "the mapping file");
+    for (size_t i = 0; i < lines.count; i++) {
+        char *tab = strchr(lines.items[i], '\t');
+        if (!tab || !tab[1])
+            usage_error("%s: line '%s' is not 'FOLDER<TAB>CLASS NAME'", path, lines.items[i]);
+        *tab = '\0';
+        for (size_t c = 0; c < n; c++)
+            if (strcmp(classes[c].folder, lines.items[i]) == 0)
+                classes[c].label = tab + 1;
+    }
+    for (size_t c = 0; c < n; c++)
+        if (!classes[c].label)
+            usage_error("%s names no class for the folder '%s'", path, classes[c].folder);
+    free(lines.items); /* the labels point into the lines, kept to the end */
+}
+
+static void print_percent(const char *name, size_t hits, size_t total)
+{
+    printf("%s %6.2f %%  (%zu/%zu)\n", name, total ? 100.0 * (double)hits / (double)total : 0.0, hits, total);
+}
+
+static void json_ratio(size_t hits, size_t total)
+{
+    json_float(stdout, total ? (float)((double)hits / (double)total) : 0.0f);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},       {"template", required_argument, NULL, 't'},
+        {"templates", required_argument, NULL, OPT_TEMPLATES}, {"classes", required_argument, NULL, OPT_CLASSES},
+        {"mapping", required_argument, NULL, OPT_MAPPING}, {"classifier", required_argument, NULL, OPT_CLASSIFIER},
+        {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
+        {"confusions", required_argument, NULL, OPT_TOP}, {"json", no_argument, NULL, OPT_JSON},
+        {"exif-transpose", no_argument, NULL, OPT_EXIF}, {"strict", no_argument, NULL, OPT_STRICT},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    model_args m = {0};
+    string_list templates = {0};
+    const char *classes_preset = NULL, *mapping = NULL, *classifier_path = NULL, *save_path = NULL;
+    size_t show_confusions = 10;
+    bool json = false, strict = false;
+    int opt;
+    command_name = "jaclip eval";
+    while ((opt = getopt_long(argc, argv, ":m:t:h", options, NULL)) != -1) {
+        if (model_option(&m, opt))
+            continue;
+        switch (opt) {
+        case 't': {
+            const char *mark = strstr(optarg, "{}");
+            if (!is_utf8(optarg) || !mark || strstr(mark + 2, "{}"))
+                usage_error("--template must be UTF-8 with {} (once) where the class name goes, got '%s'", optarg);
+            list_push(&templates, xstrdup(optarg));
+            break;
+        }
+        case OPT_TEMPLATES: add_template_preset(&templates, optarg); break;
+        case OPT_CLASSES: classes_preset = optarg; break;
+        case OPT_MAPPING: mapping = optarg; break;
+        case OPT_CLASSIFIER: classifier_path = optarg; break;
+        case OPT_SAVE_CLASSIFIER: save_path = optarg; break;
+        case OPT_TOP: show_confusions = (size_t)parse_long(optarg, "--confusions", 0, LONG_MAX); break;
+        case OPT_JSON: json = true; break;
+        case OPT_STRICT: strict = true; break;
+        case 'h': return help_requested(eval_usage);
+        default: bad_option(opt, argv);
+        }
+    }
+    if (optind + 1 != argc)
+        usage_error("give exactly one DIR (a folder of class sub-folders)");
+    if (classes_preset && mapping)
+        usage_error("give --classes or --mapping, not both");
+    if (classifier_path && templates.count)
+        usage_error("--classifier holds its templates: give no --template with it");
+    const char *root = argv[optind];
+    size_t nclasses;
+    class_stats *classes = list_classes(root, &nclasses);
+    if (nclasses < 2)
+        usage_error("%s: holds %zu class sub-folders; zero-shot accuracy needs at least 2", root, nclasses);
+    if (classes_preset) {
+        const char *const *names;
+        size_t count;
+        if (jaclip_preset_labels(&names, &count, classes_preset))
+            usage_error("--classes: %s", jaclip_last_error());
+        if (count != nclasses)
+            usage_error("--classes %s has %zu classes but %s holds %zu sub-folders", classes_preset, count, root,
+                        nclasses);
+        for (size_t c = 0; c < nclasses; c++)
+            classes[c].label = names[c];
+    } else if (mapping) {
+        apply_mapping(mapping, classes, nclasses);
+    } else {
+        for (size_t c = 0; c < nclasses; c++) {
+            if (!is_utf8(classes[c].folder))
+                usage_error("folder name '%s' is not UTF-8: name the class with --mapping", classes[c].folder);
+            classes[c].label = classes[c].folder;
+        }
+    }
+    string_list labels = {0}, *files = xcalloc(nclasses, sizeof *files);
+    size_t total = 0;
+    for (size_t c = 0; c < nclasses; c++) {
+        list_push(&labels, (char *)classes[c].label);
+        size_t len = strlen(root) + strlen(classes[c].folder) + 2;
+        char *dir = xcalloc(len, 1);
+        snprintf(dir, len, "%s/%s", root, classes[c].folder);
+        walk(dir, &files[c]);
+        qsort(files[c].items, files[c].count, sizeof *files[c].items, by_bytes);
+        total += files[c].count;
+        free(dir);
+    }
+    if (total == 0) {
+        cli_warn("%s: no JPEG or PNG files in its sub-folders", root);
+        return EXIT_RUNTIME;
+    }
+
+    jaclip_model *model = load_model(&m);
+    jaclip_classifier *classifier = build_or_load_classifier(model, classifier_path, &labels, &templates, save_path);
+    if (jaclip_classifier_size(classifier) != nclasses) {
+        cli_warn("%s: has %zu classes, %s %zu sub-folders", classifier_path, jaclip_classifier_size(classifier), root,
+                 nclasses);
+        return EXIT_RUNTIME;
+    }
+    for (size_t c = 0; c < nclasses; c++)
+        if (strcmp(jaclip_classifier_label(classifier, c), classes[c].label) != 0) {
+            cli_warn("%s: class %zu is '%s', the folder '%s' is '%s'", classifier_path, c,
+                     jaclip_classifier_label(classifier, c), classes[c].folder, classes[c].label);
+            return EXIT_RUNTIME;
+        }
+
+    const size_t k = nclasses < 5 ? nclasses : 5;
+    uint32_t *mistakes = xcalloc(nclasses * nclasses, sizeof *mistakes);
+    progress prog = {isatty(STDERR_FILENO) != 0, total, 0, now_seconds(), 0};
+    size_t counted = 0, top1 = 0, top5 = 0;
+    for (size_t c = 0; c < nclasses; c++) {
+        jaclip_tensor *features = encode_image_batch(model, &files[c], strict, &prog), *scores = NULL, *order = NULL;
+        jaclip_status st;
+        if (files[c].count &&
+            ((st = jaclip_classifier_scores(&scores, classifier, features)) || (st = jaclip_topk(&order, NULL, scores, k))))
+            die(NULL, st);
+        const int64_t *idx = jaclip_tensor_data(order);
+        for (size_t i = 0; i < files[c].count; i++) {
+            const int64_t *row = idx + i * k;
+            bool in5 = false;
+            for (size_t j = 0; j < k; j++)
+                in5 |= (size_t)row[j] == c;
+            classes[c].top1 += (size_t)row[0] == c;
+            classes[c].top5 += in5;
+            if ((size_t)row[0] != c)
+                mistakes[c * nclasses + (size_t)row[0]]++;
+        }
+        classes[c].images = files[c].count;
+        counted += classes[c].images;
+        top1 += classes[c].top1;
+        top5 += classes[c].top5;
+        jaclip_tensor_free(order);
+        jaclip_tensor_free(scores);
+        jaclip_tensor_free(features);
+    }
+    if (prog.done < prog.total) { /* the last files were skipped: finish the bar */
+        prog.done = prog.total;
+        progress_show(&prog, true);
+    }
+    if (counted == 0) {
+        cli_warn("no image could be read");
+        return EXIT_RUNTIME;
+    }
+
+    size_t npairs = 0;
+    for (size_t i = 0; i < nclasses * nclasses; i++)
+        npairs += mistakes[i] != 0;
+    confusion *pairs = xcalloc(npairs, sizeof *pairs);
+    npairs = 0;
+    for (size_t i = 0; i < nclasses * nclasses; i++)
+        if (mistakes[i])
+            pairs[npairs++] = (confusion){i / nclasses, i % nclasses, mistakes[i]};
+    qsort(pairs, npairs, sizeof *pairs, by_count);
+    if (show_confusions > npairs)
+        show_confusions = npairs;
+
+    if (json) {
+        printf("{\"images\": %zu, \"skipped\": %zu, \"classes\": %zu, \"top1_correct\": %zu, \"top5_correct\": %zu, "
+               "\"top1\": ", counted, total - counted, nclasses, top1, top5);
+        json_ratio(top1, counted);
+        fputs(", \"top5\": ", stdout);
+        json_ratio(top5, counted);
+        fputs(",\n \"per_class\": [", stdout);
+        for (size_t c = 0; c < nclasses; c++) {
+            fputs(c ? ",\n   {\"folder\": " : "\n   {\"folder\": ", stdout);
+            cli_json_string(stdout, classes[c].folder);
+            fputs(", \"label\": ", stdout);
+            cli_json_string(stdout, classes[c].label);
+            printf(", \"images\": %zu, \"top1_correct\": %zu, \"top5_correct\": %zu, \"top1\": ", classes[c].images,
+                   classes[c].top1, classes[c].top5);
+            json_ratio(classes[c].top1, classes[c].images);
+            fputs(", \"top5\": ", stdout);
+            json_ratio(classes[c].top5, classes[c].images);
+            fputc('}', stdout);
+        }
+        fputs("],\n \"confusions\": [", stdout);
+        for (size_t i = 0; i < show_confusions; i++) {
+            fputs(i ? ",\n   {\"folder\": " : "\n   {\"folder\": ", stdout);
+            cli_json_string(stdout, classes[pairs[i].truth].folder);
+            fputs(", \"predicted_folder\": ", stdout);
+            cli_json_string(stdout, classes[pairs[i].predicted].folder);
+            fputs(", \"label\": ", stdout);
+            cli_json_string(stdout, classes[pairs[i].truth].label);
+            fputs(", \"predicted_label\": ", stdout);
+            cli_json_string(stdout, classes[pairs[i].predicted].label);
+            printf(", \"count\": %zu}", pairs[i].count);
+        }
+        fputs("]}\n", stdout);
+    } else {
+        print_percent("top-1", top1, counted);
+        print_percent("top-5", top5, counted);
+        printf("%zu images in %zu classes", counted, nclasses);
+        if (total > counted)
+            printf(" (%zu unreadable files skipped)", total - counted);
+        fputc('\n', stdout);
+        if (show_confusions)
+            printf("\nmost frequent mistakes (class -> predicted: images):\n");
+        for (size_t i = 0; i < show_confusions; i++)
+            printf("  %s -> %s: %zu\n", classes[pairs[i].truth].label, classes[pairs[i].predicted].label,
+                   pairs[i].count);
+    }
+
+    free(pairs);
+    free(mistakes);
+    jaclip_classifier_free(classifier);
+    jaclip_model_free(model);
+    for (size_t c = 0; c < nclasses; c++) {
+        for (size_t i = 0; i < files[c].count; i++)
+            free(files[c].items[i]);
+        free(files[c].items);
+        free(classes[c].folder);
+    }
+    free(files);
+    free(labels.items);
+    for (size_t i = 0; i < templates.count; i++)
+        free(templates.items[i]);
+    free(templates.items);
+    free(classes);
+    return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
+}
