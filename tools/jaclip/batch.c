@@ -11,7 +11,7 @@ void expand_image_args(char **args, size_t n, string_list *out)
         struct stat sb;
         if (stat(args[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
             size_t before = out->count;
-            walk(args[i], out);
+            walk(args[i], out, NULL);
             qsort(out->items + before, out->count - before, sizeof *out->items, by_bytes);
             if (out->count == before)
                 cli_warn("%s: no JPEG or PNG files in this directory", args[i]);

@@ -289,13 +289,14 @@ bool has_image_extension(const char *name)
 
 /* Appends dir's image files (recursively) to out. Symbolic links to files are followed, to directories
  * not (no cycles). Entries that cannot be examined (a path too long, a broken link, no permission) are
- * warned about and counted in *skipped. */
+ * warned about and counted in *skipped (unless NULL). */
 void walk(const char *dir, string_list *out, size_t *skipped)
 {
     DIR *d = opendir(dir);
     if (!d) {
         cli_warn("%s: cannot read directory: %s", dir, strerror(errno));
-        ++*skipped;
+        if (skipped)
+            ++*skipped;
         return;
     }
     struct dirent *e;
@@ -309,7 +310,8 @@ void walk(const char *dir, string_list *out, size_t *skipped)
         if (lstat(path, &lsb) != 0 || stat(path, &sb) != 0) {
             if (has_image_extension(e->d_name) || errno != ENOENT) {
                 cli_warn("%s: skipped: %s", path, strerror(errno));
-                ++*skipped;
+                if (skipped)
+                    ++*skipped;
             }
             free(path);
             continue;

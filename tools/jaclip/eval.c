@@ -200,7 +200,7 @@ int cmd_eval(int argc, char **argv)
         size_t len = strlen(root) + strlen(classes[c].folder) + 2;
         char *dir = xcalloc(len, 1);
         snprintf(dir, len, "%s/%s", root, classes[c].folder);
-        walk(dir, &files[c]);
+        walk(dir, &files[c], NULL);
         qsort(files[c].items, files[c].count, sizeof *files[c].items, by_bytes);
         total += files[c].count;
         free(dir);
