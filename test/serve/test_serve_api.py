@@ -2,6 +2,7 @@
 this process: features within 1e-5 (another process may differ in the last bits), the same top-k labels
 and probabilities, thumbnails as the library's own resize + centre crop."""
 import io
+import os
 import json
 import re
 
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 import jaclip
-from conftest import multipart
+from conftest import ROOT, multipart
 
 TOL = 1e-5
 
@@ -189,3 +190,29 @@ def test_openapi_file_lists_every_endpoint(server):
         assert server.request("GET", probe)[0] != 404 or probe == "/v1/thumbnail", path
     assert set(spec["paths"]) >= {"/healthz", "/metrics", "/v1/info", "/v1/indexes", "/v1/embed/text",
                                   "/v1/embed/image", "/v1/classify", "/v1/search", "/v1/thumbnail"}
+
+
+def test_classify_with_the_servers_classifier(model, photos, tmp_path):
+    from conftest import Server
+    labels, templates = ["犬", "猫", "象", "車", "海"], ["{}の写真", "{}のイラスト"]
+    clf = jaclip.Classifier(model, labels, templates)
+    path = str(tmp_path / "animals.jzs")
+    clf.save(path)
+    raw = open(photos["paths"][1], "rb").read()
+    want = np.asarray(clf.classify([raw]))[0]
+    s = Server("--classifier", path)
+    try:
+        got = s.json("POST", "/v1/classify", raw, {"Content-Type": "image/jpeg"})["labels"]
+        order = np.argsort(-want, kind="stable")
+        assert [g["label"] for g in got] == [labels[i] for i in order]
+        np.testing.assert_allclose([g["probability"] for g in got], want[order], rtol=0, atol=TOL)
+        # Labels in the request still win over the server's classifier.
+        q = "label=%E7%8A%AC&label=%E7%8C%AB"
+        assert len(s.json("POST", "/v1/classify?" + q, raw, {"Content-Type": "image/jpeg"})["labels"]) == 2
+    finally:
+        assert s.stop() == 0
+    # A classifier made with another model is refused at start-up.
+    other = jaclip.Model(os.environ.get("JACLIP_TEST_MODEL_BF16", os.path.join(ROOT, "build", "models", "tiny-bf16.jaclip")))
+    jaclip.Classifier(other, labels).save(str(tmp_path / "other.jzs"))
+    with pytest.raises(pytest.fail.Exception, match="built with model .*, not with this model"):
+        Server("--classifier", str(tmp_path / "other.jzs"))

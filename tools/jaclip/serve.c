@@ -14,6 +14,8 @@ static const char serve_usage[] =
     "\n"
     "  -m, --model FILE          model file (default: $JACLIP_MODEL)\n"
     "  -i, --index [NAME=]FILE   an index to search (repeatable); NAME defaults to the file's base name\n"
+    "  -c, --classifier FILE     a classifier saved by 'jaclip classify --save-classifier' (or the\n"
+    "                            library), used by /v1/classify when a request gives no labels\n"
     "      --host ADDR           address to bind (default: 127.0.0.1); a non-loopback one needs --token\n"
     "  -p, --port N              port (default: 8080; 0 picks a free one, printed on stdout)\n"
     "      --token TOKEN         require 'Authorization: Bearer TOKEN' (default: $JACLIP_SERVE_TOKEN)\n"
@@ -567,14 +569,15 @@ int cmd_serve(int argc, char **argv)
         {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
         {"max-body", required_argument, NULL, OPT_MAX_BODY}, {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'},
+        {"classifier", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0}};
     model_args m = {0};
     string_list index_args = {0};
-    const char *host = "127.0.0.1", *token = getenv("JACLIP_SERVE_TOKEN");
+    const char *host = "127.0.0.1", *token = getenv("JACLIP_SERVE_TOKEN"), *classifier_path = NULL;
     long port = 8080, workers = 1, max_requests = 64, max_body = 16L << 20, timeout = 30;
     int opt;
     command_name = "jaclip serve";
-    while ((opt = getopt_long(argc, argv, ":m:i:p:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":m:i:p:c:h", options, NULL)) != -1) {
         switch (opt) {
         case 'm': m.model_path = optarg; break;
         case OPT_DEVICE: m.device = optarg; break;
@@ -587,6 +590,7 @@ int cmd_serve(int argc, char **argv)
         case OPT_MAX_REQUESTS: max_requests = parse_long(optarg, "--max-requests", 1, 10000); break;
         case OPT_MAX_BODY: max_body = parse_long(optarg, "--max-body", 1024, 1L << 30); break;
         case OPT_TIMEOUT: timeout = parse_long(optarg, "--timeout", 1, 3600); break;
+        case 'c': classifier_path = optarg; break;
         case 'h': return help_requested(serve_usage);
         default: bad_option(opt, argv);
         }
@@ -615,6 +619,9 @@ int cmd_serve(int argc, char **argv)
     server *s = xcalloc(1, sizeof *s);
     s->model = load_model(&m);
     s->dim = (size_t)jaclip_model_embedding_dim(s->model);
+    jaclip_status loaded;
+    if (classifier_path && (loaded = jaclip_classifier_load(&s->classifier, classifier_path, s->model)))
+        die(classifier_path, loaded);
     s->nindexes = index_args.count;
     s->indexes = xcalloc(index_args.count, sizeof *s->indexes);
     for (size_t i = 0; i < index_args.count; i++) {
@@ -672,6 +679,7 @@ int cmd_serve(int argc, char **argv)
         free(s->thumbs[i].jpeg);
     free(s->indexes);
     free(index_args.items);
+    jaclip_classifier_free(s->classifier);
     jaclip_model_free(s->model);
     free(s);
     return 0;

@@ -38,6 +38,7 @@ typedef struct {
 
 typedef struct {
     jaclip_model *model;
+    jaclip_classifier *classifier; /* --classifier: used by /v1/classify when no label is given */
     size_t dim;
     served_index *indexes;
     size_t nindexes;

@@ -298,69 +298,19 @@ void api_embed_image(server *s, request *r, reply *out)
 
 /* ---- classify ---- */
 
-/* Unit-length class embeddings [nlabels, D] as the reference zero-shot evaluation builds them: each
- * template filled with the label (every "{}"), each text embedding L2-normalised, averaged per label (in
- * double, in order, as the bindings do), re-normalised. The classifier API can replace this once merged. */
+/* Unit-length class embeddings [nlabels, D] by rinna's zero-shot protocol (jaclip_classifier_create:
+ * each template, with exactly one "{}", filled with the label and encoded, each row L2-normalised,
+ * averaged per label, re-normalised). */
 jaclip_status class_embeddings(jaclip_tensor **out, const jaclip_model *model, const char *const *labels,
                                size_t nlabels, const char *const *templates, size_t ntemplates)
 {
+    /* rinna's ensemble lives once, in the library's classifier. */
+    jaclip_classifier *classifier = NULL;
     *out = NULL;
-    size_t ntexts = nlabels * ntemplates;
-    char **texts = calloc(ntexts, sizeof *texts);
-    jaclip_tensor *emb = NULL, *unit = NULL, *mean = NULL;
-    jaclip_status st = texts ? JACLIP_OK : JACLIP_ERROR_OUT_OF_MEMORY;
-    for (size_t i = 0; !st && i < nlabels; i++)
-        for (size_t j = 0; !st && j < ntemplates; j++) {
-            size_t marks = 0;
-            for (const char *p = templates[j]; (p = strstr(p, "{}")); p += 2)
-                marks++;
-            size_t n = strlen(templates[j]) - 2 * marks + marks * strlen(labels[i]) + 1;
-            char *t = texts[i * ntemplates + j] = malloc(n), *w = t;
-            if (!t) {
-                st = JACLIP_ERROR_OUT_OF_MEMORY;
-                break;
-            }
-            for (const char *p = templates[j]; *p;) {
-                if (p[0] == '{' && p[1] == '}') {
-                    w = stpcpy(w, labels[i]);
-                    p += 2;
-                } else {
-                    *w++ = *p++;
-                }
-            }
-            *w = '\0';
-        }
+    jaclip_status st = jaclip_classifier_create(&classifier, model, labels, nlabels, templates, ntemplates);
     if (!st)
-        st = jaclip_model_encode_texts(&emb, model, (const char *const *)texts, NULL, ntexts);
-    if (!st)
-        st = jaclip_normalize(&unit, emb);
-    size_t dim = (size_t)jaclip_tensor_dim(unit, 1);
-    int64_t shape[2] = {(int64_t)nlabels, (int64_t)dim};
-    if (!st)
-        st = jaclip_tensor_create(&mean, JACLIP_DTYPE_FLOAT32, 2, shape, NULL);
-    double *acc = st ? NULL : calloc(dim ? dim : 1, sizeof *acc);
-    if (!st && !acc)
-        st = JACLIP_ERROR_OUT_OF_MEMORY;
-    if (!st) {
-        const float *u = jaclip_tensor_data(unit);
-        float *m = jaclip_tensor_data_mut(mean);
-        for (size_t i = 0; i < nlabels; i++) {
-            memset(acc, 0, dim * sizeof *acc);
-            for (size_t j = 0; j < ntemplates; j++)
-                for (size_t d = 0; d < dim; d++)
-                    acc[d] += u[(i * ntemplates + j) * dim + d];
-            for (size_t d = 0; d < dim; d++)
-                m[i * dim + d] = (float)(acc[d] / (double)ntemplates);
-        }
-        st = jaclip_normalize(out, mean);
-    }
-    free(acc);
-    for (size_t i = 0; texts && i < ntexts; i++)
-        free(texts[i]);
-    free(texts);
-    jaclip_tensor_free(emb);
-    jaclip_tensor_free(unit);
-    jaclip_tensor_free(mean);
+        st = jaclip_classifier_weights(out, classifier);
+    jaclip_classifier_free(classifier);
     return st;
 }
 
@@ -413,8 +363,11 @@ void api_classify(server *s, request *r, reply *out)
         return;
     collect(r, &labels);
     collect(r, &templates);
-    if (labels.count == 0 || labels.count > MAX_LABELS) {
-        BAD_REQUEST(out, "give 1 to %d 'label' values (repeat the field or the query argument)", MAX_LABELS);
+    /* No labels: the classifier the server was started with (--classifier), if any. */
+    const jaclip_classifier *loaded = labels.count == 0 && templates.count == 0 ? s->classifier : NULL;
+    if (!loaded && (labels.count == 0 || labels.count > MAX_LABELS)) {
+        BAD_REQUEST(out, "give 1 to %d 'label' values (repeat the field or the query argument)%s", MAX_LABELS,
+                    s->classifier ? ", or none (and no template) for the server's classifier" : "");
         return;
     }
     if (templates.count > MAX_TEMPLATES) {
@@ -438,15 +391,18 @@ void api_classify(server *s, request *r, reply *out)
         templates.count = 1;
     }
     double scale;
-    if (!number_option(NULL, arg(r, "scale"), "scale", 100, &scale, out))
+    double default_scale = loaded ? jaclip_classifier_default_scale(loaded) : jaclip_model_default_scale(s->model);
+    if (!number_option(NULL, arg(r, "scale"), "scale", default_scale, &scale, out))
         return;
     if (!take_slot(s)) {
         BUSY(out);
         return;
     }
     jaclip_tensor *classes = NULL, *image = NULL, *probs = NULL;
-    jaclip_status st = class_embeddings(&classes, s->model, labels.items, labels.count, templates.items,
-                                        templates.count);
+    size_t nclasses = loaded ? jaclip_classifier_size(loaded) : labels.count;
+    jaclip_status st = loaded ? jaclip_classifier_weights(&classes, loaded)
+                              : class_embeddings(&classes, s->model, labels.items, labels.count, templates.items,
+                                                 templates.count);
     if (!st)
         st = jaclip_model_encode_image_buffers(&image, s->model, data, size, 1);
     give_slot(s);
@@ -456,14 +412,16 @@ void api_classify(server *s, request *r, reply *out)
         reply_library_error(out, st);
     } else {
         const float *p = jaclip_tensor_data(probs);
-        ranked *order = xcalloc(labels.count, sizeof *order);
-        for (size_t i = 0; i < labels.count; i++)
+        ranked *order = xcalloc(nclasses, sizeof *order);
+        for (size_t i = 0; i < nclasses; i++)
             order[i] = (ranked){i, p[i]};
-        qsort(order, labels.count, sizeof *order, by_probability);
+        qsort(order, nclasses, sizeof *order, by_probability);
         json_t *list = json_array();
-        for (size_t i = 0; list && i < labels.count; i++)
-            json_array_append_new(list, json_pack("{s:s,s:f}", "label", labels.items[order[i].label], "probability",
-                                                  (double)order[i].prob));
+        for (size_t i = 0; list && i < nclasses; i++) {
+            size_t c = order[i].label;
+            const char *name = loaded ? jaclip_classifier_label(loaded, c) : labels.items[c];
+            json_array_append_new(list, json_pack("{s:s,s:f}", "label", name, "probability", (double)order[i].prob));
+        }
         reply_json(out, MHD_HTTP_OK, json_pack("{s:o*}", "labels", list));
         free(order);
     }

@@ -389,11 +389,6 @@ class Model(Owned):
         return self._get(lib.jaclip_model_precision_reason).decode()
 
     @property
-    def fingerprint(self):
-        """The model file's identity, "family-dim-digest" (jaclip_model_fingerprint)."""
-        return self._get(lib.jaclip_model_fingerprint).decode()
-
-    @property
     def image_mean(self):
         with self._h as p:
             return tuple(lib.jaclip_model_image_mean(p)[:3])
@@ -451,19 +446,11 @@ class Model(Owned):
     @property
     def family(self):
         """"cloob" or "clip"."""
-        from . import _classifier  # noqa: F401  (declares the function)
         return self._get(lib.jaclip_model_family).decode()
-
-    @property
-    def fingerprint(self):
-        """"FAMILY-DIM-DIGEST", naming these weights (jaclip_model_fingerprint)."""
-        from . import _classifier  # noqa: F401
-        return self._get(lib.jaclip_model_fingerprint).decode()
 
     @property
     def default_scale(self):
         """The model's own probability scale: 100 for CLOOB, exp(logit_scale) for CLIP."""
-        from . import _classifier  # noqa: F401
         return self._get(lib.jaclip_model_default_scale)
 
     def encode_labels(self, labels, template=None):

@@ -6,38 +6,9 @@ import os
 from . import _errors
 from ._api import Image, Prediction, _ImageList, _is_buffer, _is_path, _text_bytes
 from ._handle import Handle, Owned
-from ._lib import PP, P, c_char_pp, c_size_p, check, lib
+from ._lib import P, check, lib
 from ._tensor import FLOAT32, CTensors, call
 
-_c_str_array_p = ctypes.POINTER(ctypes.POINTER(ctypes.c_char_p))
-_SIGNATURES = {
-    "jaclip_model_family": (ctypes.c_char_p, [P]),
-    "jaclip_model_fingerprint": (ctypes.c_char_p, [P]),
-    "jaclip_model_default_scale": (ctypes.c_float, [P]),
-    "jaclip_preset_labels": (ctypes.c_int, [_c_str_array_p, c_size_p, ctypes.c_char_p]),
-    "jaclip_preset_templates": (ctypes.c_int, [_c_str_array_p, c_size_p, ctypes.c_char_p]),
-    "jaclip_classifier_create": (ctypes.c_int, [PP, P, c_char_pp, ctypes.c_size_t, c_char_pp, ctypes.c_size_t]),
-    "jaclip_classifier_free": (None, [P]),
-    "jaclip_classifier_size": (ctypes.c_size_t, [P]),
-    "jaclip_classifier_dim": (ctypes.c_size_t, [P]),
-    "jaclip_classifier_template_count": (ctypes.c_size_t, [P]),
-    "jaclip_classifier_label": (ctypes.c_char_p, [P, ctypes.c_size_t]),
-    "jaclip_classifier_template": (ctypes.c_char_p, [P, ctypes.c_size_t]),
-    "jaclip_classifier_default_scale": (ctypes.c_float, [P]),
-    "jaclip_classifier_fingerprint": (ctypes.c_char_p, [P]),
-    "jaclip_classifier_weights": (ctypes.c_int, [PP, P]),
-    "jaclip_classifier_save": (ctypes.c_int, [P, ctypes.c_char_p]),
-    "jaclip_classifier_load": (ctypes.c_int, [PP, ctypes.c_char_p, P]),
-    "jaclip_classifier_scores": (ctypes.c_int, [PP, P, P]),
-    "jaclip_classifier_classify_features": (ctypes.c_int, [PP, P, P, ctypes.c_float]),
-    "jaclip_classifier_classify_images": (ctypes.c_int, [PP, P, P, PP, ctypes.c_size_t, ctypes.c_float]),
-    "jaclip_classifier_classify_image_files": (ctypes.c_int, [PP, P, P, c_char_pp, ctypes.c_size_t, ctypes.c_float]),
-    "jaclip_classifier_classify_image_buffers": (ctypes.c_int, [PP, P, P, c_char_pp, c_size_p, ctypes.c_size_t,
-                                                                ctypes.c_float]),
-}
-for _name, (_restype, _argtypes) in _SIGNATURES.items():
-    _fn = getattr(lib, _name)
-    _fn.restype, _fn.argtypes = _restype, _argtypes
 
 
 def _preset(fn, name):
