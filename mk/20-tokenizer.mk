@@ -36,7 +36,10 @@ $(TOK_DIR)/%.o: lib/%.c $(TOK_HDRS) | $(TOK_DIR)/.dir
 $(TOK_DIR)/%.o: lib/%.cpp $(TOK_HDRS) | $(TOK_DIR)/.dir
 	$(CXX) $(filter-out -fvisibility=hidden,$(CXXFLAGS_LIB)) -c $< -o $@
 
-$(TOK_LIB): $(TOK_DIR)/error.o $(TOK_DIR)/tensor.o $(TOK_DIR)/tokenizer.o
+# Every object of TOK_SRCS, so a source added there is linked too.
+TOK_OBJS = $(patsubst lib/%,$(1)/%.o,$(basename $(TOK_SRCS)))
+
+$(TOK_LIB): $(call TOK_OBJS,$(TOK_DIR))
 	$(CXX) -shared -Wl,--no-undefined -o $@ $^ $(TOK_LIBS) -lm -lpthread
 
 $(TOK_TEST): test/c/test_tokenizer.c test/c/check.h $(TOK_LIB)
@@ -60,10 +63,13 @@ $(TOK_FUZZ): test/fuzz/fuzz_tokenizer.cpp $(TOK_SRCS) $(TOK_HDRS) | $(BUILD)/fuz
 		-c lib/error.c -o $(BUILD)/fuzz/error.o
 	$(CLANG) -std=c11 -D_GNU_SOURCE -O1 -g $(TOK_SAN) -fsanitize=fuzzer-no-link -Iinclude -Ilib \
 		-c lib/tensor.c -o $(BUILD)/fuzz/tensor.o
+	$(CLANG) -std=c11 -D_GNU_SOURCE -O1 -g $(TOK_SAN) -fsanitize=fuzzer-no-link -Iinclude -Ilib \
+		-c lib/file_input.c -o $(BUILD)/fuzz/file_input.o
 	$(CLANGXX) -std=c++17 -D_GNU_SOURCE -O1 -g $(TOK_SAN) -fsanitize=fuzzer-no-link -Iinclude -Ilib \
 		$(PKG_CFLAGS) -c lib/tokenizer.cpp -o $(BUILD)/fuzz/tokenizer.o
 	$(CLANGXX) -std=c++17 -O1 -g $(TOK_SAN) -fsanitize=fuzzer -Iinclude -o $@ test/fuzz/fuzz_tokenizer.cpp \
-		$(BUILD)/fuzz/error.o $(BUILD)/fuzz/tensor.o $(BUILD)/fuzz/tokenizer.o $(TOK_LIBS) -lm -lpthread
+		$(BUILD)/fuzz/error.o $(BUILD)/fuzz/tensor.o $(BUILD)/fuzz/file_input.o $(BUILD)/fuzz/tokenizer.o \
+		$(TOK_LIBS) -lm -lpthread
 
 # Seeds: the first lines of each text, each after a control byte of 0 (one text, 77 tokens); a few
 # fixed strings when the shared data is absent. Generated here, never committed.
