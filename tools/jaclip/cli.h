@@ -42,6 +42,7 @@ typedef struct {
     const char *model_path, *device;
     int threads;
     uint32_t image_flags; /* JACLIP_IMAGE_*, e.g. from --exif-transpose */
+    jaclip_precision precision; /* DEFAULT unless a command offers --precision */
 } model_args;
 
 /* Long-option codes shared by the commands; a command's own codes start at OPT_COMMAND_BASE. */

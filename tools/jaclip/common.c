@@ -116,7 +116,8 @@ jaclip_model *load_model(model_args *m)
     if ((st = jaclip_model_options_create(&opts)) ||
         (m->device && (st = jaclip_model_options_set_device(opts, m->device))) ||
         (m->threads && (st = jaclip_model_options_set_num_threads(opts, m->threads))) ||
-        (m->image_flags && (st = jaclip_model_options_set_image_flags(opts, m->image_flags)))) {
+        (m->image_flags && (st = jaclip_model_options_set_image_flags(opts, m->image_flags))) ||
+        (m->precision && (st = jaclip_model_options_set_precision(opts, m->precision)))) {
         jaclip_model_options_free(opts);
         die(m->model_path, st);
     }

@@ -26,27 +26,6 @@ static jaclip_precision parse_precision(const char *text)
     usage_error("--precision must be default, fp32, bf16 or int8, got '%s'", text);
 }
 
-static jaclip_model *load_with_precision(model_args *m, jaclip_precision precision)
-{
-    if (!m->model_path || !*m->model_path)
-        m->model_path = getenv("JACLIP_MODEL");
-    if (!m->model_path || !*m->model_path)
-        usage_error("no model: pass --model FILE or set JACLIP_MODEL");
-    jaclip_model_options *opts = NULL;
-    jaclip_model *model = NULL;
-    jaclip_status st;
-    if ((st = jaclip_model_options_create(&opts)) ||
-        (m->device && (st = jaclip_model_options_set_device(opts, m->device))) ||
-        (m->threads && (st = jaclip_model_options_set_num_threads(opts, m->threads))) ||
-        (st = jaclip_model_options_set_precision(opts, precision)) ||
-        (st = jaclip_model_load(&model, m->model_path, opts))) {
-        jaclip_model_options_free(opts);
-        die(m->model_path, st);
-    }
-    jaclip_model_options_free(opts);
-    return model;
-}
-
 int cmd_info(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -55,7 +34,6 @@ int cmd_info(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     model_args m = {0};
-    jaclip_precision precision = JACLIP_PRECISION_DEFAULT;
     bool json = false;
     int opt;
     command_name = "jaclip info";
@@ -63,7 +41,7 @@ int cmd_info(int argc, char **argv)
         if (model_option(&m, opt))
             continue;
         switch (opt) {
-        case OPT_PRECISION: precision = parse_precision(optarg); break;
+        case OPT_PRECISION: m.precision = parse_precision(optarg); break;
         case OPT_JSON: json = true; break;
         case 'h': return help_requested(info_usage);
         default: bad_option(opt, argv);
@@ -73,7 +51,7 @@ int cmd_info(int argc, char **argv)
         m.model_path = argv[optind++];
     if (optind != argc)
         usage_error("unexpected argument '%s'", argv[optind]);
-    jaclip_model *model = load_with_precision(&m, precision);
+    jaclip_model *model = load_model(&m);
     const char *ran = precision_names[jaclip_model_precision(model)];
     if (json) {
         fputs("{\"model\": ", stdout);
