@@ -210,6 +210,13 @@ typedef struct jaclip_tokenizer jaclip_tokenizer;
 #define JACLIP_NUL_TERMINATED ((size_t)-1)
 /* The reference context length. */
 #define JACLIP_DEFAULT_MAX_LENGTH 77
+/* Bounds on what the tokenizer reads (SentencePiece's time grows with the square of a run of unknown
+ * characters, its memory by ~100-250 bytes per byte): at most JACLIP_TOKENIZER_MAX_RUN bytes without
+ * a space, tab, CR or LF, and JACLIP_TOKENIZER_MAX_SPAN bytes between two special tokens. encode reads
+ * of a text only a prefix, cut at whitespace, that gives max_length-1 ids (the same ids as the whole
+ * text), so what lies beyond is never read; text over a bound that must be read is INVALID_ARGUMENT. */
+#define JACLIP_TOKENIZER_MAX_RUN 65536
+#define JACLIP_TOKENIZER_MAX_SPAN (1 << 20)
 
 /* Loads a SentencePiece .model file (a regular file of at most 1 GB; a FIFO or device is IO, without
  * blocking). Errors: INVALID_ARGUMENT, IO, TOKENIZER. */
@@ -226,14 +233,17 @@ JACLIP_API const char *jaclip_tokenizer_id_to_piece(const jaclip_tokenizer *toke
  * [CLS] + the first max_length-1 ids of text i + [PAD]... ; mask 1 for [CLS] and real ids, 0 for
  * padding. lengths may be NULL (all NUL-terminated) or give each text's byte length
  * (JACLIP_NUL_TERMINATED allowed per entry). max_length 0 means 77; otherwise 2..4096.
- * out_mask may be NULL. Errors: INVALID_ARGUMENT, INVALID_UTF8 (message names the text and byte
- * offset), OUT_OF_MEMORY. */
+ * out_mask may be NULL. Only as much of a text as gives max_length-1 ids is tokenized (the ids are
+ * those of the whole text); all of it is checked as UTF-8. Errors: INVALID_ARGUMENT (also text over
+ * JACLIP_TOKENIZER_MAX_RUN / _MAX_SPAN that must be read), INVALID_UTF8 (message names the text and
+ * byte offset), OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_tokenizer_encode(jaclip_tensor **out_ids, jaclip_tensor **out_mask,
                                                  const jaclip_tokenizer *tokenizer,
                                                  const char *const *texts, const size_t *lengths,
                                                  size_t n, size_t max_length);
 /* Every id of one text before framing and truncation (no [CLS], no padding) as int64 [count]; a count
- * over max_length-1 means the model will see a truncated text. Pieces via _id_to_piece. */
+ * over max_length-1 means the model will see a truncated text. Pieces via _id_to_piece. Errors as
+ * _encode; it reads the whole text, so a run or span over the bounds anywhere is INVALID_ARGUMENT. */
 JACLIP_API jaclip_status jaclip_tokenizer_tokenize(jaclip_tensor **out_ids,
                                                    const jaclip_tokenizer *tokenizer,
                                                    const char *text, size_t length);

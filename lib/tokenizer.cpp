@@ -171,6 +171,9 @@ struct jaclip_tokenizer {
     SpProcessor sp;
     int special_ids[kNumSpecials];
     int64_t vocab_size;
+    // True when no piece holds "▁" after its first character: then no piece spans a whitespace
+    // byte, and a prefix cut at whitespace tokenizes as the whole text does up to there.
+    bool chunk_at_whitespace;
 };
 
 namespace {
@@ -299,15 +302,76 @@ size_t trailing_space(std::string_view t)
     return t.size() - end;
 }
 
+enum class TokenizeResult { ok, bad_utf8, run_too_long, span_too_long };
+
+bool is_chunk_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+size_t longest_run(std::string_view t)
+{
+    size_t longest = 0, run = 0;
+    for (char c : t) {
+        run = is_chunk_space(c) ? 0 : run + 1;
+        longest = run > longest ? run : longest;
+    }
+    return longest;
+}
+
+// Where to end a prefix of about target bytes: at a whitespace byte after prev and at most target,
+// else at the first one after target (no further than a run can be), else at the end.
+size_t choose_cut(std::string_view t, size_t target, size_t prev)
+{
+    if (target >= t.size())
+        return t.size();
+    for (size_t i = target; i > prev; i--)
+        if (is_chunk_space(t[i]))
+            return i;
+    for (size_t i = target + 1; i < t.size(); i++)
+        if (is_chunk_space(t[i]) || i - target > JACLIP_TOKENIZER_MAX_RUN)
+            return i;
+    return t.size();
+}
+
+// Appends the ids of text t (lower-cased, between special tokens) until ids holds limit ids.
+// SentencePiece turns each whitespace run into a "▁" that starts a piece, and no piece holds one
+// inside (chunk_at_whitespace), so every segmentation has a boundary there; its Viterbi pass is
+// causal, so a prefix of t cut at whitespace gives exactly the whole text's first ids, float ties
+// included (separate calls per chunk would not: ties break on the score summed from the start). The
+// prefix grows until it gives enough ids, so a long text costs what its first ids cost.
+TokenizeResult encode_piece(const jaclip_tokenizer *tok, std::string_view t, size_t limit, std::vector<int> *ids)
+{
+    size_t needed = limit - ids->size();
+    bool whole = limit == SIZE_MAX || !tok->chunk_at_whitespace || needed > t.size() / 16;
+    size_t target = whole ? t.size() : needed * 16, cut = 0;
+    std::vector<int> piece_ids;
+    for (;;) {
+        cut = choose_cut(t, target, cut);
+        std::string_view prefix = t.substr(0, cut);
+        if (longest_run(prefix) > JACLIP_TOKENIZER_MAX_RUN)
+            return TokenizeResult::run_too_long;
+        if (prefix.size() > JACLIP_TOKENIZER_MAX_SPAN)
+            return TokenizeResult::span_too_long;
+        piece_ids.clear();
+        std::string err = tok->sp.encode(prefix, &piece_ids);
+        if (!err.empty())
+            throw std::runtime_error("SentencePiece failed: " + err);
+        if (piece_ids.size() >= needed || cut == t.size()) {
+            ids->insert(ids->end(), piece_ids.begin(), piece_ids.end());
+            return TokenizeResult::ok;
+        }
+        target = cut * 2;
+    }
+}
+
 struct Piece {  // a chunk of the lower-cased text, or a special token (special >= 0)
     int special;
     std::string_view text;
 };
 
-// Validates, lower-cases and tokenizes one text, appending its ids to ids. On invalid UTF-8 returns
-// false with *bad_offset and *why set.
-bool tokenize_one(const jaclip_tokenizer *tok, const char *text, size_t length, std::vector<int> *ids,
-                  size_t *bad_offset, const char **why)
+// Validates, lower-cases and tokenizes one text, appending its ids to ids; stops feeding
+// SentencePiece once ids holds at least limit ids (those ids are the same as the whole text's first
+// ones). Invalid UTF-8 anywhere sets *bad_offset and *why.
+TokenizeResult tokenize_one(const jaclip_tokenizer *tok, const char *text, size_t length, size_t limit,
+                            std::vector<int> *ids, size_t *bad_offset, const char **why)
 {
     const auto *s = (const unsigned char *)text;
     std::string_view src(text, length);
@@ -318,7 +382,7 @@ bool tokenize_one(const jaclip_tokenizer *tok, const char *text, size_t length, 
         size_t len = decode_utf8(s, length, i, &cp, why);
         if (len == 0) {
             *bad_offset = i;
-            return false;
+            return TokenizeResult::bad_utf8;
         }
         i += len;
     }
@@ -359,9 +423,9 @@ bool tokenize_one(const jaclip_tokenizer *tok, const char *text, size_t length, 
     if (chunk_start < low.size())
         pieces.push_back({-1, low.substr(chunk_start)});
 
-    // Step 3: strip whitespace next to special tokens. Step 4: ids, one SentencePiece call per chunk.
-    std::vector<int> chunk_ids;
-    for (size_t p = 0; p < pieces.size(); p++) {
+    // Step 3: strip whitespace next to special tokens. Step 4: ids, one SentencePiece call per chunk
+    // (on a prefix of it when that gives the ids still needed).
+    for (size_t p = 0; p < pieces.size() && ids->size() < limit; p++) {
         if (pieces[p].special >= 0) {
             ids->push_back(tok->special_ids[pieces[p].special]);
             continue;
@@ -371,15 +435,11 @@ bool tokenize_one(const jaclip_tokenizer *tok, const char *text, size_t length, 
             t.remove_prefix(leading_space(t));
         if (p + 1 < pieces.size() && pieces[p + 1].special >= 0)
             t.remove_suffix(trailing_space(t));
-        if (t.empty())
-            continue;
-        chunk_ids.clear();
-        std::string err = tok->sp.encode(t, &chunk_ids);
-        if (!err.empty())
-            throw std::runtime_error("SentencePiece failed: " + err);
-        ids->insert(ids->end(), chunk_ids.begin(), chunk_ids.end());
+        TokenizeResult r = encode_piece(tok, t, limit, ids);
+        if (r != TokenizeResult::ok)
+            return r;
     }
-    return true;
+    return TokenizeResult::ok;
 }
 
 jaclip_status fail_exception()
@@ -421,8 +481,30 @@ jaclip_status load_serialized(jaclip_tokenizer **out, std::string_view bytes, co
             return jc_fail(JACLIP_ERROR_TOKENIZER, "%s: SentencePiece model has no %s piece", what,
                            std::string(kSpecials[k]).c_str());
     }
+    tok->chunk_at_whitespace = true;
+    for (int id = 0; id < tok->vocab_size && tok->chunk_at_whitespace; id++) {
+        const std::string &piece = tok->sp.id_to_piece(id);
+        if (piece.size() > 3 && piece.find("\xE2\x96\x81", 1) != std::string::npos)
+            tok->chunk_at_whitespace = false;
+    }
     *out = tok.release();
     return JACLIP_OK;
+}
+
+jaclip_status fail_tokenize(TokenizeResult r, size_t text, size_t bad, const char *why)
+{
+    if (r == TokenizeResult::bad_utf8)
+        return jc_fail(JACLIP_ERROR_INVALID_UTF8, "text %zu: invalid UTF-8 at byte offset %zu (%s)", text, bad,
+                       why);
+    if (r == TokenizeResult::run_too_long)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                       "text %zu: more than %d bytes without a space, tab or line break where the tokenizer "
+                       "still needs ids (JACLIP_TOKENIZER_MAX_RUN)",
+                       text, JACLIP_TOKENIZER_MAX_RUN);
+    return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                   "text %zu: more than %d bytes between special tokens where the tokenizer still needs ids "
+                   "(JACLIP_TOKENIZER_MAX_SPAN)",
+                   text, JACLIP_TOKENIZER_MAX_SPAN);
 }
 
 }  // namespace
@@ -528,11 +610,11 @@ jaclip_status jaclip_tokenizer_encode(jaclip_tensor **out_ids, jaclip_tensor **o
             size_t bad = 0;
             const char *why = "";
             ids.clear();
-            if (!tokenize_one(tokenizer, texts[i], len, &ids, &bad, &why)) {
+            TokenizeResult r = tokenize_one(tokenizer, texts[i], len, max_length - 1, &ids, &bad, &why);
+            if (r != TokenizeResult::ok) {
                 jaclip_tensor_free(ids_t);
                 jaclip_tensor_free(mask_t);
-                return jc_fail(JACLIP_ERROR_INVALID_UTF8, "text %zu: invalid UTF-8 at byte offset %zu (%s)",
-                               i, bad, why);
+                return fail_tokenize(r, i, bad, why);
             }
             size_t keep = ids.size() < max_length - 1 ? ids.size() : max_length - 1;
             ids_row[0] = tokenizer->special_ids[kClsIndex];
@@ -573,9 +655,9 @@ jaclip_status jaclip_tokenizer_tokenize(jaclip_tensor **out_ids, const jaclip_to
         std::vector<int> ids;
         size_t bad = 0;
         const char *why = "";
-        if (!tokenize_one(tokenizer, text, length, &ids, &bad, &why))
-            return jc_fail(JACLIP_ERROR_INVALID_UTF8, "text 0: invalid UTF-8 at byte offset %zu (%s)", bad,
-                           why);
+        TokenizeResult r = tokenize_one(tokenizer, text, length, SIZE_MAX, &ids, &bad, &why);
+        if (r != TokenizeResult::ok)
+            return fail_tokenize(r, 0, bad, why);
         int64_t count = (int64_t)ids.size();
         jaclip_tensor *t = NULL;
         jaclip_status st = jc_tensor_new(&t, JACLIP_DTYPE_INT64, 1, &count);

@@ -72,12 +72,14 @@ $(TOK_FUZZ): test/fuzz/fuzz_tokenizer.cpp $(TOK_SRCS) $(TOK_HDRS) | $(BUILD)/fuz
 		$(TOK_LIBS) -lm -lpthread
 
 # Seeds: the first lines of each text, each after a control byte of 0 (one text, 77 tokens); a few
-# fixed strings when the shared data is absent. Generated here, never committed.
+# fixed strings when the shared data is absent; prefix-cut: one long spaced text framed at 2 (encode
+# reads a prefix of it). Generated here, never committed.
 $(BUILD)/fuzz/seed/.done: | $(BUILD)/fuzz/.dir
 	i=0; for f in $(wildcard $(TOK_TEXTS)); do head -n 12 $$f | tr -d '\r' | while IFS= read -r line; do \
 	  i=$$((i+1)); printf '\000%s' "$$line" > $(BUILD)/fuzz/seed/$$(basename $$f .txt)-$$i; done; done
 	printf '\001犬[SEP]猫 <S> ΟΔΟΣ İ' > $(BUILD)/fuzz/seed/specials
 	printf '\023吾輩は猫である。\013[MASK]\302\205 ＡＢＣ 😀' > $(BUILD)/fuzz/seed/mixed
+	{ printf '\004'; for i in $$(seq 40); do printf '犬 猫\t写真\n😀😀 '; done; } > $(BUILD)/fuzz/seed/prefix-cut
 	touch $@
 
 test-fuzz-tokenizer: $(TOK_FUZZ) $(BUILD)/fuzz/seed/.done

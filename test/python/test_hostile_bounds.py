@@ -178,3 +178,37 @@ def test_index_build_counts_what_it_skips_and_escapes_names(tmp_path):
     rc, out, err, _ = run_bounded([JACLIP, "search", "--model", TINY_MODEL, "--index", str(index), "-k", "5", "犬"],
                                   4096, 60)
     assert rc == 0 and b"\x1b" not in out and len(out.decode().splitlines()) == 5, (out, err)
+
+
+def test_text_cost_is_bounded_by_what_the_model_reads():
+    # Before chunked tokenisation: 2 M emoji after a short caption took over 120 s (quadratic upstream
+    # on a run of unknown characters) and 10 MB of "[<" grew to 2.5 GB. Now the caption's ids are all
+    # encode needs, a needed run over JACLIP_TOKENIZER_MAX_RUN is refused at once, and tokenize of a
+    # spaced text up to JACLIP_TOKENIZER_MAX_SPAN is read whole. Each case runs in a child under a 1 GB address-space limit.
+    got = python_cases(PRELUDE + f"MODEL_PATH = {os.path.join(ROOT, 'data', 'rinna-japanese-spiece.model')!r}\n" + """
+import time
+tok = jaclip.Tokenizer(MODEL_PATH)
+def timed(name, fn):
+    t = time.monotonic()
+    case(name, fn)
+    results[name + " s"] = time.monotonic() - t
+timed("caption + 2M emoji", lambda: tok.encode(["海辺の犬 " * 20 + "😀" * 2000000]))
+timed("2M emoji", lambda: tok.encode(["😀" * 2000000]))
+timed("10 MB of [<", lambda: tok.tokenize("[<" * 5000000))
+timed("1 MB of NUL", lambda: tok.encode(["\\x00" * 1000000]))
+ids = tok.encode(["海辺の犬 " * 20 + "😀" * 2000000])[0][0].tolist()
+results["same ids"] = ids == tok.encode(["海辺の犬 " * 20])[0][0].tolist()
+t = time.monotonic()
+results["spaced 1 MiB ids"] = int(tok.tokenize("犬 猫 " * 131072).shape[0])
+results["spaced 1 MiB s"] = time.monotonic() - t
+timed("spaced 10 MB", lambda: tok.tokenize("犬 猫 " * 1250000))
+print(json.dumps(results))
+""", as_mb=1024, timeout=120)
+    print(got)
+    assert got["caption + 2M emoji"] == "no error" and got["same ids"], got
+    for name in ("2M emoji", "10 MB of [<", "1 MB of NUL"):
+        assert got[name].startswith("InvalidArgumentError") and "JACLIP_TOKENIZER_MAX_RUN" in got[name], got
+    assert got["spaced 1 MiB ids"] == 4 * 131072
+    assert got["spaced 10 MB"].startswith("InvalidArgumentError") and "JACLIP_TOKENIZER_MAX_SPAN" in got["spaced 10 MB"]
+    for name in ("caption + 2M emoji", "2M emoji", "10 MB of [<", "1 MB of NUL", "spaced 1 MiB", "spaced 10 MB"):
+        assert got[name + " s"] < 20, got  # was over 120 s, or 2.5 GB, before
