@@ -212,3 +212,58 @@ print(json.dumps(results))
     assert got["spaced 10 MB"].startswith("InvalidArgumentError") and "JACLIP_TOKENIZER_MAX_SPAN" in got["spaced 10 MB"]
     for name in ("caption + 2M emoji", "2M emoji", "10 MB of [<", "1 MB of NUL", "spaced 1 MiB", "spaced 10 MB"):
         assert got[name + " s"] < 20, got  # was over 120 s, or 2.5 GB, before
+
+
+def test_model_file_swapped_during_loads(tmp_path):
+    # Issue 13 item 6: the archive check and libtorch must read the same bytes. A thread keeps
+    # renaming three files over one path (two valid models with different weights, one truncated)
+    # while the test loads from it: every load is either refused as MODEL_FORMAT or gives the model
+    # whose fingerprint it reports (libtorch reading another file than the one checked would give
+    # one model's features under the other's fingerprint).
+    import threading
+    import numpy as np  # noqa: the binding's arrays
+    sys.path.insert(0, BINDING)
+    import jaclip
+    from conftest import TINY_MODEL_BF16, assert_features_close
+    sources = [TINY_MODEL, TINY_MODEL_BF16, os.path.join(os.path.dirname(TINY_MODEL), "bad", "truncated.jaclip")]
+    expected = {}
+    for src in sources[:2]:
+        with jaclip.Model(src) as m:
+            expected[m.fingerprint] = m.encode_texts(["犬の写真"])
+    assert len(expected) == 2
+    a, b = expected.values()
+    assert np.abs(a - b).max() > 1e-3 * np.abs(a).max()  # the two models are told apart by their features
+    path = str(tmp_path / "model.jaclip")
+    os.link(sources[0], path)
+    stop = threading.Event()
+    swaps = [0]
+
+    def swapper():
+        while not stop.is_set():
+            for i, src in enumerate(sources):
+                tmp = str(tmp_path / f"next{i}")
+                if os.path.lexists(tmp):  # rename() between two links of one file does nothing
+                    os.unlink(tmp)
+                os.link(src, tmp)
+                os.replace(tmp, path)
+                swaps[0] += 1
+                stop.wait(0.003)  # about as long as parts of one load, so swaps land inside loads
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    loads, refused = 0, 0
+    try:
+        for _ in range(60):
+            try:
+                with jaclip.Model(path) as m:
+                    got = m.encode_texts(["犬の写真"])
+                    assert m.fingerprint in expected, m.fingerprint
+                    assert_features_close(got, expected[m.fingerprint])
+                    loads += 1
+            except jaclip.ModelFormatError:
+                refused += 1
+    finally:
+        stop.set()
+        thread.join()
+    print(f"{loads} loads and {refused} refusals during {swaps[0]} swaps")
+    assert loads >= 10 and refused >= 5 and swaps[0] > 60
