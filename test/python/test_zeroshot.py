@@ -233,6 +233,24 @@ def test_classify_takes_a_directory_and_skips_unreadable_files(folder, tmp_path)
     assert strict.returncode == 1 and strict.stdout == "" and "broken.jpg" in strict.stderr
 
 
+def test_python_encode_images_can_skip_unreadable_files(model, folder):
+    # Before: one unreadable file failed the whole batch, with no way to keep the others.
+    root, files = folder
+    with pytest.raises(jaclip.ImageDecodeError):
+        model.encode_images(files)
+    result = model.encode_images(files, errors="skip")
+    readable = [i for i, f in enumerate(files) if f.endswith(".png") and "empty" not in f]
+    assert result.kept == readable
+    assert sorted(i for i, _ in result.skipped) == sorted(set(range(len(files))) - set(readable))
+    assert all(isinstance(e, (jaclip.ImageDecodeError, jaclip.InputOutputError)) for _, e in result.skipped)
+    np.testing.assert_array_equal(result.features[0], model.encode_images([files[readable[0]]])[0])
+    assert result.features.shape == (len(readable), model.embedding_dim)
+    everything = model.encode_images([files[i] for i in readable], errors="skip")
+    assert everything.kept == list(range(len(readable))) and everything.skipped == []
+    with pytest.raises(ValueError):
+        model.encode_images(files, errors="ignore")
+
+
 def test_classify_top_k_and_labels_file(folder, tmp_path):
     root, files = folder
     labels = ["犬", "猫, 白い", "象", "車"]  # a label with a comma only a file can give

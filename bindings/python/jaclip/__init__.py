@@ -12,7 +12,7 @@ from ._errors import (BackendError, ClosedError, DeviceUnavailableError, Error, 
                       ImageTooLargeError, IndexFormatError, InputOutputError, InternalError,
                       InvalidArgumentError, InvalidUTF8Error, ModelFormatError, ModelMismatchError, NotFoundError,
                       OutOfMemoryError, ShapeError, TokenizerError, VersionError)
-from ._api import (Image, Model, Prediction, Tokenizer, normalize, preprocess_images, probabilities,
+from ._api import (Image, Model, Prediction, SkippedImages, Tokenizer, normalize, preprocess_images, probabilities,
                    similarity, softmax, topk)
 from ._index import Hit, Index
 from ._sync import sync_index
@@ -69,5 +69,5 @@ __all__ = [
     "TokenizerError", "VersionError", "Ann", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
     "normalize", "preprocess_images", "sync_index", "probabilities", "similarity", "softmax", "topk", "check_version",
     "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
-    "Classifier", "preset_labels", "preset_templates",
+    "Classifier", "preset_labels", "preset_templates", "SkippedImages",
 ]

@@ -18,6 +18,11 @@ _PIXEL_BYTES = {1: 1, 2: 3, 3: 4, 4: 2}  # jaclip_pixel_format -> bytes per pixe
 EXIF_TRANSPOSE = 1
 
 Prediction = collections.namedtuple("Prediction", "label probability")
+# Model.encode_images(..., errors="skip"): the rows of the images that could be read, their input
+# indices, and (index, exception) for each left out.
+SkippedImages = collections.namedtuple("SkippedImages", "features kept skipped")
+# Failures that belong to one input image, so skipping it is right (the CLI's rule, tools/jaclip/batch.c).
+_FILE_ERRORS = (_errors.InputOutputError, _errors.ImageDecodeError, _errors.ImageTooLargeError)
 
 
 def _kind(kind):
@@ -404,11 +409,37 @@ class Model(Owned):
         return self._tokenizer
 
     # -- encoding
-    def encode_images(self, images):
-        """float32 [n, D] for a list of image paths, encoded bytes (JPEG/PNG) or jaclip.Images."""
+    def encode_images(self, images, errors="raise"):
+        """float32 [n, D] for a list of image paths, encoded bytes (JPEG/PNG) or jaclip.Images.
+        errors="skip": an image that cannot be read, decoded or is over the pixel limit is left out
+        instead of failing the batch, and the result is SkippedImages(features [k, D], kept: the
+        input indices of the k rows, skipped: [(index, exception)]); other errors still raise."""
         if isinstance(images, (str, bytes, Image)) or _is_path(images):
             raise TypeError("expected a list of images, not a single image")
+        if errors not in ("raise", "skip"):
+            raise ValueError(f'errors must be "raise" or "skip", got {errors!r}')
         images = list(images)
+        if errors == "skip":
+            return self._encode_images_skipping(images)
+        return self._encode_image_list(images)
+
+    def _encode_images_skipping(self, images):
+        try:
+            return SkippedImages(self._encode_image_list(images), list(range(len(images))), [])
+        except _FILE_ERRORS:
+            pass
+        rows, kept, skipped = [], [], []
+        for i, image in enumerate(images):  # one of them failed: find which, one at a time
+            try:
+                rows.append(self._encode_image_list([image]))
+                kept.append(i)
+            except _FILE_ERRORS as e:
+                skipped.append((i, e))
+        dim = self.embedding_dim
+        features = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
+        return SkippedImages(features, kept, skipped)
+
+    def _encode_image_list(self, images):
         with self._h as p:
             if images and all(_is_path(x) for x in images):
                 paths = [os.fsencode(x) for x in images]
