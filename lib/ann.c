@@ -499,23 +499,19 @@ jaclip_status jaclip_ann_load(jaclip_ann **out, const char *path, const jaclip_i
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s is NULL", path ? "index" : "path");
     if (flags)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown ANN load flags 0x%x", flags);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return jc_fail(JACLIP_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    jaclip_ann *ann = NULL;
-    jaclip_status st;
-    if (fstat(fd, &sb))
-        st = jc_fail(JACLIP_ERROR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode))
-        st = jc_fail(JACLIP_ERROR_IO, "%s: not a regular file", path);
-    else if (!(ann = calloc(1, sizeof *ann)))
+    int fd;
+    uint64_t file_size;
+    jaclip_status st = jc_open_regular(path, "ANN file", &fd, &file_size);  /* a FIFO: IO, not a hang */
+    if (st)
+        return st;
+    jaclip_ann *ann = calloc(1, sizeof *ann);
+    if (!ann)
         st = jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory");
     else {
         ann->index = index;
         ann->rows = jaclip_index_size(index);
         ann->dim = jaclip_index_dim(index);
-        st = load_checked(ann, fd, (uint64_t)sb.st_size, path);
+        st = load_checked(ann, fd, file_size, path);
     }
     close(fd);
     if (st) {

@@ -18,6 +18,110 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <stdexcept>
+#include <unordered_set>
+
+// ---- allocations while faiss reads a file -----------------------------------------------------------
+// faiss::read_index trusts the sizes in its stream (it resizes a vector before reading its bytes) and
+// leaks what it built when it throws half-way. A crafted ANN file with valid checksums (test/fuzz/
+// fuzz_ann.c) made it allocate 3.5 GB from 25 bytes, and leak on every refusal. So the plugin, linked
+// -Bsymbolic, defines operator new/delete for its own code (faiss included): while a read is under way
+// on this thread, allocations draw on a budget tied to the file's size, and each live one is recorded,
+// so that a failed read frees everything it allocated. Other code and other threads are unaffected.
+namespace {
+
+template <class T> struct MallocAllocator {  // the record must not allocate through operator new
+    using value_type = T;
+    MallocAllocator() = default;
+    template <class U> MallocAllocator(const MallocAllocator<U> &) {}
+    T *allocate(size_t n)
+    {
+        if (void *p = std::malloc(n * sizeof(T)))
+            return static_cast<T *>(p);
+        throw std::bad_alloc();
+    }
+    void deallocate(T *p, size_t) { std::free(p); }
+    bool operator==(const MallocAllocator &) const { return true; }
+    bool operator!=(const MallocAllocator &) const { return false; }
+};
+
+struct ReadBudget {
+    size_t left;
+    std::unordered_set<void *, std::hash<void *>, std::equal_to<void *>, MallocAllocator<void *>> live;
+};
+thread_local ReadBudget *t_budget;
+
+void *budgeted_new(size_t n)
+{
+    ReadBudget *b = t_budget;
+    if (b) {
+        if (n > b->left)
+            throw std::bad_alloc();
+        b->left -= n;
+    }
+    void *p = std::malloc(n ? n : 1);
+    if (!p)
+        throw std::bad_alloc();
+    if (b) {
+        t_budget = nullptr;  // the record's own node is not part of the read
+        try {
+            b->live.insert(p);
+        } catch (...) {
+            t_budget = b;
+            std::free(p);
+            throw;
+        }
+        t_budget = b;
+    }
+    return p;
+}
+
+void budgeted_delete(void *p) noexcept
+{
+    if (ReadBudget *b = t_budget)
+        b->live.erase(p);
+    std::free(p);
+}
+
+// Runs read under a budget; on failure frees what it left allocated (faiss objects own only memory)
+// and throws a copy of the error: the original is destroyed first, while its frees are still
+// recorded, so nothing is freed twice.
+template <class F> void with_budget(size_t budget, F &&read)
+{
+    ReadBudget b{budget, {}};
+    std::string message;  // allocated untracked
+    bool failed = false, out_of_budget = false;
+    t_budget = &b;
+    try {
+        read();
+    } catch (const std::bad_alloc &) {
+        failed = out_of_budget = true;
+    } catch (const std::exception &e) {
+        failed = true;
+        t_budget = nullptr;
+        message = e.what();
+        t_budget = &b;
+    } catch (...) {
+        failed = true;
+    }
+    t_budget = nullptr;
+    if (!failed)
+        return;
+    for (void *p : b.live)
+        std::free(p);
+    if (out_of_budget)
+        throw std::bad_alloc();
+    throw std::runtime_error(message.empty() ? "unknown exception while reading" : message);
+}
+
+}  // namespace
+
+void *operator new(size_t n) { return budgeted_new(n); }
+void *operator new[](size_t n) { return budgeted_new(n); }
+void operator delete(void *p) noexcept { budgeted_delete(p); }
+void operator delete[](void *p) noexcept { budgeted_delete(p); }
+void operator delete(void *p, size_t) noexcept { budgeted_delete(p); }
+void operator delete[](void *p, size_t) noexcept { budgeted_delete(p); }
 
 struct jc_faiss_index {
     std::unique_ptr<faiss::Index> index;
@@ -69,6 +173,80 @@ struct MemoryReader final : faiss::IOReader {
         return fit;
     }
 };
+
+// faiss reads its fields without checking that they agree, and searches trust them: a crafted file
+// whose PQ says 9 bits a code, or whose list holds fewer code bytes than ids, read out of bounds at
+// the first search (test/fuzz/fuzz_ann.c). These are the invariants search relies on, for the three
+// structures this library builds. Returns what is wrong, or nullptr.
+using idx_t = faiss::Index::idx_t;
+
+bool flat_holds(const faiss::Index *index, int d, idx_t rows)
+{
+    auto flat = dynamic_cast<const faiss::IndexFlat *>(index);
+    return flat && flat->d == d && flat->ntotal == rows && flat->code_size == sizeof(float) * (size_t)d &&
+           flat->codes.size() == flat->code_size * (size_t)rows;
+}
+
+const char *ivf_inconsistency(const faiss::IndexIVF *ivf, size_t code_size)
+{
+    if (ivf->d <= 0 || ivf->nlist == 0 || ivf->ntotal < 0 || ivf->code_size != code_size)
+        return "IVF sizes";
+    if (!flat_holds(ivf->quantizer, ivf->d, (idx_t)ivf->nlist))
+        return "IVF coarse quantizer";
+    auto lists = dynamic_cast<const faiss::ArrayInvertedLists *>(ivf->invlists);
+    if (!lists || lists->nlist != ivf->nlist || lists->code_size != code_size || lists->codes.size() != ivf->nlist ||
+        lists->ids.size() != ivf->nlist)
+        return "IVF lists";
+    idx_t total = 0;
+    for (size_t l = 0; l < ivf->nlist; l++) {
+        const auto &ids = lists->ids[l];
+        if (lists->codes[l].size() != ids.size() * code_size)
+            return "IVF list codes";
+        for (idx_t id : ids)
+            if (id < 0 || id >= ivf->ntotal)
+                return "IVF list ids";
+        total += (idx_t)ids.size();
+    }
+    return total == ivf->ntotal ? nullptr : "IVF list lengths";
+}
+
+const char *pq_inconsistency(const faiss::IndexIVFPQ *ivf)
+{
+    const faiss::ProductQuantizer &pq = ivf->pq;
+    if (pq.nbits != 8 || pq.ksub != 256 || pq.M == 0 || pq.d != (size_t)ivf->d || pq.dsub * pq.M != pq.d ||
+        pq.code_size != pq.M || pq.centroids.size() != pq.M * pq.ksub * pq.dsub ||
+        ivf->polysemous_ht != 0)
+        return "product quantizer";
+    return ivf_inconsistency(ivf, pq.code_size);
+}
+
+const char *hnsw_inconsistency(const faiss::IndexHNSWFlat *ix)
+{
+    const faiss::HNSW &g = ix->hnsw;
+    idx_t n = ix->ntotal;
+    if (n < 0 || !flat_holds(ix->storage, ix->d, n) || g.levels.size() != (size_t)n ||
+        g.offsets.size() != (size_t)n + 1 || g.offsets[0] != 0 || g.cum_nneighbor_per_level.empty())
+        return "HNSW sizes";
+    int levels = (int)g.cum_nneighbor_per_level.size() - 1;
+    if (g.max_level < -1 || g.max_level >= levels || (n > 0) != (g.entry_point >= 0) || g.entry_point >= n ||
+        (n > 0 && g.levels[(size_t)g.entry_point] != g.max_level + 1))
+        return "HNSW entry point";
+    for (size_t i = 1; i < g.cum_nneighbor_per_level.size(); i++)
+        if (g.cum_nneighbor_per_level[i] < g.cum_nneighbor_per_level[i - 1])
+            return "HNSW levels";
+    for (idx_t i = 0; i < n; i++) {
+        int level = g.levels[(size_t)i];
+        if (level < 1 || level > levels || g.offsets[(size_t)i + 1] - g.offsets[(size_t)i] !=
+                                               (size_t)g.cum_nneighbor_per_level[(size_t)level])
+            return "HNSW node levels";
+    }
+    if (g.neighbors.size() != g.offsets[(size_t)n])
+        return "HNSW neighbour lists";
+    for (faiss::HNSW::storage_idx_t v : g.neighbors)
+        if (v < -1 || v >= n)
+            return "HNSW neighbours";
+    return nullptr;
+}
 
 // The family of a deserialised index, or 0 when it is anything this library does not build (another
 // metric, on-disk inverted lists, a pre-transform...).
@@ -225,12 +403,23 @@ jaclip_status bridge_deserialize(jc_faiss_index **out, const unsigned char *data
     *out = nullptr;
     try {
         MemoryReader reader(data, size);
-        std::unique_ptr<faiss::Index> ix(faiss::read_index(&reader));
+        std::unique_ptr<faiss::Index> ix;
+        // What a real file needs: its data once or twice over (codes, lists, graph), plus tables
+        // computed at load (IVF-PQ's precomputed table: at most nlist x 16 KB).
+        with_budget(4 * size + (256u << 20), [&] { ix.reset(faiss::read_index(&reader)); });
         if (reader.pos != size)
             return fail(JACLIP_ERROR_INDEX_FORMAT, "faiss data: %zu trailing bytes", size - reader.pos);
         int family = family_of(ix.get());
         if (!family)
             return fail(JACLIP_ERROR_INDEX_FORMAT, "faiss data: not an index structure this library builds");
+        const char *bad = family == JC_FAISS_HNSW_FLAT
+                              ? hnsw_inconsistency(static_cast<const faiss::IndexHNSWFlat *>(ix.get()))
+                          : family == JC_FAISS_IVF_PQ
+                              ? pq_inconsistency(static_cast<const faiss::IndexIVFPQ *>(ix.get()))
+                              : ivf_inconsistency(static_cast<const faiss::IndexIVF *>(ix.get()),
+                                                  sizeof(float) * (size_t)ix->d);
+        if (bad)
+            return fail(JACLIP_ERROR_INDEX_FORMAT, "faiss data: inconsistent %s (crafted or damaged file)", bad);
         *out = new jc_faiss_index{std::move(ix), (jc_faiss_family)family};
         return JACLIP_OK;
     } catch (const std::bad_alloc &) {

@@ -14,7 +14,7 @@ $(BUILD)/obj/faiss_bridge.o: lib/faiss_bridge.cpp lib/faiss_bridge.h lib/interna
 	$(CXX) $(CXXFLAGS_LIB) -fopenmp -c $< -o $@
 
 $(FAISS_PLUGIN): $(BUILD)/obj/faiss_bridge.o
-	$(CXX) -shared -Wl,-soname,libjaclip-faiss.so.1 -Wl,--no-undefined -o $@ $< $(FAISS_LDLIBS)
+	$(CXX) -shared -Wl,-soname,libjaclip-faiss.so.1 -Wl,--no-undefined -Wl,-Bsymbolic -o $@ $< $(FAISS_LDLIBS)
 
 # Where the static library looks for the plugin (the shared one looks beside itself first).
 $(BUILD)/obj/faiss_plugin.o: CFLAGS_LIB += -DJACLIP_PLUGIN_DIR='"$(LIBDIR)"'
