@@ -114,6 +114,10 @@ def test_files_round_trip_and_refusals(data):
     relabelled.add(rows, [f"q{i}.jpg" for i in range(len(rows))])
     with pytest.raises(jaclip.IndexFormatError, match="stale"):
         jaclip.Ann.load(path, relabelled)
+    # A FIFO without a writer: refused at once (open used to block until a writer came).
+    os.mkfifo(tmp / "fifo.ann")
+    with pytest.raises(jaclip.InputOutputError, match="FIFO"):
+        jaclip.Ann.load(tmp / "fifo.ann", index)
 
 
 def test_arguments(data):
