@@ -523,6 +523,92 @@ inline std::vector<Prediction> Model::classify(const std::string &image_path, co
     return Classifier(*this, labels, templates).predict(*this, image_path, scale);
 }
 
+/* An owned jaclip_index: rows of unit embeddings with labels, searched exactly by cosine (see
+ * jaclip.h for threads: const members may run at once; add/remove need the index to themselves). The
+ * static *_file functions change an index file durably in place, under its lock. */
+class Index {
+public:
+    explicit Index(size_t dim, bool float16 = false)
+    {
+        jaclip_index *ix = nullptr;
+        detail::check(jaclip_index_create(&ix, dim));
+        p_.reset(ix);
+        if (float16)
+            detail::check(jaclip_index_set_row_format(ix, JACLIP_INDEX_ROWS_FLOAT16));
+    }
+    /* flags: JACLIP_INDEX_* of jaclip_index_load. */
+    static Index load(const std::string &path, uint32_t flags = 0)
+    {
+        jaclip_index *ix = nullptr;
+        detail::check(jaclip_index_load(&ix, path.c_str(), flags));
+        return Index(ix);
+    }
+    void save(const std::string &path) const { detail::check(jaclip_index_save(p_.get(), path.c_str())); }
+
+    /* embeddings float32 [labels.size(), dim]; rows are normalised as stored. */
+    void add(const Tensor &embeddings, const std::vector<std::string> &labels)
+    {
+        auto ptrs = pointers(labels);
+        detail::check(jaclip_index_add(p_.get(), embeddings.get(), ptrs.data()));
+    }
+    /* Deletes every row with one of these labels; returns how many. */
+    size_t remove(const std::vector<std::string> &labels)
+    {
+        auto ptrs = pointers(labels);
+        size_t removed = 0;
+        detail::check(jaclip_index_remove(p_.get(), ptrs.data(), ptrs.size(), &removed));
+        return removed;
+    }
+    size_t size() const noexcept { return jaclip_index_size(p_.get()); }
+    size_t dim() const noexcept { return jaclip_index_dim(p_.get()); }
+    std::string label(size_t i) const
+    {
+        const char *s = jaclip_index_label(p_.get(), i);
+        if (!s)
+            throw Error(JACLIP_ERROR_INVALID_ARGUMENT, "row index out of range");
+        return s;
+    }
+    std::string fingerprint() const { return jaclip_index_fingerprint(p_.get()); }
+    void set_fingerprint(const std::string &fingerprint)
+    {
+        detail::check(jaclip_index_set_fingerprint(p_.get(), fingerprint.c_str()));
+    }
+    /* Row indices int64 [N, k] and cosines float32 [N, k] of the best rows for each query, best first. */
+    std::pair<Tensor, Tensor> search(const Tensor &queries, size_t k) const
+    {
+        jaclip_tensor *idx = nullptr, *val = nullptr;
+        detail::check(jaclip_index_search(&idx, &val, p_.get(), queries.get(), k));
+        return {Tensor(idx), Tensor(val)};
+    }
+
+    static void append_file(const std::string &path, const Tensor &embeddings, const std::vector<std::string> &labels)
+    {
+        auto ptrs = pointers(labels);
+        detail::check(jaclip_index_append_file(path.c_str(), embeddings.get(), ptrs.data()));
+    }
+    static size_t remove_file(const std::string &path, const std::vector<std::string> &labels)
+    {
+        auto ptrs = pointers(labels);
+        size_t removed = 0;
+        detail::check(jaclip_index_remove_file(path.c_str(), ptrs.data(), ptrs.size(), &removed));
+        return removed;
+    }
+    static void compact_file(const std::string &path) { detail::check(jaclip_index_compact_file(path.c_str(), nullptr)); }
+
+    const jaclip_index *get() const noexcept { return p_.get(); }
+
+private:
+    explicit Index(jaclip_index *owned) noexcept : p_(owned) {}
+    static std::vector<const char *> pointers(const std::vector<std::string> &labels)
+    {
+        std::vector<const char *> ptrs;
+        for (const std::string &s : labels)
+            ptrs.push_back(s.c_str());
+        return ptrs;
+    }
+    detail::Owned<jaclip_index, jaclip_index_free> p_;
+};
+
 }  // namespace jaclip
 
 #endif /* JACLIP_HPP */

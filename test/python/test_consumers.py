@@ -56,7 +56,19 @@ def bins(tmp_path_factory):
         "search": compile_c(os.path.join(ROOT, "examples", "search.c"), str(d / "search"), BUILD_FLAGS),
         "classify_cpp": compile_cxx(os.path.join(ROOT, "examples", "classify.cpp"), str(d / "classify_cpp"),
                                     BUILD_FLAGS),
+        "index_cpp": compile_cxx(os.path.join(c, "index.cpp"), str(d / "index_cpp"), BUILD_FLAGS),
     }
+
+
+def test_cpp_index_wrapper(bins, tmp_path):
+    # jaclip::Index: rows a, b, c (unit after normalising); b removed in memory, a removed from the file
+    # after d was appended, then compacted: c and d remain; the query (0, 0, .6, .8) scores d 0.8, c 0.6.
+    out = subprocess.run([bins["index_cpp"], str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "removed 1", "removed from file 1", "size 2 dim 4 fingerprint cloob-4-0123456789abcdef",
+        "row 0 c.jpg", "row 1 d.jpg", "hit d.jpg 0.8000", "hit c.jpg 0.6000",
+        "error JACLIP_ERROR_INVALID_ARGUMENT: invalid argument"]
 
 
 def features_commands(bins):
