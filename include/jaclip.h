@@ -41,7 +41,10 @@ extern "C" {
 #define JACLIP_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
 #define JACLIP_VERSION_NUMBER (JACLIP_VERSION_MAJOR * 10000 + JACLIP_VERSION_MINOR * 100 + JACLIP_VERSION_PATCH)
-#define JACLIP_VERSION_STRING "0.1.0"
+/* "MAJOR.MINOR.PATCH"; the build (mk/lib.mk) and the bindings read the three numbers above. */
+#define JACLIP_VERSION_QUOTE_(s) #s
+#define JACLIP_VERSION_EXPAND_(a, b, c) JACLIP_VERSION_QUOTE_(a.b.c)
+#define JACLIP_VERSION_STRING JACLIP_VERSION_EXPAND_(JACLIP_VERSION_MAJOR, JACLIP_VERSION_MINOR, JACLIP_VERSION_PATCH)
 
 /* The version of the library actually loaded; compare with JACLIP_VERSION_NUMBER to catch a header /
  * library mismatch. */
@@ -544,7 +547,7 @@ JACLIP_API jaclip_status jaclip_index_remove_file(const char *path, const char *
 JACLIP_API jaclip_status jaclip_index_compact_file(const char *path, const char *fingerprint);
 /* ---- Approximate search (ANN) over an index -------------------------------------------------- */
 
-/* A faiss structure (lib/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside
+/* A faiss structure (lib/ann/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside
  * libjaclip.so or named by $JACLIP_FAISS_PLUGIN) built over the rows of one jaclip_index, scoring by
  * inner product on the stored L2-normalised rows, i.e. cosine as jaclip_index_search. Results are
  * re-scored against the index's exact rows, so scores are exact cosines; only which rows are found is

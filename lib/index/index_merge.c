@@ -1,7 +1,7 @@
 /* jaclip_index_merge: many index files (the shards of a distributed run) into one. Written on the
  * public index API only (load, label, embeddings, save, append_file), so it follows whatever the index
  * file format becomes. */
-#include "internal.h"
+#include "common/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,7 +9,7 @@
 #ifndef JACLIP_TORCH_BRIDGE_H
 #define JACLIP_TORCH_BRIDGE_H
 
-#include "internal.h"
+#include "common/internal.h"
 
 #ifdef __cplusplus
 extern "C" {

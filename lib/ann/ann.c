@@ -2,7 +2,7 @@
  * by collection size, their own file beside the index (docs/ann.md), and exact re-scoring of what
  * they find against the index's rows. Only the public index API is used, so the index's storage can
  * change underneath without touching this file. */
-#include "faiss_bridge.h"
+#include "backend/faiss/faiss_bridge.h"
 
 #include <errno.h>
 #include <fcntl.h>

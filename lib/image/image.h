@@ -3,7 +3,7 @@
 #ifndef JACLIP_IMAGE_H
 #define JACLIP_IMAGE_H
 
-#include "internal.h"
+#include "common/internal.h"
 
 #include <stdint.h>
 

@@ -1,7 +1,7 @@
 /* What this CPU computes natively, read once with cpuid (and xgetbv: the OS must save the wide
  * registers too). Precision is chosen from it: bf16 without native support runs on oneDNN's slow
  * reference paths (a ViT-B/16 image 75x slower than fp32 measured on an AVX2-only EPYC). */
-#include "internal.h"
+#include "common/internal.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* Finds and opens the libtorch plugin once per process (see torch_bridge.h for why it is a plugin). */
-#include "torch_bridge.h"
+#include "backend/torch/torch_bridge.h"
 
 #include <dlfcn.h>
 #include <limits.h>

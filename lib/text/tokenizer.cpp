@@ -6,7 +6,7 @@
 // exports its symbols, which clash with the libprotobuf that libtorch loads: once both are in one
 // process, one binds to the other's functions and crashes. Loaded RTLD_LOCAL | RTLD_DEEPBIND, it
 // binds only to itself and nothing binds to it. Its C++ functions are then called by their mangled names.
-#include "internal.h"
+#include "common/internal.h"
 
 #include <dlfcn.h>
 #include <sentencepiece_processor.h>  // for the layout (sizeof) only; no function of it is linked

@@ -1,5 +1,5 @@
 /* Host tensors: plain malloc'd row-major arrays, independent of libtorch. */
-#include "internal.h"
+#include "common/internal.h"
 
 #include <stdlib.h>
 #include <string.h>

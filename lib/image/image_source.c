@@ -1,6 +1,6 @@
 /* Image bytes from a file, read header first: the header says how large the image is, so a file is
  * refused or bounded before it is read whole (a 4 GB sparse ".jpg" costs its first bytes, not 4 GB). */
-#include "image.h"
+#include "image/image.h"
 
 #include <stdlib.h>
 #include <string.h>

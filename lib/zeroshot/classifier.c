@@ -1,6 +1,6 @@
 /* Zero-shot classifiers (rinna's ImageNet protocol), their file format and the named presets.
  * docs/zeroshot.md describes the protocol and the file layout. */
-#include "internal.h"
+#include "common/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* Finds and opens the faiss plugin once per process (faiss_bridge.h says why it is a plugin). */
-#include "faiss_bridge.h"
+#include "backend/faiss/faiss_bridge.h"
 
 #include <dlfcn.h>
 #include <limits.h>

@@ -1,5 +1,5 @@
 /* Status names and the thread-local last-error message. */
-#include "internal.h"
+#include "common/internal.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* The embedding index: L2-normalised float32 or float16 rows with UTF-8 labels, exact cosine top-k,
  * deletions, and the appendable on-disk format of docs/index-format.md. Plain C; no libtorch. */
-#include "internal.h"
-#include "index_rows.h"
+#include "common/internal.h"
+#include "index/index_rows.h"
 
 #include <errno.h>
 #include <fcntl.h>

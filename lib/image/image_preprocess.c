@@ -3,7 +3,7 @@
  *
  * Every output pixel of PIL's two-pass resample depends only on its own taps, so only the pixels that
  * survive the centre crop are computed: the result equals PIL's full resize followed by the crop. */
-#include "image.h"
+#include "image/image.h"
 
 #include <limits.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 // The faiss plugin (libjaclip-faiss.so.1): the only file that includes faiss. It wraps faiss's C++ API
 // in the C table of faiss_bridge.h; no exception leaves it.
-#include "faiss_bridge.h"
+#include "backend/faiss/faiss_bridge.h"
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>

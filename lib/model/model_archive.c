@@ -6,7 +6,7 @@
  * and libtorch checks none. So every entry's bounds are checked against the file, and the CRC32 of
  * every entry except the tensor storages (archive/data/N: raw weights, most of the file, which cannot
  * crash anything when damaged) — code, pickles, constants and our extra files. */
-#include "internal.h"
+#include "common/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
 #ifndef JACLIP_INDEX_ROWS_H
 #define JACLIP_INDEX_ROWS_H
 
-#include "internal.h"
+#include "common/internal.h"
 
 typedef struct {
     const void *vectors;

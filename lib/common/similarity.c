@@ -1,6 +1,6 @@
 /* Similarity, softmax, normalisation and top-k over host tensors. Sums run in double: these are small
  * matrices next to the model, and users compare them with numpy. */
-#include "internal.h"
+#include "common/internal.h"
 
 #include <math.h>
 #include <stdlib.h>

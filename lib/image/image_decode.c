@@ -1,6 +1,6 @@
 /* Image objects and decoding: JPEG through libjpeg(-turbo), PNG through libpng, into the mode and
  * pixel values PIL 9.4 gives when it opens the same file. */
-#include "image.h"
+#include "image/image.h"
 
 #include <errno.h>
 #include <limits.h>

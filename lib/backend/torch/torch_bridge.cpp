@@ -1,7 +1,7 @@
 // The libtorch plugin: loads the TorchScript model file and runs its encode methods. The only file that
 // includes libtorch, so the slow torch headers compile once and no torch type leaks elsewhere; it is
 // built into libjaclip-torch.so.1 and reached only through jc_torch_api (torch_bridge.h).
-#include "torch_bridge.h"
+#include "backend/torch/torch_bridge.h"
 
 #include <ATen/Parallel.h>
 #include <caffe2/serialize/read_adapter_interface.h>

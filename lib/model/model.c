@@ -1,7 +1,7 @@
 /* The model handle: options, the configuration record of the model file, input validation, batching
  * and the text trimming lever; the tensors themselves go through torch_bridge. */
-#include "torch_bridge.h"
-#include "image.h"
+#include "backend/torch/torch_bridge.h"
+#include "image/image.h"
 
 #include <ctype.h>
 #include <math.h>

@@ -7,7 +7,7 @@
 #ifndef JACLIP_FAISS_BRIDGE_H
 #define JACLIP_FAISS_BRIDGE_H
 
-#include "internal.h"
+#include "common/internal.h"
 
 #ifdef __cplusplus
 extern "C" {

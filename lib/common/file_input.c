@@ -1,7 +1,7 @@
 /* Opening input files without trusting them: a FIFO or device would block open() or read() forever
  * (or, like /dev/zero, never end), so every input file is opened non-blocking and must be a regular
  * file before a byte is read. */
-#include "internal.h"
+#include "common/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
