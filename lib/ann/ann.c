@@ -3,6 +3,7 @@
  * they find against the index's rows. Only the public index API is used, so the index's storage can
  * change underneath without touching this file. */
 #include "backend/faiss/faiss_bridge.h"
+#include "common/bytes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 struct jaclip_ann {
     jaclip_ann_kind kind;
@@ -36,46 +36,20 @@ typedef struct {
     uint32_t payload_crc, header_crc;
 } ann_header;
 
-static uint32_t get32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t get64(const unsigned char *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> 8 * i);
-}
-static void put64(unsigned char *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
-/* zlib's crc32 takes uInt lengths: feed large buffers in pieces. */
-static uint32_t crc_of(uint32_t crc, const void *data, size_t size)
-{
-    const unsigned char *p = data;
-    while (size) {
-        uInt n = size > (1u << 30) ? 1u << 30 : (uInt)size;
-        crc = (uint32_t)crc32(crc, p, n);
-        p += n;
-        size -= n;
-    }
-    return crc;
-}
-
 static void encode_header(unsigned char *h, const ann_header *a)
 {
     memset(h, 0, ANN_HEADER_BYTES);
     memcpy(h, ANN_MAGIC, 8);
-    put32(h + 8, ANN_VERSION);
-    put32(h + 12, ANN_HEADER_BYTES);
-    put32(h + 16, a->kind);
-    put32(h + 20, a->dim);
-    put64(h + 24, a->rows);
-    put64(h + 32, a->fingerprint);
-    put64(h + 40, a->nlist);
-    put64(h + 48, a->payload_bytes);
-    put32(h + 56, a->payload_crc);
-    put32(h + 60, crc_of(0, h, 60));
+    jc_put_u32le(h + 8, ANN_VERSION);
+    jc_put_u32le(h + 12, ANN_HEADER_BYTES);
+    jc_put_u32le(h + 16, a->kind);
+    jc_put_u32le(h + 20, a->dim);
+    jc_put_u64le(h + 24, a->rows);
+    jc_put_u64le(h + 32, a->fingerprint);
+    jc_put_u64le(h + 40, a->nlist);
+    jc_put_u64le(h + 48, a->payload_bytes);
+    jc_put_u32le(h + 56, a->payload_crc);
+    jc_put_u32le(h + 60, jc_crc32(0, h, 60));
 }
 
 /* Checks everything the header alone can tell; the row checks and the payload CRC come after. */
@@ -87,18 +61,18 @@ static jaclip_status decode_header(ann_header *a, const unsigned char *h, size_t
                        ANN_HEADER_BYTES);
     if (memcmp(h, ANN_MAGIC, 8))
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: not a jaclip ANN file (bad magic)", where);
-    if (get32(h + 60) != crc_of(0, h, 60))
+    if (jc_get_u32le(h + 60) != jc_crc32(0, h, 60))
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: ANN header checksum mismatch (damaged file)", where);
-    a->version = get32(h + 8);
-    a->header_bytes = get32(h + 12);
-    a->kind = get32(h + 16);
-    a->dim = get32(h + 20);
-    a->rows = get64(h + 24);
-    a->fingerprint = get64(h + 32);
-    a->nlist = get64(h + 40);
-    a->payload_bytes = get64(h + 48);
-    a->payload_crc = get32(h + 56);
-    a->header_crc = get32(h + 60);
+    a->version = jc_get_u32le(h + 8);
+    a->header_bytes = jc_get_u32le(h + 12);
+    a->kind = jc_get_u32le(h + 16);
+    a->dim = jc_get_u32le(h + 20);
+    a->rows = jc_get_u64le(h + 24);
+    a->fingerprint = jc_get_u64le(h + 32);
+    a->nlist = jc_get_u64le(h + 40);
+    a->payload_bytes = jc_get_u64le(h + 48);
+    a->payload_crc = jc_get_u32le(h + 56);
+    a->header_crc = jc_get_u32le(h + 60);
     if (a->version != ANN_VERSION)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: ANN format version %u; this library reads version %u", where,
                        a->version, ANN_VERSION);
@@ -134,11 +108,11 @@ static jaclip_status row_fingerprint(const jaclip_index *index, uint64_t *out)
         jaclip_status st = jaclip_index_embeddings(&chunk, index, first, n);
         if (st)
             return st;
-        vec_crc = crc_of(vec_crc, jaclip_tensor_data(chunk), jaclip_tensor_nbytes(chunk));
+        vec_crc = jc_crc32(vec_crc, jaclip_tensor_data(chunk), jaclip_tensor_nbytes(chunk));
         jaclip_tensor_free(chunk);
         for (size_t i = first; i < first + n; i++) {
             const char *label = jaclip_index_label(index, i);
-            label_crc = crc_of(label_crc, label, strlen(label) + 1);
+            label_crc = jc_crc32(label_crc, label, strlen(label) + 1);
         }
     }
     *out = (uint64_t)vec_crc << 32 | label_crc;
@@ -346,21 +320,6 @@ jaclip_status jaclip_ann_set_params(jaclip_ann *ann, size_t nprobe, size_t ef_se
 
 /* ---- save / load ------------------------------------------------------------------------------- */
 
-static jaclip_status write_fully(int fd, const void *data, size_t size, const char *path)
-{
-    const unsigned char *p = data;
-    while (size) {
-        ssize_t n = write(fd, p, size);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return jc_fail(JACLIP_ERROR_IO, "%s: cannot write: %s", path, strerror(n < 0 ? errno : EIO));
-        p += n;
-        size -= (size_t)n;
-    }
-    return JACLIP_OK;
-}
-
 jaclip_status jaclip_ann_save(const jaclip_ann *ann, const char *path)
 {
     if (!ann || !path)
@@ -371,45 +330,17 @@ jaclip_status jaclip_ann_save(const jaclip_ann *ann, const char *path)
     if (ann->structure && (st = ann->faiss->serialize(ann->structure, &payload, &payload_size)))
         return st;
     ann_header a = {ANN_VERSION, ANN_HEADER_BYTES, (uint32_t)ann->kind, (uint32_t)ann->dim, ann->rows,
-                    ann->fingerprint, ann->nlist, payload_size, crc_of(0, payload, payload_size), 0};
+                    ann->fingerprint, ann->nlist, payload_size, jc_crc32(0, payload, payload_size), 0};
     unsigned char h[ANN_HEADER_BYTES];
     encode_header(h, &a);
 
-    size_t tmp_len = strlen(path) + 32;
-    char *tmp = malloc(tmp_len);
-    if (!tmp) {
-        free(payload);
-        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory");
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        st = jc_fail(JACLIP_ERROR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    else {
-        st = write_fully(fd, h, sizeof h, tmp);
+    jc_temp_file t;
+    if (!(st = jc_temp_open(&t, path))) {
+        st = jc_write_at(t.fd, h, sizeof h, 0, t.tmp);
         if (!st)
-            st = write_fully(fd, payload, payload_size, tmp);
-        if (!st && fsync(fd))
-            st = jc_fail(JACLIP_ERROR_IO, "%s: cannot sync: %s", tmp, strerror(errno));
-        if (close(fd) && !st)
-            st = jc_fail(JACLIP_ERROR_IO, "%s: cannot close: %s", tmp, strerror(errno));
-        if (!st && rename(tmp, path))
-            st = jc_fail(JACLIP_ERROR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-        if (st)
-            unlink(tmp);
+            st = jc_write_at(t.fd, payload, payload_size, sizeof h, t.tmp);
+        st = jc_temp_commit(&t, st, "ANN file");
     }
-    if (!st) {
-        /* The rename itself must survive a crash: sync the directory. */
-        const char *slash = strrchr(path, '/');
-        char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-        int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    free(tmp);
     free(payload);
     return st;
 }
@@ -454,7 +385,7 @@ static jaclip_status load_checked(jaclip_ann *ann, int fd, uint64_t file_size, c
                        (unsigned long long)a.payload_bytes);
     if ((st = read_fully(fd, payload, (size_t)a.payload_bytes, path)))
         goto done;
-    if (crc_of(0, payload, (size_t)a.payload_bytes) != a.payload_crc) {
+    if (jc_crc32(0, payload, (size_t)a.payload_bytes) != a.payload_crc) {
         st = jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: ANN data checksum mismatch (damaged file)", path);
         goto done;
     }

@@ -4,6 +4,7 @@
 #include "common/internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,4 +86,12 @@ const char *jaclip_cpu_features(void)
 {
     pthread_once(&once, init);
     return feature_names;
+}
+
+size_t jc_usable_cores(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (size_t)CPU_COUNT(&set);
+    return 1;
 }

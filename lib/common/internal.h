@@ -7,7 +7,6 @@
 #include "jaclip.h"
 
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -65,14 +64,43 @@ jaclip_status jc_read_fd(int fd, void *buf, size_t n, size_t *got, const char *w
 jaclip_status jc_read_regular_file(const char *path, const char *what, size_t max_bytes, char **out,
                                    size_t *out_size);
 
-/* The CPU's native capabilities (lib/cpu.c), detected once; thread-safe. native_bf16 is
+/* Writing (lib/common/file_output.c). IO "path: what: strerror(errno)", returned. */
+jaclip_status jc_io_fail(const char *what, const char *path);
+/* All of buf at offset (pwrite, retried); IO naming path. */
+jaclip_status jc_write_at(int fd, const void *buf, size_t size, uint64_t offset, const char *path);
+/* Syncs the directory holding path, so that a rename into it survives a crash (best effort). */
+void jc_sync_parent_dir(const char *path);
+/* A file written whole under a temporary name beside path, then renamed over it: jc_temp_open creates
+ * it (mode 0666 less the umask, or the mode of the file it will replace), the caller writes to fd, and
+ * jc_temp_commit syncs, closes and renames it, or (st already an error, or a step failing) removes it.
+ * what names the file in messages ("index"). */
+typedef struct {
+    int fd;
+    char *tmp;
+    const char *path;
+} jc_temp_file;
+jaclip_status jc_temp_open(jc_temp_file *t, const char *path);
+jaclip_status jc_temp_commit(jc_temp_file *t, jaclip_status st, const char *what);
+
+/* CRC-32 of zlib's polynomial (zip, PNG, the library's file formats), by zlib; start crc at 0. */
+uint32_t jc_crc32(uint32_t crc, const void *data, size_t size);
+/* UTF-8 check (lib/common/utf8.c): offset of the first invalid byte, or SIZE_MAX if s[0..n) is valid
+ * UTF-8 (no surrogates, no overlongs, nothing above U+10FFFF). */
+size_t jc_utf8_invalid_at(const unsigned char *s, size_t n);
+
+/* The CPU's native capabilities (lib/common/cpu.c), detected once; thread-safe. native_bf16 is
  * avx512_bf16 || amx_bf16 unless JACLIP_NATIVE_BF16=0/1 overrides it (native_bf16_overridden). */
 typedef struct jc_cpu_features {
     bool avx2, fma, avx512f, avx512_vnni, avx512_bf16, amx_bf16, amx_int8;
     bool native_bf16, native_bf16_overridden;
 } jc_cpu_features;
 const jc_cpu_features *jc_cpu(void);
+/* The cores this thread may run on (its affinity mask), at least 1. */
+size_t jc_usable_cores(void);
 
+/* dst = src / |src| over d floats, the norm summed in double (as jaclip_normalize does); a zero row
+ * stays zero. dst may be src. */
+void jc_normalize_row(float *dst, const float *src, size_t d);
 /* The k best (value, index) of one row, best first; ties go to the lower index. */
 void jc_topk_row(const float *row, int64_t cols, size_t k, int64_t *out_idx, float *out_val);
 

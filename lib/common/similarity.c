@@ -14,6 +14,13 @@ static double row_norm(const float *row, int64_t d)
     return sqrt(s);
 }
 
+void jc_normalize_row(float *dst, const float *src, size_t d)
+{
+    double n = row_norm(src, (int64_t)d);
+    for (size_t i = 0; i < d; i++)
+        dst[i] = n > 0 ? (float)(src[i] / n) : src[i];
+}
+
 jaclip_status jaclip_normalize(jaclip_tensor **out, const jaclip_tensor *x)
 {
     jaclip_status st;
@@ -24,12 +31,8 @@ jaclip_status jaclip_normalize(jaclip_tensor **out, const jaclip_tensor *x)
         return st;
     int64_t rows = x->shape[0], d = x->shape[1];
     float *data = (*out)->data;
-    for (int64_t r = 0; r < rows; r++) {
-        double n = row_norm(data + r * d, d);
-        if (n > 0)
-            for (int64_t i = 0; i < d; i++)
-                data[r * d + i] = (float)(data[r * d + i] / n);
-    }
+    for (int64_t r = 0; r < rows; r++)
+        jc_normalize_row(data + r * d, data + r * d, (size_t)d);
     return JACLIP_OK;
 }
 

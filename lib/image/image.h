@@ -71,5 +71,23 @@ jaclip_status jc_image_check_resizable(uint32_t width, uint32_t height, uint32_t
 int jc_exif_orientation(const uint8_t *tiff, size_t size);
 /* Replaces *image with a copy transposed as PIL's ImageOps.exif_transpose does for orientation. */
 jaclip_status jc_image_apply_orientation(jaclip_image **image, int orientation);
+/* A decoder's last step: *out = image turned by orientation (1 or less: as it is); frees image on error. */
+jaclip_status jc_image_finish(jaclip_image *image, int orientation, jaclip_image **out);
+
+/* Images for the model, from exactly one source: paths, or data + sizes, or decoded images; decoded
+ * (within the pixel limit and flags) and preprocessed to size x size with mean and std. */
+typedef struct jc_image_batch {
+    const char *const *paths;
+    const void *const *data;
+    const size_t *sizes;
+    const jaclip_image *const *images;
+    uint64_t max_pixels;
+    uint32_t flags;
+    uint32_t size;
+    const float *mean, *std;
+} jc_image_batch;
+/* Images first..first+count-1 of batch into pixels [count, 3, size, size], one decoder thread per
+ * usable core within a memory budget (image_batch.c). The failure of the lowest index is reported. */
+jaclip_status jc_image_batch_preprocess(const jc_image_batch *batch, size_t first, size_t count, float *pixels);
 
 #endif

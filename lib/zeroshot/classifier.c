@@ -1,38 +1,14 @@
-/* Zero-shot classifiers (rinna's ImageNet protocol), their file format and the named presets.
- * docs/zeroshot.md describes the protocol and the file layout. */
-#include "common/internal.h"
+/* Zero-shot classifiers (rinna's ImageNet protocol) and the named presets; their file format is in
+ * classifier_file.c. docs/zeroshot.md describes the protocol and the file layout. */
+#include "zeroshot/classifier.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include "zeroshot_presets.inc"
-
-#define JC_CLASSIFIER_MAGIC "JACLIPZS"
-#define JC_CLASSIFIER_VERSION 1
-/* magic, version, dim, labels, templates, scale, fingerprint length, string bytes */
-#define JC_CLASSIFIER_HEADER 40
-#define JC_FINGERPRINT_MAX 63
-/* Texts encoded per call while building: bounds the feature buffer, whatever the label count. */
-#define JC_BUILD_CHUNK 1024
-
-struct jaclip_classifier {
-    size_t size, dim, ntemplates;
-    float scale;
-    char fingerprint[JC_FINGERPRINT_MAX + 1];
-    char **labels;    /* size pointers into strings */
-    char **templates; /* ntemplates pointers into strings */
-    char *strings;    /* every label then every template, NUL-terminated */
-    size_t strings_bytes;
-    float *weights;   /* [size, dim], unit rows */
-};
 
 /* ---- presets ----------------------------------------------------------------------------------- */
 
@@ -75,9 +51,8 @@ void jaclip_classifier_free(jaclip_classifier *c)
     free(c);
 }
 
-/* Allocates c's arrays for size labels, ntemplates templates and strings_bytes of strings. */
-static jaclip_status classifier_alloc(jaclip_classifier **out, size_t size, size_t dim, size_t ntemplates,
-                                      size_t strings_bytes)
+jaclip_status jc_classifier_alloc(jaclip_classifier **out, size_t size, size_t dim, size_t ntemplates,
+                                  size_t strings_bytes)
 {
     size_t cells;
     jaclip_classifier *c = calloc(1, sizeof *c);
@@ -101,8 +76,7 @@ static jaclip_status classifier_alloc(jaclip_classifier **out, size_t size, size
     return JACLIP_OK;
 }
 
-/* Points labels and templates at the NUL-terminated strings; false if they do not fill strings exactly. */
-static bool index_strings(jaclip_classifier *c)
+bool jc_classifier_index_strings(jaclip_classifier *c)
 {
     size_t pos = 0;
     for (size_t i = 0; i < c->size + c->ntemplates; i++) {
@@ -232,7 +206,7 @@ jaclip_status jaclip_classifier_create(jaclip_classifier **out, const jaclip_mod
         return st;
     jaclip_classifier *c;
     size_t d = (size_t)jaclip_model_embedding_dim(model);
-    if ((st = classifier_alloc(&c, n_labels, d, n_templates, bytes)))
+    if ((st = jc_classifier_alloc(&c, n_labels, d, n_templates, bytes)))
         return st;
     char *p = c->strings;
     for (size_t i = 0; i < n_labels + n_templates; i++) {
@@ -241,7 +215,7 @@ jaclip_status jaclip_classifier_create(jaclip_classifier **out, const jaclip_mod
         memcpy(p, s, len);
         p += len;
     }
-    index_strings(c);
+    jc_classifier_index_strings(c);
     c->scale = jaclip_model_default_scale(model);
     snprintf(c->fingerprint, sizeof c->fingerprint, "%s", jaclip_model_fingerprint(model));
 
@@ -404,247 +378,4 @@ jaclip_status jaclip_classifier_classify_image_buffers(jaclip_tensor **out, cons
                                                        const size_t *sizes, size_t n, float scale)
 {
     return classify_sources(out, c, model, FROM_BUFFERS, data, sizes, n, scale);
-}
-
-/* ---- file format ------------------------------------------------------------------------------- */
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static uint32_t float_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float bits_float(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static jaclip_status io_fail(const char *what, const char *path)
-{
-    return jc_fail(JACLIP_ERROR_IO, "%s: %s: %s", path, what, strerror(errno));
-}
-
-static jaclip_status write_fully(int fd, const unsigned char *p, size_t n, const char *path)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return io_fail("cannot write", path);
-        p += w;
-        n -= (size_t)w;
-    }
-    return JACLIP_OK;
-}
-
-/* The whole file: header, fingerprint, strings, weights, CRC32 of everything before it. */
-static unsigned char *serialize(const jaclip_classifier *c, size_t *out_size)
-{
-    size_t fp = strlen(c->fingerprint), weights = c->size * c->dim * sizeof(float);
-    size_t total = JC_CLASSIFIER_HEADER + fp + c->strings_bytes + weights + 4;
-    unsigned char *buf = malloc(total), *p = buf;
-    if (!buf)
-        return NULL;
-    memcpy(p, JC_CLASSIFIER_MAGIC, 8);
-    put_u32(p + 8, JC_CLASSIFIER_VERSION);
-    put_u32(p + 12, (uint32_t)c->dim);
-    put_u64(p + 16, c->size);
-    put_u32(p + 24, (uint32_t)c->ntemplates);
-    put_u32(p + 28, float_bits(c->scale));
-    put_u32(p + 32, (uint32_t)fp);
-    put_u32(p + 36, (uint32_t)c->strings_bytes);
-    p += JC_CLASSIFIER_HEADER;
-    memcpy(p, c->fingerprint, fp);
-    p += fp;
-    memcpy(p, c->strings, c->strings_bytes);
-    p += c->strings_bytes;
-    for (size_t i = 0; i < c->size * c->dim; i++, p += 4)
-        put_u32(p, float_bits(c->weights[i]));
-    put_u32(p, (uint32_t)crc32_z(0, buf, total - 4));
-    *out_size = total;
-    return buf;
-}
-
-/* Makes a rename durable; a failure here only weakens durability, so it is not reported. */
-static void sync_parent_dir(const char *path)
-{
-    char *dir = strdup(path);
-    if (!dir)
-        return;
-    char *slash = strrchr(dir, '/');
-    const char *name = ".";
-    if (slash == dir)
-        name = "/";
-    else if (slash) {
-        *slash = '\0';
-        name = dir;
-    }
-    int fd = open(name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-jaclip_status jaclip_classifier_save(const jaclip_classifier *c, const char *path)
-{
-    if (!c || !path)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "classifier and path must not be NULL");
-    if (c->strings_bytes > UINT32_MAX || c->dim > UINT32_MAX || c->ntemplates > UINT32_MAX)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "the classifier's strings exceed the format's 4 GiB");
-    size_t size, n = strlen(path) + 16;
-    unsigned char *buf = serialize(c, &size);
-    char *tmp = malloc(n);
-    if (!buf || !tmp) {
-        free(buf);
-        free(tmp);
-        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory");
-    }
-    snprintf(tmp, n, "%s.XXXXXX", path);
-    jaclip_status st = JACLIP_OK;
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        st = io_fail("cannot create", tmp);
-    if (fd >= 0 && fchmod(fd, 0644) != 0)
-        st = io_fail("cannot chmod", tmp);
-    if (fd >= 0 && !st && !(st = write_fully(fd, buf, size, tmp)) && fsync(fd) != 0)
-        st = io_fail("cannot sync", tmp);
-    if (fd >= 0 && close(fd) != 0 && !st)
-        st = io_fail("cannot close", tmp);
-    if (!st && rename(tmp, path) != 0)
-        st = io_fail("cannot rename the new classifier over it", path);
-    if (st && fd >= 0)
-        unlink(tmp);
-    if (!st)
-        sync_parent_dir(path);
-    free(tmp);
-    free(buf);
-    return st;
-}
-
-static jaclip_status format_fail(const char *path, const char *what)
-{
-    return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: %s", path, what);
-}
-
-static jaclip_status parse(jaclip_classifier **out, const unsigned char *b, size_t size, const char *path)
-{
-    if (size < 8 || memcmp(b, JC_CLASSIFIER_MAGIC, 8) != 0)
-        return format_fail(path, "not a jaclip classifier file (bad magic)");
-    if (size < JC_CLASSIFIER_HEADER + 4)
-        return format_fail(path, "truncated classifier file (shorter than its header)");
-    uint32_t version = get_u32(b + 8);
-    if (version != JC_CLASSIFIER_VERSION)
-        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: classifier format version %u; this libjaclip %s reads version %d",
-                       path, (unsigned)version, JACLIP_VERSION_STRING, JC_CLASSIFIER_VERSION);
-    uint64_t dim = get_u32(b + 12), labels = get_u64(b + 16), templates = get_u32(b + 24);
-    uint64_t fp = get_u32(b + 32), strings = get_u32(b + 36);
-    float scale = bits_float(get_u32(b + 28));
-    /* Every length against the file size before anything is allocated. */
-    uint64_t avail = size - JC_CLASSIFIER_HEADER - 4;
-    if (dim == 0 || dim > 65536 || labels == 0 || templates == 0 || fp == 0 || fp > JC_FINGERPRINT_MAX ||
-        labels > avail / (dim * 4) || fp + strings + labels * dim * 4 != avail)
-        return crc32_z(0, b, size - 4) != get_u32(b + size - 4)
-                   ? format_fail(path, "corrupted or truncated classifier file (checksum mismatch)")
-                   : format_fail(path, "classifier file lengths do not add up to its size");
-    if (crc32_z(0, b, size - 4) != get_u32(b + size - 4))
-        return format_fail(path, "corrupted classifier file (checksum mismatch)");
-    if (!(isfinite(scale) && scale > 0))
-        return format_fail(path, "classifier file holds a scale that is not finite and positive");
-    jaclip_classifier *c;
-    jaclip_status st = classifier_alloc(&c, (size_t)labels, (size_t)dim, (size_t)templates, (size_t)strings);
-    if (st)
-        return st;
-    const unsigned char *p = b + JC_CLASSIFIER_HEADER;
-    memcpy(c->fingerprint, p, fp);
-    c->fingerprint[fp] = '\0';
-    p += fp;
-    memcpy(c->strings, p, strings);
-    p += strings;
-    c->scale = scale;
-    for (size_t i = 0; i < c->size * c->dim; i++, p += 4)
-        c->weights[i] = bits_float(get_u32(p));
-    if (strlen(c->fingerprint) != fp || !index_strings(c)) {
-        jaclip_classifier_free(c);
-        return format_fail(path, "classifier file's strings are malformed");
-    }
-    *out = c;
-    return JACLIP_OK;
-}
-
-jaclip_status jaclip_classifier_load(jaclip_classifier **out, const char *path, const jaclip_model *model)
-{
-    if (!out)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
-    *out = NULL;
-    if (!path || !model)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path and model must not be NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return io_fail("cannot open", path);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        jaclip_status st = S_ISDIR(sb.st_mode) ? jc_fail(JACLIP_ERROR_IO, "%s: is a directory", path)
-                                                : io_fail("cannot stat", path);
-        close(fd);
-        return st;
-    }
-    size_t size = (size_t)sb.st_size, got = 0;
-    unsigned char *buf = malloc(size ? size : 1);
-    if (!buf) {
-        close(fd);
-        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory");
-    }
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    jaclip_classifier *c = NULL;
-    jaclip_status st = got == size ? parse(&c, buf, size, path) : io_fail("cannot read", path);
-    free(buf);
-    if (st == JACLIP_OK && strcmp(c->fingerprint, jaclip_model_fingerprint(model)) != 0) {
-        st = jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s: the classifier was built with model %s, not with this model %s",
-                     path, c->fingerprint, jaclip_model_fingerprint(model));
-        jaclip_classifier_free(c);
-        c = NULL;
-    }
-    if (st == JACLIP_OK && c->dim != (size_t)jaclip_model_embedding_dim(model)) {
-        st = format_fail(path, "classifier width differs from the model's");
-        jaclip_classifier_free(c);
-        c = NULL;
-    }
-    *out = c;
-    return st;
 }

@@ -149,6 +149,59 @@ void use_onednn_quantized_engine()
 
 } // namespace
 
+// A CUDA device must exist; "cuda" alone means cuda:0.
+static jaclip_status check_device(c10::Device &device, const char *name)
+{
+    if (!device.is_cuda())
+        return JACLIP_OK;
+    if (!torch::cuda::is_available())
+        return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE,
+                    "device \"%s\" requested, but this libtorch has no CUDA or sees no GPU "
+                    "(rebuild with TORCH_DIR pointing at a CUDA libtorch)", name);
+    int64_t count = (int64_t)torch::cuda::device_count();
+    if (device.has_index() && device.index() >= count)
+        return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "device \"%s\" requested, but only %lld GPU(s)", name,
+                    (long long)count);
+    if (!device.has_index())
+        device = c10::Device(c10::kCUDA, 0);
+    return JACLIP_OK;
+}
+
+// What the loaded module computes in: an int8 file as stored, bf16 where asked for or native, else
+// fp32 (the weights converted here). Sets m->stored and m->precision.
+static jaclip_status choose_precision(jc_torch_model *m, const jc_torch_load_args *args, const std::string &config,
+                                      const c10::Device &device, const char *where)
+{
+    at::ScalarType stored = at::kFloat;
+    for (const auto &p : m->module.parameters()) {
+        stored = p.scalar_type();
+        break;
+    }
+    // An int8 file (converter --dtype int8) keeps its quantized Linear layers as they are.
+    bool int8_file = config.find("\nprecision=int8\n") != std::string::npos;
+    m->stored = int8_file ? JACLIP_PRECISION_INT8
+                          : stored == at::kBFloat16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
+    if (int8_file && (args->precision == JACLIP_PRECISION_FP32 || args->precision == JACLIP_PRECISION_BF16))
+        return fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                    "%s: the file holds int8 weights; load it at the default precision or INT8, or convert "
+                    "the checkpoint again for fp32 / bf16", where);
+    if (!int8_file && args->precision == JACLIP_PRECISION_INT8)
+        return fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                    "%s: int8 runs only from a file converted with jaclip-convert --dtype int8", where);
+    if (int8_file && !device.is_cpu())
+        return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "%s: int8 models run on the CPU only", where);
+    // The default keeps a bf16 file in bf16 only where bf16 is native (GPUs, AVX512_BF16, AMX):
+    // elsewhere it is many times slower than fp32, so the weights are widened at load.
+    bool want_bf16 = args->precision == JACLIP_PRECISION_BF16 ||
+                     (args->precision == JACLIP_PRECISION_DEFAULT && stored == at::kBFloat16 &&
+                      (args->native_bf16 || !device.is_cpu()));
+    at::ScalarType target = want_bf16 ? at::kBFloat16 : at::kFloat;
+    if (stored != target)
+        m->module.to(target);
+    m->precision = int8_file ? JACLIP_PRECISION_INT8 : want_bf16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
+    return JACLIP_OK;
+}
+
 static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *args, char **config_text,
                                        size_t *config_size, char **tokenizer_bytes, size_t *tokenizer_size)
 {
@@ -159,18 +212,9 @@ static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *
     try {
         model.reset(new jc_torch_model());
         c10::Device device(args->device);
-        if (device.is_cuda()) {
-            if (!torch::cuda::is_available())
-                return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE,
-                               "device \"%s\" requested, but this libtorch has no CUDA or sees no GPU "
-                               "(rebuild with TORCH_DIR pointing at a CUDA libtorch)", args->device);
-            int64_t count = (int64_t)torch::cuda::device_count();
-            if (device.has_index() && device.index() >= count)
-                return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "device \"%s\" requested, but only %lld GPU(s)",
-                               args->device, (long long)count);
-            if (!device.has_index())
-                device = c10::Device(c10::kCUDA, 0);
-        }
+        jaclip_status st = check_device(device, args->device);
+        if (st)
+            return st;
 
         use_onednn_quantized_engine();
         torch::jit::ExtraFilesMap extra{{kConfigFile, ""}, {kTokenizerFile, ""}};
@@ -185,34 +229,8 @@ static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *
             !has_tensor_method(model->module, "encode_text", 2, why))
             return fail(JACLIP_ERROR_MODEL_FORMAT, "%s: %s", where, why.c_str());
 
-        at::ScalarType stored = at::kFloat;
-        for (const auto &p : model->module.parameters()) {
-            stored = p.scalar_type();
-            break;
-        }
-        // An int8 file (converter --dtype int8) keeps its quantized Linear layers as they are.
-        const std::string &config = extra[kConfigFile];
-        bool int8_file = config.find("\nprecision=int8\n") != std::string::npos;
-        model->stored = int8_file ? JACLIP_PRECISION_INT8
-                                  : stored == at::kBFloat16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
-        if (int8_file && (args->precision == JACLIP_PRECISION_FP32 || args->precision == JACLIP_PRECISION_BF16))
-            return fail(JACLIP_ERROR_INVALID_ARGUMENT,
-                        "%s: the file holds int8 weights; load it at the default precision or INT8, or convert "
-                        "the checkpoint again for fp32 / bf16", where);
-        if (!int8_file && args->precision == JACLIP_PRECISION_INT8)
-            return fail(JACLIP_ERROR_INVALID_ARGUMENT,
-                        "%s: int8 runs only from a file converted with jaclip-convert --dtype int8", where);
-        if (int8_file && !device.is_cpu())
-            return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "%s: int8 models run on the CPU only", where);
-        // The default keeps a bf16 file in bf16 only where bf16 is native (GPUs, AVX512_BF16, AMX):
-        // elsewhere it is many times slower than fp32, so the weights are widened at load.
-        bool want_bf16 = args->precision == JACLIP_PRECISION_BF16 ||
-                         (args->precision == JACLIP_PRECISION_DEFAULT && stored == at::kBFloat16 &&
-                          (args->native_bf16 || !device.is_cpu()));
-        at::ScalarType target = want_bf16 ? at::kBFloat16 : at::kFloat;
-        if (stored != target)
-            model->module.to(target);
-        model->precision = int8_file ? JACLIP_PRECISION_INT8 : want_bf16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
+        if ((st = choose_precision(model.get(), args, extra[kConfigFile], device, where)))
+            return st;
         int cores = args->num_threads > 0 ? args->num_threads : usable_cores();
         // Debian's libtorch hands fp32 matrix products to OpenBLAS, which runs its own pool of one
         // thread per core; torch's intra-op threads on top of it oversubscribe the cores (measured on

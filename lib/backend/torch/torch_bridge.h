@@ -29,7 +29,7 @@ typedef struct jc_torch_load_args {
     const char *device;      /* "cpu", "cuda", "cuda:N" (already validated) */
     jaclip_precision precision;
     int32_t num_threads;     /* 0: the cores this process may use */
-    bool native_bf16;        /* the CPU computes bf16 natively (lib/cpu.c) */
+    bool native_bf16;        /* the CPU computes bf16 natively (lib/common/cpu.c) */
 } jc_torch_load_args;
 
 /* What libjaclip lends the plugin: its error recording, so messages land in jaclip_last_error(). */
