@@ -559,7 +559,16 @@ static served_index load_served_index(const char *arg, size_t dim)
     return (served_index){name, index};
 }
 
-int cmd_serve(int argc, char **argv)
+typedef struct {
+    model_args m;
+    string_list index_args;
+    const char *host, *token, *classifier_path;
+    long port, workers, max_requests, max_body, timeout;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+} serve_options;
+
+static void parse_serve_args(serve_options *o, int argc, char **argv)
 {
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},        {"index", required_argument, NULL, 'i'},
@@ -571,95 +580,86 @@ int cmd_serve(int argc, char **argv)
         {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'},
         {"classifier", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0}};
-    model_args m = {0};
-    string_list index_args = {0};
-    const char *host = "127.0.0.1", *token = getenv("JACLIP_SERVE_TOKEN"), *classifier_path = NULL;
-    long port = 8080, workers = 1, max_requests = 64, max_body = 16L << 20, timeout = 30;
     int opt;
-    command_name = "jaclip serve";
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->token = getenv("JACLIP_SERVE_TOKEN");
+    o->port = 8080, o->workers = 1, o->max_requests = 64, o->max_body = 16L << 20, o->timeout = 30;
     while ((opt = getopt_long(argc, argv, ":m:i:p:c:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'm': m.model_path = optarg; break;
-        case OPT_DEVICE: m.device = optarg; break;
-        case 'i': list_push(&index_args, optarg); break;
-        case OPT_HOST: host = optarg; break;
-        case 'p': port = parse_long(optarg, "--port", 0, 65535); break;
-        case OPT_TOKEN: token = optarg; break;
-        case OPT_THREADS: workers = parse_long(optarg, "--threads", 1, 256); break;
-        case OPT_MODEL_THREADS: m.threads = (int)parse_long(optarg, "--model-threads", 0, 1024); break;
-        case OPT_MAX_REQUESTS: max_requests = parse_long(optarg, "--max-requests", 1, 10000); break;
-        case OPT_MAX_BODY: max_body = parse_long(optarg, "--max-body", 1024, 1L << 30); break;
-        case OPT_TIMEOUT: timeout = parse_long(optarg, "--timeout", 1, 3600); break;
-        case 'c': classifier_path = optarg; break;
-        case 'h': return help_requested(serve_usage);
+        case 'm': o->m.model_path = optarg; break;
+        case OPT_DEVICE: o->m.device = optarg; break;
+        case 'i': list_push(&o->index_args, optarg); break;
+        case OPT_HOST: o->host = optarg; break;
+        case 'p': o->port = parse_long(optarg, "--port", 0, 65535); break;
+        case OPT_TOKEN: o->token = optarg; break;
+        case OPT_THREADS: o->workers = parse_long(optarg, "--threads", 1, 256); break;
+        case OPT_MODEL_THREADS: o->m.threads = (int)parse_long(optarg, "--model-threads", 0, 1024); break;
+        case OPT_MAX_REQUESTS: o->max_requests = parse_long(optarg, "--max-requests", 1, 10000); break;
+        case OPT_MAX_BODY: o->max_body = parse_long(optarg, "--max-body", 1024, 1L << 30); break;
+        case OPT_TIMEOUT: o->timeout = parse_long(optarg, "--timeout", 1, 3600); break;
+        case 'c': o->classifier_path = optarg; break;
+        case 'h': exit(help_requested(serve_usage));
         default: bad_option(opt, argv);
         }
     }
     if (optind < argc)
         usage_error("unexpected argument '%s'", argv[optind]);
-    if (token && !*token)
-        token = NULL;
-    if (token && !is_utf8(token))
+    if (o->token && !*o->token)
+        o->token = NULL;
+    if (o->token && !is_utf8(o->token))
         usage_error("--token must be UTF-8");
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
-    parse_host(host, port, &addr, &addr_len);
-    if (!is_loopback(&addr) && !token)
-        usage_error("--host %s is not a loopback address: give --token (or JACLIP_SERVE_TOKEN) too", host);
+    parse_host(o->host, o->port, &o->addr, &o->addr_len);
+    if (!is_loopback(&o->addr) && !o->token)
+        usage_error("--host %s is not a loopback address: give --token (or JACLIP_SERVE_TOKEN) too", o->host);
+}
 
-    /* The signals are taken by sigwait below. Blocked before anything starts a thread (libtorch and
-     * OpenBLAS pools, MHD), so every thread inherits the mask and none dies of them. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
+/* The server: the model, its classifier, the indexes, the limits. */
+static server *make_server(const serve_options *o)
+{
     server *s = xcalloc(1, sizeof *s);
-    s->model = load_model(&m);
+    s->model = load_model((model_args *)&o->m);
     s->dim = (size_t)jaclip_model_embedding_dim(s->model);
     jaclip_status loaded;
-    if (classifier_path && (loaded = jaclip_classifier_load(&s->classifier, classifier_path, s->model)))
-        die(classifier_path, loaded);
-    s->nindexes = index_args.count;
-    s->indexes = xcalloc(index_args.count, sizeof *s->indexes);
-    for (size_t i = 0; i < index_args.count; i++) {
-        s->indexes[i] = load_served_index(index_args.items[i], s->dim);
+    if (o->classifier_path && (loaded = jaclip_classifier_load(&s->classifier, o->classifier_path, s->model)))
+        die(o->classifier_path, loaded);
+    s->nindexes = o->index_args.count;
+    s->indexes = xcalloc(o->index_args.count, sizeof *s->indexes);
+    for (size_t i = 0; i < o->index_args.count; i++) {
+        s->indexes[i] = load_served_index(o->index_args.items[i], s->dim);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(s->indexes[i].name, s->indexes[j].name))
                 usage_error("two indexes are named '%s': use NAME=FILE", s->indexes[i].name);
     }
-    s->token = token;
-    s->token_len = token ? strlen(token) : 0;
-    s->max_body = (size_t)max_body;
-    s->max_requests = (unsigned)max_requests;
-    s->request_timeout = (double)timeout;
-    s->slots_left = (unsigned)workers;
+    s->token = o->token;
+    s->token_len = o->token ? strlen(o->token) : 0;
+    s->max_body = (size_t)o->max_body;
+    s->max_requests = (unsigned)o->max_requests;
+    s->request_timeout = (double)o->timeout;
+    s->slots_left = (unsigned)o->workers;
     pthread_mutex_init(&s->slot_lock, NULL);
     pthread_cond_init(&s->slot_free, NULL);
     pthread_mutex_init(&s->thumb_lock, NULL);
+    return s;
+}
 
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-            (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-        (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)max_requests + 16, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
-    if (!d) {
-        cli_warn("cannot listen on %s port %ld: %s", host, port, strerror(errno));
-        return EXIT_RUNTIME;
+static void free_server(server *s)
+{
+    for (size_t i = 0; i < s->nindexes; i++) {
+        jaclip_index_free(s->indexes[i].index);
+        free(s->indexes[i].name);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    printf("jaclip serve: listening on http://%s%s%s:%u/ (%zu index%s)\n", addr.ss_family == AF_INET6 ? "[" : "",
-           host, addr.ss_family == AF_INET6 ? "]" : "", info ? info->port : (unsigned)port, s->nindexes,
-           s->nindexes == 1 ? "" : "es");
-    fflush(stdout);
+    for (size_t i = 0; i < THUMB_SLOTS; i++)
+        free(s->thumbs[i].jpeg);
+    free(s->indexes);
+    jaclip_classifier_free(s->classifier);
+    jaclip_model_free(s->model);
+    free(s);
+}
 
-    int sig = 0;
-    sigwait(&stop, &sig);
-    /* Graceful stop: refuse new work, close the listening socket, let requests in flight finish. */
+/* Graceful stop: refuse new work, close the listening socket, let requests in flight finish. */
+static void stop_server(server *s, struct MHD_Daemon *d, int sig)
+{
     atomic_store(&s->stopping, true);
     MHD_socket listener = MHD_quiesce_daemon(d);
     if (listener != MHD_INVALID_SOCKET)
@@ -670,17 +670,44 @@ int cmd_serve(int argc, char **argv)
     unsigned left = atomic_load(&s->in_flight);
     MHD_stop_daemon(d);
     fprintf(stderr, "jaclip serve: stopped by signal %d%s\n", sig, left ? " (requests still running were cut)" : "");
+}
 
-    for (size_t i = 0; i < s->nindexes; i++) {
-        jaclip_index_free(s->indexes[i].index);
-        free(s->indexes[i].name);
+int cmd_serve(int argc, char **argv)
+{
+    serve_options o;
+    command_name = "jaclip serve";
+    parse_serve_args(&o, argc, argv);
+    /* The signals are taken by sigwait below. Blocked before anything starts a thread (libtorch and
+     * OpenBLAS pools, MHD), so every thread inherits the mask and none dies of them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    server *s = make_server(&o);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+            (o.addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+        (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&o.addr,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)o.max_requests + 16, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (!d) {
+        cli_warn("cannot listen on %s port %ld: %s", o.host, o.port, strerror(errno));
+        return EXIT_RUNTIME;
     }
-    for (size_t i = 0; i < THUMB_SLOTS; i++)
-        free(s->thumbs[i].jpeg);
-    free(s->indexes);
-    free(index_args.items);
-    jaclip_classifier_free(s->classifier);
-    jaclip_model_free(s->model);
-    free(s);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    printf("jaclip serve: listening on http://%s%s%s:%u/ (%zu index%s)\n", o.addr.ss_family == AF_INET6 ? "[" : "",
+           o.host, o.addr.ss_family == AF_INET6 ? "]" : "", info ? info->port : (unsigned)o.port, s->nindexes,
+           s->nindexes == 1 ? "" : "es");
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    stop_server(s, d, sig);
+    free_server(s);
+    free(o.index_args.items);
     return 0;
 }
