@@ -168,7 +168,9 @@ static size_t min_rows(jaclip_ann_kind kind)
 
 static jc_faiss_family family_of_kind(jaclip_ann_kind kind)
 {
-    return kind == JACLIP_ANN_IVF_FLAT ? JC_FAISS_IVF_FLAT : kind == JACLIP_ANN_IVF_PQ ? JC_FAISS_IVF_PQ : JC_FAISS_HNSW_FLAT;
+    return kind == JACLIP_ANN_IVF_FLAT ? JC_FAISS_IVF_FLAT
+           : kind == JACLIP_ANN_IVF_PQ ? JC_FAISS_IVF_PQ
+                                       : JC_FAISS_HNSW_FLAT;
 }
 
 static void default_params(jaclip_ann *ann)
@@ -210,8 +212,8 @@ static jaclip_status build_structure(jaclip_ann *ann)
     if (!f)
         return st;
     ann->faiss = f;
-    jc_faiss_build_args args = {family_of_kind(ann->kind), (int64_t)ann->dim, (int64_t)ann->nlist,
-                                (int64_t)choose_pq_m(ann->dim), 32, 10};
+    jc_faiss_build_args args = {
+        family_of_kind(ann->kind), (int64_t)ann->dim, (int64_t)ann->nlist, (int64_t)choose_pq_m(ann->dim), 32, 10};
     if ((st = f->create(&ann->structure, &args)))
         return st;
     if (ann->kind != JACLIP_ANN_HNSW) {
@@ -253,8 +255,9 @@ jaclip_status jaclip_ann_build(jaclip_ann **out, const jaclip_index *index, jacl
     if (kind == JACLIP_ANN_AUTO)
         kind = auto_kind(rows);
     if (rows < min_rows(kind))
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s needs at least %zu rows; the index has %zu (use exact search)",
-                       jaclip_ann_kind_name(kind), min_rows(kind), rows);
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                       "%s needs at least %zu rows; the index has %zu (use exact search)", jaclip_ann_kind_name(kind),
+                       min_rows(kind), rows);
     jaclip_ann *ann = calloc(1, sizeof *ann);
     if (!ann)
         return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory");
@@ -329,8 +332,16 @@ jaclip_status jaclip_ann_save(const jaclip_ann *ann, const char *path)
     jaclip_status st;
     if (ann->structure && (st = ann->faiss->serialize(ann->structure, &payload, &payload_size)))
         return st;
-    ann_header a = {ANN_VERSION, ANN_HEADER_BYTES, (uint32_t)ann->kind, (uint32_t)ann->dim, ann->rows,
-                    ann->fingerprint, ann->nlist, payload_size, jc_crc32(0, payload, payload_size), 0};
+    ann_header a = {ANN_VERSION,
+                    ANN_HEADER_BYTES,
+                    (uint32_t)ann->kind,
+                    (uint32_t)ann->dim,
+                    ann->rows,
+                    ann->fingerprint,
+                    ann->nlist,
+                    payload_size,
+                    jc_crc32(0, payload, payload_size),
+                    0};
     unsigned char h[ANN_HEADER_BYTES];
     encode_header(h, &a);
 
@@ -372,8 +383,8 @@ static jaclip_status load_checked(jaclip_ann *ann, int fd, uint64_t file_size, c
     if (st || (st = decode_header(&a, h, have, file_size, path)))
         return st;
     if (a.dim != ann->dim)
-        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: stale ANN: built for %u-wide rows, the index has %zu", path, a.dim,
-                       ann->dim);
+        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: stale ANN: built for %u-wide rows, the index has %zu", path,
+                       a.dim, ann->dim);
     if (a.rows != ann->rows)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: stale ANN: built from %llu rows, the index has %zu (rebuild it)",
                        path, (unsigned long long)a.rows, ann->rows);
@@ -392,8 +403,8 @@ static jaclip_status load_checked(jaclip_ann *ann, int fd, uint64_t file_size, c
     if ((st = row_fingerprint(ann->index, &ann->fingerprint)))
         goto done;
     if (ann->fingerprint != a.fingerprint) {
-        st = jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: stale ANN: built from other rows than the index holds (rebuild it)",
-                     path);
+        st = jc_fail(JACLIP_ERROR_INDEX_FORMAT,
+                     "%s: stale ANN: built from other rows than the index holds (rebuild it)", path);
         goto done;
     }
     ann->kind = (jaclip_ann_kind)a.kind;
@@ -530,8 +541,8 @@ jaclip_status jaclip_ann_search(jaclip_tensor **out_indices, jaclip_tensor **out
         return st;
     size_t nq = (size_t)jaclip_tensor_dim(queries, 0), dim = ann->dim;
     if ((size_t)jaclip_tensor_dim(queries, 1) != dim)
-        return jc_fail(JACLIP_ERROR_SHAPE, "queries are %lld wide, the index %zu", (long long)jaclip_tensor_dim(queries, 1),
-                       dim);
+        return jc_fail(JACLIP_ERROR_SHAPE, "queries are %lld wide, the index %zu",
+                       (long long)jaclip_tensor_dim(queries, 1), dim);
     const float *q = jaclip_tensor_data(queries);
     for (size_t i = 0; i < nq * dim; i++)
         if (!isfinite(q[i]))

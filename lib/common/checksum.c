@@ -3,7 +3,4 @@
 
 #include <zlib.h>
 
-uint32_t jc_crc32(uint32_t crc, const void *data, size_t size)
-{
-    return (uint32_t)crc32_z(crc, data, size);
-}
+uint32_t jc_crc32(uint32_t crc, const void *data, size_t size) { return (uint32_t)crc32_z(crc, data, size); }

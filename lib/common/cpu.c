@@ -60,7 +60,10 @@ static void init(void)
         features.native_bf16 = env[0] == '1';
         features.native_bf16_overridden = true;
     }
-    static const struct { const char *name; size_t offset; } names[] = {
+    static const struct {
+        const char *name;
+        size_t offset;
+    } names[] = {
         {"avx2", offsetof(jc_cpu_features, avx2)},
         {"fma", offsetof(jc_cpu_features, fma)},
         {"avx512f", offsetof(jc_cpu_features, avx512f)},
@@ -72,8 +75,8 @@ static void init(void)
     size_t used = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (*(const bool *)((const char *)&features + names[i].offset))
-            used += (size_t)snprintf(feature_names + used, sizeof feature_names - used, "%s%s",
-                                     used ? " " : "", names[i].name);
+            used += (size_t)snprintf(feature_names + used, sizeof feature_names - used, "%s%s", used ? " " : "",
+                                     names[i].name);
 }
 
 const jc_cpu_features *jc_cpu(void)

@@ -12,11 +12,16 @@
 
 static const char *file_kind(mode_t mode)
 {
-    if (S_ISDIR(mode)) return "a directory";
-    if (S_ISFIFO(mode)) return "a FIFO";
-    if (S_ISCHR(mode)) return "a character device";
-    if (S_ISBLK(mode)) return "a block device";
-    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
     return "not a regular file";
 }
 
@@ -62,8 +67,7 @@ jaclip_status jc_read_fd(int fd, void *buf, size_t n, size_t *got, const char *w
     return JACLIP_OK;
 }
 
-jaclip_status jc_read_regular_file(const char *path, const char *what, size_t max_bytes, char **out,
-                                   size_t *out_size)
+jaclip_status jc_read_regular_file(const char *path, const char *what, size_t max_bytes, char **out, size_t *out_size)
 {
     int fd;
     uint64_t size;

@@ -61,8 +61,7 @@ jaclip_status jc_open_regular(const char *path, const char *what, int *out_fd, u
 jaclip_status jc_read_fd(int fd, void *buf, size_t n, size_t *got, const char *what, const char *path);
 /* The whole of a regular file of at most max_bytes, malloc'd. IO (not regular, too large, unreadable),
  * OUT_OF_MEMORY. */
-jaclip_status jc_read_regular_file(const char *path, const char *what, size_t max_bytes, char **out,
-                                   size_t *out_size);
+jaclip_status jc_read_regular_file(const char *path, const char *what, size_t max_bytes, char **out, size_t *out_size);
 
 /* Writing (lib/common/file_output.c). IO "path: what: strerror(errno)", returned. */
 jaclip_status jc_io_fail(const char *what, const char *path);

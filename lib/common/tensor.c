@@ -69,13 +69,13 @@ jaclip_status jc_check_2d(const jaclip_tensor *t, jaclip_dtype dtype, const char
     if (!t)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s is NULL", name);
     if (t->ndim != 2 || t->dtype != dtype)
-        return jc_fail(JACLIP_ERROR_SHAPE, "%s must be a 2-D %s tensor, got %zu-D %s", name,
-                       names[dtype], t->ndim, names[t->dtype]);
+        return jc_fail(JACLIP_ERROR_SHAPE, "%s must be a 2-D %s tensor, got %zu-D %s", name, names[dtype], t->ndim,
+                       names[t->dtype]);
     return JACLIP_OK;
 }
 
-jaclip_status jaclip_tensor_create(jaclip_tensor **out, jaclip_dtype dtype, size_t ndim,
-                                   const int64_t *shape, const void *data)
+jaclip_status jaclip_tensor_create(jaclip_tensor **out, jaclip_dtype dtype, size_t ndim, const int64_t *shape,
+                                   const void *data)
 {
     jaclip_status st;
     if (!out)

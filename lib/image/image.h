@@ -8,9 +8,9 @@
 #include <stdint.h>
 
 typedef enum jc_image_mode {
-    JC_MODE_1,    /* 1-bit, stored as one byte 0 or 255 per pixel (PIL "1") */
-    JC_MODE_L,    /* 8-bit grey */
-    JC_MODE_LA,   /* grey + alpha, 2 bytes per pixel */
+    JC_MODE_1,  /* 1-bit, stored as one byte 0 or 255 per pixel (PIL "1") */
+    JC_MODE_L,  /* 8-bit grey */
+    JC_MODE_LA, /* grey + alpha, 2 bytes per pixel */
     JC_MODE_RGB,
     JC_MODE_RGBA, /* straight alpha */
     JC_MODE_P,    /* 8-bit palette index; palette in jaclip_image.palette */
@@ -22,9 +22,9 @@ struct jaclip_image {
     uint32_t width;
     uint32_t height;
     jc_image_mode mode;
-    size_t pixel_bytes;      /* bytes per pixel: 1, 2, 3 or 4 */
-    uint8_t *pixels;         /* width * height * pixel_bytes, rows packed */
-    uint8_t palette[256 * 3];/* mode P: RGB entries; unused entries form a grey ramp, as in PIL */
+    size_t pixel_bytes;       /* bytes per pixel: 1, 2, 3 or 4 */
+    uint8_t *pixels;          /* width * height * pixel_bytes, rows packed */
+    uint8_t palette[256 * 3]; /* mode P: RGB entries; unused entries form a grey ramp, as in PIL */
 };
 
 size_t jc_image_mode_pixel_bytes(jc_image_mode mode);
@@ -37,17 +37,17 @@ jaclip_status jc_image_new(jaclip_image **out, uint32_t width, uint32_t height, 
 jaclip_status jc_image_check_size(uint64_t width, uint64_t height, uint64_t max_pixels);
 
 /* Format decoders over a complete in-memory file. */
-jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size_t size,
-                                   uint64_t max_pixels, uint32_t flags);
-jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_t size,
-                                  uint64_t max_pixels, uint32_t flags);
+jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                   uint32_t flags);
+jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                  uint32_t flags);
 
 /* What a file's first bytes say about its image, before any pixel is decoded. */
 typedef struct jc_image_header {
     bool is_png;
     uint32_t width, height;
-    unsigned components;   /* samples per pixel as stored */
-    unsigned sample_bits;  /* bits per sample as stored */
+    unsigned components;  /* samples per pixel as stored */
+    unsigned sample_bits; /* bits per sample as stored */
 } jc_image_header;
 
 /* Reads the JPEG or PNG header of bytes in memory and checks the pixel limit and, if target_size > 0,

@@ -16,13 +16,13 @@
 typedef struct decode_job {
     const jc_image_batch *batch;
     size_t first, count;
-    float *pixels;                   /* [count, 3, S, S] */
-    size_t next;                     /* next image to take, atomically */
+    float *pixels; /* [count, 3, S, S] */
+    size_t next;   /* next image to take, atomically */
     pthread_mutex_t lock;
     pthread_cond_t budget_freed;
-    uint64_t budget_in_use;          /* estimated bytes held by the decoders running now */
-    size_t decoding;                 /* how many decoders run now */
-    jaclip_status status;            /* of the failure with the lowest index, for a stable message */
+    uint64_t budget_in_use; /* estimated bytes held by the decoders running now */
+    size_t decoding;        /* how many decoders run now */
+    jaclip_status status;   /* of the failure with the lowest index, for a stable message */
     size_t failed;
     char message[1024];
 } decode_job;
@@ -31,8 +31,8 @@ typedef struct decode_job {
 static void budget_acquire(decode_job *job, uint64_t bytes)
 {
     pthread_mutex_lock(&job->lock);
-    while (job->decoding > 0 && bytes > JC_DECODE_BUDGET - (job->budget_in_use < JC_DECODE_BUDGET
-                                                                  ? job->budget_in_use : JC_DECODE_BUDGET))
+    while (job->decoding > 0 &&
+           bytes > JC_DECODE_BUDGET - (job->budget_in_use < JC_DECODE_BUDGET ? job->budget_in_use : JC_DECODE_BUDGET))
         pthread_cond_wait(&job->budget_freed, &job->lock);
     job->budget_in_use += bytes;
     job->decoding++;
@@ -131,8 +131,12 @@ static void *decode_worker(void *arg)
 
 jaclip_status jc_image_batch_preprocess(const jc_image_batch *batch, size_t first, size_t count, float *pixels)
 {
-    decode_job one = {.batch = batch, .first = first, .count = count, .pixels = pixels,
-                      .lock = PTHREAD_MUTEX_INITIALIZER, .budget_freed = PTHREAD_COND_INITIALIZER};
+    decode_job one = {.batch = batch,
+                      .first = first,
+                      .count = count,
+                      .pixels = pixels,
+                      .lock = PTHREAD_MUTEX_INITIALIZER,
+                      .budget_freed = PTHREAD_COND_INITIALIZER};
     decode_job *job = &one;
     enum { MAX_DECODERS = 16 };
     pthread_t threads[MAX_DECODERS];

@@ -10,10 +10,14 @@
 size_t jc_image_mode_pixel_bytes(jc_image_mode mode)
 {
     switch (mode) {
-    case JC_MODE_1: case JC_MODE_L: case JC_MODE_P: return 1;
+    case JC_MODE_1:
+    case JC_MODE_L:
+    case JC_MODE_P: return 1;
     case JC_MODE_LA: return 2;
     case JC_MODE_RGB: return 3;
-    case JC_MODE_RGBA: case JC_MODE_I: case JC_MODE_CMYK: return 4;
+    case JC_MODE_RGBA:
+    case JC_MODE_I:
+    case JC_MODE_CMYK: return 4;
     }
     return 0;
 }
@@ -23,8 +27,8 @@ jaclip_status jc_image_check_size(uint64_t width, uint64_t height, uint64_t max_
     if (max_pixels == 0)
         max_pixels = JACLIP_DEFAULT_MAX_PIXELS;
     if (width == 0 || height == 0)
-        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "image has zero size (%llux%llu)",
-                       (unsigned long long)width, (unsigned long long)height);
+        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "image has zero size (%llux%llu)", (unsigned long long)width,
+                       (unsigned long long)height);
     /* width and height are at most 2^32 each, so compare by division to avoid overflow. */
     if (width > max_pixels || height > max_pixels / width)
         return jc_fail(JACLIP_ERROR_IMAGE_TOO_LARGE, "image of %llux%llu pixels exceeds the limit of %llu pixels",
@@ -32,8 +36,7 @@ jaclip_status jc_image_check_size(uint64_t width, uint64_t height, uint64_t max_
     return JACLIP_OK;
 }
 
-jaclip_status jc_image_new(jaclip_image **out, uint32_t width, uint32_t height, jc_image_mode mode,
-                           uint64_t max_pixels)
+jaclip_status jc_image_new(jaclip_image **out, uint32_t width, uint32_t height, jc_image_mode mode, uint64_t max_pixels)
 {
     size_t bytes;
     jaclip_image *image;
@@ -91,8 +94,8 @@ const char *jaclip_image_mode(const jaclip_image *image)
     return NULL;
 }
 
-jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels, uint32_t width,
-                                       uint32_t height, size_t stride, jaclip_pixel_format format)
+jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels, uint32_t width, uint32_t height,
+                                       size_t stride, jaclip_pixel_format format)
 {
     jc_image_mode mode;
     size_t row_bytes;
@@ -135,8 +138,8 @@ jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels, u
 
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
-jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, size_t size,
-                                       uint64_t max_pixels, uint32_t flags)
+jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, size_t size, uint64_t max_pixels,
+                                       uint32_t flags)
 {
     const uint8_t *bytes = data;
     if (!out)

@@ -57,16 +57,37 @@ jaclip_status jc_image_apply_orientation(jaclip_image **image, int orientation)
         for (uint32_t x = 0; x < rotated->width; x++) {
             uint32_t sx, sy;
             switch (orientation) {
-            case 2: sx = w - 1 - x; sy = y; break;           /* mirror left-right */
-            case 3: sx = w - 1 - x; sy = h - 1 - y; break;   /* rotate 180 */
-            case 4: sx = x; sy = h - 1 - y; break;           /* mirror top-bottom */
-            case 5: sx = y; sy = x; break;                   /* transpose */
-            case 6: sx = y; sy = h - 1 - x; break;           /* rotate 90 clockwise */
-            case 7: sx = w - 1 - y; sy = h - 1 - x; break;   /* transverse */
-            default: sx = w - 1 - y; sy = x; break;          /* 8: rotate 90 counter-clockwise */
+            case 2:
+                sx = w - 1 - x;
+                sy = y;
+                break; /* mirror left-right */
+            case 3:
+                sx = w - 1 - x;
+                sy = h - 1 - y;
+                break; /* rotate 180 */
+            case 4:
+                sx = x;
+                sy = h - 1 - y;
+                break; /* mirror top-bottom */
+            case 5:
+                sx = y;
+                sy = x;
+                break; /* transpose */
+            case 6:
+                sx = y;
+                sy = h - 1 - x;
+                break; /* rotate 90 clockwise */
+            case 7:
+                sx = w - 1 - y;
+                sy = h - 1 - x;
+                break; /* transverse */
+            default:
+                sx = w - 1 - y;
+                sy = x;
+                break; /* 8: rotate 90 counter-clockwise */
             }
-            memcpy(rotated->pixels + ((size_t)y * rotated->width + x) * pb,
-                   in->pixels + ((size_t)sy * w + sx) * pb, pb);
+            memcpy(rotated->pixels + ((size_t)y * rotated->width + x) * pb, in->pixels + ((size_t)sy * w + sx) * pb,
+                   pb);
         }
     }
     jaclip_image_free(*image);

@@ -52,9 +52,18 @@ static void jpeg_limit_scans(j_common_ptr cinfo)
 static bool jpeg_choose_mode(j_decompress_ptr cinfo, jc_image_mode *mode)
 {
     switch (cinfo->num_components) {
-    case 1: *mode = JC_MODE_L; cinfo->out_color_space = JCS_GRAYSCALE; return true;
-    case 3: *mode = JC_MODE_RGB; cinfo->out_color_space = JCS_RGB; return true;
-    case 4: *mode = JC_MODE_CMYK; cinfo->out_color_space = JCS_CMYK; return true;
+    case 1:
+        *mode = JC_MODE_L;
+        cinfo->out_color_space = JCS_GRAYSCALE;
+        return true;
+    case 3:
+        *mode = JC_MODE_RGB;
+        cinfo->out_color_space = JCS_RGB;
+        return true;
+    case 4:
+        *mode = JC_MODE_CMYK;
+        cinfo->out_color_space = JCS_CMYK;
+        return true;
     default: return false;
     }
 }
@@ -69,8 +78,8 @@ static int jpeg_orientation(j_decompress_ptr cinfo)
     return 0;
 }
 
-jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size_t size,
-                                   uint64_t max_pixels, uint32_t flags)
+jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                   uint32_t flags)
 {
     struct jpeg_decompress_struct cinfo;
     struct jpeg_failure failure;

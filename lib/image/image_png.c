@@ -35,7 +35,8 @@ static jaclip_status png_check_header_chunks(const uint8_t *data, size_t size)
             return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "truncated PNG data (chunk %.4s)", (const char *)name);
         uint32_t crc = jc_crc32(0, name, 4 + (size_t)length);
         if (crc != jc_get_u32be(data + pos + 8 + length))
-            return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "broken PNG file (bad checksum in chunk %.4s)", (const char *)name);
+            return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "broken PNG file (bad checksum in chunk %.4s)",
+                           (const char *)name);
         pos += 12 + (size_t)length;
     }
 }
@@ -202,8 +203,7 @@ static jc_image_mode png_choose_mode(png_structp png, int color_type, int bit_de
         mode = JC_MODE_RGBA;
         png_set_strip_16(png);
         break;
-    default:
-        png_error(png, "unknown PNG colour type");
+    default: png_error(png, "unknown PNG colour type");
     }
     return mode;
 }
@@ -240,8 +240,8 @@ static void png_widen_rows(jaclip_image *image, jc_image_mode mode, size_t row_b
     }
 }
 
-jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_t size,
-                                  uint64_t max_pixels, uint32_t flags)
+jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                  uint32_t flags)
 {
     struct png_source source = {data, size, 0, "", 0};
     png_structp png;

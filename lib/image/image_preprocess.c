@@ -17,10 +17,10 @@
 /* Filter taps of a run of output positions along one axis, as PIL's precompute_coeffs makes them. */
 struct axis_taps {
     int ksize;
-    int *first;       /* per output: first input index */
-    int *count;       /* per output: number of taps */
-    double *weights;  /* per output: ksize normalised weights */
-    int32_t *fixed;   /* per output: ksize weights in PRECISION_BITS fixed point */
+    int *first;      /* per output: first input index */
+    int *count;      /* per output: number of taps */
+    double *weights; /* per output: ksize normalised weights */
+    int32_t *fixed;  /* per output: ksize weights in PRECISION_BITS fixed point */
 };
 
 static void axis_taps_free(struct axis_taps *taps)
@@ -40,8 +40,7 @@ static double triangle_filter(double x)
 }
 
 /* Taps of outputs out_begin .. out_begin+n-1 of a resize from in_size to out_size. */
-static jaclip_status axis_taps_compute(struct axis_taps *taps, uint32_t in_size, int out_size, int out_begin,
-                                       int n)
+static jaclip_status axis_taps_compute(struct axis_taps *taps, uint32_t in_size, int out_size, int out_begin, int n)
 {
     /* PIL passes the box as floats, so the input extent is rounded to float first. */
     double scale = (double)(float)in_size / out_size;
@@ -158,8 +157,8 @@ static jaclip_status axis_span(struct axis_taps *taps, int resized, uint32_t in_
 
 /* Resample of 8-bit modes (1 to 4 bytes per pixel) into the size x size window at (left, top) of the
  * new_w x new_h image; optionally in premultiplied alpha, as PIL does for RGBA and LA. */
-static jaclip_status resample_8bpc(uint8_t *window, const jaclip_image *image, int new_w, int new_h,
-                                   int left, int top, int size, int premultiply)
+static jaclip_status resample_8bpc(uint8_t *window, const jaclip_image *image, int new_w, int new_h, int left, int top,
+                                   int size, int premultiply)
 {
     const int channels = (int)image->pixel_bytes;
     const int need_horizontal = new_w != (int64_t)image->width;
@@ -232,8 +231,8 @@ done:
 static inline int32_t round_up(double f) { return (int32_t)(f >= 0.0 ? f + 0.5F : f - 0.5F); }
 
 /* Resample of mode "I" (int32): floating weights, rounded, no clipping between the passes. */
-static jaclip_status resample_int32(int32_t *window, const jaclip_image *image, int new_w, int new_h, int left,
-                                    int top, int size)
+static jaclip_status resample_int32(int32_t *window, const jaclip_image *image, int new_w, int new_h, int left, int top,
+                                    int size)
 {
     const int need_horizontal = new_w != (int64_t)image->width;
     const int need_vertical = new_h != (int64_t)image->height;
@@ -351,8 +350,8 @@ static jaclip_status resized_dimensions(uint32_t width, uint32_t height, uint32_
     /* Both operands are exact in double, so the quotient rounds exactly as Python's int / int. */
     double longer_scaled = (double)((uint64_t)size * longer) / (double)shorter;
     if (longer_scaled >= (double)INT_MAX)
-        return jc_fail(JACLIP_ERROR_IMAGE_TOO_LARGE, "image of %ux%u is too elongated to resize to %u",
-                       width, height, size);
+        return jc_fail(JACLIP_ERROR_IMAGE_TOO_LARGE, "image of %ux%u is too elongated to resize to %u", width, height,
+                       size);
     if (width <= height) {
         *new_w = (int)size;
         *new_h = (int)longer_scaled;
@@ -406,9 +405,7 @@ static void window_to_rgb(uint8_t *rgb, const uint8_t *window, const jaclip_imag
         }
         break;
     }
-    case JC_MODE_RGB:
-        memcpy(rgb, window, pixels * 3);
-        break;
+    case JC_MODE_RGB: memcpy(rgb, window, pixels * 3); break;
     case JC_MODE_I: {
         const int32_t *values = (const int32_t *)(const void *)window;
         for (size_t i = 0; i < pixels; i++) {
@@ -493,8 +490,8 @@ jaclip_status jaclip_image_resize_crop(jaclip_tensor **out, const jaclip_image *
     return JACLIP_OK;
 }
 
-jaclip_status jaclip_image_preprocess(jaclip_tensor **out, const jaclip_image *const *images, size_t n,
-                                      uint32_t size, const float *mean, const float *std)
+jaclip_status jaclip_image_preprocess(jaclip_tensor **out, const jaclip_image *const *images, size_t n, uint32_t size,
+                                      const float *mean, const float *std)
 {
     jaclip_tensor *tensor;
     uint8_t *rgb;
@@ -513,7 +510,8 @@ jaclip_status jaclip_image_preprocess(jaclip_tensor **out, const jaclip_image *c
             return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "images[%zu] is NULL", i);
     for (int c = 0; c < 3; c++)
         if (!isfinite(mean[c]) || !isfinite(std[c]) || std[c] == 0.0f)
-            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "mean and std must be finite and std non-zero (channel %d)", c);
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "mean and std must be finite and std non-zero (channel %d)",
+                           c);
     if (n > (size_t)INT64_MAX / 3)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "too many images");
     const int64_t shape[4] = {(int64_t)n, 3, size, size};

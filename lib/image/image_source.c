@@ -13,7 +13,10 @@
 #define JC_METADATA_ALLOWANCE ((uint64_t)16 << 20)
 
 static uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 /* 1: header found; 0: more bytes needed; -1: these bytes cannot be a JPEG or PNG (status recorded). */
 static int peek_jpeg(const uint8_t *d, size_t n, jc_image_header *h)

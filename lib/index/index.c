@@ -12,7 +12,7 @@
 jc_run jc_index_added_run(const jaclip_index *index)
 {
     return (jc_run){index->added_vectors, index->added_offsets, index->added_labels, index->added_stamps,
-                    index->added_count, index->file_rows, UINT64_MAX};
+                    index->added_count,   index->file_rows,     UINT64_MAX};
 }
 
 size_t jc_index_build_runs(const jaclip_index *index, jc_run *runs)
@@ -260,8 +260,7 @@ jaclip_status jaclip_index_set_fingerprint(jaclip_index *index, const char *fing
     size_t len = strnlen(fingerprint, JC_FINGERPRINT_FIELD);
     if (!jc_index_valid_fingerprint(fingerprint, len))
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT,
-                       "a fingerprint is 1..%u printable ASCII characters without spaces",
-                       JC_FINGERPRINT_FIELD - 1);
+                       "a fingerprint is 1..%u printable ASCII characters without spaces", JC_FINGERPRINT_FIELD - 1);
     memcpy(index->fingerprint, fingerprint, len + 1);
     return JACLIP_OK;
 }
@@ -323,9 +322,13 @@ static jaclip_status drop_rows(jaclip_index *index, const unsigned char *dead, s
                 j++;
             if (j > start) {
                 size_t es = jc_row_bytes(index->row_format) * index->dim;
-                runs[nruns++] = (jc_run){(const unsigned char *)run->vectors + start * es, run->label_offsets + start,
-                                         run->labels, run->stamps ? run->stamps + start * JC_STAMP_BYTES : NULL,
-                                         j - start, next, run->file_row + start};
+                runs[nruns++] = (jc_run){(const unsigned char *)run->vectors + start * es,
+                                         run->label_offsets + start,
+                                         run->labels,
+                                         run->stamps ? run->stamps + start * JC_STAMP_BYTES : NULL,
+                                         j - start,
+                                         next,
+                                         run->file_row + start};
                 next += j - start;
             }
         }
@@ -387,10 +390,7 @@ jaclip_status jaclip_index_remove(jaclip_index *index, const char *const *labels
     return st;
 }
 
-size_t jc_index_span_count(const jaclip_index *index)
-{
-    return index ? index->nruns + (index->added_count > 0) : 0;
-}
+size_t jc_index_span_count(const jaclip_index *index) { return index ? index->nruns + (index->added_count > 0) : 0; }
 
 bool jc_index_span(const jaclip_index *index, size_t i, jc_index_rows *out)
 {

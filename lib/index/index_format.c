@@ -76,8 +76,7 @@ static jaclip_status decode_file_header(jc_file_header *fh, const unsigned char 
             if (fp[i] != 0)
                 len = JC_FINGERPRINT_FIELD; /* unterminated or garbage after the NUL */
         if (len != 0 && !jc_index_valid_fingerprint(fp, len))
-            return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: the model fingerprint field is not valid",
-                           path);
+            return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: the model fingerprint field is not valid", path);
         memcpy(fh->fingerprint, fp, len);
         fh->fingerprint[len] = '\0';
         if (fh->deleted > fh->rows)
@@ -107,7 +106,7 @@ uint32_t jc_index_row_format_of(const jc_file_header *fh)
 }
 
 bool jc_index_segment_layout(jc_segment_layout *l, uint64_t rows, uint64_t dim, uint64_t value_bytes, bool stamps,
-                           uint64_t label_bytes)
+                             uint64_t label_bytes)
 {
     uint64_t v, o, s;
     if (!jc_mul_add_u64(rows, dim * value_bytes, 0, &v) || v > UINT64_MAX - 8)
@@ -124,7 +123,7 @@ bool jc_index_segment_layout(jc_segment_layout *l, uint64_t rows, uint64_t dim, 
 }
 
 void jc_index_encode_segment_header(unsigned char *h, const char *magic, uint64_t rows, uint64_t label_bytes,
-                                  uint64_t payload_bytes, uint32_t payload_crc)
+                                    uint64_t payload_bytes, uint32_t payload_crc)
 {
     memset(h, 0, JC_SEGMENT_HEADER_SIZE);
     memcpy(h, magic, 4);
@@ -158,8 +157,9 @@ static jaclip_status check_labels(const uint64_t *offsets, const char *labels, u
         at += len + 1;
     }
     if (at != bytes)
-        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: segment %zu has %llu label bytes, its labels use %llu",
-                       path, segment, (unsigned long long)bytes, (unsigned long long)at);
+        return jc_fail(JACLIP_ERROR_INDEX_FORMAT,
+                       "%s: corrupted: segment %zu has %llu label bytes, its labels use %llu", path, segment,
+                       (unsigned long long)bytes, (unsigned long long)at);
     return JACLIP_OK;
 }
 
@@ -172,10 +172,11 @@ static jaclip_status apply_tombstones(const unsigned char *ids, uint64_t count, 
     for (uint64_t i = 0; i < count; i++) {
         uint64_t id = jc_get_u64le(ids + i * 8);
         if (id >= rows_before || (i > 0 && id <= prev) || dead[id])
-            return jc_fail(JACLIP_ERROR_INDEX_FORMAT,
-                           "%s: corrupted: deletion segment %zu names row %llu (%s)", path, segment,
-                           (unsigned long long)id,
-                           id >= rows_before ? "not stored before it" : dead[id] ? "already deleted" : "out of order");
+            return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: deletion segment %zu names row %llu (%s)", path,
+                           segment, (unsigned long long)id,
+                           id >= rows_before ? "not stored before it"
+                           : dead[id]        ? "already deleted"
+                                             : "out of order");
         dead[id] = 1;
         prev = id;
     }
@@ -198,8 +199,8 @@ static jaclip_status check_segment(jc_segment *sg, const unsigned char *data, ui
 {
     const unsigned char *h = data + pos;
     if (seg >= fh->segments)
-        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: more segments than the %llu the header records",
-                       path, (unsigned long long)fh->segments);
+        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: more segments than the %llu the header records", path,
+                       (unsigned long long)fh->segments);
     if (fh->committed - pos < JC_SEGMENT_HEADER_SIZE)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: segment %zu header at byte %llu is cut short", path,
                        seg, (unsigned long long)pos);
@@ -212,9 +213,9 @@ static jaclip_status check_segment(jc_segment *sg, const unsigned char *data, ui
     sg->count = jc_get_u64le(h + 8), sg->label_bytes = jc_get_u64le(h + 16), sg->payload_bytes = jc_get_u64le(h + 24);
     bool lengths_ok = jc_get_u32le(h + 4) == JC_SEGMENT_HEADER_SIZE && sg->count != 0;
     if (lengths_ok && is_rows)
-        lengths_ok = jc_index_segment_layout(&sg->layout, sg->count, fh->dim, value_bytes, fh->version >= 2,
-                                             sg->label_bytes) &&
-                     sg->layout.payload_bytes == sg->payload_bytes;
+        lengths_ok =
+            jc_index_segment_layout(&sg->layout, sg->count, fh->dim, value_bytes, fh->version >= 2, sg->label_bytes) &&
+            sg->layout.payload_bytes == sg->payload_bytes;
     if (lengths_ok && is_tomb)
         lengths_ok = sg->label_bytes == 0 && sg->count <= UINT64_MAX / 16 &&
                      sg->payload_bytes == jc_align_up(sg->count * 8, JC_ALIGN);
@@ -251,8 +252,13 @@ static jaclip_status check_row_segment(jc_run *run, const jc_segment *sg, const 
                            "finite, or |v| >= 2 in a unit-length row)",
                            path, seg, bad / fh->dim, bad % fh->dim);
     }
-    *run = (jc_run){payload, offsets, (const char *)payload + sg->layout.labels_at,
-                    fh->version >= 2 ? payload + sg->layout.stamps_at : NULL, (size_t)sg->count, 0, rows};
+    *run = (jc_run){payload,
+                    offsets,
+                    (const char *)payload + sg->layout.labels_at,
+                    fh->version >= 2 ? payload + sg->layout.stamps_at : NULL,
+                    (size_t)sg->count,
+                    0,
+                    rows};
     return JACLIP_OK;
 }
 
@@ -274,10 +280,13 @@ static jaclip_status split_live_runs(jaclip_index *index, const jc_run *stored, 
             while (j < run->count && !(dead && dead[run->file_row + j]))
                 j++;
             if (j > start) {
-                index->runs[index->nruns++] =
-                    (jc_run){(const unsigned char *)run->vectors + start * row_bytes, run->label_offsets + start,
-                             run->labels, run->stamps ? run->stamps + start * JC_STAMP_BYTES : NULL, j - start, next,
-                             run->file_row + start};
+                index->runs[index->nruns++] = (jc_run){(const unsigned char *)run->vectors + start * row_bytes,
+                                                       run->label_offsets + start,
+                                                       run->labels,
+                                                       run->stamps ? run->stamps + start * JC_STAMP_BYTES : NULL,
+                                                       j - start,
+                                                       next,
+                                                       run->file_row + start};
                 next += j - start;
             }
         }
@@ -314,8 +323,9 @@ static jaclip_status parse_segments(jaclip_index *index, const unsigned char *da
             goto done;
         if (sg.is_tomb) {
             if (sg.count > fh->deleted - deleted || !dead) {
-                st = jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: more deletions than the %llu the header records",
-                             path, (unsigned long long)fh->deleted);
+                st =
+                    jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: more deletions than the %llu the header records",
+                            path, (unsigned long long)fh->deleted);
                 goto done;
             }
             if ((st = apply_tombstones(sg.payload, sg.count, rows, dead, &deleted, path, seg)))

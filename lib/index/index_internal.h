@@ -41,17 +41,17 @@ typedef struct {
     const void *vectors;           /* float or uint16_t [count, dim], per index->row_format */
     const uint64_t *label_offsets; /* into labels; label i ends at its NUL */
     const char *labels;
-    const unsigned char *stamps;   /* JC_STAMP_BYTES per row (little-endian), or NULL: none recorded */
+    const unsigned char *stamps; /* JC_STAMP_BYTES per row (little-endian), or NULL: none recorded */
     size_t count;
-    size_t first;                  /* row id of the run's first row */
-    uint64_t file_row;             /* the first row's number among the file's stored rows (tombstones
+    size_t first;      /* row id of the run's first row */
+    uint64_t file_row; /* the first row's number among the file's stored rows (tombstones
                                       name these); UINT64_MAX for added rows */
 } jc_run;
 
 struct jaclip_index {
     size_t dim;
     size_t count;
-    uint32_t row_format;           /* JACLIP_INDEX_ROWS_* */
+    uint32_t row_format; /* JACLIP_INDEX_ROWS_* */
     char fingerprint[JC_FINGERPRINT_FIELD];
     /* The loaded file: mapped, or read into malloc'd memory. Runs point into it. */
     void *file_data;
@@ -59,7 +59,7 @@ struct jaclip_index {
     bool file_mapped;
     jc_run *runs;
     size_t nruns;
-    size_t file_rows;              /* live rows from the file: rows 0..file_rows-1 */
+    size_t file_rows; /* live rows from the file: rows 0..file_rows-1 */
     /* Rows added in memory, after the file's rows. */
     void *added_vectors;
     uint64_t *added_offsets;
@@ -134,8 +134,8 @@ void jc_index_store_row(void *dst, size_t r, const float *src, size_t dim, uint3
 void jc_index_copy_rows_f32(float *dst, const jc_run *run, size_t r0, size_t n, size_t dim, uint32_t row_format);
 jaclip_status jc_index_check_finite(const float *data, size_t rows, size_t dim, const char *name);
 size_t jc_index_first_bad_value(const void *vectors, size_t n, uint32_t row_format);
-jaclip_status jc_index_check_rows(const jaclip_tensor *embeddings, const char *const *labels, size_t dim,
-                                  size_t *rows, size_t *label_bytes);
+jaclip_status jc_index_check_rows(const jaclip_tensor *embeddings, const char *const *labels, size_t dim, size_t *rows,
+                                  size_t *label_bytes);
 void jc_index_put_stamp(unsigned char *p, const jaclip_index_stamp *s);
 
 /* ---- index_format.c: reading files ---- */

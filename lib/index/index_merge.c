@@ -102,7 +102,8 @@ jaclip_status jaclip_index_merge(const char *path, const char *const *shards, si
     snprintf(tmp, plen + 16, "%s.merge-XXXXXX", path);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
-        jaclip_status st = jc_fail(JACLIP_ERROR_IO, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+        jaclip_status st =
+            jc_fail(JACLIP_ERROR_IO, "cannot create a temporary file beside %s: %s", path, strerror(errno));
         free(tmp);
         free(starts);
         return st;

@@ -20,13 +20,13 @@ typedef float jc_v8_unaligned __attribute__((vector_size(32), aligned(4), may_al
 #define LOAD8(p) (*(const jc_v8_unaligned *)(p))
 
 /* The lanes summed in a fixed order after the scalar tail, so every code path rounds alike. */
-#define FINISH(a, b, row, q, from, dim)                                                              \
-    __extension__({                                                                                  \
-        jc_v8 s_ = (a) + (b);                                                                        \
-        float tail_ = 0;                                                                             \
-        for (size_t i_ = (from); i_ < (dim); i_++)                                                   \
-            tail_ += (row)[i_] * (q)[i_];                                                            \
-        ((s_[0] + s_[4]) + (s_[1] + s_[5])) + ((s_[2] + s_[6]) + (s_[3] + s_[7])) + tail_;           \
+#define FINISH(a, b, row, q, from, dim)                                                    \
+    __extension__({                                                                        \
+        jc_v8 s_ = (a) + (b);                                                              \
+        float tail_ = 0;                                                                   \
+        for (size_t i_ = (from); i_ < (dim); i_++)                                         \
+            tail_ += (row)[i_] * (q)[i_];                                                  \
+        ((s_[0] + s_[4]) + (s_[1] + s_[5])) + ((s_[2] + s_[6]) + (s_[3] + s_[7])) + tail_; \
     })
 
 typedef struct {
@@ -116,16 +116,25 @@ static size_t scan_threads(size_t rows, size_t dim)
 
 /* Scores every row against nq queries, splitting the rows between threads; a thread that cannot be
  * started leaves its share to the calling thread. */
-static void scan(const jc_run *runs, size_t nruns, size_t rows, size_t dim, uint32_t row_format,
-                 const float *queries, size_t nq, float *scores, float *widened)
+static void scan(const jc_run *runs, size_t nruns, size_t rows, size_t dim, uint32_t row_format, const float *queries,
+                 size_t nq, float *scores, float *widened)
 {
     size_t nthreads = scan_threads(rows, dim);
     jc_scan_job jobs[JC_MAX_THREADS];
     pthread_t threads[JC_MAX_THREADS];
     bool started[JC_MAX_THREADS] = {false};
     for (size_t t = 0; t < nthreads; t++)
-        jobs[t] = (jc_scan_job){runs,    nruns, dim,     rows * t / nthreads, rows * (t + 1) / nthreads, nq, rows,
-                                row_format, queries, scores, widened ? widened + t * JC_F16_CHUNK * dim : NULL};
+        jobs[t] = (jc_scan_job){.runs = runs,
+                                .nruns = nruns,
+                                .dim = dim,
+                                .begin = rows * t / nthreads,
+                                .end = rows * (t + 1) / nthreads,
+                                .nq = nq,
+                                .stride = rows,
+                                .row_format = row_format,
+                                .queries = queries,
+                                .scores = scores,
+                                .widened = widened ? widened + t * JC_F16_CHUNK * dim : NULL};
     for (size_t t = 1; t < nthreads; t++)
         started[t] = pthread_create(&threads[t], NULL, scan_job, &jobs[t]) == 0;
     scan_job(&jobs[0]);
@@ -155,8 +164,8 @@ jaclip_status jaclip_index_search(jaclip_tensor **out_indices, jaclip_tensor **o
     if ((st = jc_check_2d(queries, JACLIP_DTYPE_FLOAT32, "queries")))
         return st;
     if ((uint64_t)queries->shape[1] != index->dim)
-        return jc_fail(JACLIP_ERROR_SHAPE, "queries have %lld columns, the index has %zu",
-                       (long long)queries->shape[1], index->dim);
+        return jc_fail(JACLIP_ERROR_SHAPE, "queries have %lld columns, the index has %zu", (long long)queries->shape[1],
+                       index->dim);
     size_t nq = (size_t)queries->shape[0], dim = index->dim, rows = index->count;
     if ((st = jc_index_check_finite(queries->data, nq, dim, "queries")))
         return st;

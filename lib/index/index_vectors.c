@@ -25,7 +25,8 @@ static uint16_t f32_to_f16(float f)
             return (uint16_t)sign;
         /* |f| = mant * 2^(E-150) and a half subnormal is q * 2^-24, so q = mant >> (126 - E), rounded
          * to nearest even */
-        uint32_t mant = (a & 0x7FFFFFu) | 0x800000u, total = 126u - (a >> 23), q = mant >> total, rem = mant & ((1u << total) - 1u), half = 1u << (total - 1u);
+        uint32_t mant = (a & 0x7FFFFFu) | 0x800000u, total = 126u - (a >> 23), q = mant >> total,
+                 rem = mant & ((1u << total) - 1u), half = 1u << (total - 1u);
         if (rem > half || (rem == half && (q & 1u)))
             q++;
         return (uint16_t)(sign | q);
@@ -150,8 +151,8 @@ size_t jc_index_first_bad_value(const void *vectors, size_t n, uint32_t row_form
 
 /* Checks embeddings and labels as add and append take them; *rows gets N. embeddings may be NULL
  * (no rows) when allow_null. */
-jaclip_status jc_index_check_rows(const jaclip_tensor *embeddings, const char *const *labels, size_t dim,
-                                size_t *rows, size_t *label_bytes)
+jaclip_status jc_index_check_rows(const jaclip_tensor *embeddings, const char *const *labels, size_t dim, size_t *rows,
+                                  size_t *label_bytes)
 {
     jaclip_status st;
     if ((st = jc_check_2d(embeddings, JACLIP_DTYPE_FLOAT32, "embeddings")))

@@ -251,7 +251,8 @@ jaclip_status jaclip_index_compact_file(const char *path, const char *fingerprin
     jaclip_status st;
     if (!path)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
-    if (fingerprint && fingerprint[0] && !jc_index_valid_fingerprint(fingerprint, strnlen(fingerprint, JC_FINGERPRINT_FIELD)))
+    if (fingerprint && fingerprint[0] &&
+        !jc_index_valid_fingerprint(fingerprint, strnlen(fingerprint, JC_FINGERPRINT_FIELD)))
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT,
                        "a fingerprint is 1..%u printable ASCII characters without spaces", JC_FINGERPRINT_FIELD - 1);
     if ((st = open_locked(path, &fd)))
@@ -358,8 +359,8 @@ static jaclip_status stage_rows(jc_staged_rows *s, const jaclip_tensor *embeddin
 /* Drops what an interrupted append left past the committed end, writes and syncs the tombstones of
  * ids[0..nids) and the segment of rows (if any), and only then commits them by rewriting the header
  * (one write in the first sector). */
-static jaclip_status commit_segments(int fd, jc_file_header *fh, const uint64_t *ids, size_t nids,
-                                     const jc_run *rows, uint64_t label_bytes, const char *path)
+static jaclip_status commit_segments(int fd, jc_file_header *fh, const uint64_t *ids, size_t nids, const jc_run *rows,
+                                     uint64_t label_bytes, const char *path)
 {
     jaclip_status st;
     uint64_t pos = fh->committed, seg_bytes = 0;

@@ -14,28 +14,34 @@ static void explain_precision(jaclip_model *m, jaclip_precision asked)
     jaclip_precision runs = m->api->precision(m->torch), stored = m->api->stored_precision(m->torch);
     const jc_cpu_features *cpu = jc_cpu();
     bool cpu_device = strcmp(m->api->device(m->torch), "cpu") == 0;
-    const char *bf16_support = !cpu_device ? "on this GPU"
+    const char *bf16_support = !cpu_device                   ? "on this GPU"
                                : cpu->native_bf16_overridden ? "(JACLIP_NATIVE_BF16 says so)"
-                               : cpu->amx_bf16 ? "on this CPU (AMX-BF16)"
-                               : cpu->avx512_bf16 ? "on this CPU (AVX512_BF16)" : "on this CPU";
+                               : cpu->amx_bf16               ? "on this CPU (AMX-BF16)"
+                               : cpu->avx512_bf16            ? "on this CPU (AVX512_BF16)"
+                                                             : "on this CPU";
     char *r = m->precision_reason;
     size_t n = sizeof m->precision_reason;
     if (asked == JACLIP_PRECISION_DEFAULT && stored == JACLIP_PRECISION_BF16 && runs == JACLIP_PRECISION_FP32)
-        snprintf(r, n, "fp32: the file stores bf16, but bf16 is not native %s (no AVX512_BF16 or AMX-BF16), "
-                       "where it runs many times slower than fp32, so the weights were widened to fp32 at load; "
-                       "ask for JACLIP_PRECISION_BF16 to run bf16 anyway", bf16_support);
+        snprintf(r, n,
+                 "fp32: the file stores bf16, but bf16 is not native %s (no AVX512_BF16 or AMX-BF16), "
+                 "where it runs many times slower than fp32, so the weights were widened to fp32 at load; "
+                 "ask for JACLIP_PRECISION_BF16 to run bf16 anyway",
+                 bf16_support);
     else if (runs == JACLIP_PRECISION_BF16 && cpu_device && !cpu->native_bf16)
-        snprintf(r, n, "bf16: asked for, although bf16 is not native %s (no AVX512_BF16 or AMX-BF16): expect it "
-                       "to run many times slower than fp32", bf16_support);
+        snprintf(r, n,
+                 "bf16: asked for, although bf16 is not native %s (no AVX512_BF16 or AMX-BF16): expect it "
+                 "to run many times slower than fp32",
+                 bf16_support);
     else if (runs == JACLIP_PRECISION_BF16)
-        snprintf(r, n, "bf16: %s; bf16 is native %s", asked == JACLIP_PRECISION_DEFAULT ? "as stored in the file"
-                                                       : "asked for", bf16_support);
+        snprintf(r, n, "bf16: %s; bf16 is native %s",
+                 asked == JACLIP_PRECISION_DEFAULT ? "as stored in the file" : "asked for", bf16_support);
     else if (runs == JACLIP_PRECISION_INT8)
         snprintf(r, n, "int8: as stored in the file (Linear layers quantized dynamically, run by oneDNN)");
     else
-        snprintf(r, n, "fp32: %s", asked == JACLIP_PRECISION_FP32 && stored != JACLIP_PRECISION_FP32
-                                       ? "asked for; the file's weights were widened at load"
-                                       : "as stored in the file");
+        snprintf(r, n, "fp32: %s",
+                 asked == JACLIP_PRECISION_FP32 && stored != JACLIP_PRECISION_FP32
+                     ? "asked for; the file's weights were widened at load"
+                     : "as stored in the file");
 }
 
 static jaclip_status model_load(jaclip_model **out, const char *path, const void *data, size_t size,
@@ -74,7 +80,8 @@ static jaclip_status model_load(jaclip_model **out, const char *path, const void
     if (st == JACLIP_OK && (st = jc_model_parse_config(m, config)) != JACLIP_OK)
         jc_fail_prefix(st, "%s: ", where);
     if (st == JACLIP_OK && tokenizer_size == 0)
-        st = jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: the model file holds no tokenizer (jaclip/tokenizer.model)", where);
+        st =
+            jc_fail(JACLIP_ERROR_MODEL_FORMAT, "%s: the model file holds no tokenizer (jaclip/tokenizer.model)", where);
     if (st == JACLIP_OK && (st = jaclip_tokenizer_load_memory(&m->tokenizer, tokenizer, tokenizer_size)) != JACLIP_OK)
         jc_fail_prefix(st, "%s: stored tokenizer: ", where);
     free(config);
@@ -86,8 +93,8 @@ static jaclip_status model_load(jaclip_model **out, const char *path, const void
     m->max_image_pixels = options->max_image_pixels;
     m->image_flags = options->image_flags;
     explain_precision(m, options->precision);
-    snprintf(m->fingerprint, sizeof m->fingerprint, "%s-%lld-%016llx", m->family,
-             (long long)m->embedding_dim, (unsigned long long)digest);
+    snprintf(m->fingerprint, sizeof m->fingerprint, "%s-%lld-%016llx", m->family, (long long)m->embedding_dim,
+             (unsigned long long)digest);
     *out = m;
     return JACLIP_OK;
 }
@@ -140,7 +147,10 @@ int64_t jaclip_model_embedding_dim(const jaclip_model *m) { return m ? m->embedd
 int64_t jaclip_model_image_size(const jaclip_model *m) { return m ? m->image_size : 0; }
 int64_t jaclip_model_max_text_length(const jaclip_model *m) { return m ? m->max_text_length : 0; }
 const char *jaclip_model_device(const jaclip_model *m) { return m ? m->api->device(m->torch) : NULL; }
-jaclip_precision jaclip_model_precision(const jaclip_model *m) { return m ? m->api->precision(m->torch) : JACLIP_PRECISION_DEFAULT; }
+jaclip_precision jaclip_model_precision(const jaclip_model *m)
+{
+    return m ? m->api->precision(m->torch) : JACLIP_PRECISION_DEFAULT;
+}
 const float *jaclip_model_image_mean(const jaclip_model *m) { return m ? m->mean : NULL; }
 const float *jaclip_model_image_std(const jaclip_model *m) { return m ? m->std : NULL; }
 const jaclip_tokenizer *jaclip_model_tokenizer(const jaclip_model *m) { return m ? m->tokenizer : NULL; }

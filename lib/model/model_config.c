@@ -50,8 +50,8 @@ static jaclip_status config_floats3(const char *text, const char *key, float out
         errno = 0;
         /* Parsed as double then rounded once to float, as torch.tensor(tuple_of_floats) does. */
         double v = strtod(p, &end);
-        if (errno || end == p || (i < 2 && *end != ',') || (i == 2 && *end) || !(v == v) ||
-            (positive && !(v > 0)) || v > 1e6 || v < -1e6)
+        if (errno || end == p || (i < 2 && *end != ',') || (i == 2 && *end) || !(v == v) || (positive && !(v > 0)) ||
+            v > 1e6 || v < -1e6)
             return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: %s=%s is not three numbers", key, buf);
         out[i] = (float)v;
         p = end + 1;
@@ -80,7 +80,8 @@ static jaclip_status parse_family(jaclip_model *m, const char *text, int64_t ver
     double v = strtod(buf, &end);
     /* exp() of it must be a finite, positive float scale. */
     if (errno || end == buf || *end || !(v > -80 && v < 80))
-        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: logit_scale=%s is not a number in -80..80", buf);
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: logit_scale=%s is not a number in -80..80",
+                       buf);
     m->default_scale = (float)exp(v);
     return JACLIP_OK;
 }
@@ -123,10 +124,12 @@ jaclip_status jc_model_parse_config(jaclip_model *m, const char *text)
     if ((st = config_int(text, "cls_id", 0, INT32_MAX, &special)))
         return st;
     if (special != 4)
-        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: cls_id=%lld, this library frames with 4", (long long)special);
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: cls_id=%lld, this library frames with 4",
+                       (long long)special);
     if ((st = config_int(text, "pad_id", 0, INT32_MAX, &special)))
         return st;
     if (special != 3)
-        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: pad_id=%lld, this library pads with 3", (long long)special);
+        return jc_fail(JACLIP_ERROR_MODEL_FORMAT, "model configuration: pad_id=%lld, this library pads with 3",
+                       (long long)special);
     return JACLIP_OK;
 }

@@ -27,8 +27,8 @@ jaclip_status jaclip_model_encode_pixel_values(jaclip_tensor **out, const jaclip
         return st;
     if (!px)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "pixel_values is NULL");
-    if (px->dtype != JACLIP_DTYPE_FLOAT32 || px->ndim != 4 || px->shape[1] != 3 ||
-        px->shape[2] != model->image_size || px->shape[3] != model->image_size)
+    if (px->dtype != JACLIP_DTYPE_FLOAT32 || px->ndim != 4 || px->shape[1] != 3 || px->shape[2] != model->image_size ||
+        px->shape[3] != model->image_size)
         return jc_fail(JACLIP_ERROR_SHAPE, "pixel_values must be float32 [N, 3, %lld, %lld]",
                        (long long)model->image_size, (long long)model->image_size);
     if ((st = jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, px->shape[0], model->embedding_dim)))
@@ -36,7 +36,7 @@ jaclip_status jaclip_model_encode_pixel_values(jaclip_tensor **out, const jaclip
     if (px->shape[0] == 0)
         return JACLIP_OK;
     st = model->api->encode_image(model->torch, px->data, px->shape[0], model->image_size, (*out)->data,
-                               model->embedding_dim);
+                                  model->embedding_dim);
     if (st) {
         jaclip_tensor_free(*out);
         *out = NULL;
@@ -58,15 +58,15 @@ static int64_t attended_length(const int64_t *mask, int64_t rows, int64_t cols)
     return length;
 }
 
-static jaclip_status encode_ids(jaclip_tensor *out, const jaclip_model *model, const int64_t *ids,
-                                const int64_t *mask, int64_t rows, int64_t cols)
+static jaclip_status encode_ids(jaclip_tensor *out, const jaclip_model *model, const int64_t *ids, const int64_t *mask,
+                                int64_t rows, int64_t cols)
 {
     for (int64_t first = 0; first < rows; first += JC_TEXT_CHUNK) {
         int64_t n = rows - first < JC_TEXT_CHUNK ? rows - first : JC_TEXT_CHUNK;
         int64_t length = attended_length(mask + first * cols, n, cols);
-        jaclip_status st = model->api->encode_text(model->torch, ids + first * cols, mask + first * cols, n, length,
-                                                cols, (float *)out->data + first * model->embedding_dim,
-                                                model->embedding_dim);
+        jaclip_status st =
+            model->api->encode_text(model->torch, ids + first * cols, mask + first * cols, n, length, cols,
+                                    (float *)out->data + first * model->embedding_dim, model->embedding_dim);
         if (st)
             return st;
     }
@@ -91,8 +91,9 @@ jaclip_status jaclip_model_encode_token_ids(jaclip_tensor **out, const jaclip_mo
     const int64_t *ids = input_ids->data, *mask = attention_mask->data;
     for (size_t i = 0; i < input_ids->numel; i++) {
         if (ids[i] < 0 || ids[i] >= model->vocab_size)
-            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "input_ids[%zu][%zu] = %lld is outside the vocabulary 0..%lld",
-                           i / (size_t)cols, i % (size_t)cols, (long long)ids[i], (long long)model->vocab_size - 1);
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                           "input_ids[%zu][%zu] = %lld is outside the vocabulary 0..%lld", i / (size_t)cols,
+                           i % (size_t)cols, (long long)ids[i], (long long)model->vocab_size - 1);
         if (mask[i] != 0 && mask[i] != 1)
             return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "attention_mask[%zu][%zu] = %lld is not 0 or 1",
                            i / (size_t)cols, i % (size_t)cols, (long long)mask[i]);
@@ -173,8 +174,8 @@ static jaclip_status encode_batch(jaclip_tensor **out, const jaclip_model *model
     return st;
 }
 
-jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out, const jaclip_model *model,
-                                              const char *const *paths, size_t n)
+jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out, const jaclip_model *model, const char *const *paths,
+                                              size_t n)
 {
     jaclip_status st;
     if ((st = check_model_out(out, model)))
@@ -185,8 +186,8 @@ jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out, const jaclip_
     return encode_batch(out, model, &batch, n);
 }
 
-jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out, const jaclip_model *model,
-                                                const void *const *data, const size_t *sizes, size_t n)
+jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out, const jaclip_model *model, const void *const *data,
+                                                const size_t *sizes, size_t n)
 {
     jaclip_status st;
     if ((st = check_model_out(out, model)))

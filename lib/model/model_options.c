@@ -48,7 +48,8 @@ jaclip_status jaclip_model_options_set_device(jaclip_model_options *options, con
     if (!options || !device)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "options and device must not be NULL");
     if (!valid_device(device))
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "device \"%.40s\" is not \"cpu\", \"cuda\" or \"cuda:N\"", device);
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "device \"%.40s\" is not \"cpu\", \"cuda\" or \"cuda:N\"",
+                       device);
     snprintf(options->device, sizeof options->device, "%s", device);
     return JACLIP_OK;
 }

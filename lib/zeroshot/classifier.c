@@ -127,8 +127,8 @@ static void normalize_row(double *row, size_t d)
 
 /* Encodes the texts of labels [first, first+count) (count * T texts, label-major) and adds each text's
  * unit feature into acc [count, dim]. */
-static jaclip_status encode_chunk(const jaclip_model *model, const jaclip_classifier *c, size_t first,
-                                  size_t count, double *acc)
+static jaclip_status encode_chunk(const jaclip_model *model, const jaclip_classifier *c, size_t first, size_t count,
+                                  double *acc)
 {
     size_t t = c->ntemplates, n = count * t, d = c->dim;
     char **texts = calloc(n, sizeof *texts);
@@ -181,9 +181,8 @@ static jaclip_status check_strings(const char *const *items, size_t n, const cha
     return JACLIP_OK;
 }
 
-jaclip_status jaclip_classifier_create(jaclip_classifier **out, const jaclip_model *model,
-                                       const char *const *labels, size_t n_labels,
-                                       const char *const *templates, size_t n_templates)
+jaclip_status jaclip_classifier_create(jaclip_classifier **out, const jaclip_model *model, const char *const *labels,
+                                       size_t n_labels, const char *const *templates, size_t n_templates)
 {
     static const char *const label_only[1] = {"{}"};
     size_t bytes = 0;
@@ -293,8 +292,7 @@ jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jaclip_classif
                        (long long)features->shape[1], c->dim);
     for (size_t i = 0; i < features->numel; i++)
         if (!isfinite(((const float *)features->data)[i]))
-            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "features row %zu holds a non-finite value",
-                           i / c->dim);
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "features row %zu holds a non-finite value", i / c->dim);
     /* rinna's logits are normalised image features @ the (unit) weights: jaclip_similarity's cosine,
      * so that these equal jaclip_probabilities over the weights to the bit. */
     if (!(st = jaclip_classifier_weights(&weights, c)))
@@ -360,15 +358,15 @@ static jaclip_status classify_sources(jaclip_tensor **out, const jaclip_classifi
 }
 
 jaclip_status jaclip_classifier_classify_images(jaclip_tensor **out, const jaclip_classifier *c,
-                                                const jaclip_model *model, const jaclip_image *const *images,
-                                                size_t n, float scale)
+                                                const jaclip_model *model, const jaclip_image *const *images, size_t n,
+                                                float scale)
 {
     return classify_sources(out, c, model, FROM_IMAGES, images, NULL, n, scale);
 }
 
 jaclip_status jaclip_classifier_classify_image_files(jaclip_tensor **out, const jaclip_classifier *c,
-                                                     const jaclip_model *model, const char *const *paths,
-                                                     size_t n, float scale)
+                                                     const jaclip_model *model, const char *const *paths, size_t n,
+                                                     float scale)
 {
     return classify_sources(out, c, model, FROM_FILES, paths, NULL, n, scale);
 }

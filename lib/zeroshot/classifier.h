@@ -21,7 +21,7 @@ struct jaclip_classifier {
     char **templates; /* ntemplates pointers into strings */
     char *strings;    /* every label then every template, NUL-terminated */
     size_t strings_bytes;
-    float *weights;   /* [size, dim], unit rows */
+    float *weights; /* [size, dim], unit rows */
 };
 
 /* Allocates c's arrays for size labels, ntemplates templates and strings_bytes of strings. */

@@ -80,8 +80,9 @@ static jaclip_status parse(jaclip_classifier **out, const unsigned char *b, size
         return format_fail(path, "truncated classifier file (shorter than its header)");
     uint32_t version = jc_get_u32le(b + 8);
     if (version != JC_CLASSIFIER_VERSION)
-        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: classifier format version %u; this libjaclip %s reads version %d",
-                       path, (unsigned)version, JACLIP_VERSION_STRING, JC_CLASSIFIER_VERSION);
+        return jc_fail(JACLIP_ERROR_INDEX_FORMAT,
+                       "%s: classifier format version %u; this libjaclip %s reads version %d", path, (unsigned)version,
+                       JACLIP_VERSION_STRING, JC_CLASSIFIER_VERSION);
     uint64_t dim = jc_get_u32le(b + 12), labels = jc_get_u64le(b + 16), templates = jc_get_u32le(b + 24);
     uint64_t fp = jc_get_u32le(b + 32), strings = jc_get_u32le(b + 36);
     float scale = bits_float(jc_get_u32le(b + 28));
@@ -133,8 +134,9 @@ jaclip_status jaclip_classifier_load(jaclip_classifier **out, const char *path, 
     st = parse(&c, (const unsigned char *)buf, size, path);
     free(buf);
     if (st == JACLIP_OK && strcmp(c->fingerprint, jaclip_model_fingerprint(model)) != 0) {
-        st = jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s: the classifier was built with model %s, not with this model %s",
-                     path, c->fingerprint, jaclip_model_fingerprint(model));
+        st =
+            jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s: the classifier was built with model %s, not with this model %s",
+                    path, c->fingerprint, jaclip_model_fingerprint(model));
         jaclip_classifier_free(c);
         c = NULL;
     }

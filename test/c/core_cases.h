@@ -80,14 +80,14 @@ static void test_tensors(void)
 
 static void test_similarity(void)
 {
-    const float a_data[] = {3, 4, 0, 0, 0, 0, 1, 0, 0};   /* rows: (3,4,0) (0,0,0) (1,0,0) */
-    const float b_data[] = {1, 0, 0, 0, 2, 0};            /* rows: (1,0,0) (0,2,0) */
+    const float a_data[] = {3, 4, 0, 0, 0, 0, 1, 0, 0}; /* rows: (3,4,0) (0,0,0) (1,0,0) */
+    const float b_data[] = {1, 0, 0, 0, 2, 0};          /* rows: (1,0,0) (0,2,0) */
     jaclip_tensor *a = make_f32(3, 3, a_data), *b = make_f32(2, 3, b_data), *s = NULL, *p = NULL, *n = NULL;
     CHECK_OK(jaclip_similarity(&s, a, b, JACLIP_SIMILARITY_COSINE, 100.0f));
     const float *sv = jaclip_tensor_data(s);
     CHECK(jaclip_tensor_dim(s, 0) == 3 && jaclip_tensor_dim(s, 1) == 2);
     CHECK(fabsf(sv[0] - 60.0f) < 1e-4f && fabsf(sv[1] - 80.0f) < 1e-4f);
-    CHECK(sv[2] == 0.0f && sv[3] == 0.0f);                 /* a zero row has cosine 0 */
+    CHECK(sv[2] == 0.0f && sv[3] == 0.0f); /* a zero row has cosine 0 */
     CHECK(fabsf(sv[4] - 100.0f) < 1e-4f && sv[5] == 0.0f);
     jaclip_tensor_free(s);
     CHECK_OK(jaclip_similarity(&s, a, b, JACLIP_SIMILARITY_DOT, 2.0f));
@@ -145,12 +145,12 @@ static void test_topk(void)
     const int64_t *iv = jaclip_tensor_data(idx);
     const float *vv = jaclip_tensor_data(val);
     CHECK(jaclip_tensor_dim(idx, 1) == 3 && jaclip_tensor_dtype(idx) == JACLIP_DTYPE_INT64);
-    CHECK(iv[0] == 1 && iv[1] == 3 && iv[2] == 0);        /* tie 2.0: lower index first; NaN last */
+    CHECK(iv[0] == 1 && iv[1] == 3 && iv[2] == 0); /* tie 2.0: lower index first; NaN last */
     CHECK(vv[0] == 2.0f && vv[2] == 0.5f);
-    CHECK(iv[3] == 0 && iv[4] == 1 && iv[5] == 2);        /* 7, then the 1.0 ties in index order */
+    CHECK(iv[3] == 0 && iv[4] == 1 && iv[5] == 2); /* 7, then the 1.0 ties in index order */
     jaclip_tensor_free(idx);
     jaclip_tensor_free(val);
-    CHECK_OK(jaclip_topk(&idx, NULL, s, 99));              /* k larger than the row: all of it */
+    CHECK_OK(jaclip_topk(&idx, NULL, s, 99)); /* k larger than the row: all of it */
     CHECK(jaclip_tensor_dim(idx, 1) == 5 && ((const int64_t *)jaclip_tensor_data(idx))[4] == 2);
     jaclip_tensor_free(idx);
     CHECK_ERROR(jaclip_topk(&idx, &val, s, 0), JACLIP_ERROR_INVALID_ARGUMENT);

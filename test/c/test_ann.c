@@ -124,8 +124,7 @@ static void put32(unsigned char *p, uint32_t v)
 /* Recomputes the header CRC (docs/ann.md: bytes 60..63 over 0..59), so a test reaches the next check. */
 static void reseal_header(unsigned char *h) { put32(h + 60, crc32_ieee(h, 60)); }
 
-static void expect_refused(const char *name, const void *data, size_t size, const jaclip_index *index,
-                           const char *why)
+static void expect_refused(const char *name, const void *data, size_t size, const jaclip_index *index, const char *why)
 {
     const char *path = tmp_path(name);
     write_file(path, data, size);

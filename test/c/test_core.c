@@ -151,7 +151,7 @@ static void test_model(const char *model_path, const char *bf16_path, const char
         CHECK(max_diff(out, out2, jaclip_tensor_numel(out)) <= 1e-5f);
     jaclip_tensor_free(out2);
     size_t lengths[2] = {3, JACLIP_NUL_TERMINATED};
-    CHECK_OK(jaclip_model_encode_texts(&out2, m, texts, lengths, 2));  /* "犬" is 3 bytes */
+    CHECK_OK(jaclip_model_encode_texts(&out2, m, texts, lengths, 2)); /* "犬" is 3 bytes */
     if (out && out2)
         CHECK(max_diff(out, out2, 2 * (size_t)dim) <= 1e-5f);
     jaclip_tensor_free(out2);

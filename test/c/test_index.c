@@ -296,7 +296,7 @@ static void test_search_large(void)
 {
     enum { N = 9000, D = 131, Q = 10 };
     float *rows = malloc(sizeof(float) * N * D), *queries = malloc(sizeof(float) * Q * D);
-    char (*names)[16] = malloc(N * 16);
+    char(*names)[16] = malloc(N * 16);
     const char **labels = malloc(N * sizeof *labels);
     fill(rows, (size_t)N * D, 3);
     fill(queries, (size_t)Q * D, 4);
@@ -370,7 +370,7 @@ static void check_same_index(const jaclip_index *a, const jaclip_index *b)
 static jaclip_index *make_index(size_t n, uint32_t seed, const char *prefix)
 {
     float *x = malloc(sizeof(float) * (n ? n : 1) * DIM);
-    char (*names)[32] = malloc((n ? n : 1) * 32);
+    char(*names)[32] = malloc((n ? n : 1) * 32);
     const char **labels = malloc((n ? n : 1) * sizeof *labels);
     fill(x, n * DIM, seed);
     for (size_t i = 0; i < n; i++) {

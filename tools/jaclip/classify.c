@@ -68,17 +68,22 @@ typedef struct {
 
 static void parse_classify_args(classify_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},       {"labels", required_argument, NULL, 'l'},
-        {"template", required_argument, NULL, 't'},    {"scale", required_argument, NULL, OPT_SCALE},
-        {"json", no_argument, NULL, OPT_JSON},         {"device", required_argument, NULL, OPT_DEVICE},
-        {"threads", required_argument, NULL, OPT_THREADS}, {"help", no_argument, NULL, 'h'},
-        {"labels-file", required_argument, NULL, OPT_LABELS_FILE},
-        {"templates", required_argument, NULL, OPT_TEMPLATES},
-        {"classifier", required_argument, NULL, OPT_CLASSIFIER},
-        {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
-        {"top", required_argument, NULL, 'k'},         {"exif-transpose", no_argument, NULL, OPT_EXIF},
-        {"strict", no_argument, NULL, OPT_STRICT},     {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                            {"labels", required_argument, NULL, 'l'},
+                                            {"template", required_argument, NULL, 't'},
+                                            {"scale", required_argument, NULL, OPT_SCALE},
+                                            {"json", no_argument, NULL, OPT_JSON},
+                                            {"device", required_argument, NULL, OPT_DEVICE},
+                                            {"threads", required_argument, NULL, OPT_THREADS},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {"labels-file", required_argument, NULL, OPT_LABELS_FILE},
+                                            {"templates", required_argument, NULL, OPT_TEMPLATES},
+                                            {"classifier", required_argument, NULL, OPT_CLASSIFIER},
+                                            {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
+                                            {"top", required_argument, NULL, 'k'},
+                                            {"exif-transpose", no_argument, NULL, OPT_EXIF},
+                                            {"strict", no_argument, NULL, OPT_STRICT},
+                                            {NULL, 0, NULL, 0}};
     int opt;
     memset(o, 0, sizeof *o);
     while ((opt = getopt_long(argc, argv, ":m:l:t:k:h", options, NULL)) != -1) {
@@ -91,7 +96,10 @@ static void parse_classify_args(classify_options *o, int argc, char **argv)
             split_labels(optarg, &o->labels);
             o->labels_given = true;
             break;
-        case OPT_LABELS_FILE: read_lines(optarg, &o->labels, "the labels file"); o->labels_given = true; break;
+        case OPT_LABELS_FILE:
+            read_lines(optarg, &o->labels, "the labels file");
+            o->labels_given = true;
+            break;
         case 't':
             if (!is_utf8(optarg))
                 usage_error("--template must be UTF-8");
@@ -187,8 +195,7 @@ int cmd_classify(int argc, char **argv)
     jaclip_status st;
     /* Ranked by cosine, which never saturates the way a softmax at scale 100 does. */
     if ((st = jaclip_classifier_classify_features(&probs, classifier, features, (float)o.scale)) ||
-        (st = jaclip_classifier_scores(&scores, classifier, features)) ||
-        (st = jaclip_topk(&order, NULL, scores, top)))
+        (st = jaclip_classifier_scores(&scores, classifier, features)) || (st = jaclip_topk(&order, NULL, scores, top)))
         die(NULL, st);
     const float *p = jaclip_tensor_data(probs);
     if (has_non_finite(p, jaclip_tensor_numel(probs))) {

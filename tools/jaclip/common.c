@@ -90,8 +90,6 @@ double parse_double(const char *text, const char *option)
     return v;
 }
 
-
-
 /* Handles --model, --device and --threads; false if opt is none of them. */
 bool model_option(model_args *m, int opt)
 {
@@ -252,8 +250,8 @@ bool write_npy(FILE *f, const float *data, size_t rows, size_t cols)
     size_t header = (size_t)n + 1, total = 10 + header;
     size_t pad = (64 - total % 64) % 64;
     header += pad;
-    unsigned char prefix[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(header & 0xFF),
-                                (unsigned char)(header >> 8)};
+    unsigned char prefix[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(header & 0xFF), (unsigned char)(header >> 8)};
     fwrite(prefix, 1, sizeof prefix, f);
     fwrite(dict, 1, (size_t)n, f);
     for (size_t i = 0; i < pad; i++)
@@ -266,7 +264,6 @@ bool write_npy(FILE *f, const float *data, size_t rows, size_t cols)
 volatile sig_atomic_t stop_signal;
 
 void on_stop_signal(int sig) { stop_signal = sig; }
-
 
 void list_push(string_list *l, char *s)
 {
@@ -347,7 +344,6 @@ void format_duration(char *buf, size_t size, double seconds)
         snprintf(buf, size, "%ld:%02ld", s / 60, s % 60);
 }
 
-
 void progress_clear(const progress *p)
 {
     if (p->tty)
@@ -378,7 +374,6 @@ void progress_show(progress *p, bool final)
     }
     fflush(stderr);
 }
-
 
 jaclip_index *load_index_or_die(const char *path)
 {

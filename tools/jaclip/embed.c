@@ -24,9 +24,7 @@ static const char embed_usage[] =
     "\n"
     "Texts that start with '-' go after '--'.\n";
 
-
-static void write_embeddings_json(FILE *f, char **inputs, const char *kind, const float *data, size_t rows,
-                                  size_t cols)
+static void write_embeddings_json(FILE *f, char **inputs, const char *kind, const float *data, size_t rows, size_t cols)
 {
     fputs("[\n", f);
     for (size_t r = 0; r < rows; r++) {
@@ -53,13 +51,18 @@ typedef struct {
 
 static void parse_embed_args(embed_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},      {"image", no_argument, NULL, OPT_IMAGE},
-        {"text", no_argument, NULL, OPT_TEXT},        {"format", required_argument, NULL, 'f'},
-        {"output", required_argument, NULL, 'o'},     {"normalize", no_argument, NULL, OPT_NORMALIZE},
-        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
-        {"help", no_argument, NULL, 'h'},             {"exif-transpose", no_argument, NULL, OPT_EXIF},
-        {"strict", no_argument, NULL, OPT_STRICT},    {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                            {"image", no_argument, NULL, OPT_IMAGE},
+                                            {"text", no_argument, NULL, OPT_TEXT},
+                                            {"format", required_argument, NULL, 'f'},
+                                            {"output", required_argument, NULL, 'o'},
+                                            {"normalize", no_argument, NULL, OPT_NORMALIZE},
+                                            {"device", required_argument, NULL, OPT_DEVICE},
+                                            {"threads", required_argument, NULL, OPT_THREADS},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {"exif-transpose", no_argument, NULL, OPT_EXIF},
+                                            {"strict", no_argument, NULL, OPT_STRICT},
+                                            {NULL, 0, NULL, 0}};
     int opt;
     memset(o, 0, sizeof *o);
     o->format = "npy";

@@ -143,15 +143,21 @@ typedef struct {
 
 static void parse_eval_args(eval_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},       {"template", required_argument, NULL, 't'},
-        {"templates", required_argument, NULL, OPT_TEMPLATES}, {"classes", required_argument, NULL, OPT_CLASSES},
-        {"mapping", required_argument, NULL, OPT_MAPPING}, {"classifier", required_argument, NULL, OPT_CLASSIFIER},
-        {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
-        {"confusions", required_argument, NULL, OPT_TOP}, {"json", no_argument, NULL, OPT_JSON},
-        {"exif-transpose", no_argument, NULL, OPT_EXIF}, {"strict", no_argument, NULL, OPT_STRICT},
-        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                            {"template", required_argument, NULL, 't'},
+                                            {"templates", required_argument, NULL, OPT_TEMPLATES},
+                                            {"classes", required_argument, NULL, OPT_CLASSES},
+                                            {"mapping", required_argument, NULL, OPT_MAPPING},
+                                            {"classifier", required_argument, NULL, OPT_CLASSIFIER},
+                                            {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
+                                            {"confusions", required_argument, NULL, OPT_TOP},
+                                            {"json", no_argument, NULL, OPT_JSON},
+                                            {"exif-transpose", no_argument, NULL, OPT_EXIF},
+                                            {"strict", no_argument, NULL, OPT_STRICT},
+                                            {"device", required_argument, NULL, OPT_DEVICE},
+                                            {"threads", required_argument, NULL, OPT_THREADS},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     int opt;
     memset(o, 0, sizeof *o);
     o->show_confusions = 10;
@@ -293,7 +299,8 @@ static void print_eval_json(const eval_run *e, size_t show)
 {
     const class_stats *classes = e->classes;
     printf("{\"images\": %zu, \"skipped\": %zu, \"classes\": %zu, \"top1_correct\": %zu, \"top5_correct\": %zu, "
-           "\"top1\": ", e->counted, e->total - e->counted, e->nclasses, e->top1, e->top5);
+           "\"top1\": ",
+           e->counted, e->total - e->counted, e->nclasses, e->top1, e->top5);
     json_ratio(e->top1, e->counted);
     fputs(", \"top5\": ", stdout);
     json_ratio(e->top5, e->counted);

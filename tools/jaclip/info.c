@@ -28,11 +28,13 @@ static jaclip_precision parse_precision(const char *text)
 
 int cmd_info(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},     {"precision", required_argument, NULL, OPT_PRECISION},
-        {"json", no_argument, NULL, OPT_JSON},       {"device", required_argument, NULL, OPT_DEVICE},
-        {"threads", required_argument, NULL, OPT_THREADS}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                            {"precision", required_argument, NULL, OPT_PRECISION},
+                                            {"json", no_argument, NULL, OPT_JSON},
+                                            {"device", required_argument, NULL, OPT_DEVICE},
+                                            {"threads", required_argument, NULL, OPT_THREADS},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     model_args m = {0};
     bool json = false;
     int opt;

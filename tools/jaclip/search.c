@@ -30,13 +30,17 @@ typedef struct {
 
 static void parse_search_args(search_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},    {"index", required_argument, NULL, 'i'},
-        {"image", required_argument, NULL, OPT_IMAGE}, {"json", no_argument, NULL, OPT_JSON},
-        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
-        {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
-        {"exact", no_argument, NULL, OPT_COMMAND_BASE}, {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                            {"index", required_argument, NULL, 'i'},
+                                            {"image", required_argument, NULL, OPT_IMAGE},
+                                            {"json", no_argument, NULL, OPT_JSON},
+                                            {"device", required_argument, NULL, OPT_DEVICE},
+                                            {"threads", required_argument, NULL, OPT_THREADS},
+                                            {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
+                                            {"exact", no_argument, NULL, OPT_COMMAND_BASE},
+                                            {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     int opt;
     memset(o, 0, sizeof *o);
     o->k = 10;
@@ -71,13 +75,13 @@ static bool index_fits_model(const search_options *o, const jaclip_index *index,
 {
     size_t dim = (size_t)jaclip_model_embedding_dim(model);
     if (jaclip_index_dim(index) != dim) {
-        cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", o->index_path,
-                 jaclip_index_dim(index), dim);
+        cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", o->index_path, jaclip_index_dim(index),
+                 dim);
         return false;
     }
     /* Another model's embeddings would give meaningless scores. Indexes from before fingerprints pass. */
-    jaclip_status fst = jaclip_index_check_fingerprint(index, jaclip_model_fingerprint(model),
-                                                       JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN);
+    jaclip_status fst =
+        jaclip_index_check_fingerprint(index, jaclip_model_fingerprint(model), JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN);
     if (fst) {
         report(o->index_path, fst);
         if (!o->force) {

@@ -30,15 +30,13 @@ static const char serve_usage[] =
     "\n"
     "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout), and exits 0.\n";
 
-enum { OPT_HOST = OPT_COMMAND_BASE, OPT_TOKEN, OPT_MODEL_THREADS, OPT_MAX_REQUESTS, OPT_MAX_BODY,
-       OPT_TIMEOUT };
+enum { OPT_HOST = OPT_COMMAND_BASE, OPT_TOKEN, OPT_MODEL_THREADS, OPT_MAX_REQUESTS, OPT_MAX_BODY, OPT_TIMEOUT };
 
-static const char *const route_names[ROUTE_COUNT] = {
-    "page", "healthz", "metrics", "info", "indexes", "embed_text", "embed_image", "classify", "search",
-    "thumbnail", "unknown"};
+static const char *const route_names[ROUTE_COUNT] = {"page",    "healthz",    "metrics",     "info",
+                                                     "indexes", "embed_text", "embed_image", "classify",
+                                                     "search",  "thumbnail",  "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
-static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                                       5, 10, 30};
+static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
 /* ---- replies ---- */
 
@@ -85,9 +83,10 @@ void reply_library_error(reply *out, jaclip_status st)
     snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), full);
     unsigned http;
     switch (st) {
-    case JACLIP_ERROR_INVALID_ARGUMENT: case JACLIP_ERROR_SHAPE: case JACLIP_ERROR_INVALID_UTF8:
-    case JACLIP_ERROR_IMAGE_DECODE:
-        http = MHD_HTTP_BAD_REQUEST; break;
+    case JACLIP_ERROR_INVALID_ARGUMENT:
+    case JACLIP_ERROR_SHAPE:
+    case JACLIP_ERROR_INVALID_UTF8:
+    case JACLIP_ERROR_IMAGE_DECODE: http = MHD_HTTP_BAD_REQUEST; break;
     case JACLIP_ERROR_IMAGE_TOO_LARGE: http = MHD_HTTP_CONTENT_TOO_LARGE; break;
     case JACLIP_ERROR_NOT_FOUND: http = MHD_HTTP_NOT_FOUND; break;
     case JACLIP_ERROR_OUT_OF_MEMORY: http = MHD_HTTP_SERVICE_UNAVAILABLE; break;
@@ -171,7 +170,8 @@ static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const ch
             return MHD_NO;
         r->fields = p;
         f = &r->fields[r->nfields++];
-        *f = (form_field){.name = strdup(key ? key : ""), .filename = dup_or_null(filename),
+        *f = (form_field){.name = strdup(key ? key : ""),
+                          .filename = dup_or_null(filename),
                           .content_type = dup_or_null(content_type)};
         if (!f->name)
             return MHD_NO;
@@ -239,7 +239,8 @@ static void metrics_text(server *s, reply *out)
         return;
     }
     fputs("# HELP jaclip_requests_total HTTP requests answered, by route and status.\n"
-          "# TYPE jaclip_requests_total counter\n", f);
+          "# TYPE jaclip_requests_total counter\n",
+          f);
     for (int r = 0; r < ROUTE_COUNT; r++)
         for (int c = 100; c < 600; c++) {
             unsigned long n = atomic_load(&s->metrics[r].codes[c]);
@@ -247,7 +248,8 @@ static void metrics_text(server *s, reply *out)
                 fprintf(f, "jaclip_requests_total{route=\"%s\",code=\"%d\"} %lu\n", route_names[r], c, n);
         }
     fputs("# HELP jaclip_request_duration_seconds Time from the request's headers to its answer.\n"
-          "# TYPE jaclip_request_duration_seconds histogram\n", f);
+          "# TYPE jaclip_request_duration_seconds histogram\n",
+          f);
     for (int r = 0; r < ROUTE_COUNT; r++) {
         unsigned long total = 0;
         for (int b = 0; b <= LATENCY_BUCKETS; b++) {
@@ -263,8 +265,7 @@ static void metrics_text(server *s, reply *out)
                 atomic_load(&s->metrics[r].sum_us) / 1e6);
         fprintf(f, "jaclip_request_duration_seconds_count{route=\"%s\"} %lu\n", route_names[r], total);
     }
-    fprintf(f, "# TYPE jaclip_requests_in_flight gauge\njaclip_requests_in_flight %u\n",
-            atomic_load(&s->in_flight));
+    fprintf(f, "# TYPE jaclip_requests_in_flight gauge\njaclip_requests_in_flight %u\n", atomic_load(&s->in_flight));
     fprintf(f, "# TYPE jaclip_thumbnail_cache_hits_total counter\njaclip_thumbnail_cache_hits_total %lu\n",
             atomic_load(&s->thumb_hits));
     fprintf(f, "# TYPE jaclip_thumbnail_cache_misses_total counter\njaclip_thumbnail_cache_misses_total %lu\n",
@@ -280,11 +281,13 @@ static void metrics_text(server *s, reply *out)
 
 static route_id route_of(const char *url, const char **rest)
 {
-    static const struct { const char *path; route_id route; } exact[] = {
-        {"/healthz", ROUTE_HEALTHZ}, {"/metrics", ROUTE_METRICS}, {"/v1/info", ROUTE_INFO},
-        {"/v1/indexes", ROUTE_INDEXES}, {"/v1/embed/text", ROUTE_EMBED_TEXT},
-        {"/v1/embed/image", ROUTE_EMBED_IMAGE}, {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},
-        {"/v1/thumbnail", ROUTE_THUMBNAIL}};
+    static const struct {
+        const char *path;
+        route_id route;
+    } exact[] = {
+        {"/healthz", ROUTE_HEALTHZ},      {"/metrics", ROUTE_METRICS},          {"/v1/info", ROUTE_INFO},
+        {"/v1/indexes", ROUTE_INDEXES},   {"/v1/embed/text", ROUTE_EMBED_TEXT}, {"/v1/embed/image", ROUTE_EMBED_IMAGE},
+        {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},         {"/v1/thumbnail", ROUTE_THUMBNAIL}};
     *rest = NULL;
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (!strcmp(url, exact[i].path))
@@ -334,8 +337,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, reply *o
     return ok;
 }
 
-static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
-                                const char *value, size_t value_size)
+static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+                                size_t value_size)
 {
     bool *found = cls;
     if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
@@ -373,8 +376,7 @@ static bool admit(server *s, request *r, const char *method, reply *out)
     }
     const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length && strtoull(length, NULL, 10) > s->max_body) {
-        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes",
-                    s->max_body);
+        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes", s->max_body);
         return false;
     }
     if (r->route != ROUTE_HEALTHZ && r->route != ROUTE_METRICS && r->route != ROUTE_PAGE) {
@@ -403,8 +405,7 @@ static bool admit(server *s, request *r, const char *method, reply *out)
 static void dispatch(server *s, request *r, const char *rest, reply *out)
 {
     if (r->too_large) {
-        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes",
-                    s->max_body);
+        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes", s->max_body);
         return;
     }
     if (r->bad_form) {
@@ -412,9 +413,7 @@ static void dispatch(server *s, request *r, const char *rest, reply *out)
         return;
     }
     switch (r->route) {
-    case ROUTE_HEALTHZ:
-        reply_json(out, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
-        return;
+    case ROUTE_HEALTHZ: reply_json(out, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok")); return;
     case ROUTE_METRICS: metrics_text(s, out); return;
     case ROUTE_INFO: api_info(s, r, out); return;
     case ROUTE_INDEXES: api_indexes(s, r, rest, out); return;
@@ -423,13 +422,13 @@ static void dispatch(server *s, request *r, const char *rest, reply *out)
     case ROUTE_CLASSIFY: api_classify(s, r, out); return;
     case ROUTE_SEARCH: api_search(s, r, out); return;
     case ROUTE_THUMBNAIL: api_thumbnail(s, r, out); return;
-    case ROUTE_PAGE: default: break;
+    case ROUTE_PAGE:
+    default: break;
     }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_size,
-                                  void **state)
+                                  const char *version, const char *upload_data, size_t *upload_size, void **state)
 {
     server *s = cls;
     request *r = *state;
@@ -511,8 +510,7 @@ static bool is_loopback(const struct sockaddr_storage *a)
     if (a->ss_family == AF_INET)
         return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
     const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
-    return IN6_IS_ADDR_LOOPBACK(v6) ||
-           (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+    return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
 }
 
 static void parse_host(const char *host, long port, struct sockaddr_storage *out, socklen_t *len)
@@ -548,8 +546,8 @@ static served_index load_served_index(const char *arg, size_t dim)
         if (dot && dot != name)
             *dot = '\0';
     }
-    if (!name || !*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-                               strlen(name))
+    if (!name || !*name ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(name))
         usage_error("--index name '%s' must be letters, digits, '.', '_' or '-' (use NAME=FILE)", name ? name : "");
     jaclip_index *index = load_index_or_die(path);
     if (jaclip_index_dim(index) != dim) {
@@ -570,16 +568,20 @@ typedef struct {
 
 static void parse_serve_args(serve_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},        {"index", required_argument, NULL, 'i'},
-        {"host", required_argument, NULL, OPT_HOST},    {"port", required_argument, NULL, 'p'},
-        {"token", required_argument, NULL, OPT_TOKEN},  {"threads", required_argument, NULL, OPT_THREADS},
-        {"model-threads", required_argument, NULL, OPT_MODEL_THREADS},
-        {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
-        {"max-body", required_argument, NULL, OPT_MAX_BODY}, {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'},
-        {"classifier", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                            {"index", required_argument, NULL, 'i'},
+                                            {"host", required_argument, NULL, OPT_HOST},
+                                            {"port", required_argument, NULL, 'p'},
+                                            {"token", required_argument, NULL, OPT_TOKEN},
+                                            {"threads", required_argument, NULL, OPT_THREADS},
+                                            {"model-threads", required_argument, NULL, OPT_MODEL_THREADS},
+                                            {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
+                                            {"max-body", required_argument, NULL, OPT_MAX_BODY},
+                                            {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                            {"device", required_argument, NULL, OPT_DEVICE},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {"classifier", required_argument, NULL, 'c'},
+                                            {NULL, 0, NULL, 0}};
     int opt;
     memset(o, 0, sizeof *o);
     o->host = "127.0.0.1";
@@ -687,13 +689,13 @@ int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     server *s = make_server(&o);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-            (o.addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-        (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&o.addr,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)o.max_requests + 16, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+                             MHD_USE_ERROR_LOG | (o.addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                         (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&o.addr,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)o.max_requests + 16, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!d) {
         cli_warn("cannot listen on %s port %ld: %s", o.host, o.port, strerror(errno));
         return EXIT_RUNTIME;

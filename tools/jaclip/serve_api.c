@@ -5,8 +5,15 @@
 
 /* ---- serve: the JSON API on the library ---------------------------------------------------------- */
 
-enum { MAX_TEXTS = 256, MAX_IMAGES = 64, MAX_LABELS = 1000, MAX_TEMPLATES = 100, MAX_K = 1000,
-       DEFAULT_K = 10, DEFAULT_THUMB = 160 };
+enum {
+    MAX_TEXTS = 256,
+    MAX_IMAGES = 64,
+    MAX_LABELS = 1000,
+    MAX_TEMPLATES = 100,
+    MAX_K = 1000,
+    DEFAULT_K = 10,
+    DEFAULT_THUMB = 160
+};
 /* Thumbnails: the largest source file read, and its pixel limit (below the library's default). */
 #define THUMB_MAX_FILE ((off_t)64 << 20)
 #define THUMB_MAX_PIXELS ((uint64_t)64 << 20)
@@ -39,8 +46,8 @@ static json_t *json_body(const request *r, const char *const *allowed, reply *ou
     json_t *root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &err);
     if (!root) {
         if (json_error_code(&err) == json_error_invalid_utf8)
-            reply_error(out, MHD_HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_UTF8", "invalid UTF-8 in the JSON body at byte %d",
-                        err.position);
+            reply_error(out, MHD_HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_UTF8",
+                        "invalid UTF-8 in the JSON body at byte %d", err.position);
         else
             BAD_REQUEST(out, "malformed JSON at byte %d: %s", err.position, err.text);
         return NULL;
@@ -52,7 +59,8 @@ static json_t *json_body(const request *r, const char *const *allowed, reply *ou
     }
     const char *key;
     json_t *value;
-    json_object_foreach(root, key, value) {
+    json_object_foreach(root, key, value)
+    {
         bool known = false;
         for (const char *const *a = allowed; *a && !known; a++)
             known = !strcmp(key, *a);
@@ -219,10 +227,10 @@ void api_info(server *s, request *r, reply *out)
                          "image_size", (json_int_t)jaclip_model_image_size(m), "max_text_length",
                          (json_int_t)jaclip_model_max_text_length(m), "device", jaclip_model_device(m), "precision",
                          jaclip_model_precision(m) == JACLIP_PRECISION_BF16 ? "bf16" : "fp32", "fingerprint",
-                         jaclip_model_fingerprint(m), "indexes", indexes, "limits", "max_body",
-                         (json_int_t)s->max_body, "max_texts", (json_int_t)MAX_TEXTS, "max_labels",
-                         (json_int_t)MAX_LABELS, "max_k", (json_int_t)MAX_K, "max_requests",
-                         (json_int_t)s->max_requests, "token_required", s->token != NULL));
+                         jaclip_model_fingerprint(m), "indexes", indexes, "limits", "max_body", (json_int_t)s->max_body,
+                         "max_texts", (json_int_t)MAX_TEXTS, "max_labels", (json_int_t)MAX_LABELS, "max_k",
+                         (json_int_t)MAX_K, "max_requests", (json_int_t)s->max_requests, "token_required",
+                         s->token != NULL));
 }
 
 void api_indexes(server *s, request *r, const char *name, reply *out)
@@ -376,7 +384,8 @@ void api_classify(server *s, request *r, reply *out)
     }
     for (size_t i = 0; i < labels.count; i++)
         if (!*labels.items[i] || !is_utf8(labels.items[i])) {
-            reply_error(out, MHD_HTTP_BAD_REQUEST, !*labels.items[i] ? "JACLIP_ERROR_INVALID_ARGUMENT" : "JACLIP_ERROR_INVALID_UTF8",
+            reply_error(out, MHD_HTTP_BAD_REQUEST,
+                        !*labels.items[i] ? "JACLIP_ERROR_INVALID_ARGUMENT" : "JACLIP_ERROR_INVALID_UTF8",
                         "label %zu is empty or not UTF-8", i);
             return;
         }
@@ -400,9 +409,9 @@ void api_classify(server *s, request *r, reply *out)
     }
     jaclip_tensor *classes = NULL, *image = NULL, *probs = NULL;
     size_t nclasses = loaded ? jaclip_classifier_size(loaded) : labels.count;
-    jaclip_status st = loaded ? jaclip_classifier_weights(&classes, loaded)
-                              : class_embeddings(&classes, s->model, labels.items, labels.count, templates.items,
-                                                 templates.count);
+    jaclip_status st =
+        loaded ? jaclip_classifier_weights(&classes, loaded)
+               : class_embeddings(&classes, s->model, labels.items, labels.count, templates.items, templates.count);
     if (!st)
         st = jaclip_model_encode_image_buffers(&image, s->model, data, size, 1);
     give_slot(s);
@@ -434,8 +443,8 @@ void api_classify(server *s, request *r, reply *out)
 
 /* The parameters of a search: from a JSON body (*root keeps it) or the form / query string. false
  * when a reply was made. */
-static bool search_params(request *r, bool by_json, json_t **root, const char **index_name, long *k,
-                          double *threshold, reply *out)
+static bool search_params(request *r, bool by_json, json_t **root, const char **index_name, long *k, double *threshold,
+                          reply *out)
 {
     static const char *const allowed[] = {"text", "embedding", "row", "k", "threshold", "index", NULL};
     if (!by_json) {
@@ -545,8 +554,8 @@ static void reply_hits(reply *out, const served_index *x, const jaclip_tensor *r
         const char *label = jaclip_index_label(x->index, (size_t)row[i]);
         /* Labels need not be UTF-8-clean for jansson; the index checks them on add, but be safe. */
         json_t *l = json_string(label);
-        json_array_append_new(list, json_pack("{s:o*,s:f,s:I}", "label", l ? l : json_string("\xef\xbf\xbd"),
-                                              "score", (double)score[i], "row", (json_int_t)row[i]));
+        json_array_append_new(list, json_pack("{s:o*,s:f,s:I}", "label", l ? l : json_string("\xef\xbf\xbd"), "score",
+                                              (double)score[i], "row", (json_int_t)row[i]));
     }
     reply_json(out, MHD_HTTP_OK, json_pack("{s:o*}", "results", list));
 }

@@ -53,7 +53,8 @@ int index_writer_lock(const char *index_path, bool wait)
         }
         if (!wait) {
             cli_warn("%s: another jaclip is writing this index (it holds %s); try again when it is done, "
-                     "or pass --wait", index_path, lock_path);
+                     "or pass --wait",
+                     index_path, lock_path);
             exit(EXIT_RUNTIME);
         }
         cli_warn("%s: waiting for another jaclip writing this index", index_path);
@@ -70,8 +71,8 @@ int index_writer_lock(const char *index_path, bool wait)
 
 /* A file under the DIRs, as found. */
 typedef struct {
-    char *path;  /* absolute */
-    char *label; /* path, or relative to --root */
+    char *path;               /* absolute */
+    char *label;              /* path, or relative to --root */
     jaclip_index_stamp stamp; /* size and mtime; content_hash filled when read */
     bool in_index;
 } found_file;
@@ -240,23 +241,27 @@ typedef struct {
     size_t nfiles, skipped;
     jaclip_model *model;
     jaclip_index *index;
-    string_list gone;   /* labels of rows whose file is gone */
+    string_list gone;          /* labels of rows whose file is gone */
     size_t *restamp, nrestamp; /* files touched but unchanged */
     bool *redo;
-    size_t *old_row;    /* the file's row in the index */
+    size_t *old_row;     /* the file's row in the index */
     size_t *todo, ntodo; /* files to embed */
     size_t unchanged, removed, added, reembedded, restamped;
 } update_run;
 
 static void parse_update_args(update_options *o, int argc, char **argv, bool sync)
 {
-    static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},       {"output", required_argument, NULL, 'o'},
-        {"batch", required_argument, NULL, 'b'},       {"device", required_argument, NULL, OPT_DEVICE},
-        {"threads", required_argument, NULL, OPT_THREADS}, {"root", required_argument, NULL, OPT_ROOT},
-        {"wait", no_argument, NULL, OPT_WAIT},         {"fp16", no_argument, NULL, OPT_FP16},
-        {"force", no_argument, NULL, OPT_FORCE},       {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                            {"output", required_argument, NULL, 'o'},
+                                            {"batch", required_argument, NULL, 'b'},
+                                            {"device", required_argument, NULL, OPT_DEVICE},
+                                            {"threads", required_argument, NULL, OPT_THREADS},
+                                            {"root", required_argument, NULL, OPT_ROOT},
+                                            {"wait", no_argument, NULL, OPT_WAIT},
+                                            {"fp16", no_argument, NULL, OPT_FP16},
+                                            {"force", no_argument, NULL, OPT_FORCE},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     int opt;
     memset(o, 0, sizeof *o);
     o->batch = 16;
@@ -557,8 +562,8 @@ static int report_update(const update_run *u, double start)
                  u->output, u->added, u->reembedded, u->removed, u->unchanged, u->restamped, u->skipped,
                  now_seconds() - start);
     } else {
-        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, in %.1f s", u->output, u->added,
-                 u->unchanged, u->skipped, now_seconds() - start);
+        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, in %.1f s", u->output, u->added, u->unchanged,
+                 u->skipped, now_seconds() - start);
     }
     if (u->nfiles == 0)
         cli_warn("no JPEG or PNG files found");

@@ -81,7 +81,8 @@ int family_of(const faiss::Index *ix)
         return flat && flat->d == ix->d && flat->ntotal == ix->ntotal ? JC_FAISS_HNSW_FLAT : 0;
     }
     auto ivf = dynamic_cast<const faiss::IndexIVF *>(ix);
-    if (!ivf || !ivf->quantizer || ivf->quantizer->d != ix->d || ivf->quantizer->ntotal != (faiss::Index::idx_t)ivf->nlist ||
+    if (!ivf || !ivf->quantizer || ivf->quantizer->d != ix->d ||
+        ivf->quantizer->ntotal != (faiss::Index::idx_t)ivf->nlist ||
         !dynamic_cast<const faiss::ArrayInvertedLists *>(ivf->invlists) || ivf->invlists->nlist != ivf->nlist)
         return 0;
     if (dynamic_cast<const faiss::IndexIVFFlat *>(ix) && typeid(*ix) == typeid(faiss::IndexIVFFlat))
@@ -252,7 +253,7 @@ void bridge_info(const jc_faiss_index *index, jc_faiss_info *out)
 } // namespace
 
 extern "C" __attribute__((visibility("default"))) int jc_faiss_plugin_entry(int interface, const jc_faiss_host *host,
-                                                                          jc_faiss_api *api)
+                                                                            jc_faiss_api *api)
 {
     if (interface != JC_FAISS_PLUGIN_INTERFACE || !host || !host->vfail || !api)
         return -1;

@@ -21,18 +21,14 @@ extern "C" {
 typedef struct jc_faiss_index jc_faiss_index;
 
 /* The structures the plugin builds (the ANN file stores this value too: never renumber). */
-typedef enum jc_faiss_family {
-    JC_FAISS_IVF_FLAT = 1,
-    JC_FAISS_IVF_PQ = 2,
-    JC_FAISS_HNSW_FLAT = 3
-} jc_faiss_family;
+typedef enum jc_faiss_family { JC_FAISS_IVF_FLAT = 1, JC_FAISS_IVF_PQ = 2, JC_FAISS_HNSW_FLAT = 3 } jc_faiss_family;
 
 typedef struct jc_faiss_build_args {
     jc_faiss_family family;
     int64_t dim;
-    int64_t nlist;        /* IVF lists */
-    int64_t pq_m;         /* IVF-PQ: sub-quantizers (dim % pq_m == 0), 8 bits each */
-    int64_t hnsw_m;       /* HNSW: links per node */
+    int64_t nlist;  /* IVF lists */
+    int64_t pq_m;   /* IVF-PQ: sub-quantizers (dim % pq_m == 0), 8 bits each */
+    int64_t hnsw_m; /* HNSW: links per node */
     int64_t train_iterations;
 } jc_faiss_build_args;
 
@@ -58,8 +54,8 @@ typedef struct jc_faiss_api {
     jaclip_status (*add)(jc_faiss_index *index, int64_t n, const float *x);
     /* queries float32 [nq, dim] -> labels int64 / scores float32 [nq, k]; -1 labels where fewer
      * than k were found. nprobe (IVF) / ef_search (HNSW): 0 keeps the index's own. */
-    jaclip_status (*search)(const jc_faiss_index *index, int64_t nq, const float *queries, int64_t k,
-                            int64_t nprobe, int64_t ef_search, float *scores, int64_t *labels);
+    jaclip_status (*search)(const jc_faiss_index *index, int64_t nq, const float *queries, int64_t k, int64_t nprobe,
+                            int64_t ef_search, float *scores, int64_t *labels);
     /* faiss's own serialisation, into a malloc'd buffer / back from one. */
     jaclip_status (*serialize)(const jc_faiss_index *index, unsigned char **out, size_t *size);
     jaclip_status (*deserialize)(jc_faiss_index **out, const unsigned char *data, size_t size);

@@ -17,8 +17,16 @@ static int bind_faiss(void *entry)
 
 /* RTLD_LOCAL: faiss's BLAS and OpenMP stay out of the program's symbol scope. Never closed: OpenMP's
  * worker threads outlive any unload. */
-static jc_plugin plugin = {"faiss", "faiss", JC_FAISS_PLUGIN_FILE, "JACLIP_FAISS_PLUGIN", JC_FAISS_PLUGIN_ENTRY,
-                           JC_FAISS_PLUGIN_INTERFACE, RTLD_NOW | RTLD_LOCAL, bind_faiss, false, ""};
+static jc_plugin plugin = {"faiss",
+                           "faiss",
+                           JC_FAISS_PLUGIN_FILE,
+                           "JACLIP_FAISS_PLUGIN",
+                           JC_FAISS_PLUGIN_ENTRY,
+                           JC_FAISS_PLUGIN_INTERFACE,
+                           RTLD_NOW | RTLD_LOCAL,
+                           bind_faiss,
+                           false,
+                           ""};
 static pthread_once_t faiss_once = PTHREAD_ONCE_INIT;
 
 static void open_faiss_plugin(void) { jc_plugin_load(&plugin); }

@@ -157,7 +157,8 @@ static jaclip_status check_device(c10::Device &device, const char *name)
     if (!torch::cuda::is_available())
         return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE,
                     "device \"%s\" requested, but this libtorch has no CUDA or sees no GPU "
-                    "(rebuild with TORCH_DIR pointing at a CUDA libtorch)", name);
+                    "(rebuild with TORCH_DIR pointing at a CUDA libtorch)",
+                    name);
     int64_t count = (int64_t)torch::cuda::device_count();
     if (device.has_index() && device.index() >= count)
         return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "device \"%s\" requested, but only %lld GPU(s)", name,
@@ -179,12 +180,14 @@ static jaclip_status choose_precision(jc_torch_model *m, const jc_torch_load_arg
     }
     // An int8 file (converter --dtype int8) keeps its quantized Linear layers as they are.
     bool int8_file = config.find("\nprecision=int8\n") != std::string::npos;
-    m->stored = int8_file ? JACLIP_PRECISION_INT8
-                          : stored == at::kBFloat16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
+    m->stored = int8_file                 ? JACLIP_PRECISION_INT8
+                : stored == at::kBFloat16 ? JACLIP_PRECISION_BF16
+                                          : JACLIP_PRECISION_FP32;
     if (int8_file && (args->precision == JACLIP_PRECISION_FP32 || args->precision == JACLIP_PRECISION_BF16))
         return fail(JACLIP_ERROR_INVALID_ARGUMENT,
                     "%s: the file holds int8 weights; load it at the default precision or INT8, or convert "
-                    "the checkpoint again for fp32 / bf16", where);
+                    "the checkpoint again for fp32 / bf16",
+                    where);
     if (!int8_file && args->precision == JACLIP_PRECISION_INT8)
         return fail(JACLIP_ERROR_INVALID_ARGUMENT,
                     "%s: int8 runs only from a file converted with jaclip-convert --dtype int8", where);
@@ -203,7 +206,7 @@ static jaclip_status choose_precision(jc_torch_model *m, const jc_torch_load_arg
 }
 
 static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *args, char **config_text,
-                                       size_t *config_size, char **tokenizer_bytes, size_t *tokenizer_size)
+                                size_t *config_size, char **tokenizer_bytes, size_t *tokenizer_size)
 {
     *out = nullptr;
     *config_text = *tokenizer_bytes = nullptr;
@@ -219,7 +222,8 @@ static jaclip_status torch_load(jc_torch_model **out, const jc_torch_load_args *
         use_onednn_quantized_engine();
         torch::jit::ExtraFilesMap extra{{kConfigFile, ""}, {kTokenizerFile, ""}};
         if (args->data)
-            model->module = torch::jit::load(std::make_shared<MemoryReadAdapter>(args->data, args->size), device, extra);
+            model->module =
+                torch::jit::load(std::make_shared<MemoryReadAdapter>(args->data, args->size), device, extra);
         else
             model->module = torch::jit::load(std::string(args->path), device, extra);
         model->module.eval();
@@ -280,8 +284,8 @@ jaclip_status run_method(const jc_torch_model *model, const char *name, std::vec
     if (result.dim() != 2 || result.size(0) != n || result.size(1) != dim) {
         std::ostringstream shape;
         shape << result.sizes();
-        return fail(JACLIP_ERROR_MODEL_FORMAT, "%s returned shape %s, expected [%lld, %lld]", name,
-                       shape.str().c_str(), (long long)n, (long long)dim);
+        return fail(JACLIP_ERROR_MODEL_FORMAT, "%s returned shape %s, expected [%lld, %lld]", name, shape.str().c_str(),
+                    (long long)n, (long long)dim);
     }
     result = result.to(at::kCPU, at::kFloat).contiguous();
     std::memcpy(out, result.data_ptr<float>(), sizeof(float) * n * dim);
@@ -294,8 +298,8 @@ jaclip_status run_method(const jc_torch_model *model, const char *name, std::vec
 
 } // namespace
 
-static jaclip_status torch_encode_image(const jc_torch_model *model, const float *pixels, int64_t n,
-                                               int64_t size, float *out, int64_t dim)
+static jaclip_status torch_encode_image(const jc_torch_model *model, const float *pixels, int64_t n, int64_t size,
+                                        float *out, int64_t dim)
 {
     try {
         at::Tensor input = torch::from_blob(const_cast<float *>(pixels), {n, 3, size, size}, at::kFloat);
@@ -307,9 +311,8 @@ static jaclip_status torch_encode_image(const jc_torch_model *model, const float
     }
 }
 
-static jaclip_status torch_encode_text(const jc_torch_model *model, const int64_t *ids, const int64_t *mask,
-                                              int64_t n, int64_t length, int64_t row_stride, float *out,
-                                              int64_t dim)
+static jaclip_status torch_encode_text(const jc_torch_model *model, const int64_t *ids, const int64_t *mask, int64_t n,
+                                       int64_t length, int64_t row_stride, float *out, int64_t dim)
 {
     try {
         at::Tensor input_ids =
@@ -333,7 +336,7 @@ static jaclip_precision torch_precision(const jc_torch_model *model) { return mo
 static jaclip_precision torch_stored_precision(const jc_torch_model *model) { return model->stored; }
 
 extern "C" __attribute__((visibility("default"))) int jc_torch_plugin_entry(int interface, const jc_torch_host *host,
-                                                                          jc_torch_api *api)
+                                                                            jc_torch_api *api)
 {
     if (interface != JC_TORCH_PLUGIN_INTERFACE || !host || !host->vfail || !api)
         return -1;

@@ -23,13 +23,13 @@ extern "C" {
 typedef struct jc_torch_model jc_torch_model;
 
 typedef struct jc_torch_load_args {
-    const char *path;        /* the file's name in messages; read only when data is NULL */
-    const void *data;        /* the bytes to load (a checked mapping of path, or caller's memory) */
+    const char *path; /* the file's name in messages; read only when data is NULL */
+    const void *data; /* the bytes to load (a checked mapping of path, or caller's memory) */
     size_t size;
-    const char *device;      /* "cpu", "cuda", "cuda:N" (already validated) */
+    const char *device; /* "cpu", "cuda", "cuda:N" (already validated) */
     jaclip_precision precision;
-    int32_t num_threads;     /* 0: the cores this process may use */
-    bool native_bf16;        /* the CPU computes bf16 natively (lib/common/cpu.c) */
+    int32_t num_threads; /* 0: the cores this process may use */
+    bool native_bf16;    /* the CPU computes bf16 natively (lib/common/cpu.c) */
 } jc_torch_load_args;
 
 /* What libjaclip lends the plugin: its error recording, so messages land in jaclip_last_error(). */
@@ -40,12 +40,12 @@ typedef struct jc_torch_host {
 typedef struct jc_torch_api {
     /* Loads the TorchScript archive and hands back its two extra files as malloc'd buffers (empty
      * ones when absent: the caller decides that this is not a jaclip model). */
-    jaclip_status (*load)(jc_torch_model **out, const jc_torch_load_args *args, char **config_text,
-                          size_t *config_size, char **tokenizer_bytes, size_t *tokenizer_size);
+    jaclip_status (*load)(jc_torch_model **out, const jc_torch_load_args *args, char **config_text, size_t *config_size,
+                          char **tokenizer_bytes, size_t *tokenizer_size);
     void (*free_model)(jc_torch_model *model);
     /* pixels float32 [n,3,size,size] -> out float32 [n,dim]. */
-    jaclip_status (*encode_image)(const jc_torch_model *model, const float *pixels, int64_t n, int64_t size,
-                                  float *out, int64_t dim);
+    jaclip_status (*encode_image)(const jc_torch_model *model, const float *pixels, int64_t n, int64_t size, float *out,
+                                  int64_t dim);
     /* ids / mask: int64 rows of row_stride elements, the first length used -> out float32 [n,dim]. */
     jaclip_status (*encode_text)(const jc_torch_model *model, const int64_t *ids, const int64_t *mask, int64_t n,
                                  int64_t length, int64_t row_stride, float *out, int64_t dim);

@@ -17,8 +17,16 @@ static int bind_torch(void *entry)
 
 /* RTLD_DEEPBIND: libtorch's libprotobuf must resolve to itself, not to sentencepiece's copy. Never
  * closed: libtorch does not support being unloaded. */
-static jc_plugin plugin = {"libtorch", "torch", JC_TORCH_PLUGIN_FILE, "JACLIP_TORCH_PLUGIN", JC_TORCH_PLUGIN_ENTRY,
-                           JC_TORCH_PLUGIN_INTERFACE, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND, bind_torch, false, ""};
+static jc_plugin plugin = {"libtorch",
+                           "torch",
+                           JC_TORCH_PLUGIN_FILE,
+                           "JACLIP_TORCH_PLUGIN",
+                           JC_TORCH_PLUGIN_ENTRY,
+                           JC_TORCH_PLUGIN_INTERFACE,
+                           RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND,
+                           bind_torch,
+                           false,
+                           ""};
 static pthread_once_t plugin_once = PTHREAD_ONCE_INIT;
 
 static void open_plugin(void) { jc_plugin_load(&plugin); }
