@@ -40,6 +40,11 @@ size_t jc_dtype_size(jaclip_dtype dtype);
 /* A zero-filled tensor; shorthand for the 1-D / 2-D cases used everywhere. */
 jaclip_status jc_tensor_new(jaclip_tensor **out, jaclip_dtype dtype, size_t ndim, const int64_t *shape);
 jaclip_status jc_tensor_new_2d(jaclip_tensor **out, jaclip_dtype dtype, int64_t rows, int64_t cols);
+/* A pair of optional outputs (top-k style): both set to NULL; INVALID_ARGUMENT naming them ("out_a and
+ * out_b") when both are NULL. */
+jaclip_status jc_outputs_begin(jaclip_tensor **a, jaclip_tensor **b, const char *names);
+/* Hands ta and tb to the outputs that were asked for and frees the others. */
+void jc_outputs_give(jaclip_tensor **a, jaclip_tensor *ta, jaclip_tensor **b, jaclip_tensor *tb);
 /* SHAPE error unless t is a 2-D tensor of dtype; name appears in the message. */
 jaclip_status jc_check_2d(const jaclip_tensor *t, jaclip_dtype dtype, const char *name);
 

@@ -184,12 +184,8 @@ jaclip_status jaclip_topk(jaclip_tensor **out_indices, jaclip_tensor **out_value
 {
     jaclip_tensor *idx = NULL, *val = NULL;
     jaclip_status st;
-    if (out_indices)
-        *out_indices = NULL;
-    if (out_values)
-        *out_values = NULL;
-    if (!out_indices && !out_values)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out_indices and out_values are both NULL");
+    if ((st = jc_outputs_begin(out_indices, out_values, "out_indices and out_values")))
+        return st;
     if (k == 0)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "k must be at least 1");
     if ((st = jc_check_2d(scores, JACLIP_DTYPE_FLOAT32, "scores")))
@@ -204,13 +200,6 @@ jaclip_status jaclip_topk(jaclip_tensor **out_indices, jaclip_tensor **out_value
     for (int64_t r = 0; r < rows && kk > 0; r++)
         jc_topk_row((const float *)scores->data + r * cols, cols, kk, (int64_t *)idx->data + r * (int64_t)kk,
                     (float *)val->data + r * (int64_t)kk);
-    if (out_indices)
-        *out_indices = idx;
-    else
-        jaclip_tensor_free(idx);
-    if (out_values)
-        *out_values = val;
-    else
-        jaclip_tensor_free(val);
+    jc_outputs_give(out_indices, idx, out_values, val);
     return JACLIP_OK;
 }

@@ -114,3 +114,26 @@ size_t jaclip_tensor_numel(const jaclip_tensor *t) { return t ? t->numel : 0; }
 size_t jaclip_tensor_nbytes(const jaclip_tensor *t) { return t ? t->numel * jc_dtype_size(t->dtype) : 0; }
 const void *jaclip_tensor_data(const jaclip_tensor *t) { return t ? t->data : NULL; }
 void *jaclip_tensor_data_mut(jaclip_tensor *t) { return t ? t->data : NULL; }
+
+jaclip_status jc_outputs_begin(jaclip_tensor **a, jaclip_tensor **b, const char *names)
+{
+    if (a)
+        *a = NULL;
+    if (b)
+        *b = NULL;
+    if (!a && !b)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s are both NULL", names);
+    return JACLIP_OK;
+}
+
+void jc_outputs_give(jaclip_tensor **a, jaclip_tensor *ta, jaclip_tensor **b, jaclip_tensor *tb)
+{
+    if (a)
+        *a = ta;
+    else
+        jaclip_tensor_free(ta);
+    if (b)
+        *b = tb;
+    else
+        jaclip_tensor_free(tb);
+}

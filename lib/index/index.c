@@ -296,6 +296,31 @@ jaclip_status jc_index_check_label_list(const char *const *labels, size_t n)
     return JACLIP_OK;
 }
 
+/* Appends to out[*n] the parts of run whose rows dead[] does not flag (dead[j] for the run's row j;
+ * NULL: none), numbered on from *next; row_bytes is one stored row. */
+void jc_index_split_run(jc_run *out, size_t *n, const jc_run *run, const unsigned char *dead, size_t row_bytes,
+                        size_t *next)
+{
+    size_t j = 0;
+    while (j < run->count) {
+        while (dead && j < run->count && dead[j])
+            j++;
+        size_t start = j;
+        while (j < run->count && !(dead && dead[j]))
+            j++;
+        if (j > start) {
+            out[(*n)++] = (jc_run){.vectors = (const unsigned char *)run->vectors + start * row_bytes,
+                                   .label_offsets = run->label_offsets + start,
+                                   .labels = run->labels,
+                                   .stamps = run->stamps ? run->stamps + start * JC_STAMP_BYTES : NULL,
+                                   .count = j - start,
+                                   .first = *next,
+                                   .file_row = run->file_row + start};
+            *next += j - start;
+        }
+    }
+}
+
 /* Drops the rows whose dead[] flag is set: file runs are split around them, added rows are moved
  * down, and rows are renumbered in order. Allocates before changing anything. */
 static jaclip_status drop_rows(jaclip_index *index, const unsigned char *dead, size_t ndead)
@@ -310,32 +335,12 @@ static jaclip_status drop_rows(jaclip_index *index, const unsigned char *dead, s
         free(slots);
         return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory removing rows");
     }
-    size_t nruns = 0, next = 0;
-    for (size_t i = 0; i < index->nruns; i++) {
-        const jc_run *run = &index->runs[i];
-        size_t j = 0;
-        while (j < run->count) {
-            while (j < run->count && dead[run->first + j])
-                j++;
-            size_t start = j;
-            while (j < run->count && !dead[run->first + j])
-                j++;
-            if (j > start) {
-                size_t es = jc_row_bytes(index->row_format) * index->dim;
-                runs[nruns++] = (jc_run){(const unsigned char *)run->vectors + start * es,
-                                         run->label_offsets + start,
-                                         run->labels,
-                                         run->stamps ? run->stamps + start * JC_STAMP_BYTES : NULL,
-                                         j - start,
-                                         next,
-                                         run->file_row + start};
-                next += j - start;
-            }
-        }
-    }
+    size_t nruns = 0, next = 0, es = jc_row_bytes(index->row_format) * index->dim;
+    for (size_t i = 0; i < index->nruns; i++)
+        jc_index_split_run(runs, &nruns, &index->runs[i], dead + index->runs[i].first, es, &next);
     size_t file_rows = next;
     /* Added rows: compact in place (labels keep their bytes; only offsets move). */
-    size_t kept = 0, es = jc_row_bytes(index->row_format) * index->dim;
+    size_t kept = 0;
     for (size_t r = 0; r < index->added_count; r++) {
         if (dead[index->file_rows + r])
             continue;

@@ -270,27 +270,9 @@ static jaclip_status split_live_runs(jaclip_index *index, const jc_run *stored, 
     if (!index->runs)
         return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory loading %s", path);
     size_t next = 0;
-    for (size_t i = 0; i < nstored; i++) {
-        const jc_run *run = &stored[i];
-        size_t j = 0;
-        while (j < run->count) {
-            while (dead && j < run->count && dead[run->file_row + j])
-                j++;
-            size_t start = j;
-            while (j < run->count && !(dead && dead[run->file_row + j]))
-                j++;
-            if (j > start) {
-                index->runs[index->nruns++] = (jc_run){(const unsigned char *)run->vectors + start * row_bytes,
-                                                       run->label_offsets + start,
-                                                       run->labels,
-                                                       run->stamps ? run->stamps + start * JC_STAMP_BYTES : NULL,
-                                                       j - start,
-                                                       next,
-                                                       run->file_row + start};
-                next += j - start;
-            }
-        }
-    }
+    for (size_t i = 0; i < nstored; i++)
+        jc_index_split_run(index->runs, &index->nruns, &stored[i], dead ? dead + stored[i].file_row : NULL, row_bytes,
+                           &next);
     index->file_rows = index->count = next;
     return JACLIP_OK;
 }

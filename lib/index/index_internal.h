@@ -43,9 +43,10 @@ typedef struct {
     const char *labels;
     const unsigned char *stamps; /* JC_STAMP_BYTES per row (little-endian), or NULL: none recorded */
     size_t count;
-    size_t first;      /* row id of the run's first row */
-    uint64_t file_row; /* the first row's number among the file's stored rows (tombstones
-                                      name these); UINT64_MAX for added rows */
+    size_t first; /* row id of the run's first row */
+    /* the first row's number among the file's stored rows (tombstones name these); UINT64_MAX for
+     * added rows */
+    uint64_t file_row;
 } jc_run;
 
 struct jaclip_index {
@@ -112,6 +113,9 @@ jc_run jc_index_added_run(const jaclip_index *index);
 /* Every run of the index, file runs then the added rows, into runs[nruns + 1]; returns how many. */
 size_t jc_index_build_runs(const jaclip_index *index, jc_run *runs);
 const char *jc_index_label_at(const jaclip_index *index, size_t i);
+/* The live parts of run (dead[j] flags its row j; NULL: none dead) appended to out[*n], numbered from *next. */
+void jc_index_split_run(jc_run *out, size_t *n, const jc_run *run, const unsigned char *dead, size_t row_bytes,
+                        size_t *next);
 /* A fingerprint is 1..JC_FINGERPRINT_FIELD-1 printable ASCII characters without spaces. */
 bool jc_index_valid_fingerprint(const char *fp, size_t len);
 /* INVALID_ARGUMENT unless labels[0..n) are all non-NULL (labels may be NULL when n is 0). */

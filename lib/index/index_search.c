@@ -151,12 +151,8 @@ jaclip_status jaclip_index_search(jaclip_tensor **out_indices, jaclip_tensor **o
 {
     jaclip_tensor *idx = NULL, *val = NULL;
     jaclip_status st;
-    if (out_indices)
-        *out_indices = NULL;
-    if (out_scores)
-        *out_scores = NULL;
-    if (!out_indices && !out_scores)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out_indices and out_scores are both NULL");
+    if ((st = jc_outputs_begin(out_indices, out_scores, "out_indices and out_scores")))
+        return st;
     if (!index)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "index is NULL");
     if (k == 0)
@@ -205,13 +201,6 @@ done:
         jaclip_tensor_free(val);
         return st;
     }
-    if (out_indices)
-        *out_indices = idx;
-    else
-        jaclip_tensor_free(idx);
-    if (out_scores)
-        *out_scores = val;
-    else
-        jaclip_tensor_free(val);
+    jc_outputs_give(out_indices, idx, out_scores, val);
     return JACLIP_OK;
 }

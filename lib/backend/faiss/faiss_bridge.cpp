@@ -1,5 +1,6 @@
 // The faiss plugin (libjaclip-faiss.so.1): the only file that includes faiss. It wraps faiss's C++ API
 // in the C table of faiss_bridge.h; no exception leaves it.
+#include "backend/bridge.hpp"
 #include "backend/faiss/faiss_bridge.h"
 
 #include <faiss/IndexFlat.h>
@@ -25,18 +26,6 @@ struct jc_faiss_index {
 };
 
 namespace {
-
-const jc_faiss_host *g_host;
-
-jaclip_status fail(jaclip_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-jaclip_status fail(jaclip_status status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_host->vfail(status, fmt, ap);
-    va_end(ap);
-    return status;
-}
 
 jaclip_status fail_from_exception(const char *context)
 {
@@ -257,7 +246,7 @@ extern "C" __attribute__((visibility("default"))) int jc_faiss_plugin_entry(int 
 {
     if (interface != JC_FAISS_PLUGIN_INTERFACE || !host || !host->vfail || !api)
         return -1;
-    g_host = host;
+    g_vfail = host->vfail;
     api->create = bridge_create;
     api->free_index = bridge_free;
     api->train = bridge_train;

@@ -1,6 +1,7 @@
 // The libtorch plugin: loads the TorchScript model file and runs its encode methods. The only file that
 // includes libtorch, so the slow torch headers compile once and no torch type leaks elsewhere; it is
 // built into libjaclip-torch.so.1 and reached only through jc_torch_api (torch_bridge.h).
+#include "backend/bridge.hpp"
 #include "backend/torch/torch_bridge.h"
 
 #include <ATen/Parallel.h>
@@ -20,18 +21,6 @@
 #include <string>
 
 namespace {
-
-const jc_torch_host *g_host;
-
-jaclip_status fail(jaclip_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-jaclip_status fail(jaclip_status status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_host->vfail(status, fmt, ap);
-    va_end(ap);
-    return status;
-}
 
 const char *const kConfigFile = "jaclip/config.txt";
 const char *const kTokenizerFile = "jaclip/tokenizer.model";
@@ -340,7 +329,7 @@ extern "C" __attribute__((visibility("default"))) int jc_torch_plugin_entry(int 
 {
     if (interface != JC_TORCH_PLUGIN_INTERFACE || !host || !host->vfail || !api)
         return -1;
-    g_host = host;
+    g_vfail = host->vfail;
     api->load = torch_load;
     api->free_model = torch_free;
     api->encode_image = torch_encode_image;
