@@ -68,27 +68,22 @@ typedef struct {
 
 static void parse_classify_args(classify_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                            {"labels", required_argument, NULL, 'l'},
-                                            {"template", required_argument, NULL, 't'},
-                                            {"scale", required_argument, NULL, OPT_SCALE},
-                                            {"json", no_argument, NULL, OPT_JSON},
-                                            {"device", required_argument, NULL, OPT_DEVICE},
-                                            {"threads", required_argument, NULL, OPT_THREADS},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {"labels-file", required_argument, NULL, OPT_LABELS_FILE},
-                                            {"templates", required_argument, NULL, OPT_TEMPLATES},
-                                            {"classifier", required_argument, NULL, OPT_CLASSIFIER},
-                                            {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
-                                            {"top", required_argument, NULL, 'k'},
-                                            {"exif-transpose", no_argument, NULL, OPT_EXIF},
-                                            {"strict", no_argument, NULL, OPT_STRICT},
-                                            {NULL, 0, NULL, 0}};
+    /* clang-format off */
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},       {"labels", required_argument, NULL, 'l'},
+        {"template", required_argument, NULL, 't'},    {"scale", required_argument, NULL, OPT_SCALE},
+        {"json", no_argument, NULL, OPT_JSON},         {"device", required_argument, NULL, OPT_DEVICE},
+        {"threads", required_argument, NULL, OPT_THREADS}, {"help", no_argument, NULL, 'h'},
+        {"labels-file", required_argument, NULL, OPT_LABELS_FILE},
+        {"templates", required_argument, NULL, OPT_TEMPLATES},
+        {"classifier", required_argument, NULL, OPT_CLASSIFIER},
+        {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
+        {"top", required_argument, NULL, 'k'},         {"exif-transpose", no_argument, NULL, OPT_EXIF},
+        {"strict", no_argument, NULL, OPT_STRICT},     {NULL, 0, NULL, 0}};
+    /* clang-format on */
     int opt;
     memset(o, 0, sizeof *o);
-    while ((opt = getopt_long(argc, argv, ":m:l:t:k:h", options, NULL)) != -1) {
-        if (model_option(&o->m, opt))
-            continue;
+    while ((opt = next_option(argc, argv, ":m:l:t:k:h", options, &o->m)) != -1)
         switch (opt) {
         case 'l':
             if (!is_utf8(optarg))
@@ -119,7 +114,6 @@ static void parse_classify_args(classify_options *o, int argc, char **argv)
         case 'h': exit(help_requested(classify_usage));
         default: bad_option(opt, argv);
         }
-    }
     if (!o->labels_given && !o->classifier_path)
         usage_error("--labels is required (e.g. --labels 犬,猫,象), or --labels-file or --classifier");
     if (o->classifier_path && (o->labels_given || o->templates.count))

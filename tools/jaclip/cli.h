@@ -71,6 +71,7 @@ enum {
 };
 
 bool model_option(model_args *m, int opt);
+int next_option(int argc, char **argv, const char *shortopts, const struct option *longopts, model_args *m);
 jaclip_model *load_model(model_args *m);
 _Noreturn void bad_option(int opt, char **argv);
 int help_requested(const char *usage);

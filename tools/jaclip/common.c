@@ -90,6 +90,17 @@ double parse_double(const char *text, const char *option)
     return v;
 }
 
+/* The next option of argv (getopt_long) that is not --model, --device or --threads, which go to m;
+ * -1 at the end. */
+int next_option(int argc, char **argv, const char *shortopts, const struct option *longopts, model_args *m)
+{
+    int opt;
+    while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1)
+        if (!model_option(m, opt))
+            return opt;
+    return -1;
+}
+
 /* Handles --model, --device and --threads; false if opt is none of them. */
 bool model_option(model_args *m, int opt)
 {

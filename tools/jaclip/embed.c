@@ -51,24 +51,19 @@ typedef struct {
 
 static void parse_embed_args(embed_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                            {"image", no_argument, NULL, OPT_IMAGE},
-                                            {"text", no_argument, NULL, OPT_TEXT},
-                                            {"format", required_argument, NULL, 'f'},
-                                            {"output", required_argument, NULL, 'o'},
-                                            {"normalize", no_argument, NULL, OPT_NORMALIZE},
-                                            {"device", required_argument, NULL, OPT_DEVICE},
-                                            {"threads", required_argument, NULL, OPT_THREADS},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {"exif-transpose", no_argument, NULL, OPT_EXIF},
-                                            {"strict", no_argument, NULL, OPT_STRICT},
-                                            {NULL, 0, NULL, 0}};
+    /* clang-format off */
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},      {"image", no_argument, NULL, OPT_IMAGE},
+        {"text", no_argument, NULL, OPT_TEXT},        {"format", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, 'o'},     {"normalize", no_argument, NULL, OPT_NORMALIZE},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"help", no_argument, NULL, 'h'},             {"exif-transpose", no_argument, NULL, OPT_EXIF},
+        {"strict", no_argument, NULL, OPT_STRICT},    {NULL, 0, NULL, 0}};
+    /* clang-format on */
     int opt;
     memset(o, 0, sizeof *o);
     o->format = "npy";
-    while ((opt = getopt_long(argc, argv, ":m:f:o:h", options, NULL)) != -1) {
-        if (model_option(&o->m, opt))
-            continue;
+    while ((opt = next_option(argc, argv, ":m:f:o:h", options, &o->m)) != -1)
         switch (opt) {
         case OPT_IMAGE: o->images = true; break;
         case OPT_TEXT: o->texts = true; break;
@@ -79,7 +74,6 @@ static void parse_embed_args(embed_options *o, int argc, char **argv)
         case 'h': exit(help_requested(embed_usage));
         default: bad_option(opt, argv);
         }
-    }
     if (o->images == o->texts)
         usage_error("give exactly one of --image and --text");
     if (strcmp(o->format, "npy") != 0 && strcmp(o->format, "json") != 0)

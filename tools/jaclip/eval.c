@@ -143,27 +143,21 @@ typedef struct {
 
 static void parse_eval_args(eval_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                            {"template", required_argument, NULL, 't'},
-                                            {"templates", required_argument, NULL, OPT_TEMPLATES},
-                                            {"classes", required_argument, NULL, OPT_CLASSES},
-                                            {"mapping", required_argument, NULL, OPT_MAPPING},
-                                            {"classifier", required_argument, NULL, OPT_CLASSIFIER},
-                                            {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
-                                            {"confusions", required_argument, NULL, OPT_TOP},
-                                            {"json", no_argument, NULL, OPT_JSON},
-                                            {"exif-transpose", no_argument, NULL, OPT_EXIF},
-                                            {"strict", no_argument, NULL, OPT_STRICT},
-                                            {"device", required_argument, NULL, OPT_DEVICE},
-                                            {"threads", required_argument, NULL, OPT_THREADS},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {NULL, 0, NULL, 0}};
+    /* clang-format off */
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},       {"template", required_argument, NULL, 't'},
+        {"templates", required_argument, NULL, OPT_TEMPLATES}, {"classes", required_argument, NULL, OPT_CLASSES},
+        {"mapping", required_argument, NULL, OPT_MAPPING}, {"classifier", required_argument, NULL, OPT_CLASSIFIER},
+        {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
+        {"confusions", required_argument, NULL, OPT_TOP}, {"json", no_argument, NULL, OPT_JSON},
+        {"exif-transpose", no_argument, NULL, OPT_EXIF}, {"strict", no_argument, NULL, OPT_STRICT},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    /* clang-format on */
     int opt;
     memset(o, 0, sizeof *o);
     o->show_confusions = 10;
-    while ((opt = getopt_long(argc, argv, ":m:t:h", options, NULL)) != -1) {
-        if (model_option(&o->m, opt))
-            continue;
+    while ((opt = next_option(argc, argv, ":m:t:h", options, &o->m)) != -1)
         switch (opt) {
         case 't': {
             const char *mark = strstr(optarg, "{}");
@@ -183,7 +177,6 @@ static void parse_eval_args(eval_options *o, int argc, char **argv)
         case 'h': exit(help_requested(eval_usage));
         default: bad_option(opt, argv);
         }
-    }
     if (optind + 1 != argc)
         usage_error("give exactly one DIR (a folder of class sub-folders)");
     if (o->classes_preset && o->mapping)

@@ -30,23 +30,19 @@ typedef struct {
 
 static void parse_search_args(search_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                            {"index", required_argument, NULL, 'i'},
-                                            {"image", required_argument, NULL, OPT_IMAGE},
-                                            {"json", no_argument, NULL, OPT_JSON},
-                                            {"device", required_argument, NULL, OPT_DEVICE},
-                                            {"threads", required_argument, NULL, OPT_THREADS},
-                                            {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
-                                            {"exact", no_argument, NULL, OPT_COMMAND_BASE},
-                                            {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {NULL, 0, NULL, 0}};
+    /* clang-format off */
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},    {"index", required_argument, NULL, 'i'},
+        {"image", required_argument, NULL, OPT_IMAGE}, {"json", no_argument, NULL, OPT_JSON},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
+        {"exact", no_argument, NULL, OPT_COMMAND_BASE}, {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    /* clang-format on */
     int opt;
     memset(o, 0, sizeof *o);
     o->k = 10;
-    while ((opt = getopt_long(argc, argv, ":m:i:k:h", options, NULL)) != -1) {
-        if (model_option(&o->m, opt))
-            continue;
+    while ((opt = next_option(argc, argv, ":m:i:k:h", options, &o->m)) != -1)
         switch (opt) {
         case 'i': o->index_path = optarg; break;
         case OPT_IMAGE: list_push(&o->query_images, optarg); break;
@@ -58,7 +54,6 @@ static void parse_search_args(search_options *o, int argc, char **argv)
         case 'h': exit(help_requested(search_usage));
         default: bad_option(opt, argv);
         }
-    }
     if (!o->index_path)
         usage_error("--index INDEX is required");
     o->ntexts = (size_t)(argc - optind);

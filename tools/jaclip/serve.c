@@ -568,20 +568,18 @@ typedef struct {
 
 static void parse_serve_args(serve_options *o, int argc, char **argv)
 {
-    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                            {"index", required_argument, NULL, 'i'},
-                                            {"host", required_argument, NULL, OPT_HOST},
-                                            {"port", required_argument, NULL, 'p'},
-                                            {"token", required_argument, NULL, OPT_TOKEN},
-                                            {"threads", required_argument, NULL, OPT_THREADS},
-                                            {"model-threads", required_argument, NULL, OPT_MODEL_THREADS},
-                                            {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
-                                            {"max-body", required_argument, NULL, OPT_MAX_BODY},
-                                            {"timeout", required_argument, NULL, OPT_TIMEOUT},
-                                            {"device", required_argument, NULL, OPT_DEVICE},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {"classifier", required_argument, NULL, 'c'},
-                                            {NULL, 0, NULL, 0}};
+    /* clang-format off */
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},        {"index", required_argument, NULL, 'i'},
+        {"host", required_argument, NULL, OPT_HOST},    {"port", required_argument, NULL, 'p'},
+        {"token", required_argument, NULL, OPT_TOKEN},  {"threads", required_argument, NULL, OPT_THREADS},
+        {"model-threads", required_argument, NULL, OPT_MODEL_THREADS},
+        {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
+        {"max-body", required_argument, NULL, OPT_MAX_BODY}, {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'},
+        {"classifier", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0}};
+    /* clang-format on */
     int opt;
     memset(o, 0, sizeof *o);
     o->host = "127.0.0.1";

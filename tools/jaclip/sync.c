@@ -251,23 +251,19 @@ typedef struct {
 
 static void parse_update_args(update_options *o, int argc, char **argv, bool sync)
 {
-    static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                            {"output", required_argument, NULL, 'o'},
-                                            {"batch", required_argument, NULL, 'b'},
-                                            {"device", required_argument, NULL, OPT_DEVICE},
-                                            {"threads", required_argument, NULL, OPT_THREADS},
-                                            {"root", required_argument, NULL, OPT_ROOT},
-                                            {"wait", no_argument, NULL, OPT_WAIT},
-                                            {"fp16", no_argument, NULL, OPT_FP16},
-                                            {"force", no_argument, NULL, OPT_FORCE},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {NULL, 0, NULL, 0}};
+    /* clang-format off */
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},       {"output", required_argument, NULL, 'o'},
+        {"batch", required_argument, NULL, 'b'},       {"device", required_argument, NULL, OPT_DEVICE},
+        {"threads", required_argument, NULL, OPT_THREADS}, {"root", required_argument, NULL, OPT_ROOT},
+        {"wait", no_argument, NULL, OPT_WAIT},         {"fp16", no_argument, NULL, OPT_FP16},
+        {"force", no_argument, NULL, OPT_FORCE},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    /* clang-format on */
     int opt;
     memset(o, 0, sizeof *o);
     o->batch = 16;
-    while ((opt = getopt_long(argc, argv, ":m:o:b:h", options, NULL)) != -1) {
-        if (model_option(&o->m, opt))
-            continue;
+    while ((opt = next_option(argc, argv, ":m:o:b:h", options, &o->m)) != -1)
         switch (opt) {
         case 'o': o->output = optarg; break;
         case 'b': o->batch = (size_t)parse_long(optarg, "--batch", 1, 4096); break;
@@ -278,7 +274,6 @@ static void parse_update_args(update_options *o, int argc, char **argv, bool syn
         case 'h': exit(help_requested(sync_usage));
         default: bad_option(opt, argv);
         }
-    }
     if (!o->output)
         usage_error("-o INDEX is required");
     if (optind >= argc)
