@@ -201,8 +201,8 @@ static void run(size_t rows, const char *dir)
                 printf("| %s default | %.1f (load %.1f) | %.0f (file %.1f) | %.2f | %.2f | %.3f |\n",
                        jaclip_ann_kind_name(kind), build_s, load_s, mem, file_bytes / 1048576.0, med, p95, r);
             else
-                printf("| %s nprobe %zu rerank %zu | | | %.2f | %.2f | %.3f |\n", jaclip_ann_kind_name(kind), probes[p][0],
-                       probes[p][1], med, p95, r);
+                printf("| %s nprobe %zu rerank %zu | | | %.2f | %.2f | %.3f |\n", jaclip_ann_kind_name(kind),
+                       probes[p][0], probes[p][1], med, p95, r);
             fflush(stdout);
         }
         jaclip_ann_free(ann);

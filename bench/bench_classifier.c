@@ -57,7 +57,8 @@ int main(int argc, char **argv)
         die(argv[1], st);
     const char *const *labels, *const *templates;
     size_t nl, nt;
-    if ((st = jaclip_preset_labels(&labels, &nl, "imagenet")) || (st = jaclip_preset_templates(&templates, &nt, "imagenet")))
+    if ((st = jaclip_preset_labels(&labels, &nl, "imagenet")) ||
+        (st = jaclip_preset_templates(&templates, &nt, "imagenet")))
         die("presets", st);
 
     /* The reference: the same texts, filled here, through the plain text encoder. */

@@ -169,9 +169,9 @@ int main(int argc, char **argv)
            "\"image_b1_per_s\": %.3f, \"image_batch_per_s\": %.3f, \"image_batch\": %zu, "
            "\"text_b1_per_s\": %.2f, \"text_batch_per_s\": %.2f, \"text_batch\": %zu, "
            "\"precision_reason\": \"%s\", \"cpu_features\": \"%s\"}\n",
-           precision, precision_names[jaclip_model_precision(model) & 3], load_s,
-           rss_before, rss_loaded, rss_mb(), peak_rss_mb(), image_b1, image_batch, n_images, text_b1,
-           text_batch, n_labels, jaclip_model_precision_reason(model), jaclip_cpu_features());
+           precision, precision_names[jaclip_model_precision(model) & 3], load_s, rss_before, rss_loaded, rss_mb(),
+           peak_rss_mb(), image_b1, image_batch, n_images, text_b1, text_batch, n_labels,
+           jaclip_model_precision_reason(model), jaclip_cpu_features());
     jaclip_model_free(model);
     jaclip_model_options_free(opts);
     for (size_t i = 0; i < n_labels; i++)

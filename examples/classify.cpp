@@ -22,7 +22,7 @@ int main(int argc, char **argv)
             if (arg == "--template")
                 templates.push_back(argv[++i]);
             else
-                scale = float(std::strtod(argv[++i], nullptr));  // parsed as a double, as Python and Ruby do
+                scale = float(std::strtod(argv[++i], nullptr)); // parsed as a double, as Python and Ruby do
         } else {
             labels.push_back(arg);
         }

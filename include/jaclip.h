@@ -41,7 +41,10 @@ extern "C" {
 #define JACLIP_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
 #define JACLIP_VERSION_NUMBER (JACLIP_VERSION_MAJOR * 10000 + JACLIP_VERSION_MINOR * 100 + JACLIP_VERSION_PATCH)
-#define JACLIP_VERSION_STRING "0.1.0"
+/* "MAJOR.MINOR.PATCH"; the build (mk/lib.mk) and the bindings read the three numbers above. */
+#define JACLIP_VERSION_QUOTE_(s) #s
+#define JACLIP_VERSION_EXPAND_(a, b, c) JACLIP_VERSION_QUOTE_(a.b.c)
+#define JACLIP_VERSION_STRING JACLIP_VERSION_EXPAND_(JACLIP_VERSION_MAJOR, JACLIP_VERSION_MINOR, JACLIP_VERSION_PATCH)
 
 /* The version of the library actually loaded; compare with JACLIP_VERSION_NUMBER to catch a header /
  * library mismatch. */
@@ -54,21 +57,21 @@ JACLIP_API const char *jaclip_version_string(void);
 /* Values never change between releases; new ones are only appended. */
 typedef enum jaclip_status {
     JACLIP_OK = 0,
-    JACLIP_ERROR_INVALID_ARGUMENT = 1,  /* NULL where a value is required, option out of range */
+    JACLIP_ERROR_INVALID_ARGUMENT = 1, /* NULL where a value is required, option out of range */
     JACLIP_ERROR_OUT_OF_MEMORY = 2,
-    JACLIP_ERROR_IO = 3,                /* a file could not be opened, read or written */
-    JACLIP_ERROR_MODEL_FORMAT = 4,      /* not a jaclip model, wrong format version, wrong methods */
-    JACLIP_ERROR_DEVICE_UNAVAILABLE = 5,/* e.g. "cuda" asked of a libtorch without CUDA */
-    JACLIP_ERROR_SHAPE = 6,             /* a tensor of the wrong shape or dtype */
-    JACLIP_ERROR_IMAGE_DECODE = 7,      /* corrupt, truncated or unsupported image data */
-    JACLIP_ERROR_IMAGE_TOO_LARGE = 8,   /* over the pixel limit; refused before allocating */
-    JACLIP_ERROR_INVALID_UTF8 = 9,      /* the message names the byte offset */
-    JACLIP_ERROR_TOKENIZER = 10,        /* the tokenizer model could not be loaded or used */
-    JACLIP_ERROR_BACKEND = 11,          /* libtorch failed while running the model */
-    JACLIP_ERROR_INDEX_FORMAT = 12,     /* truncated, corrupted or foreign index file */
-    JACLIP_ERROR_NOT_FOUND = 13,        /* a looked-up item does not exist */
-    JACLIP_ERROR_INTERNAL = 14,         /* a bug in libjaclip; please report it */
-    JACLIP_ERROR_MODEL_MISMATCH = 15    /* data made by another model (e.g. an index's fingerprint) */
+    JACLIP_ERROR_IO = 3,                 /* a file could not be opened, read or written */
+    JACLIP_ERROR_MODEL_FORMAT = 4,       /* not a jaclip model, wrong format version, wrong methods */
+    JACLIP_ERROR_DEVICE_UNAVAILABLE = 5, /* e.g. "cuda" asked of a libtorch without CUDA */
+    JACLIP_ERROR_SHAPE = 6,              /* a tensor of the wrong shape or dtype */
+    JACLIP_ERROR_IMAGE_DECODE = 7,       /* corrupt, truncated or unsupported image data */
+    JACLIP_ERROR_IMAGE_TOO_LARGE = 8,    /* over the pixel limit; refused before allocating */
+    JACLIP_ERROR_INVALID_UTF8 = 9,       /* the message names the byte offset */
+    JACLIP_ERROR_TOKENIZER = 10,         /* the tokenizer model could not be loaded or used */
+    JACLIP_ERROR_BACKEND = 11,           /* libtorch failed while running the model */
+    JACLIP_ERROR_INDEX_FORMAT = 12,      /* truncated, corrupted or foreign index file */
+    JACLIP_ERROR_NOT_FOUND = 13,         /* a looked-up item does not exist */
+    JACLIP_ERROR_INTERNAL = 14,          /* a bug in libjaclip; please report it */
+    JACLIP_ERROR_MODEL_MISMATCH = 15     /* data made by another model (e.g. an index's fingerprint) */
 } jaclip_status;
 
 /* Static English name of a status ("JACLIP_ERROR_IO: input/output error"); never NULL, also for
@@ -85,11 +88,7 @@ JACLIP_API const char *jaclip_last_error(void);
  * threads may read one tensor that nobody writes. */
 typedef struct jaclip_tensor jaclip_tensor;
 
-typedef enum jaclip_dtype {
-    JACLIP_DTYPE_FLOAT32 = 0,
-    JACLIP_DTYPE_INT64 = 1,
-    JACLIP_DTYPE_UINT8 = 2
-} jaclip_dtype;
+typedef enum jaclip_dtype { JACLIP_DTYPE_FLOAT32 = 0, JACLIP_DTYPE_INT64 = 1, JACLIP_DTYPE_UINT8 = 2 } jaclip_dtype;
 
 #define JACLIP_TENSOR_MAX_DIMS 8
 
@@ -103,12 +102,12 @@ JACLIP_API jaclip_status jaclip_tensor_clone(jaclip_tensor **out, const jaclip_t
 JACLIP_API void jaclip_tensor_free(jaclip_tensor *tensor);
 
 /* Accessors. On NULL they return 0 / -1 / NULL as noted. */
-JACLIP_API jaclip_dtype jaclip_tensor_dtype(const jaclip_tensor *tensor);   /* NULL: FLOAT32 */
-JACLIP_API size_t jaclip_tensor_ndim(const jaclip_tensor *tensor);          /* NULL: 0 */
+JACLIP_API jaclip_dtype jaclip_tensor_dtype(const jaclip_tensor *tensor); /* NULL: FLOAT32 */
+JACLIP_API size_t jaclip_tensor_ndim(const jaclip_tensor *tensor);        /* NULL: 0 */
 /* Size of one axis; -1 for NULL or axis >= ndim. */
 JACLIP_API int64_t jaclip_tensor_dim(const jaclip_tensor *tensor, size_t axis);
-JACLIP_API size_t jaclip_tensor_numel(const jaclip_tensor *tensor);         /* NULL: 0 */
-JACLIP_API size_t jaclip_tensor_nbytes(const jaclip_tensor *tensor);        /* NULL: 0 */
+JACLIP_API size_t jaclip_tensor_numel(const jaclip_tensor *tensor);  /* NULL: 0 */
+JACLIP_API size_t jaclip_tensor_nbytes(const jaclip_tensor *tensor); /* NULL: 0 */
 /* The elements, owned by the tensor (NULL for NULL or an empty tensor). */
 JACLIP_API const void *jaclip_tensor_data(const jaclip_tensor *tensor);
 JACLIP_API void *jaclip_tensor_data_mut(jaclip_tensor *tensor);
@@ -116,23 +115,21 @@ JACLIP_API void *jaclip_tensor_data_mut(jaclip_tensor *tensor);
 /* ---- Similarity (plain C, no model needed) -------------------------------------------------- */
 
 typedef enum jaclip_similarity_kind {
-    JACLIP_SIMILARITY_COSINE = 0,  /* rows L2-normalised first (the reference evaluation) */
-    JACLIP_SIMILARITY_DOT = 1      /* raw dot product (the reference README's example) */
+    JACLIP_SIMILARITY_COSINE = 0, /* rows L2-normalised first (the reference evaluation) */
+    JACLIP_SIMILARITY_DOT = 1     /* raw dot product (the reference README's example) */
 } jaclip_similarity_kind;
 
 /* out[i][j] = scale * sim(a[i], b[j]) as float32 [Na, Nb]. a is [Na, D], b is [Nb, D], both float32.
  * A zero row has cosine 0 with everything. Errors: INVALID_ARGUMENT (NULL, unknown kind, non-finite
  * scale), SHAPE (not 2-D float32, D differs). */
-JACLIP_API jaclip_status jaclip_similarity(jaclip_tensor **out, const jaclip_tensor *a,
-                                           const jaclip_tensor *b, jaclip_similarity_kind kind,
-                                           float scale);
+JACLIP_API jaclip_status jaclip_similarity(jaclip_tensor **out, const jaclip_tensor *a, const jaclip_tensor *b,
+                                           jaclip_similarity_kind kind, float scale);
 /* Row-wise softmax of a 2-D float32 tensor (numerically stable). Errors: INVALID_ARGUMENT, SHAPE. */
 JACLIP_API jaclip_status jaclip_softmax(jaclip_tensor **out, const jaclip_tensor *logits);
 /* softmax(jaclip_similarity(a, b, kind, scale)) in one call: zero-shot probabilities of each row of a
  * over the rows of b. */
-JACLIP_API jaclip_status jaclip_probabilities(jaclip_tensor **out, const jaclip_tensor *a,
-                                              const jaclip_tensor *b, jaclip_similarity_kind kind,
-                                              float scale);
+JACLIP_API jaclip_status jaclip_probabilities(jaclip_tensor **out, const jaclip_tensor *a, const jaclip_tensor *b,
+                                              jaclip_similarity_kind kind, float scale);
 /* Copy of a 2-D float32 tensor with every row scaled to unit L2 norm (zero rows stay zero). */
 JACLIP_API jaclip_status jaclip_normalize(jaclip_tensor **out, const jaclip_tensor *x);
 /* The k largest entries of each row of a 2-D float32 tensor, best first (ties: lower index first).
@@ -149,10 +146,10 @@ JACLIP_API jaclip_status jaclip_topk(jaclip_tensor **out_indices, jaclip_tensor 
 typedef struct jaclip_image jaclip_image;
 
 typedef enum jaclip_pixel_format {
-    JACLIP_PIXEL_GRAY8 = 1,   /* 1 byte per pixel */
-    JACLIP_PIXEL_RGB8 = 2,    /* 3 bytes per pixel */
-    JACLIP_PIXEL_RGBA8 = 3,   /* 4 bytes per pixel, straight (not premultiplied) alpha */
-    JACLIP_PIXEL_GRAYA8 = 4   /* 2 bytes per pixel */
+    JACLIP_PIXEL_GRAY8 = 1, /* 1 byte per pixel */
+    JACLIP_PIXEL_RGB8 = 2,  /* 3 bytes per pixel */
+    JACLIP_PIXEL_RGBA8 = 3, /* 4 bytes per pixel, straight (not premultiplied) alpha */
+    JACLIP_PIXEL_GRAYA8 = 4 /* 2 bytes per pixel */
 } jaclip_pixel_format;
 
 /* Flags for image loading (bitwise OR). */
@@ -171,19 +168,17 @@ typedef enum jaclip_pixel_format {
  * compression), so trailing bytes past that are never read. A progressive JPEG of more than 500 scans
  * is IMAGE_DECODE. Errors: INVALID_ARGUMENT, IO, IMAGE_DECODE (corrupt, truncated, unknown format),
  * IMAGE_TOO_LARGE, OUT_OF_MEMORY. */
-JACLIP_API jaclip_status jaclip_image_load(jaclip_image **out, const char *path, uint64_t max_pixels,
-                                           uint32_t flags);
+JACLIP_API jaclip_status jaclip_image_load(jaclip_image **out, const char *path, uint64_t max_pixels, uint32_t flags);
 /* Same from bytes in memory; the bytes are not kept. */
 JACLIP_API jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, size_t size,
                                                   uint64_t max_pixels, uint32_t flags);
 /* Wraps caller-decoded pixels (copied). stride is the byte distance between rows (0 = packed).
  * Errors: INVALID_ARGUMENT (NULL, zero size, stride too small, unknown format), IMAGE_TOO_LARGE. */
-JACLIP_API jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels,
-                                                  uint32_t width, uint32_t height, size_t stride,
-                                                  jaclip_pixel_format format);
+JACLIP_API jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels, uint32_t width,
+                                                  uint32_t height, size_t stride, jaclip_pixel_format format);
 JACLIP_API void jaclip_image_free(jaclip_image *image);
-JACLIP_API uint32_t jaclip_image_width(const jaclip_image *image);   /* NULL: 0 */
-JACLIP_API uint32_t jaclip_image_height(const jaclip_image *image);  /* NULL: 0 */
+JACLIP_API uint32_t jaclip_image_width(const jaclip_image *image);  /* NULL: 0 */
+JACLIP_API uint32_t jaclip_image_height(const jaclip_image *image); /* NULL: 0 */
 /* PIL's name for the decoded mode: "1", "L", "LA", "I" (16-bit grey), "P", "RGB", "RGBA" or "CMYK"
  * (4-component JPEG; converted to RGB after the crop, as PIL does). NULL for NULL. */
 JACLIP_API const char *jaclip_image_mode(const jaclip_image *image);
@@ -192,12 +187,10 @@ JACLIP_API const char *jaclip_image_mode(const jaclip_image *image);
  * bilinear), centre crop, RGB conversion, as uint8 [size, size, 3]. Bit-exact with PIL + torchvision.
  * Errors: INVALID_ARGUMENT (NULL, size 0 or > 4096), IMAGE_TOO_LARGE (the resized long side would
  * not fit in an int, as in PIL), OUT_OF_MEMORY. */
-JACLIP_API jaclip_status jaclip_image_resize_crop(jaclip_tensor **out, const jaclip_image *image,
-                                                  uint32_t size);
+JACLIP_API jaclip_status jaclip_image_resize_crop(jaclip_tensor **out, const jaclip_image *image, uint32_t size);
 /* Full preprocessing of n images into float32 [n, 3, size, size] (NCHW, RGB):
  * resize_crop, then (x / 255 - mean[c]) / std[c]. mean and std point to 3 floats. */
-JACLIP_API jaclip_status jaclip_image_preprocess(jaclip_tensor **out,
-                                                 const jaclip_image *const *images, size_t n,
+JACLIP_API jaclip_status jaclip_image_preprocess(jaclip_tensor **out, const jaclip_image *const *images, size_t n,
                                                  uint32_t size, const float *mean, const float *std);
 
 /* ---- Tokenizer ------------------------------------------------------------------------------ */
@@ -221,8 +214,7 @@ typedef struct jaclip_tokenizer jaclip_tokenizer;
 /* Loads a SentencePiece .model file (a regular file of at most 1 GB; a FIFO or device is IO, without
  * blocking). Errors: INVALID_ARGUMENT, IO, TOKENIZER. */
 JACLIP_API jaclip_status jaclip_tokenizer_load(jaclip_tokenizer **out, const char *path);
-JACLIP_API jaclip_status jaclip_tokenizer_load_memory(jaclip_tokenizer **out, const void *data,
-                                                      size_t size);
+JACLIP_API jaclip_status jaclip_tokenizer_load_memory(jaclip_tokenizer **out, const void *data, size_t size);
 JACLIP_API void jaclip_tokenizer_free(jaclip_tokenizer *tokenizer);
 /* Number of pieces in the vocabulary (32000 for rinna's); 0 for NULL. */
 JACLIP_API int64_t jaclip_tokenizer_vocab_size(const jaclip_tokenizer *tokenizer);
@@ -238,14 +230,12 @@ JACLIP_API const char *jaclip_tokenizer_id_to_piece(const jaclip_tokenizer *toke
  * JACLIP_TOKENIZER_MAX_RUN / _MAX_SPAN that must be read), INVALID_UTF8 (message names the text and
  * byte offset), OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_tokenizer_encode(jaclip_tensor **out_ids, jaclip_tensor **out_mask,
-                                                 const jaclip_tokenizer *tokenizer,
-                                                 const char *const *texts, const size_t *lengths,
-                                                 size_t n, size_t max_length);
+                                                 const jaclip_tokenizer *tokenizer, const char *const *texts,
+                                                 const size_t *lengths, size_t n, size_t max_length);
 /* Every id of one text before framing and truncation (no [CLS], no padding) as int64 [count]; a count
  * over max_length-1 means the model will see a truncated text. Pieces via _id_to_piece. Errors as
  * _encode; it reads the whole text, so a run or span over the bounds anywhere is INVALID_ARGUMENT. */
-JACLIP_API jaclip_status jaclip_tokenizer_tokenize(jaclip_tensor **out_ids,
-                                                   const jaclip_tokenizer *tokenizer,
+JACLIP_API jaclip_status jaclip_tokenizer_tokenize(jaclip_tensor **out_ids, const jaclip_tokenizer *tokenizer,
                                                    const char *text, size_t length);
 
 /* ---- Model ---------------------------------------------------------------------------------- */
@@ -276,23 +266,18 @@ JACLIP_API jaclip_status jaclip_model_options_create(jaclip_model_options **out)
 JACLIP_API void jaclip_model_options_free(jaclip_model_options *options);
 /* "cpu", "cuda" or "cuda:N" (copied). Errors: INVALID_ARGUMENT for anything else. Whether the device
  * exists is checked at load (JACLIP_ERROR_DEVICE_UNAVAILABLE). */
-JACLIP_API jaclip_status jaclip_model_options_set_device(jaclip_model_options *options,
-                                                         const char *device);
+JACLIP_API jaclip_status jaclip_model_options_set_device(jaclip_model_options *options, const char *device);
 /* How many cores the model's computation may use: 0 = the cores this process may use, else 1..1024.
  * Each encode call applies the model's setting to libtorch's thread pool for the calling thread. Where
  * libtorch's BLAS is OpenBLAS (Debian), fp32 runs one torch thread over OpenBLAS's own pool, and a
  * non-zero value also sizes that pool: PROCESS-WIDE, for every model and every other OpenBLAS user in
  * the process (numpy included). */
-JACLIP_API jaclip_status jaclip_model_options_set_num_threads(jaclip_model_options *options,
-                                                              int32_t num_threads);
-JACLIP_API jaclip_status jaclip_model_options_set_precision(jaclip_model_options *options,
-                                                            jaclip_precision precision);
+JACLIP_API jaclip_status jaclip_model_options_set_num_threads(jaclip_model_options *options, int32_t num_threads);
+JACLIP_API jaclip_status jaclip_model_options_set_precision(jaclip_model_options *options, jaclip_precision precision);
 /* Pixel limit for images the model decodes itself (0 = default). */
-JACLIP_API jaclip_status jaclip_model_options_set_max_image_pixels(jaclip_model_options *options,
-                                                                   uint64_t max_pixels);
+JACLIP_API jaclip_status jaclip_model_options_set_max_image_pixels(jaclip_model_options *options, uint64_t max_pixels);
 /* JACLIP_IMAGE_* flags for images the model decodes itself. Errors: INVALID_ARGUMENT on unknown bits. */
-JACLIP_API jaclip_status jaclip_model_options_set_image_flags(jaclip_model_options *options,
-                                                              uint32_t flags);
+JACLIP_API jaclip_status jaclip_model_options_set_image_flags(jaclip_model_options *options, uint32_t flags);
 
 /* Loads a model file written by tools/jaclip-convert; options may be NULL (defaults). The file is
  * mapped once: the archive is checked and libtorch reads those same bytes (a file replaced meanwhile is
@@ -300,18 +285,17 @@ JACLIP_API jaclip_status jaclip_model_options_set_image_flags(jaclip_model_optio
  * MODEL_FORMAT (not a jaclip model, a format version this library does not read, methods with the
  * wrong signature, a damaged archive, an image_mean / image_std that would normalise pixels beyond
  * +-1e4, e.g. a std of 1e-40), DEVICE_UNAVAILABLE, TOKENIZER, OUT_OF_MEMORY. */
-JACLIP_API jaclip_status jaclip_model_load(jaclip_model **out, const char *path,
-                                           const jaclip_model_options *options);
+JACLIP_API jaclip_status jaclip_model_load(jaclip_model **out, const char *path, const jaclip_model_options *options);
 /* Same from a model file's bytes in memory (copied while loading; not kept). */
 JACLIP_API jaclip_status jaclip_model_load_memory(jaclip_model **out, const void *data, size_t size,
                                                   const jaclip_model_options *options);
 JACLIP_API void jaclip_model_free(jaclip_model *model);
 
 /* Introspection; 0 / NULL for NULL. */
-JACLIP_API int64_t jaclip_model_embedding_dim(const jaclip_model *model);   /* 512 for rinna's */
-JACLIP_API int64_t jaclip_model_image_size(const jaclip_model *model);      /* 224 */
-JACLIP_API int64_t jaclip_model_max_text_length(const jaclip_model *model); /* 77 */
-JACLIP_API const char *jaclip_model_device(const jaclip_model *model);      /* "cpu", "cuda:0" */
+JACLIP_API int64_t jaclip_model_embedding_dim(const jaclip_model *model);      /* 512 for rinna's */
+JACLIP_API int64_t jaclip_model_image_size(const jaclip_model *model);         /* 224 */
+JACLIP_API int64_t jaclip_model_max_text_length(const jaclip_model *model);    /* 77 */
+JACLIP_API const char *jaclip_model_device(const jaclip_model *model);         /* "cpu", "cuda:0" */
 JACLIP_API jaclip_precision jaclip_model_precision(const jaclip_model *model); /* what runs: FP32, BF16, INT8 */
 /* The image mean and std the model normalises with (3 floats each, borrowed). */
 JACLIP_API const float *jaclip_model_image_mean(const jaclip_model *model);
@@ -321,8 +305,7 @@ JACLIP_API const jaclip_tokenizer *jaclip_model_tokenizer(const jaclip_model *mo
 
 /* Image features from preprocessed pixels: pixel_values float32 [N, 3, S, S] (S = image size, N >= 1)
  * → out float32 [N, D]. Errors: INVALID_ARGUMENT, SHAPE, BACKEND, OUT_OF_MEMORY. */
-JACLIP_API jaclip_status jaclip_model_encode_pixel_values(jaclip_tensor **out,
-                                                          const jaclip_model *model,
+JACLIP_API jaclip_status jaclip_model_encode_pixel_values(jaclip_tensor **out, const jaclip_model *model,
                                                           const jaclip_tensor *pixel_values);
 /* Text features from framed ids: input_ids and attention_mask int64 [N, L] (2 <= L <= the model's
  * position limit), as jaclip_tokenizer_encode gives them → out float32 [N, D]. Ids must be in
@@ -333,8 +316,7 @@ JACLIP_API jaclip_status jaclip_model_encode_token_ids(jaclip_tensor **out, cons
 /* Tokenise (with the model's tokenizer and context length) and encode n texts → [n, D]. lengths as in
  * jaclip_tokenizer_encode. */
 JACLIP_API jaclip_status jaclip_model_encode_texts(jaclip_tensor **out, const jaclip_model *model,
-                                                   const char *const *texts, const size_t *lengths,
-                                                   size_t n);
+                                                   const char *const *texts, const size_t *lengths, size_t n);
 /* Preprocess with the model's size, mean and std, and encode n images → [n, D]. */
 JACLIP_API jaclip_status jaclip_model_encode_images(jaclip_tensor **out, const jaclip_model *model,
                                                     const jaclip_image *const *images, size_t n);
@@ -343,17 +325,13 @@ JACLIP_API jaclip_status jaclip_model_encode_images(jaclip_tensor **out, const j
  * the model's size is IMAGE_TOO_LARGE before decoding. Decoders run in parallel within a memory budget
  * (1 GB by the headers' estimates; a larger image is decoded alone), each image reduced to model size
  * at once, so peak memory is about max(1 GB, one image) whatever n is. */
-JACLIP_API jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out,
-                                                         const jaclip_model *model,
+JACLIP_API jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out, const jaclip_model *model,
                                                          const char *const *paths, size_t n);
 /* Same from n encoded images in memory. */
-JACLIP_API jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out,
-                                                           const jaclip_model *model,
-                                                           const void *const *data,
-                                                           const size_t *sizes, size_t n);
+JACLIP_API jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out, const jaclip_model *model,
+                                                           const void *const *data, const size_t *sizes, size_t n);
 /* The float32 [n, 3, S, S] input the model would see for these images (for checking parity). */
-JACLIP_API jaclip_status jaclip_model_preprocess_images(jaclip_tensor **out,
-                                                        const jaclip_model *model,
+JACLIP_API jaclip_status jaclip_model_preprocess_images(jaclip_tensor **out, const jaclip_model *model,
                                                         const jaclip_image *const *images, size_t n);
 
 /* ---- Index ---------------------------------------------------------------------------------- */
@@ -400,12 +378,11 @@ JACLIP_API size_t jaclip_index_dim(const jaclip_index *index);
 JACLIP_API const char *jaclip_index_label(const jaclip_index *index, size_t i);
 /* The lowest row whose label equals label (byte for byte), in constant expected time; for resuming an
  * interrupted build. Errors: INVALID_ARGUMENT (NULL), NOT_FOUND (no such label; *out is SIZE_MAX). */
-JACLIP_API jaclip_status jaclip_index_find_label(size_t *out, const jaclip_index *index,
-                                                 const char *label);
+JACLIP_API jaclip_status jaclip_index_find_label(size_t *out, const jaclip_index *index, const char *label);
 /* A copy of rows first..first+count-1 as stored (L2-normalised), float32 [count, dim].
  * Errors: INVALID_ARGUMENT (NULL, range past the end), OUT_OF_MEMORY. */
-JACLIP_API jaclip_status jaclip_index_embeddings(jaclip_tensor **out, const jaclip_index *index,
-                                                 size_t first, size_t count);
+JACLIP_API jaclip_status jaclip_index_embeddings(jaclip_tensor **out, const jaclip_index *index, size_t first,
+                                                 size_t count);
 
 /* Exact top-k by cosine similarity for each row of queries (float32 [Q, dim]; each query is
  * L2-normalised first). out_indices is int64 [Q, k'], out_scores float32 [Q, k'] with
@@ -414,8 +391,7 @@ JACLIP_API jaclip_status jaclip_index_embeddings(jaclip_tensor **out, const jacl
  * both outs NULL, k == 0, a non-finite query value), SHAPE (not 2-D float32, width != dim),
  * OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_index_search(jaclip_tensor **out_indices, jaclip_tensor **out_scores,
-                                             const jaclip_index *index, const jaclip_tensor *queries,
-                                             size_t k);
+                                             const jaclip_index *index, const jaclip_tensor *queries, size_t k);
 
 /* Writes the whole index to path atomically and durably: a temporary file beside it is written,
  * synced and renamed over path, so readers see the old file or the new one, never a mix.
@@ -477,8 +453,7 @@ JACLIP_API const char *jaclip_cpu_features(void);
  * label under JACLIP_INDEX_MERGE_UNIQUE_LABELS), IO, INDEX_FORMAT (a damaged, truncated or foreign
  * shard), SHAPE (a shard's dim differs from the first's), OUT_OF_MEMORY; the message names the shard.
  * Thread-safe for distinct paths. */
-JACLIP_API jaclip_status jaclip_index_merge(const char *path, const char *const *shards, size_t n,
-                                            uint32_t flags);
+JACLIP_API jaclip_status jaclip_index_merge(const char *path, const char *const *shards, size_t n, uint32_t flags);
 
 /* ---- Index: deletion, file stamps, model fingerprint, float16 rows --------------------------------- */
 
@@ -505,8 +480,7 @@ typedef struct jaclip_index_stamp {
 JACLIP_API jaclip_status jaclip_index_remove(jaclip_index *index, const char *const *labels, size_t n,
                                              size_t *out_removed);
 /* The stamp of row i (zeros if none was recorded). Errors: INVALID_ARGUMENT (NULL, i >= size). */
-JACLIP_API jaclip_status jaclip_index_stamp_of(jaclip_index_stamp *out, const jaclip_index *index,
-                                               size_t i);
+JACLIP_API jaclip_status jaclip_index_stamp_of(jaclip_index_stamp *out, const jaclip_index *index, size_t i);
 
 /* JACLIP_INDEX_ROWS_* of the index (FLOAT32 for NULL). A loaded index has its file's format. */
 JACLIP_API uint32_t jaclip_index_row_format(const jaclip_index *index);
@@ -539,11 +513,9 @@ JACLIP_API jaclip_status jaclip_index_check_fingerprint(const jaclip_index *inde
  * exclusive flock() while writing, like jaclip_index_append_file; a version 1 file is first rewritten
  * as version 2 (atomically). *out_removed (may be NULL) gets the rows deleted. Readers and mappings of
  * the file stay valid. Errors: as jaclip_index_append_file. */
-JACLIP_API jaclip_status jaclip_index_replace_file(const char *path, const char *const *remove_labels,
-                                                   size_t nremove, const jaclip_tensor *embeddings,
-                                                   const char *const *labels,
-                                                   const jaclip_index_stamp *stamps,
-                                                   size_t *out_removed);
+JACLIP_API jaclip_status jaclip_index_replace_file(const char *path, const char *const *remove_labels, size_t nremove,
+                                                   const jaclip_tensor *embeddings, const char *const *labels,
+                                                   const jaclip_index_stamp *stamps, size_t *out_removed);
 /* jaclip_index_replace_file with nothing appended. */
 JACLIP_API jaclip_status jaclip_index_remove_file(const char *path, const char *const *labels, size_t n,
                                                   size_t *out_removed);
@@ -554,7 +526,7 @@ JACLIP_API jaclip_status jaclip_index_remove_file(const char *path, const char *
 JACLIP_API jaclip_status jaclip_index_compact_file(const char *path, const char *fingerprint);
 /* ---- Approximate search (ANN) over an index -------------------------------------------------- */
 
-/* A faiss structure (lib/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside
+/* A faiss structure (lib/ann/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside
  * libjaclip.so or named by $JACLIP_FAISS_PLUGIN) built over the rows of one jaclip_index, scoring by
  * inner product on the stored L2-normalised rows, i.e. cosine as jaclip_index_search. Results are
  * re-scored against the index's exact rows, so scores are exact cosines; only which rows are found is
@@ -589,8 +561,7 @@ JACLIP_API jaclip_status jaclip_ann_build(jaclip_ann **out, const jaclip_index *
  * faiss; flags must be 0. Errors: INVALID_ARGUMENT, IO, INDEX_FORMAT (damaged or foreign file, or
  * stale: built from other rows; the message says which, so a caller may rebuild), BACKEND,
  * OUT_OF_MEMORY. */
-JACLIP_API jaclip_status jaclip_ann_load(jaclip_ann **out, const char *path, const jaclip_index *index,
-                                         uint32_t flags);
+JACLIP_API jaclip_status jaclip_ann_load(jaclip_ann **out, const char *path, const jaclip_index *index, uint32_t flags);
 /* Writes the ANN to path atomically (temporary file, fsync, rename). Errors: INVALID_ARGUMENT, IO,
  * BACKEND, OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_ann_save(const jaclip_ann *ann, const char *path);
@@ -630,8 +601,7 @@ JACLIP_API float jaclip_model_default_scale(const jaclip_model *model);
  * *out is a static array of *out_count static strings (never freed). Errors: INVALID_ARGUMENT (NULL),
  * NOT_FOUND (unknown name; the message lists the known ones). Thread-safe. */
 JACLIP_API jaclip_status jaclip_preset_labels(const char *const **out, size_t *out_count, const char *name);
-JACLIP_API jaclip_status jaclip_preset_templates(const char *const **out, size_t *out_count,
-                                                 const char *name);
+JACLIP_API jaclip_status jaclip_preset_templates(const char *const **out, size_t *out_count, const char *name);
 
 /* A zero-shot classifier: one unit-length text-feature row per label, built by rinna's ImageNet
  * protocol. Immutable after creation or loading: any number of threads may classify with one
@@ -650,8 +620,8 @@ JACLIP_API jaclip_status jaclip_classifier_create(jaclip_classifier **out, const
 JACLIP_API void jaclip_classifier_free(jaclip_classifier *classifier);
 
 /* Introspection; 0 / NULL for NULL or an index out of range. Strings are borrowed from the classifier. */
-JACLIP_API size_t jaclip_classifier_size(const jaclip_classifier *classifier);          /* labels */
-JACLIP_API size_t jaclip_classifier_dim(const jaclip_classifier *classifier);           /* D */
+JACLIP_API size_t jaclip_classifier_size(const jaclip_classifier *classifier); /* labels */
+JACLIP_API size_t jaclip_classifier_dim(const jaclip_classifier *classifier);  /* D */
 JACLIP_API size_t jaclip_classifier_template_count(const jaclip_classifier *classifier);
 JACLIP_API const char *jaclip_classifier_label(const jaclip_classifier *classifier, size_t i);
 JACLIP_API const char *jaclip_classifier_template(const jaclip_classifier *classifier, size_t i);
@@ -670,8 +640,7 @@ JACLIP_API jaclip_status jaclip_classifier_save(const jaclip_classifier *classif
  * stored one. Errors: INVALID_ARGUMENT (NULL; a classifier built with another model: the message names
  * both fingerprints), IO, INDEX_FORMAT (foreign, truncated or corrupted file, or a version this library
  * does not read), OUT_OF_MEMORY. */
-JACLIP_API jaclip_status jaclip_classifier_load(jaclip_classifier **out, const char *path,
-                                                const jaclip_model *model);
+JACLIP_API jaclip_status jaclip_classifier_load(jaclip_classifier **out, const char *path, const jaclip_model *model);
 
 /* Cosine similarity of each row of features (float32 [N, dim], e.g. image features; L2-normalised
  * first, zero rows give 0) with each label: float32 [N, size]. Rank with jaclip_topk: unlike
@@ -680,28 +649,22 @@ JACLIP_API jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jac
                                                   const jaclip_tensor *features);
 /* softmax(scale * scores) per row: float32 [N, size] probabilities. scale 0 means the classifier's
  * default scale; otherwise it must be finite and positive. Errors: INVALID_ARGUMENT, SHAPE. */
-JACLIP_API jaclip_status jaclip_classifier_classify_features(jaclip_tensor **out,
-                                                             const jaclip_classifier *classifier,
+JACLIP_API jaclip_status jaclip_classifier_classify_features(jaclip_tensor **out, const jaclip_classifier *classifier,
                                                              const jaclip_tensor *features, float scale);
 /* Encode n images with model (which must be the classifier's model: INVALID_ARGUMENT otherwise) and
  * classify them as _classify_features does. Errors: those of jaclip_model_encode_images /
  * _image_files / _image_buffers, and of _classify_features. */
-JACLIP_API jaclip_status jaclip_classifier_classify_images(jaclip_tensor **out,
-                                                           const jaclip_classifier *classifier,
-                                                           const jaclip_model *model,
-                                                           const jaclip_image *const *images, size_t n,
-                                                           float scale);
+JACLIP_API jaclip_status jaclip_classifier_classify_images(jaclip_tensor **out, const jaclip_classifier *classifier,
+                                                           const jaclip_model *model, const jaclip_image *const *images,
+                                                           size_t n, float scale);
 JACLIP_API jaclip_status jaclip_classifier_classify_image_files(jaclip_tensor **out,
                                                                 const jaclip_classifier *classifier,
-                                                                const jaclip_model *model,
-                                                                const char *const *paths, size_t n,
-                                                                float scale);
+                                                                const jaclip_model *model, const char *const *paths,
+                                                                size_t n, float scale);
 JACLIP_API jaclip_status jaclip_classifier_classify_image_buffers(jaclip_tensor **out,
                                                                   const jaclip_classifier *classifier,
-                                                                  const jaclip_model *model,
-                                                                  const void *const *data,
-                                                                  const size_t *sizes, size_t n,
-                                                                  float scale);
+                                                                  const jaclip_model *model, const void *const *data,
+                                                                  const size_t *sizes, size_t n, float scale);
 
 #ifdef __cplusplus
 }

@@ -27,13 +27,13 @@ namespace jaclip {
 
 /* A failed libjaclip call: status() is the jaclip_status, what() the library's detail. */
 class Error : public std::runtime_error {
-public:
+  public:
     Error(jaclip_status status, const std::string &message) : std::runtime_error(message), status_(status) {}
     jaclip_status status() const noexcept { return status_; }
     /* "JACLIP_ERROR_IO: input/output error" */
     const char *status_string() const noexcept { return jaclip_status_string(status_); }
 
-private:
+  private:
     jaclip_status status_;
 };
 
@@ -43,14 +43,12 @@ inline void check(jaclip_status status)
     if (status != JACLIP_OK)
         throw Error(status, jaclip_last_error());
 }
-template <class T, void (*Free)(T *)>
-struct Deleter {
+template <class T, void (*Free)(T *)> struct Deleter {
     void operator()(T *p) const noexcept { Free(p); }
 };
-template <class T, void (*Free)(T *)>
-using Owned = std::unique_ptr<T, Deleter<T, Free>>;
+template <class T, void (*Free)(T *)> using Owned = std::unique_ptr<T, Deleter<T, Free>>;
 
-}  // namespace detail
+} // namespace detail
 
 /* Throws unless the loaded library is the version this header describes (same major; before 1.0 the
  * same minor) or a later compatible one. */
@@ -65,7 +63,7 @@ inline void check_version()
 
 /* An owned jaclip_tensor. */
 class Tensor {
-public:
+  public:
     Tensor() = default;
     explicit Tensor(jaclip_tensor *owned) noexcept : p_(owned) {}
 
@@ -100,32 +98,29 @@ public:
     size_t numel() const noexcept { return jaclip_tensor_numel(p_.get()); }
     size_t nbytes() const noexcept { return jaclip_tensor_nbytes(p_.get()); }
     /* The elements; T must match dtype() (float, int64_t or uint8_t). */
-    template <class T>
-    const T *data() const noexcept { return static_cast<const T *>(jaclip_tensor_data(p_.get())); }
-    template <class T>
-    T *data_mut() noexcept { return static_cast<T *>(jaclip_tensor_data_mut(p_.get())); }
-    template <class T>
-    std::vector<T> to_vector() const { return std::vector<T>(data<T>(), data<T>() + numel()); }
+    template <class T> const T *data() const noexcept { return static_cast<const T *>(jaclip_tensor_data(p_.get())); }
+    template <class T> T *data_mut() noexcept { return static_cast<T *>(jaclip_tensor_data_mut(p_.get())); }
+    template <class T> std::vector<T> to_vector() const { return std::vector<T>(data<T>(), data<T>() + numel()); }
 
     jaclip_tensor *get() const noexcept { return p_.get(); }
     jaclip_tensor *release() noexcept { return p_.release(); }
     explicit operator bool() const noexcept { return p_ != nullptr; }
 
-private:
+  private:
     detail::Owned<jaclip_tensor, jaclip_tensor_free> p_;
 };
 
 /* ---- similarity (no model needed) ---- */
 
-inline Tensor similarity(const Tensor &a, const Tensor &b,
-                         jaclip_similarity_kind kind = JACLIP_SIMILARITY_COSINE, float scale = 1.0f)
+inline Tensor similarity(const Tensor &a, const Tensor &b, jaclip_similarity_kind kind = JACLIP_SIMILARITY_COSINE,
+                         float scale = 1.0f)
 {
     jaclip_tensor *t = nullptr;
     detail::check(jaclip_similarity(&t, a.get(), b.get(), kind, scale));
     return Tensor(t);
 }
-inline Tensor probabilities(const Tensor &a, const Tensor &b,
-                            jaclip_similarity_kind kind = JACLIP_SIMILARITY_COSINE, float scale = 100.0f)
+inline Tensor probabilities(const Tensor &a, const Tensor &b, jaclip_similarity_kind kind = JACLIP_SIMILARITY_COSINE,
+                            float scale = 100.0f)
 {
     jaclip_tensor *t = nullptr;
     detail::check(jaclip_probabilities(&t, a.get(), b.get(), kind, scale));
@@ -154,7 +149,7 @@ inline std::pair<Tensor, Tensor> topk(const Tensor &scores, size_t k)
 /* ---- images ---- */
 
 class Image {
-public:
+  public:
     explicit Image(const std::string &path, uint64_t max_pixels = 0, uint32_t flags = JACLIP_IMAGE_DEFAULT)
     {
         jaclip_image *img = nullptr;
@@ -188,7 +183,7 @@ public:
     }
     const jaclip_image *get() const noexcept { return p_.get(); }
 
-private:
+  private:
     explicit Image(jaclip_image *owned) noexcept : p_(owned) {}
     detail::Owned<jaclip_image, jaclip_image_free> p_;
 };
@@ -202,11 +197,10 @@ inline std::vector<const jaclip_image *> image_pointers(const std::vector<Image>
         ptrs.push_back(img.get());
     return ptrs;
 }
-}  // namespace detail
+} // namespace detail
 
 /* float32 [n, 3, size, size]; mean and std hold 3 floats each. */
-inline Tensor preprocess_images(const std::vector<Image> &images, uint32_t size, const float *mean,
-                                const float *std)
+inline Tensor preprocess_images(const std::vector<Image> &images, uint32_t size, const float *mean, const float *std)
 {
     auto ptrs = detail::image_pointers(images);
     jaclip_tensor *t = nullptr;
@@ -219,7 +213,7 @@ inline Tensor preprocess_images(const std::vector<Image> &images, uint32_t size,
 /* Non-owning view of a tokenizer: what Model::tokenizer() returns (valid while the model lives) and
  * the base of the owning Tokenizer. */
 class TokenizerRef {
-public:
+  public:
     explicit TokenizerRef(const jaclip_tokenizer *t) noexcept : t_(t) {}
 
     int64_t vocab_size() const noexcept { return jaclip_tokenizer_vocab_size(t_); }
@@ -242,8 +236,7 @@ public:
             lengths.push_back(s.size());
         }
         jaclip_tensor *ids = nullptr, *mask = nullptr;
-        detail::check(jaclip_tokenizer_encode(&ids, &mask, t_, ptrs.data(), lengths.data(), texts.size(),
-                                              max_length));
+        detail::check(jaclip_tokenizer_encode(&ids, &mask, t_, ptrs.data(), lengths.data(), texts.size(), max_length));
         return {Tensor(ids), Tensor(mask)};
     }
     /* Every id of one text, unframed: int64 [count]. */
@@ -255,13 +248,13 @@ public:
     }
     const jaclip_tokenizer *get() const noexcept { return t_; }
 
-protected:
+  protected:
     const jaclip_tokenizer *t_;
 };
 
 /* An owned tokenizer loaded from a SentencePiece .model file or its bytes. Move-only. */
 class Tokenizer : public TokenizerRef {
-public:
+  public:
     explicit Tokenizer(const std::string &path) : TokenizerRef(nullptr)
     {
         jaclip_tokenizer *t = nullptr;
@@ -287,17 +280,17 @@ public:
     Tokenizer &operator=(const Tokenizer &) = delete;
     ~Tokenizer() { jaclip_tokenizer_free(const_cast<jaclip_tokenizer *>(t_)); }
 
-private:
+  private:
     explicit Tokenizer(jaclip_tokenizer *owned) noexcept : TokenizerRef(owned) {}
 };
 
 /* ---- model ---- */
 
 struct ModelOptions {
-    std::string device = "cpu";          /* "cpu", "cuda", "cuda:N" */
-    int32_t num_threads = 0;             /* cores to use, 0 = all (see jaclip.h) */
+    std::string device = "cpu"; /* "cpu", "cuda", "cuda:N" */
+    int32_t num_threads = 0;    /* cores to use, 0 = all (see jaclip.h) */
     jaclip_precision precision = JACLIP_PRECISION_DEFAULT;
-    uint64_t max_image_pixels = 0;       /* 0 = JACLIP_DEFAULT_MAX_PIXELS */
+    uint64_t max_image_pixels = 0; /* 0 = JACLIP_DEFAULT_MAX_PIXELS */
     uint32_t image_flags = JACLIP_IMAGE_DEFAULT;
 };
 
@@ -308,7 +301,7 @@ struct Prediction {
 
 /* A loaded model. Move-only; const members may run in many threads at once. */
 class Model {
-public:
+  public:
     explicit Model(const std::string &path, const ModelOptions &options = {})
     {
         auto opts = make_options(options);
@@ -408,7 +401,7 @@ public:
 
     const jaclip_model *get() const noexcept { return p_.get(); }
 
-private:
+  private:
     explicit Model(jaclip_model *owned) noexcept : p_(owned) {}
     using Options = detail::Owned<jaclip_model_options, jaclip_model_options_free>;
     static Options make_options(const ModelOptions &o)
@@ -430,7 +423,7 @@ private:
  * filled with every label, text embeddings L2-normalised, averaged per label, re-normalised. Immutable:
  * const members may run on many threads at once. Use it with the model it was built with. */
 class Classifier {
-public:
+  public:
     Classifier(const Model &model, const std::vector<std::string> &labels,
                const std::vector<std::string> &templates = {})
     {
@@ -440,8 +433,8 @@ public:
         for (const std::string &s : templates)
             t.push_back(s.c_str());
         jaclip_classifier *c = nullptr;
-        detail::check(jaclip_classifier_create(&c, model.get(), l.data(), l.size(), t.empty() ? nullptr : t.data(),
-                                               t.size()));
+        detail::check(
+            jaclip_classifier_create(&c, model.get(), l.data(), l.size(), t.empty() ? nullptr : t.data(), t.size()));
         p_.reset(c);
     }
     /* A file written by save(), refused unless built with this model. */
@@ -490,7 +483,8 @@ public:
         for (const std::string &p : paths)
             ptrs.push_back(p.c_str());
         jaclip_tensor *t = nullptr;
-        detail::check(jaclip_classifier_classify_image_files(&t, p_.get(), model.get(), ptrs.data(), ptrs.size(), scale));
+        detail::check(
+            jaclip_classifier_classify_image_files(&t, p_.get(), model.get(), ptrs.data(), ptrs.size(), scale));
         return Tensor(t);
     }
     /* One image file's labels, best first. */
@@ -506,7 +500,7 @@ public:
 
     const jaclip_classifier *get() const noexcept { return p_.get(); }
 
-private:
+  private:
     explicit Classifier(jaclip_classifier *owned) noexcept : p_(owned) {}
     detail::Owned<jaclip_classifier, jaclip_classifier_free> p_;
 };
@@ -527,7 +521,7 @@ inline std::vector<Prediction> Model::classify(const std::string &image_path, co
  * jaclip.h for threads: const members may run at once; add/remove need the index to themselves). The
  * static *_file functions change an index file durably in place, under its lock. */
 class Index {
-public:
+  public:
     explicit Index(size_t dim, bool float16 = false)
     {
         jaclip_index *ix = nullptr;
@@ -593,11 +587,14 @@ public:
         detail::check(jaclip_index_remove_file(path.c_str(), ptrs.data(), ptrs.size(), &removed));
         return removed;
     }
-    static void compact_file(const std::string &path) { detail::check(jaclip_index_compact_file(path.c_str(), nullptr)); }
+    static void compact_file(const std::string &path)
+    {
+        detail::check(jaclip_index_compact_file(path.c_str(), nullptr));
+    }
 
     const jaclip_index *get() const noexcept { return p_.get(); }
 
-private:
+  private:
     explicit Index(jaclip_index *owned) noexcept : p_(owned) {}
     static std::vector<const char *> pointers(const std::vector<std::string> &labels)
     {
@@ -609,6 +606,6 @@ private:
     detail::Owned<jaclip_index, jaclip_index_free> p_;
 };
 
-}  // namespace jaclip
+} // namespace jaclip
 
 #endif /* JACLIP_HPP */

@@ -8,13 +8,14 @@ $(BAD_MODELS)/.done: $(TINY_MODEL) test/tools/make_bad_models.py
 
 test-models: $(BAD_MODELS)/.done
 
+TEST_C_HDRS := $(wildcard test/c/*.h)
 TEST_C_SRCS := $(sort $(wildcard test/c/test_*.c))
 TEST_C_BINS := $(TEST_C_SRCS:test/c/%.c=$(BUILD)/test/%)
 TEST_ENV := JACLIP_BAD_MODELS=$(BAD_MODELS) JACLIP_TEST_MODEL=$(TINY_MODEL) JACLIP_TEST_MODEL_BF16=$(TINY_MODEL_BF16) JACLIP_TEST_MODEL_INT8=$(TINY_MODEL_INT8) \
 	JACLIP_TEST_CHECKPOINT=$(TINY_CKPT) JACLIP_SHARED_DATA=$(SHARED_DATA) JACLIP_PROJECT_DATA=data \
 	JACLIP_LIBRARY=$(abspath $(BUILD)/libjaclip.so) PYTHON=$(PYTHON)
 
-$(BUILD)/test/%: test/c/%.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
+$(BUILD)/test/%: test/c/%.c $(TEST_C_HDRS) include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
 	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
 		-Wl,-rpath,$(abspath $(BUILD)) -lm -lpthread
 

@@ -1,5 +1,5 @@
-# Bindings and consumers: include/jaclip.hpp, bindings/python, bindings/ruby, examples/ (besides the
-# lead's examples/classify.c). test/python/test_binding_python.py and test/python/test_consumers.py run
+# Bindings and consumers: include/jaclip.hpp, bindings/python, bindings/ruby, examples/ (examples/classify.c
+# is the demo's, in the Makefile). test/python/test_binding_python.py and test/python/test_consumers.py run
 # in test-python; these steps add:
 #   test-ruby      the minitest suite of bindings/ruby/test
 #   test-examples  builds examples/search.c and examples/classify.cpp and runs every example once on

@@ -1,13 +1,5 @@
-# The embedding index (lib/index.c, built into the library by the Makefile's lib/*.c rule) and the
-# `jaclip` command (tools/jaclip/, one file per command). test/c/test_index.c and test/python/test_cli.py run in test-c and
-# test-python; nothing else is added to TEST_STEPS.
-
-# The index checksums with zlib's crc32.
-LIB_LDLIBS += -lz
-PKGS += zlib
-# The search scan must vectorise; -O3 lets gcc unroll it. -ffp-contract=off stays: the AVX2 and
-# baseline clones then round identically.
-$(BUILD)/obj/index.o: CFLAGS_LIB += -O3
+# The `jaclip` command (tools/jaclip/, one file per command). test/c/test_index.c and
+# test/python/test_cli.py run in test-c and test-python; nothing else is added to TEST_STEPS.
 
 CLI := $(BUILD)/jaclip
 CLI_INSTALLED := $(BUILD)/obj/jaclip-installed
@@ -30,12 +22,12 @@ $(CLI): $(CLI_DEPS)
 	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $(CLI_SRCS) -L$(BUILD) -ljaclip -Wl,-rpath,'$$ORIGIN' -lm $(CLI_LDLIBS)
 
 # ...and installed, in $(LIBDIR) only.
-$(CLI_INSTALLED): $(CLI_DEPS) $(PREFIX_STAMP)
+$(CLI_INSTALLED): $(CLI_DEPS) $(PREFIX_STAMP) $(MAN_PAGE)
 	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $(CLI_SRCS) -L$(BUILD) -ljaclip -Wl,-rpath,$(LIBDIR) -lm $(CLI_LDLIBS)
 
 INSTALL_EXTRA += install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(CONVERT_DIR)/jaclip_convert && \
 	install -m 755 $(CLI_INSTALLED) $(DESTDIR)$(BINDIR)/jaclip && \
-	install -m 644 docs/jaclip.1 $(DESTDIR)$(PREFIX)/share/man/man1/jaclip.1 && \
+	install -m 644 $(MAN_PAGE) $(DESTDIR)$(PREFIX)/share/man/man1/jaclip.1 && \
 	install -m 755 tools/jaclip-convert $(DESTDIR)$(CONVERT_DIR)/jaclip-convert && \
 	install -m 644 tools/jaclip_convert/*.py $(DESTDIR)$(CONVERT_DIR)/jaclip_convert/;
 

@@ -1,25 +1,7 @@
-# Approximate search (lib/ann.c, built into libjaclip by the lib/*.c rule) and its faiss plugin
-# libjaclip-faiss.so.1 (lib/faiss_bridge.cpp, the only file that includes faiss). Debian's libfaiss-dev
-# ships a static libfaiss.a only: the plugin links it whole with its BLAS (libblas.so.3, OpenBLAS via
-# Debian's alternatives) and OpenMP, so libjaclip.so needs none of them.
-# Tests: test/c/test_ann.c (test-c), test/python/test_ann.py (test-python), test-fuzz-ann (a bounded
-# libFuzzer run over ANN files, ANN_FUZZ_SECONDS). make bench-ann: bench/bench_ann.c at 100 k and 1 M.
-FAISS_PLUGIN := $(BUILD)/libjaclip-faiss.so.1
-FAISS_STATIC ?= /usr/lib/x86_64-linux-gnu/libfaiss.a
-FAISS_LDLIBS := $(FAISS_STATIC) -fopenmp -lblas -llapack -lm -lpthread
-
-lib: $(FAISS_PLUGIN)
-
-$(BUILD)/obj/faiss_bridge.o: lib/faiss_bridge.cpp lib/faiss_bridge.h lib/internal.h include/jaclip.h | $(BUILD)/obj
-	$(CXX) $(CXXFLAGS_LIB) -fopenmp -c $< -o $@
-
-$(FAISS_PLUGIN): $(BUILD)/obj/faiss_bridge.o
-	$(CXX) -shared -Wl,-soname,libjaclip-faiss.so.1 -Wl,--no-undefined -Wl,-Bsymbolic -o $@ $< $(FAISS_LDLIBS)
-
-# Where the static library looks for the plugin (the shared one looks beside itself first).
-$(BUILD)/obj/faiss_plugin.o: CFLAGS_LIB += -DJACLIP_PLUGIN_DIR='"$(LIBDIR)"'
-$(BUILD)/obj/faiss_plugin.o: $(PREFIX_STAMP)
-
+# Approximate search (lib/ann/) and its faiss plugin libjaclip-faiss.so.1 (lib/backend/faiss/), both
+# built by mk/lib.mk. Tests: test/c/test_ann.c (test-c), test/python/test_ann.py (test-python),
+# test-fuzz-ann (mk/85-fuzz-ann.mk).
+# make bench-ann: bench/bench_ann.c at 100 k and 1 M.
 INSTALL_EXTRA += install -m 755 $(FAISS_PLUGIN) $(DESTDIR)$(LIBDIR)/libjaclip-faiss.so.1;
 .PHONY: uninstall-ann
 uninstall: uninstall-ann

@@ -1,5 +1,5 @@
 # Reliability and the stable ABI (docs/reliability.md, docs/threading.md, docs/abi.md). Test steps:
-#   test-sanitize       every libtorch-free source (lib/*.c, lib/*.cpp but torch_bridge.cpp) built with
+#   test-sanitize       every libtorch-free source (mk/lib.mk's LIB_SRCS) built with
 #                       ASan+UBSan (clang) and linked into test_image, test_tokenizer, test_index,
 #                       test_hostile and test/sanitize/san_core.c; model loading must fail cleanly there
 #   test-tsan           the same sources under ThreadSanitizer: test/sanitize/tsan_threads.c and
@@ -10,50 +10,40 @@
 # Other targets: abi-update (records a deliberate ABI change), fuzz (every harness, FUZZ_SECONDS each,
 # corpora kept), fuzz-model, test-threads. test/c/test_threads.c and test/c/test_hostile.c run in test-c.
 
-REL_CC ?= clang
-REL_CXX ?= clang++
-REL_COMMON := -O1 -g -D_GNU_SOURCE -ffp-contract=off -fno-omit-frame-pointer -Iinclude -Ilib $(PKG_CFLAGS) $(WARN)
-REL_HDRS := include/jaclip.h $(wildcard lib/*.h)
 # A sanitizer runtime aborts on dlopen(RTLD_DEEPBIND), which is how the libtorch plugin is opened:
 # test/sanitize/no_deepbind.c makes that open fail instead (model loading then says BACKEND).
 REL_WRAP := -Wl,--wrap=dlopen
 REL_TEST_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Itest/c
-# Tests that need no libtorch; others' tests join when their files exist.
-REL_PLAIN_TESTS := $(basename $(notdir $(wildcard $(addprefix test/c/,test_image.c test_tokenizer.c test_index.c test_hostile.c))))
+# The tests that need no libtorch.
+REL_PLAIN_TESTS := test_image test_tokenizer test_index test_hostile
 
-# $(call rel_objs,DIR): the libtorch-free sources compiled into DIR/obj by the rules of rel_rules.
-rel_objs = $(NOTORCH_SRCS:lib/%=$(1)/obj/%.o)
-define rel_rules
-$(1)/obj/%.c.o: lib/%.c $$(REL_HDRS)
-	@mkdir -p $$(@D)
-	$$(REL_CC) -std=c11 $$(REL_COMMON) $(2) -c $$< -o $$@
-$(1)/obj/%.cpp.o: lib/%.cpp $$(REL_HDRS)
-	@mkdir -p $$(@D)
-	$$(REL_CXX) -std=c++17 $$(REL_COMMON) $(2) -c $$< -o $$@
+# $(eval $(call sanitized,DIR,FLAGS)): every libtorch-free library source compiled with FLAGS into
+# DIR/obj (mk/lib.mk's san_rules), and the dlopen wrapper.
+define sanitized
+$(call san_rules,$(1)/obj,$(2))
 $(1)/no_deepbind.o: test/sanitize/no_deepbind.c
 	@mkdir -p $$(@D)
-	$$(REL_CC) $$(REL_TEST_CFLAGS) -c $$< -o $$@
+	$$(CLANG) $$(REL_TEST_CFLAGS) -c $$< -o $$@
+endef
+# $(eval $(call sanitized_test,DIR,FLAGS,SOURCE)): DIR/<SOURCE's name>, the test program SOURCE linked
+# with those objects.
+define sanitized_test
+$(1)/$(basename $(notdir $(3))): $(3) $$(call lib_objs,$(1)/obj) $(1)/no_deepbind.o $$(TEST_C_HDRS)
+	$$(CLANG) $$(REL_TEST_CFLAGS) $(2) -c $$< -o $$@.o
+	$$(CLANGXX) $(2) $$(REL_WRAP) -o $$@ $$@.o $$(filter %.o,$$^) $$(LIB_LDLIBS)
 endef
 
 # ---- ASan + UBSan ---------------------------------------------------------------------------------
 SAN_DIR := $(BUILD)/san
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-SAN_OBJS := $(call rel_objs,$(SAN_DIR))
 SAN_BINS := $(REL_PLAIN_TESTS:%=$(SAN_DIR)/%) $(SAN_DIR)/san_core
 # max_allocation_size_mb: an image that is allocated before its size is checked dies here instead of
 # slipping by on lazily committed memory. JACLIP_EXPECT_NO_BACKEND tells test_hostile that model
 # loading must fail with BACKEND.
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:max_allocation_size_mb=1024:strict_string_checks=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 JACLIP_EXPECT_NO_BACKEND=1
-$(eval $(call rel_rules,$(SAN_DIR),$(SAN_FLAGS)))
-
-$(SAN_DIR)/%: test/c/%.c test/c/check.h $(SAN_OBJS) $(SAN_DIR)/no_deepbind.o
-	$(REL_CC) $(REL_TEST_CFLAGS) $(SAN_FLAGS) -c $< -o $@.o
-	$(REL_CXX) $(SAN_FLAGS) $(REL_WRAP) -o $@ $@.o $(SAN_OBJS) $(SAN_DIR)/no_deepbind.o $(LIB_LDLIBS)
-
-$(SAN_DIR)/san_core: test/sanitize/san_core.c test/c/test_core.c test/c/check.h $(SAN_OBJS) $(SAN_DIR)/no_deepbind.o
-	$(REL_CC) $(REL_TEST_CFLAGS) -Wno-unused-function $(SAN_FLAGS) -c $< -o $@.o
-	$(REL_CXX) $(SAN_FLAGS) $(REL_WRAP) -o $@ $@.o $(SAN_OBJS) $(SAN_DIR)/no_deepbind.o $(LIB_LDLIBS)
+$(eval $(call sanitized,$(SAN_DIR),$(SAN_FLAGS)))
+$(foreach t,$(REL_PLAIN_TESTS:%=test/c/%.c) test/sanitize/san_core.c,$(eval $(call sanitized_test,$(SAN_DIR),$(SAN_FLAGS),$(t))))
 
 .PHONY: test-sanitize
 test-sanitize: $(SAN_BINS) test-models
@@ -63,20 +53,12 @@ test-sanitize: $(SAN_BINS) test-models
 # ---- ThreadSanitizer ------------------------------------------------------------------------------
 TSAN_DIR := $(BUILD)/tsan
 TSAN_FLAGS := -fsanitize=thread
-TSAN_OBJS := $(call rel_objs,$(TSAN_DIR))
 TSAN_BINS := $(TSAN_DIR)/tsan_threads $(TSAN_DIR)/test_tokenizer
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 # clang 14's TSan cannot map its shadow under a kernel's large mmap randomisation: without ASLR then.
 TSAN_RUN := $(shell setarch $$(uname -m) -R true 2>/dev/null && echo "setarch $$(uname -m) -R")
-$(eval $(call rel_rules,$(TSAN_DIR),$(TSAN_FLAGS)))
-
-$(TSAN_DIR)/tsan_threads: test/sanitize/tsan_threads.c test/c/check.h $(TSAN_OBJS) $(TSAN_DIR)/no_deepbind.o
-	$(REL_CC) $(REL_TEST_CFLAGS) $(TSAN_FLAGS) -c $< -o $@.o
-	$(REL_CXX) $(TSAN_FLAGS) $(REL_WRAP) -o $@ $@.o $(TSAN_OBJS) $(TSAN_DIR)/no_deepbind.o $(LIB_LDLIBS)
-
-$(TSAN_DIR)/test_tokenizer: test/c/test_tokenizer.c test/c/check.h $(TSAN_OBJS) $(TSAN_DIR)/no_deepbind.o
-	$(REL_CC) $(REL_TEST_CFLAGS) $(TSAN_FLAGS) -c $< -o $@.o
-	$(REL_CXX) $(TSAN_FLAGS) $(REL_WRAP) -o $@ $@.o $(TSAN_OBJS) $(TSAN_DIR)/no_deepbind.o $(LIB_LDLIBS)
+$(eval $(call sanitized,$(TSAN_DIR),$(TSAN_FLAGS)))
+$(foreach t,test/sanitize/tsan_threads.c test/c/test_tokenizer.c,$(eval $(call sanitized_test,$(TSAN_DIR),$(TSAN_FLAGS),$(t))))
 
 .PHONY: test-tsan
 test-tsan: $(TSAN_BINS)
@@ -101,7 +83,7 @@ test-valgrind-loop: $(BUILD)/test/valgrind_loop test-models
 # linked in, so mutations are steered by model.c and the tokenizer; libtorch comes from the plugin.
 FUZZ_MODEL_DIR := $(BUILD)/fuzz-model
 FUZZ_MODEL := $(FUZZ_MODEL_DIR)/fuzz_model
-FUZZ_MODEL_OBJS := $(call rel_objs,$(FUZZ_MODEL_DIR))
+FUZZ_MODEL_OBJS := $(call lib_objs,$(FUZZ_MODEL_DIR)/obj)
 # The bounded run is seeded and counted, not timed: libtorch 1.13 itself crashes on some damaged
 # files (docs/reliability.md, "Known limits"), and a random walk would meet one now and then. Seeded,
 # it replays the same 6000 inputs each time, a regression gate on our side; `make fuzz-model` explores.
@@ -109,34 +91,25 @@ MODEL_FUZZ_SEED ?= 1
 MODEL_FUZZ_RUNS ?= 6000
 MODEL_FUZZ_SECONDS ?= 90
 FUZZ_MODEL_ENV := JACLIP_TORCH_PLUGIN=$(abspath $(PLUGIN))
-FUZZ_MODEL_ARGS := -timeout=20 -rss_limit_mb=4096 -max_len=16384 -artifact_prefix=$(FUZZ_MODEL_DIR)/
-$(eval $(call rel_rules,$(FUZZ_MODEL_DIR),-fsanitize=fuzzer-no-link))
+FUZZ_MODEL_ARGS := -timeout=20 -rss_limit_mb=4096 -max_len=16384
+$(eval $(call san_rules,$(FUZZ_MODEL_DIR)/obj,-fsanitize=fuzzer-no-link))
 
 $(FUZZ_MODEL): test/fuzz/fuzz_model.c $(FUZZ_MODEL_OBJS)
-	$(REL_CC) $(REL_TEST_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@.o
-	$(REL_CXX) -fsanitize=fuzzer -o $@ $@.o $(FUZZ_MODEL_OBJS) $(LIB_LDLIBS)
+	$(CLANG) $(REL_TEST_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@.o
+	$(CLANGXX) -fsanitize=fuzzer -o $@ $@.o $(FUZZ_MODEL_OBJS) $(LIB_LDLIBS)
 
 # Seeds: minimal model files generated here (test/fuzz/make_model_seed.py), never committed.
 $(FUZZ_MODEL_DIR)/seed/.done: test/fuzz/make_model_seed.py
 	rm -rf $(FUZZ_MODEL_DIR)/seed && $(PYTHON) test/fuzz/make_model_seed.py $(FUZZ_MODEL_DIR)/seed && touch $@
 
-.PHONY: test-fuzz-model fuzz-model fuzz
+.PHONY: test-fuzz-model fuzz-model
 test-fuzz-model: $(FUZZ_MODEL) $(FUZZ_MODEL_DIR)/seed/.done $(PLUGIN)
 	@echo "fuzzing model loading: $(MODEL_FUZZ_RUNS) inputs from seed $(MODEL_FUZZ_SEED) (log: $(FUZZ_MODEL_DIR)/fuzz.log)"
-	@rm -rf $(FUZZ_MODEL_DIR)/run-corpus && mkdir -p $(FUZZ_MODEL_DIR)/run-corpus
-	@if $(FUZZ_MODEL_ENV) $(FUZZ_MODEL) -seed=$(MODEL_FUZZ_SEED) -runs=$(MODEL_FUZZ_RUNS) \
-	    -max_total_time=$(MODEL_FUZZ_SECONDS) $(FUZZ_MODEL_ARGS) \
-	    $(FUZZ_MODEL_DIR)/run-corpus $(FUZZ_MODEL_DIR)/seed > $(FUZZ_MODEL_DIR)/fuzz.log 2>&1; then \
-	  grep -E '^Done [0-9]+ runs' $(FUZZ_MODEL_DIR)/fuzz.log; \
-	else tail -n 60 $(FUZZ_MODEL_DIR)/fuzz.log; echo "fuzz_model failed; the input is in $(FUZZ_MODEL_DIR)/"; exit 1; fi
+	$(call fuzz_bounded,fuzz_model,$(FUZZ_MODEL),$(FUZZ_MODEL_DIR),-seed=$(MODEL_FUZZ_SEED) -runs=$(MODEL_FUZZ_RUNS) \
+	    -max_total_time=$(MODEL_FUZZ_SECONDS) $(FUZZ_MODEL_ARGS),$(FUZZ_MODEL_ENV))
 
 fuzz-model: $(FUZZ_MODEL) $(FUZZ_MODEL_DIR)/seed/.done $(PLUGIN)
-	mkdir -p $(FUZZ_MODEL_DIR)/corpus
-	$(FUZZ_MODEL_ENV) $(FUZZ_MODEL) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_MODEL_ARGS) \
-		$(FUZZ_MODEL_DIR)/corpus $(FUZZ_MODEL_DIR)/seed
-
-# Every harness, one after another (make -jN fuzz runs them side by side).
-fuzz: fuzz-image fuzz-tokenizer fuzz-model $(if $(wildcard test/fuzz/fuzz_index.c),fuzz-index)
+	$(call fuzz_long,$(FUZZ_MODEL),$(FUZZ_MODEL_DIR),$(FUZZ_MODEL_ARGS),$(FUZZ_MODEL_ENV))
 
 # ---- ABI --------------------------------------------------------------------------------------------
 # Three records in abi/, all rewritten by `make abi-update`:

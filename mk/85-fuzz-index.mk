@@ -1,17 +1,15 @@
-# Index files (lib/index.c): a bounded libFuzzer run in make test (test-fuzz-index, INDEX_FUZZ_SECONDS,
+# Index files (lib/index/): a bounded libFuzzer run in make test (test-fuzz-index, INDEX_FUZZ_SECONDS,
 # default 20) and a long one in make fuzz (fuzz-index). Seeds are written at run time by the Python
 # binding: an empty index, a small one, one grown by an append, one with a tombstone and a fingerprint,
 # a float16 one, and a version 1 file (test/fixtures).
 INDEX_FUZZ_DIR := $(BUILD)/fuzz-index
 INDEX_FUZZ := $(INDEX_FUZZ_DIR)/fuzz_index
 INDEX_FUZZ_SECONDS ?= 20
-INDEX_FUZZ_SRCS := lib/error.c lib/tensor.c lib/similarity.c lib/index.c lib/index_rows.h
-INDEX_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+INDEX_FUZZ_SRCS := $(COMMON_SRCS) $(INDEX_SRCS)
+INDEX_FUZZ_ARGS := -timeout=10 -rss_limit_mb=2048 -max_len=65536
 
-$(INDEX_FUZZ): test/fuzz/fuzz_index.c $(INDEX_FUZZ_SRCS) include/jaclip.h lib/internal.h
-	mkdir -p $(INDEX_FUZZ_DIR)
-	$(CLANG) -std=c11 -D_GNU_SOURCE -O1 -g $(INDEX_SAN) -fsanitize=fuzzer -Iinclude -Ilib -o $@ \
-		test/fuzz/fuzz_index.c $(filter %.c,$(INDEX_FUZZ_SRCS)) -lz -lm -lpthread
+$(INDEX_FUZZ): test/fuzz/fuzz_index.c $(call fuzz_objs,$(INDEX_FUZZ_SRCS))
+	$(call fuzz_link,$(PKG_LIBS) -lm -lpthread)
 
 $(INDEX_FUZZ_DIR)/seed/.done: $(SHLIB)
 	rm -rf $(INDEX_FUZZ_DIR)/seed && mkdir -p $(INDEX_FUZZ_DIR)/seed
@@ -31,16 +29,9 @@ $(INDEX_FUZZ_DIR)/seed/.done: $(SHLIB)
 .PHONY: test-fuzz-index fuzz-index
 test-fuzz-index: $(INDEX_FUZZ) $(INDEX_FUZZ_DIR)/seed/.done
 	@echo "fuzzing index files for $(INDEX_FUZZ_SECONDS) s (log: $(INDEX_FUZZ_DIR)/fuzz.log)"
-	@rm -rf $(INDEX_FUZZ_DIR)/run-corpus && mkdir -p $(INDEX_FUZZ_DIR)/run-corpus
-	@if $(INDEX_FUZZ) -max_total_time=$(INDEX_FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-	    -artifact_prefix=$(INDEX_FUZZ_DIR)/ $(INDEX_FUZZ_DIR)/run-corpus $(INDEX_FUZZ_DIR)/seed \
-	    > $(INDEX_FUZZ_DIR)/fuzz.log 2>&1; then \
-	  grep -E '^Done [0-9]+ runs' $(INDEX_FUZZ_DIR)/fuzz.log; \
-	else tail -n 60 $(INDEX_FUZZ_DIR)/fuzz.log; echo "fuzz_index failed; the input is in $(INDEX_FUZZ_DIR)/"; exit 1; fi
+	$(call fuzz_bounded,fuzz_index,$(INDEX_FUZZ),$(INDEX_FUZZ_DIR),-max_total_time=$(INDEX_FUZZ_SECONDS) $(INDEX_FUZZ_ARGS))
 
 fuzz-index: $(INDEX_FUZZ) $(INDEX_FUZZ_DIR)/seed/.done
-	mkdir -p $(INDEX_FUZZ_DIR)/corpus
-	$(INDEX_FUZZ) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-		-artifact_prefix=$(INDEX_FUZZ_DIR)/ $(INDEX_FUZZ_DIR)/corpus $(INDEX_FUZZ_DIR)/seed
+	$(call fuzz_long,$(INDEX_FUZZ),$(INDEX_FUZZ_DIR),$(INDEX_FUZZ_ARGS))
 
 TEST_STEPS += test-fuzz-index

@@ -1,4 +1,4 @@
-# Index files, format version 2 (lib/index.c): test/index/test_index_files.c (deletion, tombstones,
+# Index files, format version 2 (lib/index/): test/index/test_index_files.c (deletion, tombstones,
 # compaction, stamps, fingerprint, float16 rows, version 1 files, and the issue-13 classes) run under
 # a 4 GB address-space limit and a 120 s timeout, so a regression fails instead of swapping or hanging.
 INDEX_FILES_TEST := $(BUILD)/test/test_index_files

@@ -9,17 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
-}
-
 static uint64_t rng_state = 88172645463325252ull;
 static double uniform(void)
 {
@@ -117,14 +106,6 @@ static double recall_at(const jaclip_ann *ann, const jaclip_index *index, const 
     return (double)hits / (double)(nq * kk);
 }
 
-static void write_bytes(const char *path, const void *data, size_t size)
-{
-    FILE *f = fopen(path, "wb");
-    CHECK(f && fwrite(data, 1, size, f) == size);
-    if (f)
-        fclose(f);
-}
-
 static uint32_t crc32_ieee(const unsigned char *p, size_t n)
 {
     uint32_t c = 0xffffffffu;
@@ -143,11 +124,10 @@ static void put32(unsigned char *p, uint32_t v)
 /* Recomputes the header CRC (docs/ann.md: bytes 60..63 over 0..59), so a test reaches the next check. */
 static void reseal_header(unsigned char *h) { put32(h + 60, crc32_ieee(h, 60)); }
 
-static void expect_refused(const char *name, const void *data, size_t size, const jaclip_index *index,
-                           const char *why)
+static void expect_refused(const char *name, const void *data, size_t size, const jaclip_index *index, const char *why)
 {
     const char *path = tmp_path(name);
-    write_bytes(path, data, size);
+    write_file(path, data, size);
     jaclip_ann *ann = (jaclip_ann *)1;
     jaclip_status st = jaclip_ann_load(&ann, path, index, 0);
     if (st != JACLIP_ERROR_INDEX_FORMAT)
@@ -195,7 +175,7 @@ static void test_arguments(const jaclip_index *index)
     CHECK_ERROR(jaclip_ann_load(&ann, "x", NULL, 0), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_ann_load(&ann, "x", index, 4), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_ann_load(&ann, tmp_path("missing.ann"), index, 0), JACLIP_ERROR_IO);
-    CHECK_ERROR(jaclip_ann_load(&ann, dir, index, 0), JACLIP_ERROR_IO);
+    CHECK_ERROR(jaclip_ann_load(&ann, check_dir(), index, 0), JACLIP_ERROR_IO);
     CHECK_ERROR(jaclip_ann_save(NULL, "x"), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_ann_set_params(NULL, 1, 1, 1), JACLIP_ERROR_INVALID_ARGUMENT);
     jaclip_tensor *i = (jaclip_tensor *)1, *s = (jaclip_tensor *)1;
@@ -416,12 +396,8 @@ static void test_recall(void)
 
 int main(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/jaclip-test-ann-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (!check_make_dir("ann"))
         return 1;
-    }
     /* Before the plugin loads OpenMP: waiting workers sleep instead of spinning on the shared cores
      * (docs/ann.md). */
     setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
@@ -432,9 +408,6 @@ int main(void)
     jaclip_index_free(index);
     jaclip_tensor_free(x);
     test_recall();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    check_remove_dir();
     return check_summary("test_ann");
 }

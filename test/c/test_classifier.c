@@ -102,7 +102,7 @@ static void test_round_trip(const jaclip_model *model, const char *bf16_path)
     CHECK_OK(jaclip_classifier_classify_image_files(&probs, c, model, dogs, 1, 0));
     const float *p = jaclip_tensor_data(probs);
     CHECK(fabs((double)p[0] + p[1] + p[2] - 1.0) < 1e-5);
-    CHECK_OK(jaclip_classifier_scores(&scores, c, w));  /* a weight row scores 1 against itself */
+    CHECK_OK(jaclip_classifier_scores(&scores, c, w)); /* a weight row scores 1 against itself */
     CHECK(fabs(((const float *)jaclip_tensor_data(scores))[0] - 1.0f) < 1e-6);
     jaclip_tensor *bad = NULL;
     CHECK_ERROR(jaclip_classifier_classify_features(&bad, c, w, -1.0f), JACLIP_ERROR_INVALID_ARGUMENT);

@@ -10,8 +10,6 @@
 #include <stdint.h>
 #include <time.h>
 
-
-
 static double now(void)
 {
     struct timespec ts;
@@ -153,8 +151,7 @@ static void test_images(void)
     unsigned char px[4 * 4 * 4] = {0};
     jaclip_tensor *t = (jaclip_tensor *)&t;
     CHECK_ERROR(jaclip_image_from_pixels(&img, px, 0, 0, 0, JACLIP_PIXEL_RGB8), JACLIP_ERROR_INVALID_ARGUMENT);
-    CHECK_ERROR(jaclip_image_from_pixels(&img, px, 100000, 100000, 0, JACLIP_PIXEL_RGB8),
-                JACLIP_ERROR_IMAGE_TOO_LARGE);
+    CHECK_ERROR(jaclip_image_from_pixels(&img, px, 100000, 100000, 0, JACLIP_PIXEL_RGB8), JACLIP_ERROR_IMAGE_TOO_LARGE);
     CHECK_ERROR(jaclip_image_from_pixels(&img, px, UINT32_MAX, UINT32_MAX, 0, JACLIP_PIXEL_RGBA8),
                 JACLIP_ERROR_IMAGE_TOO_LARGE);
     CHECK(img == NULL);
@@ -230,7 +227,7 @@ static void test_texts(const jaclip_tokenizer *tok)
     CHECK_ERROR(jaclip_tokenizer_encode(&ids, NULL, tok, texts, NULL, 2, 0), JACLIP_ERROR_INVALID_UTF8);
     CHECK(ids == NULL && strstr(jaclip_last_error(), "10485759") != NULL);
     /* A sequence cut in the middle by an explicit length. */
-    size_t cut[2] = {4, JACLIP_NUL_TERMINATED};  /* "吾" is 3 bytes; the 4th starts "輩" */
+    size_t cut[2] = {4, JACLIP_NUL_TERMINATED}; /* "吾" is 3 bytes; the 4th starts "輩" */
     CHECK_ERROR(jaclip_tokenizer_encode(&ids, NULL, tok, texts, cut, 2, 0), JACLIP_ERROR_INVALID_UTF8);
     free(text);
 
@@ -398,17 +395,19 @@ static void test_damaged_models(const char *model_path, int expect_no_backend)
         if (memcmp(good + i, "PK\5\6", 4) == 0)
             eocd = i;
     size_t cdir = eocd ? (good[eocd + 16] | (size_t)good[eocd + 17] << 8 | (size_t)good[eocd + 18] << 16 |
-                          (size_t)good[eocd + 19] << 24) : 0;
+                          (size_t)good[eocd + 19] << 24)
+                       : 0;
     CHECK(eocd > 0 && cdir > 0 && cdir < eocd);
     size_t targets[16], nt = 0;
-    targets[nt++] = 0;             /* first local header's signature */
-    targets[nt++] = 26;            /* its name length */
-    targets[nt++] = eocd + 10;     /* entry count */
-    targets[nt++] = eocd + 16;     /* central directory offset */
-    targets[nt++] = cdir + 28;     /* first central name length */
-    targets[nt++] = cdir + 42;     /* first central local-header offset */
-    const char *entries[] = {"/data.pkl", "/constants.pkl", "/jaclip/config.txt", "/jaclip/tokenizer.model",
-                             "/cloob.py", "/cloob.py.debug_pkl", "/data/0"};
+    targets[nt++] = 0;         /* first local header's signature */
+    targets[nt++] = 26;        /* its name length */
+    targets[nt++] = eocd + 10; /* entry count */
+    targets[nt++] = eocd + 16; /* central directory offset */
+    targets[nt++] = cdir + 28; /* first central name length */
+    targets[nt++] = cdir + 42; /* first central local-header offset */
+    const char *entries[] = {
+        "/data.pkl",           "/constants.pkl", "/jaclip/config.txt", "/jaclip/tokenizer.model", "/cloob.py",
+        "/cloob.py.debug_pkl", "/data/0"};
     for (size_t e = 0; e < sizeof entries / sizeof entries[0]; e++) {
         size_t at = entry_data(good, size, entries[e]);
         if (at)

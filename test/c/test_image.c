@@ -12,7 +12,6 @@
 static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float stdev[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
-
 static void test_arguments(void)
 {
     jaclip_image *image = (jaclip_image *)&image; /* must be reset to NULL on failure */
@@ -39,8 +38,10 @@ static void test_arguments(void)
     CHECK_ERROR(jaclip_image_from_pixels(&image, pixels, 2, 0, 0, JACLIP_PIXEL_RGB8), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_image_from_pixels(&image, pixels, 2, 2, 5, JACLIP_PIXEL_RGB8), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK(strstr(jaclip_last_error(), "stride") != NULL);
-    CHECK_ERROR(jaclip_image_from_pixels(&image, pixels, 2, 2, 0, (jaclip_pixel_format)0), JACLIP_ERROR_INVALID_ARGUMENT);
-    CHECK_ERROR(jaclip_image_from_pixels(&image, pixels, 2, 2, 0, (jaclip_pixel_format)5), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_image_from_pixels(&image, pixels, 2, 2, 0, (jaclip_pixel_format)0),
+                JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_image_from_pixels(&image, pixels, 2, 2, 0, (jaclip_pixel_format)5),
+                JACLIP_ERROR_INVALID_ARGUMENT);
     /* Over the default limit: refused before the (tiny) buffer would be read. */
     CHECK_ERROR(jaclip_image_from_pixels(&image, pixels, 20000, 10000, 0, JACLIP_PIXEL_GRAY8),
                 JACLIP_ERROR_IMAGE_TOO_LARGE);
@@ -85,8 +86,8 @@ static void test_stride_and_formats(void)
     CHECK(strcmp(jaclip_image_mode(image), "RGBA") == 0);
     CHECK_OK(jaclip_image_resize_crop(&tensor, image, 2));
     const unsigned char want_rgba[12] = {10, 20, 30, 50, 60, 70, 1, 2, 3, 5, 6, 7}; /* alpha dropped */
-    CHECK(jaclip_tensor_ndim(tensor) == 3 && jaclip_tensor_dim(tensor, 0) == 2 &&
-          jaclip_tensor_dim(tensor, 1) == 2 && jaclip_tensor_dim(tensor, 2) == 3);
+    CHECK(jaclip_tensor_ndim(tensor) == 3 && jaclip_tensor_dim(tensor, 0) == 2 && jaclip_tensor_dim(tensor, 1) == 2 &&
+          jaclip_tensor_dim(tensor, 2) == 3);
     CHECK(memcmp(jaclip_tensor_data(tensor), want_rgba, 12) == 0);
     jaclip_tensor_free(tensor);
     jaclip_image_free(image);
@@ -184,8 +185,8 @@ static void test_shared_files(void)
         CHECK(data != NULL);
         CHECK_OK(jaclip_image_load_memory(&image, data, size, 0, 0));
         CHECK_OK(jaclip_image_resize_crop(&from_memory, image, 224));
-        CHECK(from_file && from_memory && memcmp(jaclip_tensor_data(from_file), jaclip_tensor_data(from_memory),
-                                                 224 * 224 * 3) == 0);
+        CHECK(from_file && from_memory &&
+              memcmp(jaclip_tensor_data(from_file), jaclip_tensor_data(from_memory), 224 * 224 * 3) == 0);
         jaclip_tensor_free(from_file);
         jaclip_tensor_free(from_memory);
         jaclip_image_free(image);
@@ -217,8 +218,8 @@ static void test_shared_files(void)
     }
 
     /* 12-bit JPEGs (PIL cannot read them either), non-image files. */
-    const char *refused[] = {"libjpeg-turbo/testorig12.jpg", "libjpeg-turbo/monkey12.jpg",
-                             "libjpeg-turbo/LICENSE.txt", "pngsuite/PngSuite.README"};
+    const char *refused[] = {"libjpeg-turbo/testorig12.jpg", "libjpeg-turbo/monkey12.jpg", "libjpeg-turbo/LICENSE.txt",
+                             "pngsuite/PngSuite.README"};
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         if (!shared_path(path, sizeof path, refused[i]))
             continue;
@@ -227,10 +228,12 @@ static void test_shared_files(void)
     }
 
     /* PIL's modes for unusual PNGs. */
-    const struct { const char *file, *mode; } modes[] = {
-        {"pngsuite/basn0g01.png", "1"}, {"pngsuite/basn0g02.png", "L"}, {"pngsuite/basn0g16.png", "I"},
+    const struct {
+        const char *file, *mode;
+    } modes[] = {
+        {"pngsuite/basn0g01.png", "1"},  {"pngsuite/basn0g02.png", "L"},    {"pngsuite/basn0g16.png", "I"},
         {"pngsuite/basn4a08.png", "LA"}, {"pngsuite/basn4a16.png", "RGBA"}, {"pngsuite/basn2c16.png", "RGB"},
-        {"pngsuite/basn3p04.png", "P"}, {"pngsuite/basi6a16.png", "RGBA"}, {"pngsuite/tbbn3p08.png", "P"},
+        {"pngsuite/basn3p04.png", "P"},  {"pngsuite/basi6a16.png", "RGBA"}, {"pngsuite/tbbn3p08.png", "P"},
         {"pngsuite/xcsn0g01.png", "1"}, /* bad IDAT CRC: PIL does not check it */
     };
     for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {

@@ -13,45 +13,6 @@
 
 #define DIM 5
 
-static char dir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
-}
-
-static jaclip_tensor *make_f32(size_t rows, size_t cols, const float *data)
-{
-    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
-    jaclip_tensor *t = NULL;
-    CHECK_OK(jaclip_tensor_create(&t, JACLIP_DTYPE_FLOAT32, 2, shape, data));
-    return t;
-}
-
-/* A deterministic pseudo-random fill in [-1, 1). */
-static void fill(float *x, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        x[i] = (float)((seed >> 8) / 8388608.0 - 1.0);
-    }
-}
-
-
-static void write_all(const char *path, const void *data, size_t size)
-{
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    if (f) {
-        CHECK(fwrite(data, 1, size, f) == size);
-        fclose(f);
-    }
-}
-
 /* Cosine computed here in double, independently of the library. */
 static double cosine(const float *a, const float *b, size_t d)
 {
@@ -335,7 +296,7 @@ static void test_search_large(void)
 {
     enum { N = 9000, D = 131, Q = 10 };
     float *rows = malloc(sizeof(float) * N * D), *queries = malloc(sizeof(float) * Q * D);
-    char (*names)[16] = malloc(N * 16);
+    char(*names)[16] = malloc(N * 16);
     const char **labels = malloc(N * sizeof *labels);
     fill(rows, (size_t)N * D, 3);
     fill(queries, (size_t)Q * D, 4);
@@ -409,7 +370,7 @@ static void check_same_index(const jaclip_index *a, const jaclip_index *b)
 static jaclip_index *make_index(size_t n, uint32_t seed, const char *prefix)
 {
     float *x = malloc(sizeof(float) * (n ? n : 1) * DIM);
-    char (*names)[32] = malloc((n ? n : 1) * 32);
+    char(*names)[32] = malloc((n ? n : 1) * 32);
     const char **labels = malloc((n ? n : 1) * sizeof *labels);
     fill(x, n * DIM, seed);
     for (size_t i = 0; i < n; i++) {
@@ -484,7 +445,7 @@ static void test_save_load(void)
     CHECK_ERROR(jaclip_index_load(NULL, path, 0), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_index_load(&loaded, NULL, 0), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_index_load(&loaded, path, 0x80), JACLIP_ERROR_INVALID_ARGUMENT);
-    CHECK_ERROR(jaclip_index_load(&loaded, dir, 0), JACLIP_ERROR_IO); /* a directory */
+    CHECK_ERROR(jaclip_index_load(&loaded, check_dir(), 0), JACLIP_ERROR_IO); /* a directory */
     jaclip_index_free(index);
 }
 
@@ -541,7 +502,7 @@ static void test_append(void)
     char foreign[100];
     memset(foreign, '.', sizeof foreign);
     memcpy(foreign, "PK\3\4 not an index", 18);
-    write_all(tmp_path("foreign.bin"), foreign, sizeof foreign);
+    write_file(tmp_path("foreign.bin"), foreign, sizeof foreign);
     CHECK_ERROR(jaclip_index_append_file(tmp_path("foreign.bin"), t, one), JACLIP_ERROR_INDEX_FORMAT);
     jaclip_tensor *none = make_f32(0, DIM, NULL);
     CHECK_OK(jaclip_index_append_file(path, none, NULL));
@@ -575,7 +536,7 @@ static void test_interrupted_append(void)
         unsigned char *mix = malloc(keep);
         memcpy(mix, new_bytes, keep);
         memcpy(mix, old_bytes, 128); /* the version 2 header */
-        write_all(cut, mix, keep);
+        write_file(cut, mix, keep);
         free(mix);
         if (jaclip_index_load(&loaded, cut, 0) != JACLIP_OK || jaclip_index_size(loaded) != 3)
             failures++;
@@ -587,7 +548,7 @@ static void test_interrupted_append(void)
     unsigned char *mix = malloc(new_size - 5);
     memcpy(mix, new_bytes, new_size - 5);
     memcpy(mix, old_bytes, 128);
-    write_all(cut, mix, new_size - 5);
+    write_file(cut, mix, new_size - 5);
     free(mix);
     CHECK_OK(jaclip_index_append_file(cut, e, labels));
     CHECK_OK(jaclip_index_load(&loaded, cut, JACLIP_INDEX_MMAP));
@@ -607,7 +568,7 @@ static void test_interrupted_append(void)
 static jaclip_status load_bytes(const unsigned char *data, size_t size, uint32_t flags)
 {
     const char *path = tmp_path("damaged.jci");
-    write_all(path, data, size);
+    write_file(path, data, size);
     jaclip_index *loaded = NULL;
     jaclip_status st = jaclip_index_load(&loaded, path, flags);
     CHECK((st == JACLIP_OK) == (loaded != NULL));
@@ -678,7 +639,7 @@ static void test_damaged_files(void)
     memcpy(longer, good, size);
     memset(longer + size, 0xAB, 100);
     jaclip_index *loaded = NULL;
-    write_all(tmp_path("longer.jci"), longer, size + 100);
+    write_file(tmp_path("longer.jci"), longer, size + 100);
     CHECK_OK(jaclip_index_load(&loaded, tmp_path("longer.jci"), JACLIP_INDEX_MMAP));
     CHECK(jaclip_index_size(loaded) == 8);
     jaclip_index_free(loaded);
@@ -703,12 +664,8 @@ static void test_damaged_files(void)
 
 int main(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/jaclip-test-index-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (!check_make_dir("index"))
         return 1;
-    }
     test_create_and_getters();
     test_add();
     test_many_labels();
@@ -718,9 +675,6 @@ int main(void)
     test_append();
     test_interrupted_append();
     test_damaged_files();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    check_remove_dir();
     return check_summary("test_index");
 }

@@ -10,25 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
-}
-
-static void fill(float *x, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        x[i] = (float)((seed >> 8) / 8388608.0 - 1.0);
-    }
-}
-
 /* Writes an index of rows x dim pseudo-random rows labelled "<prefix><i>"; returns the raw rows
  * (caller frees) so expected values come from this test, not from the library. */
 static float *write_shard(const char *path, size_t rows, size_t dim, const char *prefix, uint32_t seed)
@@ -70,7 +51,7 @@ static double row_error(const float *stored, const float *raw, size_t dim)
 /* Files in dir whose name starts with prefix. */
 static int count_files(const char *prefix)
 {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(check_dir());
     struct dirent *e;
     int n = 0;
     while (d && (e = readdir(d)))
@@ -222,19 +203,12 @@ static void test_refused_shards(void)
 
 int main(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/jaclip-test-merge-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (!check_make_dir("merge"))
         return 1;
-    }
     test_merge_rows();
     test_merge_blocks();
     test_bad_arguments();
     test_refused_shards();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    check_remove_dir();
     return check_summary("test_index_merge");
 }

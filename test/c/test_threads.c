@@ -13,8 +13,8 @@
 #define REPS 3
 #define MAX_FILES 6
 
-static const char *texts[] = {"犬の写真", "猫が座っている", "吾輩は猫である。名前はまだ無い。", "a photo of an elephant",
-                              "[CLS] ＡＢＣ 😀"};
+static const char *texts[] = {"犬の写真", "猫が座っている", "吾輩は猫である。名前はまだ無い。",
+                              "a photo of an elephant", "[CLS] ＡＢＣ 😀"};
 #define NTEXTS (sizeof texts / sizeof texts[0])
 
 static const jaclip_model *model;
@@ -25,8 +25,6 @@ static jaclip_tensor *serial_batch;             /* all files in one batch */
 static jaclip_tensor *serial_texts, *serial_ids;
 static unsigned char *model_bytes;
 static size_t model_size;
-
-
 
 static int same(const jaclip_tensor *x, const jaclip_tensor *y)
 {
@@ -138,7 +136,8 @@ static void run_threads(void *(*fn)(void *), const char *what)
 int main(void)
 {
     const char *model_path = env_or("JACLIP_TEST_MODEL", "build/models/tiny.jaclip");
-    const char *project = env_or("JACLIP_PROJECT_DATA", "data"), *shared = env_or("JACLIP_SHARED_DATA", "../shared/data");
+    const char *project = env_or("JACLIP_PROJECT_DATA", "data"),
+               *shared = env_or("JACLIP_SHARED_DATA", "../shared/data");
     static char paths[MAX_FILES][4096];
     const char *pngs[] = {"basn2c08.png", "basn6a08.png", "basi3p02.png", "tbbn0g04.png", "s01i3p01.png"};
     snprintf(paths[0], sizeof paths[0], "%s/dog.jpeg", project);

@@ -14,8 +14,7 @@ static char model_path[4096];
 static const int64_t *ids_of(const jaclip_tensor *t) { return (const int64_t *)jaclip_tensor_data(t); }
 
 /* Row [CLS] + expect[0..n) + [PAD]... with mask 1 for the first 1 + n entries. */
-static int row_is(const jaclip_tensor *ids, const jaclip_tensor *mask, size_t row, const int64_t *expect,
-                  size_t n)
+static int row_is(const jaclip_tensor *ids, const jaclip_tensor *mask, size_t row, const int64_t *expect, size_t n)
 {
     int64_t len = jaclip_tensor_dim(ids, 1);
     const int64_t *r = ids_of(ids) + row * (size_t)len;
@@ -49,7 +48,6 @@ static const int64_t V_ELEPHANT[] = {9, 6378};
 static const int64_t V_SITTING[] = {9, 1651, 12, 578, 587};
 static const int64_t V_DOG_SEP_CAT[] = {9, 1651, 5, 9, 4324};
 static const int64_t V_MASK_X[] = {6, 4295};
-
 
 static void test_load_errors(void)
 {
@@ -147,7 +145,7 @@ static void test_known_vectors(const jaclip_tokenizer *tok)
     CHECK(tokenize_is(tok, "犬", V_DOG, 2));
     CHECK(tokenize_is(tok, "犬が座っている", V_SITTING, 5));
     CHECK(tokenize_is(tok, "犬[SEP]猫", V_DOG_SEP_CAT, 5));
-    CHECK(tokenize_is(tok, "犬 [SEP]\t猫", V_DOG_SEP_CAT, 5)); /* whitespace next to a special token */
+    CHECK(tokenize_is(tok, "犬 [SEP]\t猫", V_DOG_SEP_CAT, 5));      /* whitespace next to a special token */
     CHECK(tokenize_is(tok, "犬\x0b[SEP]\x0b猫", V_DOG_SEP_CAT, 5)); /* U+000B stripped, not <unk> */
     CHECK(tokenize_is(tok, "", NULL, 0));
     /* Lower-casing: an upper-case <S> becomes the special token <s> = 1; [cls] stays text. */
@@ -259,18 +257,18 @@ static void test_invalid_utf8(const jaclip_tokenizer *tok)
         const char *bytes;
         size_t offset;
     } cases[] = {
-        {"ab\x80", 2},                 /* lone continuation byte */
-        {"\xc0\x80", 0},               /* overlong NUL */
-        {"a\xc1\xbf", 1},              /* overlong */
-        {"xy\xe0\x80\xaf", 2},         /* overlong 3-byte */
-        {"\xf0\x80\x80\xaf", 0},       /* overlong 4-byte */
-        {"犬\xed\xa0\x80", 3},         /* surrogate U+D800 */
-        {"\xed\xbf\xbf", 0},           /* surrogate U+DFFF */
-        {"猫猫\xf4\x90\x80\x80", 6},   /* U+110000 */
-        {"\xf5\x80\x80\x80", 0},       /* byte that never starts a sequence */
+        {"ab\x80", 2},               /* lone continuation byte */
+        {"\xc0\x80", 0},             /* overlong NUL */
+        {"a\xc1\xbf", 1},            /* overlong */
+        {"xy\xe0\x80\xaf", 2},       /* overlong 3-byte */
+        {"\xf0\x80\x80\xaf", 0},     /* overlong 4-byte */
+        {"犬\xed\xa0\x80", 3},       /* surrogate U+D800 */
+        {"\xed\xbf\xbf", 0},         /* surrogate U+DFFF */
+        {"猫猫\xf4\x90\x80\x80", 6}, /* U+110000 */
+        {"\xf5\x80\x80\x80", 0},     /* byte that never starts a sequence */
         {"a\xff", 1},
-        {"犬\xe7\x8a", 3},             /* truncated at the end */
-        {"\xe7\x8a犬", 0},             /* truncated before a new character */
+        {"犬\xe7\x8a", 3}, /* truncated at the end */
+        {"\xe7\x8a犬", 0}, /* truncated before a new character */
     };
     char expect[128];
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -323,7 +321,10 @@ static void test_argument_errors(const jaclip_tokenizer *tok)
 
 #define THREAD_TEXTS 6
 static const char *thread_texts[THREAD_TEXTS] = {
-    "吾輩は猫である。名前はまだ無い。", "犬が座っている", "ΟΔΟΣ İstanbul [SEP] <S> x", "😀👍🏽 [MASK]",
+    "吾輩は猫である。名前はまだ無い。",
+    "犬が座っている",
+    "ΟΔΟΣ İstanbul [SEP] <S> x",
+    "😀👍🏽 [MASK]",
     "どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。",
     "ＨＥＬＬＯ　ｗｏｒｌｄ \x0b [CLS] \xc2\x85"};
 
@@ -376,8 +377,7 @@ static int encode_dog(const char *where)
     jaclip_tensor *ids = NULL;
     const char *texts[] = {"犬"};
     int ok = jaclip_tokenizer_load(&tok, model_path) == JACLIP_OK &&
-             jaclip_tokenizer_encode(&ids, NULL, tok, texts, NULL, 1, 0) == JACLIP_OK &&
-             row_is(ids, NULL, 0, V_DOG, 2);
+             jaclip_tokenizer_encode(&ids, NULL, tok, texts, NULL, 1, 0) == JACLIP_OK && row_is(ids, NULL, 0, V_DOG, 2);
     if (!ok)
         fprintf(stderr, "%s: %s\n", where, jaclip_last_error());
     jaclip_tensor_free(ids);

@@ -29,7 +29,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "header/library version mismatch\n");
     else if (jaclip_model_load(&model, argv[1], NULL) != JACLIP_OK ||
              jaclip_model_encode_image_files(&image, model, paths, 1) != JACLIP_OK ||
-             jaclip_model_encode_texts(&text, model, (const char *const *)argv + 4, NULL, (size_t)argc - 4) != JACLIP_OK)
+             jaclip_model_encode_texts(&text, model, (const char *const *)argv + 4, NULL, (size_t)argc - 4) !=
+                 JACLIP_OK)
         fprintf(stderr, "features: %s\n", jaclip_last_error());
     else if (!write_tensor(argv[3], "image.f32", image) || !write_tensor(argv[3], "text.f32", text))
         fprintf(stderr, "features: cannot write to %s\n", argv[3]);

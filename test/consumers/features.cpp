@@ -24,7 +24,7 @@ int main(int argc, char **argv)
         jaclip::check_version();
         const jaclip::Model model(argv[1]);
         std::string dir = argv[3];
-        std::vector<jaclip::Image> images;  // Image is move-only, so no initializer list
+        std::vector<jaclip::Image> images; // Image is move-only, so no initializer list
         images.emplace_back(argv[2]);
         write_tensor(dir + "/image.f32", model.encode_images(images));
         write_tensor(dir + "/text.f32", model.encode_texts(std::vector<std::string>(argv + 4, argv + argc)));

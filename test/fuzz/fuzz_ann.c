@@ -1,4 +1,4 @@
-/* libFuzzer harness for ANN files (lib/ann.c, docs/ann.md): any bytes written to a file and loaded by
+/* libFuzzer harness for ANN files (lib/ann/ann.c, docs/ann.md): any bytes written to a file and loaded by
  * jaclip_ann_load against a fixed index of 10 000 clustered 16-wide rows; what loads is searched.
  * The first input byte picks the mode:
  *   even: the bytes as they are (the header parser, checksums, the stale checks);

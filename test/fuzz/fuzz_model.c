@@ -25,7 +25,8 @@ static void check_failure(const char *what, jaclip_status st, const void *out, c
         if (st == *allowed)
             break;
     if (*allowed == JACLIP_OK || out != NULL || jaclip_last_error()[0] == '\0') {
-        fprintf(stderr, "%s: undocumented or unexplained %s (%s)\n", what, jaclip_status_string(st), jaclip_last_error());
+        fprintf(stderr, "%s: undocumented or unexplained %s (%s)\n", what, jaclip_status_string(st),
+                jaclip_last_error());
         abort();
     }
 }
@@ -39,7 +40,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (limit.rlim_cur && setrlimit(RLIMIT_AS, &limit) != 0)
         perror("setrlimit(RLIMIT_AS)");
     /* One libtorch thread: the harness measures robustness, not speed, and spawns no pools per run. */
-    if (jaclip_model_options_create(&options) != JACLIP_OK || jaclip_model_options_set_num_threads(options, 1) != JACLIP_OK)
+    if (jaclip_model_options_create(&options) != JACLIP_OK ||
+        jaclip_model_options_set_num_threads(options, 1) != JACLIP_OK)
         abort();
     return 0;
 }

@@ -12,12 +12,12 @@
 
 static jaclip_tokenizer *tok;
 
-#define REQUIRE(cond)                                                         \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
+#define REQUIRE(cond)                                                             \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
             fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__); \
-            abort();                                                          \
-        }                                                                     \
+            abort();                                                              \
+        }                                                                         \
     } while (0)
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***)

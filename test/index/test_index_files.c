@@ -1,6 +1,6 @@
 /* Index format version 2 and its writers: deletion (in memory, tombstones in the file, compaction),
  * atomic replace, file stamps, the model fingerprint, float16 rows, version 1 files, and the
- * issue-13 classes of lib/index.c: a label table that stays linear (item 5), readers racing an
+ * issue-13 classes of lib/index/: a label table that stays linear (item 5), readers racing an
  * appender (6), non-finite rows (7, in test/python/test_index_files.py with crafted files), file
  * modes (8). Run by mk/86-index.mk under a memory limit and a timeout. Needs no model. */
 #include "jaclip.h"
@@ -18,33 +18,10 @@
 
 #define DIM 6
 
-static char dir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
-}
-
-static jaclip_tensor *make_f32(size_t rows, size_t cols, const float *data)
-{
-    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
-    jaclip_tensor *t = NULL;
-    CHECK_OK(jaclip_tensor_create(&t, JACLIP_DTYPE_FLOAT32, 2, shape, data));
-    return t;
-}
-
 static jaclip_tensor *random_rows(size_t rows, uint32_t seed)
 {
     jaclip_tensor *t = make_f32(rows, DIM, NULL);
-    float *x = jaclip_tensor_data_mut(t);
-    for (size_t i = 0; i < rows * DIM; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        x[i] = (float)((seed >> 8) / 8388608.0 - 1.0);
-    }
+    fill(jaclip_tensor_data_mut(t), rows * DIM, seed);
     return t;
 }
 
@@ -431,7 +408,7 @@ static void test_one_label_many_rows(void)
 static void test_reader_racing_appender(void)
 {
     char path[300];
-    snprintf(path, sizeof path, "%s/jaclip-race-%d.jci", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : dir,
+    snprintf(path, sizeof path, "%s/jaclip-race-%d.jci", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : check_dir(),
              (int)getpid());
     jaclip_index *index = NULL;
     CHECK_OK(jaclip_index_create(&index, DIM));
@@ -501,11 +478,8 @@ static void test_file_modes(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "%s/jaclip-test-index-files-XXXXXX", env_or("TMPDIR", "/tmp"));
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (!check_make_dir("index-files"))
         return 1;
-    }
     test_remove_in_memory();
     test_remove_file_and_compact();
     test_interrupted_replace();
@@ -515,9 +489,6 @@ int main(void)
     test_one_label_many_rows();
     test_reader_racing_appender();
     test_file_modes();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    check_remove_dir();
     return check_summary("test_index_files");
 }

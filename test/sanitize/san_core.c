@@ -1,9 +1,9 @@
 /* test_core's model-free parts (versions, errors, tensors, similarity, top-k, options) in the
  * sanitizer build, plus what model loading does there: the libtorch plugin cannot be opened under a
  * sanitizer runtime (no_deepbind.c), so every load must fail cleanly with JACLIP_ERROR_BACKEND. */
-#define main test_core_main
-#include "../c/test_core.c"
-#undef main
+#include "core_cases.h"
+
+#include <string.h>
 
 static void test_load_without_backend(const char *model_path)
 {

@@ -21,18 +21,17 @@ static const float stdev[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 static struct {
     jaclip_tokenizer *tok;
-    jaclip_tensor *ids;                  /* serial tokenizer result */
-    unsigned char *bytes[MAX_IMAGES];    /* encoded images, read once */
+    jaclip_tensor *ids;               /* serial tokenizer result */
+    unsigned char *bytes[MAX_IMAGES]; /* encoded images, read once */
     size_t sizes[MAX_IMAGES];
     size_t nimages;
-    jaclip_tensor *pixels[MAX_IMAGES];   /* serial preprocess result of each */
+    jaclip_tensor *pixels[MAX_IMAGES]; /* serial preprocess result of each */
     jaclip_image *shared_image;
-    jaclip_tensor *crop;                 /* serial resize_crop of shared_image */
-    jaclip_tensor *a, *b, *sim, *prob;   /* similarity inputs and serial results */
+    jaclip_tensor *crop;               /* serial resize_crop of shared_image */
+    jaclip_tensor *a, *b, *sim, *prob; /* similarity inputs and serial results */
     jaclip_index *index;
     jaclip_tensor *queries, *hits;
 } g;
-
 
 static int same(const jaclip_tensor *x, const jaclip_tensor *y)
 {
@@ -94,7 +93,8 @@ int main(void)
     const char *images[MAX_IMAGES] = {"%s/dog.jpeg", "%s/images/pngsuite/basn6a08.png",
                                       "%s/images/pngsuite/basi3p02.png", "%s/images/pngsuite/tbbn0g04.png"};
     for (size_t i = 0; i < MAX_IMAGES; i++) {
-        snprintf(path, sizeof path, images[i], i == 0 ? (project ? project : "data") : (shared ? shared : "../shared/data"));
+        snprintf(path, sizeof path, images[i],
+                 i == 0 ? (project ? project : "data") : (shared ? shared : "../shared/data"));
         size_t size = 0;
         unsigned char *bytes = read_file(path, &size);
         if (!bytes) {

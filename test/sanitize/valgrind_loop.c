@@ -5,7 +5,6 @@
 #include "jaclip.h"
 #include "check.h"
 
-
 static void one_round(const char *model_path, const char *bad_dir, const char *dog)
 {
     jaclip_model_options *o = NULL;

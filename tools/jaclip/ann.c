@@ -86,8 +86,10 @@ bool refresh_ann_beside(const char *index_path, const jaclip_index *index)
 
 static int ann_build_or_info(int argc, char **argv, bool build)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"kind", required_argument, NULL, OPT_COMMAND_BASE}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    /* clang-format on */
     jaclip_ann_kind kind = JACLIP_ANN_AUTO;
     int opt;
     command_name = build ? "jaclip index ann build" : "jaclip index ann info";

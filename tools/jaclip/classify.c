@@ -57,8 +57,18 @@ static void free_list(string_list *l)
     free(l->items);
 }
 
-int cmd_classify(int argc, char **argv)
+typedef struct {
+    model_args m;
+    string_list labels, templates, images;
+    const char *classifier_path, *save_path;
+    double scale;
+    size_t top;
+    bool json, strict, labels_given;
+} classify_options;
+
+static void parse_classify_args(classify_options *o, int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},       {"labels", required_argument, NULL, 'l'},
         {"template", required_argument, NULL, 't'},    {"scale", required_argument, NULL, OPT_SCALE},
@@ -70,101 +80,77 @@ int cmd_classify(int argc, char **argv)
         {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
         {"top", required_argument, NULL, 'k'},         {"exif-transpose", no_argument, NULL, OPT_EXIF},
         {"strict", no_argument, NULL, OPT_STRICT},     {NULL, 0, NULL, 0}};
-    model_args m = {0};
-    string_list labels = {0}, templates = {0}, images = {0};
-    const char *classifier_path = NULL, *save_path = NULL;
-    double scale = 0;
-    size_t top = 0;
-    bool json = false, strict = false, labels_given = false;
+    /* clang-format on */
     int opt;
-    command_name = "jaclip classify";
-    while ((opt = getopt_long(argc, argv, ":m:l:t:k:h", options, NULL)) != -1) {
-        if (model_option(&m, opt))
-            continue;
+    memset(o, 0, sizeof *o);
+    while ((opt = next_option(argc, argv, ":m:l:t:k:h", options, &o->m)) != -1)
         switch (opt) {
         case 'l':
             if (!is_utf8(optarg))
                 usage_error("--labels must be UTF-8");
-            split_labels(optarg, &labels);
-            labels_given = true;
+            split_labels(optarg, &o->labels);
+            o->labels_given = true;
             break;
-        case OPT_LABELS_FILE: read_lines(optarg, &labels, "the labels file"); labels_given = true; break;
+        case OPT_LABELS_FILE:
+            read_lines(optarg, &o->labels, "the labels file");
+            o->labels_given = true;
+            break;
         case 't':
             if (!is_utf8(optarg))
                 usage_error("--template must be UTF-8");
-            list_push(&templates, xstrdup(optarg));
+            list_push(&o->templates, xstrdup(optarg));
             break;
-        case OPT_TEMPLATES: add_template_preset(&templates, optarg); break;
-        case OPT_CLASSIFIER: classifier_path = optarg; break;
-        case OPT_SAVE_CLASSIFIER: save_path = optarg; break;
-        case 'k': top = (size_t)parse_long(optarg, "--top", 1, LONG_MAX); break;
+        case OPT_TEMPLATES: add_template_preset(&o->templates, optarg); break;
+        case OPT_CLASSIFIER: o->classifier_path = optarg; break;
+        case OPT_SAVE_CLASSIFIER: o->save_path = optarg; break;
+        case 'k': o->top = (size_t)parse_long(optarg, "--top", 1, LONG_MAX); break;
         case OPT_SCALE:
-            scale = parse_double(optarg, "--scale");
-            if (!(scale > 0) || scale > 1e30)
+            o->scale = parse_double(optarg, "--scale");
+            if (!(o->scale > 0) || o->scale > 1e30)
                 usage_error("--scale must be positive, got '%s'", optarg);
             break;
-        case OPT_STRICT: strict = true; break;
-        case OPT_JSON: json = true; break;
-        case 'h': return help_requested(classify_usage);
+        case OPT_STRICT: o->strict = true; break;
+        case OPT_JSON: o->json = true; break;
+        case 'h': exit(help_requested(classify_usage));
         default: bad_option(opt, argv);
         }
-    }
-    if (!labels_given && !classifier_path)
+    if (!o->labels_given && !o->classifier_path)
         usage_error("--labels is required (e.g. --labels 犬,猫,象), or --labels-file or --classifier");
-    if (classifier_path && (labels_given || templates.count))
+    if (o->classifier_path && (o->labels_given || o->templates.count))
         usage_error("--classifier holds its labels and templates: give no --labels or --template with it");
-    if (labels_given && labels.count == 0)
+    if (o->labels_given && o->labels.count == 0)
         usage_error("the labels file holds no label");
-    for (size_t i = 0; i < templates.count; i++) {
-        const char *mark = strstr(templates.items[i], "{}");
+    for (size_t i = 0; i < o->templates.count; i++) {
+        const char *mark = strstr(o->templates.items[i], "{}");
         if (!mark || strstr(mark + 2, "{}"))
-            usage_error("--template must contain {} (once) where the label goes, got '%s'", templates.items[i]);
+            usage_error("--template must contain {} (once) where the label goes, got '%s'", o->templates.items[i]);
     }
     if (optind >= argc)
         usage_error("no IMAGE given");
-    expand_image_args(argv + optind, (size_t)(argc - optind), &images);
+    expand_image_args(argv + optind, (size_t)(argc - optind), &o->images);
+}
 
-    jaclip_model *model = load_model(&m);
-    jaclip_classifier *classifier = build_or_load_classifier(model, classifier_path, &labels, &templates, save_path);
-    size_t nlabels = jaclip_classifier_size(classifier);
-    if (top == 0 || top > nlabels)
-        top = nlabels;
-    jaclip_tensor *features = encode_image_batch(model, &images, strict, NULL);
-    size_t nimages = images.count;
-    if (nimages == 0) {
-        cli_warn("no image could be read");
-        return EXIT_RUNTIME;
-    }
-    jaclip_tensor *probs = NULL, *scores = NULL, *order = NULL;
-    jaclip_status st;
-    /* Ranked by cosine, which never saturates the way a softmax at scale 100 does. */
-    if ((st = jaclip_classifier_classify_features(&probs, classifier, features, (float)scale)) ||
-        (st = jaclip_classifier_scores(&scores, classifier, features)) ||
-        (st = jaclip_topk(&order, NULL, scores, top)))
-        die(NULL, st);
-
-    const float *p = jaclip_tensor_data(probs);
-    const int64_t *idx = jaclip_tensor_data(order);
-    if (has_non_finite(p, jaclip_tensor_numel(probs))) {
-        cli_warn("%s: the model gave non-finite values (damaged weights?)", m.model_path);
-        return EXIT_RUNTIME;
-    }
-    if (json)
+/* The top labels of each image with their probabilities p [images, labels], ranked by idx. */
+static void print_predictions(const classify_options *o, const jaclip_classifier *classifier, const float *p,
+                              const int64_t *idx, size_t top)
+{
+    size_t nimages = o->images.count, nlabels = jaclip_classifier_size(classifier);
+    if (o->json)
         fputs("[\n", stdout);
     for (size_t i = 0; i < nimages; i++) {
-        if (json) {
+        if (o->json) {
             fputs("  {\"image\": ", stdout);
-            cli_json_string(stdout, images.items[i]);
+            cli_json_string(stdout, o->images.items[i]);
             fputs(", \"labels\": [", stdout);
         } else {
             fputs(i ? "\n" : "", stdout);
-            print_escaped(stdout, images.items[i]);
+            print_escaped(stdout, o->images.items[i]);
             putchar('\n');
         }
         for (size_t j = 0; j < top; j++) {
             size_t label = (size_t)idx[i * top + j];
             float prob = p[i * nlabels + label];
-            if (json) {
+            if (o->json) {
                 fputs(j ? ", {\"label\": " : "{\"label\": ", stdout);
                 cli_json_string(stdout, jaclip_classifier_label(classifier, label));
                 fputs(", \"probability\": ", stdout);
@@ -176,20 +162,49 @@ int cmd_classify(int argc, char **argv)
                 putchar('\n');
             }
         }
-        if (json)
+        if (o->json)
             fputs(i + 1 < nimages ? "]},\n" : "]}\n", stdout);
     }
-    if (json)
+    if (o->json)
         fputs("]\n", stdout);
+}
 
+int cmd_classify(int argc, char **argv)
+{
+    classify_options o;
+    command_name = "jaclip classify";
+    parse_classify_args(&o, argc, argv);
+    jaclip_model *model = load_model(&o.m);
+    jaclip_classifier *classifier =
+        build_or_load_classifier(model, o.classifier_path, &o.labels, &o.templates, o.save_path);
+    size_t nlabels = jaclip_classifier_size(classifier), top = o.top;
+    if (top == 0 || top > nlabels)
+        top = nlabels;
+    jaclip_tensor *features = encode_image_batch(model, &o.images, o.strict, NULL);
+    if (o.images.count == 0) {
+        cli_warn("no image could be read");
+        return EXIT_RUNTIME;
+    }
+    jaclip_tensor *probs = NULL, *scores = NULL, *order = NULL;
+    jaclip_status st;
+    /* Ranked by cosine, which never saturates the way a softmax at scale 100 does. */
+    if ((st = jaclip_classifier_classify_features(&probs, classifier, features, (float)o.scale)) ||
+        (st = jaclip_classifier_scores(&scores, classifier, features)) || (st = jaclip_topk(&order, NULL, scores, top)))
+        die(NULL, st);
+    const float *p = jaclip_tensor_data(probs);
+    if (has_non_finite(p, jaclip_tensor_numel(probs))) {
+        cli_warn("%s: the model gave non-finite values (damaged weights?)", o.m.model_path);
+        return EXIT_RUNTIME;
+    }
+    print_predictions(&o, classifier, p, jaclip_tensor_data(order), top);
     jaclip_tensor_free(order);
     jaclip_tensor_free(scores);
     jaclip_tensor_free(probs);
     jaclip_tensor_free(features);
     jaclip_classifier_free(classifier);
     jaclip_model_free(model);
-    free_list(&labels);
-    free_list(&templates);
-    free_list(&images);
+    free_list(&o.labels);
+    free_list(&o.templates);
+    free_list(&o.images);
     return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
 }

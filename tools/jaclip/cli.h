@@ -41,18 +41,37 @@ double parse_double(const char *text, const char *option);
 typedef struct {
     const char *model_path, *device;
     int threads;
-    uint32_t image_flags; /* JACLIP_IMAGE_*, e.g. from --exif-transpose */
+    uint32_t image_flags;       /* JACLIP_IMAGE_*, e.g. from --exif-transpose */
     jaclip_precision precision; /* DEFAULT unless a command offers --precision */
 } model_args;
 
 /* Long-option codes shared by the commands; a command's own codes start at OPT_COMMAND_BASE. */
-enum { OPT_DEVICE = 1000, OPT_THREADS, OPT_JSON, OPT_TEMPLATE, OPT_SCALE, OPT_IMAGE, OPT_TEXT, OPT_FORMAT,
-       OPT_NORMALIZE, OPT_INDEX, OPT_COMMAND_BASE = 1100,
-       /* zero-shot options shared by classify, embed and eval */
-       OPT_EXIF = 1200, OPT_STRICT, OPT_TOP, OPT_LABELS_FILE, OPT_TEMPLATES, OPT_CLASSIFIER, OPT_SAVE_CLASSIFIER,
-       OPT_CLASSES, OPT_MAPPING };
+enum {
+    OPT_DEVICE = 1000,
+    OPT_THREADS,
+    OPT_JSON,
+    OPT_TEMPLATE,
+    OPT_SCALE,
+    OPT_IMAGE,
+    OPT_TEXT,
+    OPT_FORMAT,
+    OPT_NORMALIZE,
+    OPT_INDEX,
+    OPT_COMMAND_BASE = 1100,
+    /* zero-shot options shared by classify, embed and eval */
+    OPT_EXIF = 1200,
+    OPT_STRICT,
+    OPT_TOP,
+    OPT_LABELS_FILE,
+    OPT_TEMPLATES,
+    OPT_CLASSIFIER,
+    OPT_SAVE_CLASSIFIER,
+    OPT_CLASSES,
+    OPT_MAPPING
+};
 
 bool model_option(model_args *m, int opt);
+int next_option(int argc, char **argv, const char *shortopts, const struct option *longopts, model_args *m);
 jaclip_model *load_model(model_args *m);
 _Noreturn void bad_option(int opt, char **argv);
 int help_requested(const char *usage);

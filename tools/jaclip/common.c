@@ -90,7 +90,16 @@ double parse_double(const char *text, const char *option)
     return v;
 }
 
-
+/* The next option of argv (getopt_long) that is not --model, --device or --threads, which go to m;
+ * -1 at the end. */
+int next_option(int argc, char **argv, const char *shortopts, const struct option *longopts, model_args *m)
+{
+    int opt;
+    while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1)
+        if (!model_option(m, opt))
+            return opt;
+    return -1;
+}
 
 /* Handles --model, --device and --threads; false if opt is none of them. */
 bool model_option(model_args *m, int opt)
@@ -252,8 +261,8 @@ bool write_npy(FILE *f, const float *data, size_t rows, size_t cols)
     size_t header = (size_t)n + 1, total = 10 + header;
     size_t pad = (64 - total % 64) % 64;
     header += pad;
-    unsigned char prefix[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(header & 0xFF),
-                                (unsigned char)(header >> 8)};
+    unsigned char prefix[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(header & 0xFF), (unsigned char)(header >> 8)};
     fwrite(prefix, 1, sizeof prefix, f);
     fwrite(dict, 1, (size_t)n, f);
     for (size_t i = 0; i < pad; i++)
@@ -266,7 +275,6 @@ bool write_npy(FILE *f, const float *data, size_t rows, size_t cols)
 volatile sig_atomic_t stop_signal;
 
 void on_stop_signal(int sig) { stop_signal = sig; }
-
 
 void list_push(string_list *l, char *s)
 {
@@ -347,7 +355,6 @@ void format_duration(char *buf, size_t size, double seconds)
         snprintf(buf, size, "%ld:%02ld", s / 60, s % 60);
 }
 
-
 void progress_clear(const progress *p)
 {
     if (p->tty)
@@ -378,7 +385,6 @@ void progress_show(progress *p, bool final)
     }
     fflush(stderr);
 }
-
 
 jaclip_index *load_index_or_die(const char *path)
 {

@@ -24,9 +24,7 @@ static const char embed_usage[] =
     "\n"
     "Texts that start with '-' go after '--'.\n";
 
-
-static void write_embeddings_json(FILE *f, char **inputs, const char *kind, const float *data, size_t rows,
-                                  size_t cols)
+static void write_embeddings_json(FILE *f, char **inputs, const char *kind, const float *data, size_t rows, size_t cols)
 {
     fputs("[\n", f);
     for (size_t r = 0; r < rows; r++) {
@@ -43,8 +41,17 @@ static void write_embeddings_json(FILE *f, char **inputs, const char *kind, cons
     fputs("]\n", f);
 }
 
-int cmd_embed(int argc, char **argv)
+typedef struct {
+    model_args m;
+    const char *format, *output;
+    bool images, texts, normalize, strict;
+    char **inputs;
+    size_t n;
+} embed_options;
+
+static void parse_embed_args(embed_options *o, int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},      {"image", no_argument, NULL, OPT_IMAGE},
         {"text", no_argument, NULL, OPT_TEXT},        {"format", required_argument, NULL, 'f'},
@@ -52,49 +59,73 @@ int cmd_embed(int argc, char **argv)
         {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
         {"help", no_argument, NULL, 'h'},             {"exif-transpose", no_argument, NULL, OPT_EXIF},
         {"strict", no_argument, NULL, OPT_STRICT},    {NULL, 0, NULL, 0}};
-    model_args m = {0};
-    const char *format = "npy", *output = NULL;
-    bool images = false, texts = false, normalize = false, strict = false;
+    /* clang-format on */
     int opt;
-    command_name = "jaclip embed";
-    while ((opt = getopt_long(argc, argv, ":m:f:o:h", options, NULL)) != -1) {
-        if (model_option(&m, opt))
-            continue;
+    memset(o, 0, sizeof *o);
+    o->format = "npy";
+    while ((opt = next_option(argc, argv, ":m:f:o:h", options, &o->m)) != -1)
         switch (opt) {
-        case OPT_IMAGE: images = true; break;
-        case OPT_TEXT: texts = true; break;
-        case 'f': format = optarg; break;
-        case 'o': output = optarg; break;
-        case OPT_NORMALIZE: normalize = true; break;
-        case OPT_STRICT: strict = true; break;
-        case 'h': return help_requested(embed_usage);
+        case OPT_IMAGE: o->images = true; break;
+        case OPT_TEXT: o->texts = true; break;
+        case 'f': o->format = optarg; break;
+        case 'o': o->output = optarg; break;
+        case OPT_NORMALIZE: o->normalize = true; break;
+        case OPT_STRICT: o->strict = true; break;
+        case 'h': exit(help_requested(embed_usage));
         default: bad_option(opt, argv);
         }
-    }
-    if (images == texts)
+    if (o->images == o->texts)
         usage_error("give exactly one of --image and --text");
-    if (strcmp(format, "npy") != 0 && strcmp(format, "json") != 0)
-        usage_error("--format must be npy or json, got '%s'", format);
+    if (strcmp(o->format, "npy") != 0 && strcmp(o->format, "json") != 0)
+        usage_error("--format must be npy or json, got '%s'", o->format);
     if (optind >= argc)
-        usage_error("no %s given", images ? "image FILE" : "TEXT");
-    if (!output && strcmp(format, "npy") == 0 && isatty(STDOUT_FILENO))
+        usage_error("no %s given", o->images ? "image FILE" : "TEXT");
+    if (!o->output && strcmp(o->format, "npy") == 0 && isatty(STDOUT_FILENO))
         usage_error("not writing binary .npy to a terminal: pass -o FILE or --format json");
-    size_t n = (size_t)(argc - optind);
-    char **inputs = argv + optind;
-    for (size_t i = 0; texts && i < n; i++)
-        if (!is_utf8(inputs[i]))
+    o->n = (size_t)(argc - optind);
+    o->inputs = argv + optind;
+    for (size_t i = 0; o->texts && i < o->n; i++)
+        if (!is_utf8(o->inputs[i]))
             usage_error("text %zu is not valid UTF-8", i + 1);
+}
 
+/* Writes the n rows of emb named by inputs to -o FILE or standard output; the exit status. */
+static int write_embeddings(const embed_options *o, const jaclip_tensor *emb, char **inputs, size_t n)
+{
+    FILE *f = o->output ? fopen(o->output, "wb") : stdout;
+    if (!f) {
+        cli_warn("%s: cannot create: %s", o->output, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    size_t cols = (size_t)jaclip_tensor_dim(emb, 1);
+    if (strcmp(o->format, "npy") == 0)
+        write_npy(f, jaclip_tensor_data(emb), n, cols);
+    else
+        write_embeddings_json(f, inputs, o->texts ? "text" : "image", jaclip_tensor_data(emb), n, cols);
+    if (ferror(f) || (o->output ? fclose(f) : fflush(f)) != 0) {
+        cli_warn("%s: cannot write: %s", o->output ? o->output : "standard output", strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+int cmd_embed(int argc, char **argv)
+{
+    embed_options o;
+    command_name = "jaclip embed";
+    parse_embed_args(&o, argc, argv);
+    char **inputs = o.inputs;
+    size_t n = o.n;
     string_list files = {0};
-    if (images)
+    if (o.images)
         expand_image_args(inputs, n, &files);
-    jaclip_model *model = load_model(&m);
+    jaclip_model *model = load_model(&o.m);
     jaclip_tensor *emb = NULL, *normed = NULL;
     jaclip_status st = JACLIP_OK;
-    if (texts) {
+    if (o.texts) {
         st = jaclip_model_encode_texts(&emb, model, (const char *const *)inputs, NULL, n);
     } else {
-        emb = encode_image_batch(model, &files, strict, NULL);
+        emb = encode_image_batch(model, &files, o.strict, NULL);
         if (files.count == 0) {
             cli_warn("no image could be read");
             return EXIT_RUNTIME;
@@ -104,7 +135,7 @@ int cmd_embed(int argc, char **argv)
     }
     if (st)
         die(NULL, st);
-    if (normalize) {
+    if (o.normalize) {
         if ((st = jaclip_normalize(&normed, emb)))
             die(NULL, st);
         jaclip_tensor_free(emb);
@@ -112,24 +143,10 @@ int cmd_embed(int argc, char **argv)
     }
     /* Damaged weights can load and give NaN: an error, not a file of NaN (or invalid JSON). */
     if (has_non_finite(jaclip_tensor_data(emb), jaclip_tensor_numel(emb))) {
-        cli_warn("%s: the model gave non-finite values (damaged weights?); nothing written", m.model_path);
+        cli_warn("%s: the model gave non-finite values (damaged weights?); nothing written", o.m.model_path);
         return EXIT_RUNTIME;
     }
-    FILE *f = output ? fopen(output, "wb") : stdout;
-    if (!f) {
-        cli_warn("%s: cannot create: %s", output, strerror(errno));
-        return EXIT_RUNTIME;
-    }
-    size_t cols = (size_t)jaclip_tensor_dim(emb, 1);
-    if (strcmp(format, "npy") == 0)
-        write_npy(f, jaclip_tensor_data(emb), n, cols);
-    else
-        write_embeddings_json(f, inputs, texts ? "text" : "image", jaclip_tensor_data(emb), n, cols);
-    int rc = 0;
-    if (ferror(f) || (output ? fclose(f) : fflush(f)) != 0) {
-        cli_warn("%s: cannot write: %s", output ? output : "standard output", strerror(errno));
-        rc = EXIT_RUNTIME;
-    }
+    int rc = write_embeddings(&o, emb, inputs, n);
     jaclip_tensor_free(emb);
     jaclip_model_free(model);
     for (size_t i = 0; i < files.count; i++)

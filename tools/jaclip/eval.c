@@ -122,8 +122,28 @@ static void json_ratio(size_t hits, size_t total)
     json_float(stdout, total ? (float)((double)hits / (double)total) : 0.0f);
 }
 
-int cmd_eval(int argc, char **argv)
+typedef struct {
+    model_args m;
+    string_list templates;
+    const char *classes_preset, *mapping, *classifier_path, *save_path, *root;
+    size_t show_confusions;
+    bool json, strict;
+} eval_options;
+
+/* One evaluation: the classes (sorted folders), their files, and the tallies. */
+typedef struct {
+    class_stats *classes;
+    size_t nclasses;
+    string_list labels, *files;
+    size_t total, counted, top1, top5;
+    uint32_t *mistakes; /* [truth, predicted] */
+    confusion *pairs;
+    size_t npairs;
+} eval_run;
+
+static void parse_eval_args(eval_options *o, int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},       {"template", required_argument, NULL, 't'},
         {"templates", required_argument, NULL, OPT_TEMPLATES}, {"classes", required_argument, NULL, OPT_CLASSES},
@@ -133,59 +153,54 @@ int cmd_eval(int argc, char **argv)
         {"exif-transpose", no_argument, NULL, OPT_EXIF}, {"strict", no_argument, NULL, OPT_STRICT},
         {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
-    model_args m = {0};
-    string_list templates = {0};
-    const char *classes_preset = NULL, *mapping = NULL, *classifier_path = NULL, *save_path = NULL;
-    size_t show_confusions = 10;
-    bool json = false, strict = false;
+    /* clang-format on */
     int opt;
-    command_name = "jaclip eval";
-    while ((opt = getopt_long(argc, argv, ":m:t:h", options, NULL)) != -1) {
-        if (model_option(&m, opt))
-            continue;
+    memset(o, 0, sizeof *o);
+    o->show_confusions = 10;
+    while ((opt = next_option(argc, argv, ":m:t:h", options, &o->m)) != -1)
         switch (opt) {
         case 't': {
             const char *mark = strstr(optarg, "{}");
             if (!is_utf8(optarg) || !mark || strstr(mark + 2, "{}"))
                 usage_error("--template must be UTF-8 with {} (once) where the class name goes, got '%s'", optarg);
-            list_push(&templates, xstrdup(optarg));
+            list_push(&o->templates, xstrdup(optarg));
             break;
         }
-        case OPT_TEMPLATES: add_template_preset(&templates, optarg); break;
-        case OPT_CLASSES: classes_preset = optarg; break;
-        case OPT_MAPPING: mapping = optarg; break;
-        case OPT_CLASSIFIER: classifier_path = optarg; break;
-        case OPT_SAVE_CLASSIFIER: save_path = optarg; break;
-        case OPT_TOP: show_confusions = (size_t)parse_long(optarg, "--confusions", 0, LONG_MAX); break;
-        case OPT_JSON: json = true; break;
-        case OPT_STRICT: strict = true; break;
-        case 'h': return help_requested(eval_usage);
+        case OPT_TEMPLATES: add_template_preset(&o->templates, optarg); break;
+        case OPT_CLASSES: o->classes_preset = optarg; break;
+        case OPT_MAPPING: o->mapping = optarg; break;
+        case OPT_CLASSIFIER: o->classifier_path = optarg; break;
+        case OPT_SAVE_CLASSIFIER: o->save_path = optarg; break;
+        case OPT_TOP: o->show_confusions = (size_t)parse_long(optarg, "--confusions", 0, LONG_MAX); break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_STRICT: o->strict = true; break;
+        case 'h': exit(help_requested(eval_usage));
         default: bad_option(opt, argv);
         }
-    }
     if (optind + 1 != argc)
         usage_error("give exactly one DIR (a folder of class sub-folders)");
-    if (classes_preset && mapping)
+    if (o->classes_preset && o->mapping)
         usage_error("give --classes or --mapping, not both");
-    if (classifier_path && templates.count)
+    if (o->classifier_path && o->templates.count)
         usage_error("--classifier holds its templates: give no --template with it");
-    const char *root = argv[optind];
-    size_t nclasses;
-    class_stats *classes = list_classes(root, &nclasses);
-    if (nclasses < 2)
-        usage_error("%s: holds %zu class sub-folders; zero-shot accuracy needs at least 2", root, nclasses);
-    if (classes_preset) {
+    o->root = argv[optind];
+}
+
+/* Each class's name: from --classes, --mapping, or its folder's name. */
+static void name_classes(const eval_options *o, class_stats *classes, size_t nclasses)
+{
+    if (o->classes_preset) {
         const char *const *names;
         size_t count;
-        if (jaclip_preset_labels(&names, &count, classes_preset))
+        if (jaclip_preset_labels(&names, &count, o->classes_preset))
             usage_error("--classes: %s", jaclip_last_error());
         if (count != nclasses)
-            usage_error("--classes %s has %zu classes but %s holds %zu sub-folders", classes_preset, count, root,
+            usage_error("--classes %s has %zu classes but %s holds %zu sub-folders", o->classes_preset, count, o->root,
                         nclasses);
         for (size_t c = 0; c < nclasses; c++)
             classes[c].label = names[c];
-    } else if (mapping) {
-        apply_mapping(mapping, classes, nclasses);
+    } else if (o->mapping) {
+        apply_mapping(o->mapping, classes, nclasses);
     } else {
         for (size_t c = 0; c < nclasses; c++) {
             if (!is_utf8(classes[c].folder))
@@ -193,148 +208,197 @@ int cmd_eval(int argc, char **argv)
             classes[c].label = classes[c].folder;
         }
     }
-    string_list labels = {0}, *files = xcalloc(nclasses, sizeof *files);
-    size_t total = 0;
-    for (size_t c = 0; c < nclasses; c++) {
-        list_push(&labels, (char *)classes[c].label);
-        size_t len = strlen(root) + strlen(classes[c].folder) + 2;
+}
+
+/* Every class's files, sorted, and the labels in class order. */
+static void list_class_files(eval_run *e, const char *root)
+{
+    e->files = xcalloc(e->nclasses, sizeof *e->files);
+    for (size_t c = 0; c < e->nclasses; c++) {
+        list_push(&e->labels, (char *)e->classes[c].label);
+        size_t len = strlen(root) + strlen(e->classes[c].folder) + 2;
         char *dir = xcalloc(len, 1);
-        snprintf(dir, len, "%s/%s", root, classes[c].folder);
-        walk(dir, &files[c], NULL);
-        qsort(files[c].items, files[c].count, sizeof *files[c].items, by_bytes);
-        total += files[c].count;
+        snprintf(dir, len, "%s/%s", root, e->classes[c].folder);
+        walk(dir, &e->files[c], NULL);
+        qsort(e->files[c].items, e->files[c].count, sizeof *e->files[c].items, by_bytes);
+        e->total += e->files[c].count;
         free(dir);
     }
-    if (total == 0) {
-        cli_warn("%s: no JPEG or PNG files in its sub-folders", root);
+}
+
+/* false (after saying why) unless the classifier's classes are the folders' classes, in order. */
+static bool classifier_matches(const eval_run *e, const jaclip_classifier *classifier, const eval_options *o)
+{
+    if (jaclip_classifier_size(classifier) != e->nclasses) {
+        cli_warn("%s: has %zu classes, %s %zu sub-folders", o->classifier_path, jaclip_classifier_size(classifier),
+                 o->root, e->nclasses);
+        return false;
+    }
+    for (size_t c = 0; c < e->nclasses; c++)
+        if (strcmp(jaclip_classifier_label(classifier, c), e->classes[c].label) != 0) {
+            cli_warn("%s: class %zu is '%s', the folder '%s' is '%s'", o->classifier_path, c,
+                     jaclip_classifier_label(classifier, c), e->classes[c].folder, e->classes[c].label);
+            return false;
+        }
+    return true;
+}
+
+/* Classifies class c's images and tallies its top-1, top-5 and mistakes. */
+static void score_class(eval_run *e, size_t c, const jaclip_model *model, const jaclip_classifier *classifier,
+                        bool strict, progress *prog)
+{
+    const size_t k = e->nclasses < 5 ? e->nclasses : 5;
+    class_stats *cls = &e->classes[c];
+    jaclip_tensor *features = encode_image_batch(model, &e->files[c], strict, prog), *scores = NULL, *order = NULL;
+    jaclip_status st;
+    if (e->files[c].count &&
+        ((st = jaclip_classifier_scores(&scores, classifier, features)) || (st = jaclip_topk(&order, NULL, scores, k))))
+        die(NULL, st);
+    const int64_t *idx = jaclip_tensor_data(order);
+    for (size_t i = 0; i < e->files[c].count; i++) {
+        const int64_t *row = idx + i * k;
+        bool in5 = false;
+        for (size_t j = 0; j < k; j++)
+            in5 |= (size_t)row[j] == c;
+        cls->top1 += (size_t)row[0] == c;
+        cls->top5 += in5;
+        if ((size_t)row[0] != c)
+            e->mistakes[c * e->nclasses + (size_t)row[0]]++;
+    }
+    cls->images = e->files[c].count;
+    e->counted += cls->images;
+    e->top1 += cls->top1;
+    e->top5 += cls->top5;
+    jaclip_tensor_free(order);
+    jaclip_tensor_free(scores);
+    jaclip_tensor_free(features);
+}
+
+/* The (truth, predicted) pairs mistaken at least once, most frequent first. */
+static void collect_confusions(eval_run *e)
+{
+    size_t n2 = e->nclasses * e->nclasses;
+    for (size_t i = 0; i < n2; i++)
+        e->npairs += e->mistakes[i] != 0;
+    e->pairs = xcalloc(e->npairs, sizeof *e->pairs);
+    e->npairs = 0;
+    for (size_t i = 0; i < n2; i++)
+        if (e->mistakes[i])
+            e->pairs[e->npairs++] = (confusion){i / e->nclasses, i % e->nclasses, e->mistakes[i]};
+    qsort(e->pairs, e->npairs, sizeof *e->pairs, by_count);
+}
+
+static void print_eval_json(const eval_run *e, size_t show)
+{
+    const class_stats *classes = e->classes;
+    printf("{\"images\": %zu, \"skipped\": %zu, \"classes\": %zu, \"top1_correct\": %zu, \"top5_correct\": %zu, "
+           "\"top1\": ",
+           e->counted, e->total - e->counted, e->nclasses, e->top1, e->top5);
+    json_ratio(e->top1, e->counted);
+    fputs(", \"top5\": ", stdout);
+    json_ratio(e->top5, e->counted);
+    fputs(",\n \"per_class\": [", stdout);
+    for (size_t c = 0; c < e->nclasses; c++) {
+        fputs(c ? ",\n   {\"folder\": " : "\n   {\"folder\": ", stdout);
+        cli_json_string(stdout, classes[c].folder);
+        fputs(", \"label\": ", stdout);
+        cli_json_string(stdout, classes[c].label);
+        printf(", \"images\": %zu, \"top1_correct\": %zu, \"top5_correct\": %zu, \"top1\": ", classes[c].images,
+               classes[c].top1, classes[c].top5);
+        json_ratio(classes[c].top1, classes[c].images);
+        fputs(", \"top5\": ", stdout);
+        json_ratio(classes[c].top5, classes[c].images);
+        fputc('}', stdout);
+    }
+    fputs("],\n \"confusions\": [", stdout);
+    for (size_t i = 0; i < show; i++) {
+        const confusion *p = &e->pairs[i];
+        fputs(i ? ",\n   {\"folder\": " : "\n   {\"folder\": ", stdout);
+        cli_json_string(stdout, classes[p->truth].folder);
+        fputs(", \"predicted_folder\": ", stdout);
+        cli_json_string(stdout, classes[p->predicted].folder);
+        fputs(", \"label\": ", stdout);
+        cli_json_string(stdout, classes[p->truth].label);
+        fputs(", \"predicted_label\": ", stdout);
+        cli_json_string(stdout, classes[p->predicted].label);
+        printf(", \"count\": %zu}", p->count);
+    }
+    fputs("]}\n", stdout);
+}
+
+static void print_eval_text(const eval_run *e, size_t show)
+{
+    print_percent("top-1", e->top1, e->counted);
+    print_percent("top-5", e->top5, e->counted);
+    printf("%zu images in %zu classes", e->counted, e->nclasses);
+    if (e->total > e->counted)
+        printf(" (%zu unreadable files skipped)", e->total - e->counted);
+    fputc('\n', stdout);
+    if (show)
+        printf("\nmost frequent mistakes (class -> predicted: images):\n");
+    for (size_t i = 0; i < show; i++)
+        printf("  %s -> %s: %zu\n", e->classes[e->pairs[i].truth].label, e->classes[e->pairs[i].predicted].label,
+               e->pairs[i].count);
+}
+
+static void free_eval(eval_run *e, eval_options *o)
+{
+    free(e->pairs);
+    free(e->mistakes);
+    for (size_t c = 0; c < e->nclasses; c++) {
+        for (size_t i = 0; i < e->files[c].count; i++)
+            free(e->files[c].items[i]);
+        free(e->files[c].items);
+        free(e->classes[c].folder);
+    }
+    free(e->files);
+    free(e->labels.items);
+    for (size_t i = 0; i < o->templates.count; i++)
+        free(o->templates.items[i]);
+    free(o->templates.items);
+    free(e->classes);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_options o;
+    eval_run e = {0};
+    command_name = "jaclip eval";
+    parse_eval_args(&o, argc, argv);
+    e.classes = list_classes(o.root, &e.nclasses);
+    if (e.nclasses < 2)
+        usage_error("%s: holds %zu class sub-folders; zero-shot accuracy needs at least 2", o.root, e.nclasses);
+    name_classes(&o, e.classes, e.nclasses);
+    list_class_files(&e, o.root);
+    if (e.total == 0) {
+        cli_warn("%s: no JPEG or PNG files in its sub-folders", o.root);
         return EXIT_RUNTIME;
     }
-
-    jaclip_model *model = load_model(&m);
-    jaclip_classifier *classifier = build_or_load_classifier(model, classifier_path, &labels, &templates, save_path);
-    if (jaclip_classifier_size(classifier) != nclasses) {
-        cli_warn("%s: has %zu classes, %s %zu sub-folders", classifier_path, jaclip_classifier_size(classifier), root,
-                 nclasses);
+    jaclip_model *model = load_model(&o.m);
+    jaclip_classifier *classifier =
+        build_or_load_classifier(model, o.classifier_path, &e.labels, &o.templates, o.save_path);
+    if (!classifier_matches(&e, classifier, &o))
         return EXIT_RUNTIME;
-    }
-    for (size_t c = 0; c < nclasses; c++)
-        if (strcmp(jaclip_classifier_label(classifier, c), classes[c].label) != 0) {
-            cli_warn("%s: class %zu is '%s', the folder '%s' is '%s'", classifier_path, c,
-                     jaclip_classifier_label(classifier, c), classes[c].folder, classes[c].label);
-            return EXIT_RUNTIME;
-        }
-
-    const size_t k = nclasses < 5 ? nclasses : 5;
-    uint32_t *mistakes = xcalloc(nclasses * nclasses, sizeof *mistakes);
-    progress prog = {isatty(STDERR_FILENO) != 0, total, 0, now_seconds(), 0};
-    size_t counted = 0, top1 = 0, top5 = 0;
-    for (size_t c = 0; c < nclasses; c++) {
-        jaclip_tensor *features = encode_image_batch(model, &files[c], strict, &prog), *scores = NULL, *order = NULL;
-        jaclip_status st;
-        if (files[c].count &&
-            ((st = jaclip_classifier_scores(&scores, classifier, features)) || (st = jaclip_topk(&order, NULL, scores, k))))
-            die(NULL, st);
-        const int64_t *idx = jaclip_tensor_data(order);
-        for (size_t i = 0; i < files[c].count; i++) {
-            const int64_t *row = idx + i * k;
-            bool in5 = false;
-            for (size_t j = 0; j < k; j++)
-                in5 |= (size_t)row[j] == c;
-            classes[c].top1 += (size_t)row[0] == c;
-            classes[c].top5 += in5;
-            if ((size_t)row[0] != c)
-                mistakes[c * nclasses + (size_t)row[0]]++;
-        }
-        classes[c].images = files[c].count;
-        counted += classes[c].images;
-        top1 += classes[c].top1;
-        top5 += classes[c].top5;
-        jaclip_tensor_free(order);
-        jaclip_tensor_free(scores);
-        jaclip_tensor_free(features);
-    }
+    e.mistakes = xcalloc(e.nclasses * e.nclasses, sizeof *e.mistakes);
+    progress prog = {isatty(STDERR_FILENO) != 0, e.total, 0, now_seconds(), 0};
+    for (size_t c = 0; c < e.nclasses; c++)
+        score_class(&e, c, model, classifier, o.strict, &prog);
     if (prog.done < prog.total) { /* the last files were skipped: finish the bar */
         prog.done = prog.total;
         progress_show(&prog, true);
     }
-    if (counted == 0) {
+    if (e.counted == 0) {
         cli_warn("no image could be read");
         return EXIT_RUNTIME;
     }
-
-    size_t npairs = 0;
-    for (size_t i = 0; i < nclasses * nclasses; i++)
-        npairs += mistakes[i] != 0;
-    confusion *pairs = xcalloc(npairs, sizeof *pairs);
-    npairs = 0;
-    for (size_t i = 0; i < nclasses * nclasses; i++)
-        if (mistakes[i])
-            pairs[npairs++] = (confusion){i / nclasses, i % nclasses, mistakes[i]};
-    qsort(pairs, npairs, sizeof *pairs, by_count);
-    if (show_confusions > npairs)
-        show_confusions = npairs;
-
-    if (json) {
-        printf("{\"images\": %zu, \"skipped\": %zu, \"classes\": %zu, \"top1_correct\": %zu, \"top5_correct\": %zu, "
-               "\"top1\": ", counted, total - counted, nclasses, top1, top5);
-        json_ratio(top1, counted);
-        fputs(", \"top5\": ", stdout);
-        json_ratio(top5, counted);
-        fputs(",\n \"per_class\": [", stdout);
-        for (size_t c = 0; c < nclasses; c++) {
-            fputs(c ? ",\n   {\"folder\": " : "\n   {\"folder\": ", stdout);
-            cli_json_string(stdout, classes[c].folder);
-            fputs(", \"label\": ", stdout);
-            cli_json_string(stdout, classes[c].label);
-            printf(", \"images\": %zu, \"top1_correct\": %zu, \"top5_correct\": %zu, \"top1\": ", classes[c].images,
-                   classes[c].top1, classes[c].top5);
-            json_ratio(classes[c].top1, classes[c].images);
-            fputs(", \"top5\": ", stdout);
-            json_ratio(classes[c].top5, classes[c].images);
-            fputc('}', stdout);
-        }
-        fputs("],\n \"confusions\": [", stdout);
-        for (size_t i = 0; i < show_confusions; i++) {
-            fputs(i ? ",\n   {\"folder\": " : "\n   {\"folder\": ", stdout);
-            cli_json_string(stdout, classes[pairs[i].truth].folder);
-            fputs(", \"predicted_folder\": ", stdout);
-            cli_json_string(stdout, classes[pairs[i].predicted].folder);
-            fputs(", \"label\": ", stdout);
-            cli_json_string(stdout, classes[pairs[i].truth].label);
-            fputs(", \"predicted_label\": ", stdout);
-            cli_json_string(stdout, classes[pairs[i].predicted].label);
-            printf(", \"count\": %zu}", pairs[i].count);
-        }
-        fputs("]}\n", stdout);
-    } else {
-        print_percent("top-1", top1, counted);
-        print_percent("top-5", top5, counted);
-        printf("%zu images in %zu classes", counted, nclasses);
-        if (total > counted)
-            printf(" (%zu unreadable files skipped)", total - counted);
-        fputc('\n', stdout);
-        if (show_confusions)
-            printf("\nmost frequent mistakes (class -> predicted: images):\n");
-        for (size_t i = 0; i < show_confusions; i++)
-            printf("  %s -> %s: %zu\n", classes[pairs[i].truth].label, classes[pairs[i].predicted].label,
-                   pairs[i].count);
-    }
-
-    free(pairs);
-    free(mistakes);
+    collect_confusions(&e);
+    size_t show = o.show_confusions < e.npairs ? o.show_confusions : e.npairs;
+    if (o.json)
+        print_eval_json(&e, show);
+    else
+        print_eval_text(&e, show);
     jaclip_classifier_free(classifier);
     jaclip_model_free(model);
-    for (size_t c = 0; c < nclasses; c++) {
-        for (size_t i = 0; i < files[c].count; i++)
-            free(files[c].items[i]);
-        free(files[c].items);
-        free(classes[c].folder);
-    }
-    free(files);
-    free(labels.items);
-    for (size_t i = 0; i < templates.count; i++)
-        free(templates.items[i]);
-    free(templates.items);
-    free(classes);
+    free_eval(&e, &o);
     return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
 }

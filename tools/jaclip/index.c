@@ -28,8 +28,10 @@ enum { OPT_INDEX_WAIT = OPT_COMMAND_BASE + 40 };
 
 static int index_remove_or_compact(int argc, char **argv, bool compact)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"wait", no_argument, NULL, OPT_INDEX_WAIT}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    /* clang-format on */
     bool wait = false;
     int opt;
     command_name = compact ? "jaclip index compact" : "jaclip index remove";
@@ -62,8 +64,10 @@ static int index_remove_or_compact(int argc, char **argv, bool compact)
 
 static int index_info_or_list(int argc, char **argv, bool list)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"json", no_argument, NULL, OPT_JSON}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    /* clang-format on */
     bool json = false, nul = false;
     int opt;
     command_name = list ? "jaclip index list" : "jaclip index info";

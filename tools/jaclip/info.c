@@ -28,25 +28,24 @@ static jaclip_precision parse_precision(const char *text)
 
 int cmd_info(int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},     {"precision", required_argument, NULL, OPT_PRECISION},
         {"json", no_argument, NULL, OPT_JSON},       {"device", required_argument, NULL, OPT_DEVICE},
         {"threads", required_argument, NULL, OPT_THREADS}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
+    /* clang-format on */
     model_args m = {0};
     bool json = false;
     int opt;
     command_name = "jaclip info";
-    while ((opt = getopt_long(argc, argv, ":m:h", options, NULL)) != -1) {
-        if (model_option(&m, opt))
-            continue;
+    while ((opt = next_option(argc, argv, ":m:h", options, &m)) != -1)
         switch (opt) {
         case OPT_PRECISION: m.precision = parse_precision(optarg); break;
         case OPT_JSON: json = true; break;
         case 'h': return help_requested(info_usage);
         default: bad_option(opt, argv);
         }
-    }
     if (optind < argc && !m.model_path)
         m.model_path = argv[optind++];
     if (optind != argc)

@@ -36,7 +36,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (jaclip_version_number() != JACLIP_VERSION_NUMBER) {
-        cli_warn("libjaclip %s is loaded, this command was built for %s", jaclip_version_string(), JACLIP_VERSION_STRING);
+        cli_warn("libjaclip %s is loaded, this command was built for %s", jaclip_version_string(),
+                 JACLIP_VERSION_STRING);
         return EXIT_RUNTIME;
     }
     if (!strcmp(cmd, "classify"))

@@ -14,8 +14,10 @@ static const char merge_usage[] =
 
 int cmd_index_merge(int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"unique", no_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    /* clang-format on */
     uint32_t flags = JACLIP_INDEX_MERGE_DEFAULT;
     int opt;
     command_name = "jaclip index merge";

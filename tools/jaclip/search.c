@@ -19,8 +19,18 @@ static const char search_usage[] =
     "      --threads N       libtorch threads (default: all cores)\n"
     "  -h, --help            this help\n";
 
-int cmd_search(int argc, char **argv)
+typedef struct {
+    model_args m;
+    const char *index_path;
+    string_list query_images;
+    char **texts;
+    size_t ntexts, k, nprobe;
+    bool json, force, exact;
+} search_options;
+
+static void parse_search_args(search_options *o, int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},    {"index", required_argument, NULL, 'i'},
         {"image", required_argument, NULL, OPT_IMAGE}, {"json", no_argument, NULL, OPT_JSON},
@@ -28,88 +38,90 @@ int cmd_search(int argc, char **argv)
         {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
         {"exact", no_argument, NULL, OPT_COMMAND_BASE}, {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
-    model_args m = {0};
-    const char *index_path = NULL;
-    string_list query_images = {0};
-    size_t k = 10;
-    bool json = false, force = false, exact = false;
-    size_t nprobe = 0;
+    /* clang-format on */
     int opt;
-    command_name = "jaclip search";
-    while ((opt = getopt_long(argc, argv, ":m:i:k:h", options, NULL)) != -1) {
-        if (model_option(&m, opt))
-            continue;
+    memset(o, 0, sizeof *o);
+    o->k = 10;
+    while ((opt = next_option(argc, argv, ":m:i:k:h", options, &o->m)) != -1)
         switch (opt) {
-        case 'i': index_path = optarg; break;
-        case OPT_IMAGE: list_push(&query_images, optarg); break;
-        case 'k': k = (size_t)parse_long(optarg, "-k", 1, 1000000); break;
-        case OPT_JSON: json = true; break;
-        case OPT_COMMAND_BASE + 60: force = true; break;
-        case OPT_COMMAND_BASE: exact = true; break;
-        case OPT_COMMAND_BASE + 1: nprobe = (size_t)parse_long(optarg, "--nprobe", 1, 65536); break;
-        case 'h': return help_requested(search_usage);
+        case 'i': o->index_path = optarg; break;
+        case OPT_IMAGE: list_push(&o->query_images, optarg); break;
+        case 'k': o->k = (size_t)parse_long(optarg, "-k", 1, 1000000); break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_COMMAND_BASE + 60: o->force = true; break;
+        case OPT_COMMAND_BASE: o->exact = true; break;
+        case OPT_COMMAND_BASE + 1: o->nprobe = (size_t)parse_long(optarg, "--nprobe", 1, 65536); break;
+        case 'h': exit(help_requested(search_usage));
         default: bad_option(opt, argv);
         }
-    }
-    if (!index_path)
+    if (!o->index_path)
         usage_error("--index INDEX is required");
-    size_t ntexts = (size_t)(argc - optind), nimages = query_images.count, nq = ntexts + nimages;
-    if (nq == 0)
+    o->ntexts = (size_t)(argc - optind);
+    if (o->ntexts + o->query_images.count == 0)
         usage_error("no query: give a TEXT or --image FILE");
-    char **texts = argv + optind;
-    for (size_t i = 0; i < ntexts; i++)
-        if (!is_utf8(texts[i]))
+    o->texts = argv + optind;
+    for (size_t i = 0; i < o->ntexts; i++)
+        if (!is_utf8(o->texts[i]))
             usage_error("query text %zu is not valid UTF-8", i + 1);
+}
 
-    jaclip_index *index = load_index_or_die(index_path);
-    jaclip_model *model = load_model(&m);
+/* false (after saying why) unless the index holds this model's embeddings (or --force says so). */
+static bool index_fits_model(const search_options *o, const jaclip_index *index, const jaclip_model *model)
+{
     size_t dim = (size_t)jaclip_model_embedding_dim(model);
     if (jaclip_index_dim(index) != dim) {
-        cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", index_path, jaclip_index_dim(index), dim);
-        return EXIT_RUNTIME;
+        cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", o->index_path, jaclip_index_dim(index),
+                 dim);
+        return false;
     }
     /* Another model's embeddings would give meaningless scores. Indexes from before fingerprints pass. */
-    jaclip_status fst = jaclip_index_check_fingerprint(index, jaclip_model_fingerprint(model),
-                                                       JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN);
+    jaclip_status fst =
+        jaclip_index_check_fingerprint(index, jaclip_model_fingerprint(model), JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN);
     if (fst) {
-        report(index_path, fst);
-        if (!force) {
-            cli_warn("%s: pass --force to search it with this model anyway", index_path);
-            return EXIT_RUNTIME;
+        report(o->index_path, fst);
+        if (!o->force) {
+            cli_warn("%s: pass --force to search it with this model anyway", o->index_path);
+            return false;
         }
     }
-    /* Queries in one tensor: texts first, then images. */
-    int64_t shape[2] = {(int64_t)nq, (int64_t)dim};
-    jaclip_tensor *queries = NULL, *part = NULL, *idx = NULL, *scores = NULL;
+    return true;
+}
+
+/* The queries in one tensor: texts first, then images. */
+static jaclip_tensor *encode_queries(const search_options *o, const jaclip_model *model)
+{
+    size_t ntexts = o->ntexts, nimages = o->query_images.count, dim = (size_t)jaclip_model_embedding_dim(model);
+    int64_t shape[2] = {(int64_t)(ntexts + nimages), (int64_t)dim};
+    jaclip_tensor *queries = NULL, *part = NULL;
     jaclip_status st = jaclip_tensor_create(&queries, JACLIP_DTYPE_FLOAT32, 2, shape, NULL);
     if (st)
         die(NULL, st);
     float *q = jaclip_tensor_data_mut(queries);
     if (ntexts) {
-        if ((st = jaclip_model_encode_texts(&part, model, (const char *const *)texts, NULL, ntexts)))
+        if ((st = jaclip_model_encode_texts(&part, model, (const char *const *)o->texts, NULL, ntexts)))
             die(NULL, st);
         memcpy(q, jaclip_tensor_data(part), jaclip_tensor_nbytes(part));
         jaclip_tensor_free(part);
     }
     if (nimages) {
-        if ((st = jaclip_model_encode_image_files(&part, model, (const char *const *)query_images.items, nimages)))
+        if ((st = jaclip_model_encode_image_files(&part, model, (const char *const *)o->query_images.items, nimages)))
             die(NULL, st);
         memcpy(q + ntexts * dim, jaclip_tensor_data(part), jaclip_tensor_nbytes(part));
         jaclip_tensor_free(part);
     }
-    jaclip_ann *ann = exact ? NULL : load_ann_beside(index_path, index);
-    if (ann && nprobe && (st = jaclip_ann_set_params(ann, nprobe, 0, 0)))
-        die(NULL, st);
-    if ((st = ann ? jaclip_ann_search(&idx, &scores, ann, queries, k) : jaclip_index_search(&idx, &scores, index, queries, k)))
-        die(index_path, st);
-    size_t kk = (size_t)jaclip_tensor_dim(idx, 1);
-    const int64_t *rows = jaclip_tensor_data(idx);
-    const float *s = jaclip_tensor_data(scores);
-    if (json)
+    return queries;
+}
+
+/* Each query's hits (rows idx, scores s, [nq, kk]; a negative row ends a short list). */
+static void print_hits(const search_options *o, const jaclip_index *index, const int64_t *rows, const float *s,
+                       size_t kk)
+{
+    size_t ntexts = o->ntexts, nq = ntexts + o->query_images.count;
+    if (o->json)
         fputs("[\n", stdout);
     for (size_t i = 0; i < nq; i++) {
-        const char *query = i < ntexts ? texts[i] : query_images.items[i - ntexts];
-        if (json) {
+        const char *query = i < ntexts ? o->texts[i] : o->query_images.items[i - ntexts];
+        if (o->json) {
             fputs("  {\"query\": ", stdout);
             cli_json_string(stdout, query);
             printf(", \"kind\": \"%s\", \"results\": [", i < ntexts ? "text" : "image");
@@ -135,14 +147,34 @@ int cmd_search(int argc, char **argv)
             }
         }
     }
-    if (json)
+    if (o->json)
         fputs("]\n", stdout);
+}
+
+int cmd_search(int argc, char **argv)
+{
+    search_options o;
+    command_name = "jaclip search";
+    parse_search_args(&o, argc, argv);
+    jaclip_index *index = load_index_or_die(o.index_path);
+    jaclip_model *model = load_model(&o.m);
+    if (!index_fits_model(&o, index, model))
+        return EXIT_RUNTIME;
+    jaclip_tensor *queries = encode_queries(&o, model), *idx = NULL, *scores = NULL;
+    jaclip_status st;
+    jaclip_ann *ann = o.exact ? NULL : load_ann_beside(o.index_path, index);
+    if (ann && o.nprobe && (st = jaclip_ann_set_params(ann, o.nprobe, 0, 0)))
+        die(NULL, st);
+    if ((st = ann ? jaclip_ann_search(&idx, &scores, ann, queries, o.k)
+                  : jaclip_index_search(&idx, &scores, index, queries, o.k)))
+        die(o.index_path, st);
+    print_hits(&o, index, jaclip_tensor_data(idx), jaclip_tensor_data(scores), (size_t)jaclip_tensor_dim(idx, 1));
     jaclip_tensor_free(idx);
     jaclip_tensor_free(scores);
     jaclip_tensor_free(queries);
     jaclip_model_free(model);
     jaclip_ann_free(ann);
     jaclip_index_free(index);
-    free(query_images.items);
+    free(o.query_images.items);
     return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
 }

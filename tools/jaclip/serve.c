@@ -30,15 +30,13 @@ static const char serve_usage[] =
     "\n"
     "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout), and exits 0.\n";
 
-enum { OPT_HOST = OPT_COMMAND_BASE, OPT_TOKEN, OPT_MODEL_THREADS, OPT_MAX_REQUESTS, OPT_MAX_BODY,
-       OPT_TIMEOUT };
+enum { OPT_HOST = OPT_COMMAND_BASE, OPT_TOKEN, OPT_MODEL_THREADS, OPT_MAX_REQUESTS, OPT_MAX_BODY, OPT_TIMEOUT };
 
-static const char *const route_names[ROUTE_COUNT] = {
-    "page", "healthz", "metrics", "info", "indexes", "embed_text", "embed_image", "classify", "search",
-    "thumbnail", "unknown"};
+static const char *const route_names[ROUTE_COUNT] = {"page",    "healthz",    "metrics",     "info",
+                                                     "indexes", "embed_text", "embed_image", "classify",
+                                                     "search",  "thumbnail",  "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
-static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                                       5, 10, 30};
+static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
 /* ---- replies ---- */
 
@@ -85,9 +83,10 @@ void reply_library_error(reply *out, jaclip_status st)
     snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), full);
     unsigned http;
     switch (st) {
-    case JACLIP_ERROR_INVALID_ARGUMENT: case JACLIP_ERROR_SHAPE: case JACLIP_ERROR_INVALID_UTF8:
-    case JACLIP_ERROR_IMAGE_DECODE:
-        http = MHD_HTTP_BAD_REQUEST; break;
+    case JACLIP_ERROR_INVALID_ARGUMENT:
+    case JACLIP_ERROR_SHAPE:
+    case JACLIP_ERROR_INVALID_UTF8:
+    case JACLIP_ERROR_IMAGE_DECODE: http = MHD_HTTP_BAD_REQUEST; break;
     case JACLIP_ERROR_IMAGE_TOO_LARGE: http = MHD_HTTP_CONTENT_TOO_LARGE; break;
     case JACLIP_ERROR_NOT_FOUND: http = MHD_HTTP_NOT_FOUND; break;
     case JACLIP_ERROR_OUT_OF_MEMORY: http = MHD_HTTP_SERVICE_UNAVAILABLE; break;
@@ -171,7 +170,8 @@ static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const ch
             return MHD_NO;
         r->fields = p;
         f = &r->fields[r->nfields++];
-        *f = (form_field){.name = strdup(key ? key : ""), .filename = dup_or_null(filename),
+        *f = (form_field){.name = strdup(key ? key : ""),
+                          .filename = dup_or_null(filename),
                           .content_type = dup_or_null(content_type)};
         if (!f->name)
             return MHD_NO;
@@ -239,7 +239,8 @@ static void metrics_text(server *s, reply *out)
         return;
     }
     fputs("# HELP jaclip_requests_total HTTP requests answered, by route and status.\n"
-          "# TYPE jaclip_requests_total counter\n", f);
+          "# TYPE jaclip_requests_total counter\n",
+          f);
     for (int r = 0; r < ROUTE_COUNT; r++)
         for (int c = 100; c < 600; c++) {
             unsigned long n = atomic_load(&s->metrics[r].codes[c]);
@@ -247,7 +248,8 @@ static void metrics_text(server *s, reply *out)
                 fprintf(f, "jaclip_requests_total{route=\"%s\",code=\"%d\"} %lu\n", route_names[r], c, n);
         }
     fputs("# HELP jaclip_request_duration_seconds Time from the request's headers to its answer.\n"
-          "# TYPE jaclip_request_duration_seconds histogram\n", f);
+          "# TYPE jaclip_request_duration_seconds histogram\n",
+          f);
     for (int r = 0; r < ROUTE_COUNT; r++) {
         unsigned long total = 0;
         for (int b = 0; b <= LATENCY_BUCKETS; b++) {
@@ -263,8 +265,7 @@ static void metrics_text(server *s, reply *out)
                 atomic_load(&s->metrics[r].sum_us) / 1e6);
         fprintf(f, "jaclip_request_duration_seconds_count{route=\"%s\"} %lu\n", route_names[r], total);
     }
-    fprintf(f, "# TYPE jaclip_requests_in_flight gauge\njaclip_requests_in_flight %u\n",
-            atomic_load(&s->in_flight));
+    fprintf(f, "# TYPE jaclip_requests_in_flight gauge\njaclip_requests_in_flight %u\n", atomic_load(&s->in_flight));
     fprintf(f, "# TYPE jaclip_thumbnail_cache_hits_total counter\njaclip_thumbnail_cache_hits_total %lu\n",
             atomic_load(&s->thumb_hits));
     fprintf(f, "# TYPE jaclip_thumbnail_cache_misses_total counter\njaclip_thumbnail_cache_misses_total %lu\n",
@@ -280,11 +281,13 @@ static void metrics_text(server *s, reply *out)
 
 static route_id route_of(const char *url, const char **rest)
 {
-    static const struct { const char *path; route_id route; } exact[] = {
-        {"/healthz", ROUTE_HEALTHZ}, {"/metrics", ROUTE_METRICS}, {"/v1/info", ROUTE_INFO},
-        {"/v1/indexes", ROUTE_INDEXES}, {"/v1/embed/text", ROUTE_EMBED_TEXT},
-        {"/v1/embed/image", ROUTE_EMBED_IMAGE}, {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},
-        {"/v1/thumbnail", ROUTE_THUMBNAIL}};
+    static const struct {
+        const char *path;
+        route_id route;
+    } exact[] = {
+        {"/healthz", ROUTE_HEALTHZ},      {"/metrics", ROUTE_METRICS},          {"/v1/info", ROUTE_INFO},
+        {"/v1/indexes", ROUTE_INDEXES},   {"/v1/embed/text", ROUTE_EMBED_TEXT}, {"/v1/embed/image", ROUTE_EMBED_IMAGE},
+        {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},         {"/v1/thumbnail", ROUTE_THUMBNAIL}};
     *rest = NULL;
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (!strcmp(url, exact[i].path))
@@ -334,8 +337,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, reply *o
     return ok;
 }
 
-static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
-                                const char *value, size_t value_size)
+static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+                                size_t value_size)
 {
     bool *found = cls;
     if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
@@ -373,8 +376,7 @@ static bool admit(server *s, request *r, const char *method, reply *out)
     }
     const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length && strtoull(length, NULL, 10) > s->max_body) {
-        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes",
-                    s->max_body);
+        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes", s->max_body);
         return false;
     }
     if (r->route != ROUTE_HEALTHZ && r->route != ROUTE_METRICS && r->route != ROUTE_PAGE) {
@@ -403,8 +405,7 @@ static bool admit(server *s, request *r, const char *method, reply *out)
 static void dispatch(server *s, request *r, const char *rest, reply *out)
 {
     if (r->too_large) {
-        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes",
-                    s->max_body);
+        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes", s->max_body);
         return;
     }
     if (r->bad_form) {
@@ -412,9 +413,7 @@ static void dispatch(server *s, request *r, const char *rest, reply *out)
         return;
     }
     switch (r->route) {
-    case ROUTE_HEALTHZ:
-        reply_json(out, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
-        return;
+    case ROUTE_HEALTHZ: reply_json(out, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok")); return;
     case ROUTE_METRICS: metrics_text(s, out); return;
     case ROUTE_INFO: api_info(s, r, out); return;
     case ROUTE_INDEXES: api_indexes(s, r, rest, out); return;
@@ -423,13 +422,13 @@ static void dispatch(server *s, request *r, const char *rest, reply *out)
     case ROUTE_CLASSIFY: api_classify(s, r, out); return;
     case ROUTE_SEARCH: api_search(s, r, out); return;
     case ROUTE_THUMBNAIL: api_thumbnail(s, r, out); return;
-    case ROUTE_PAGE: default: break;
+    case ROUTE_PAGE:
+    default: break;
     }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_size,
-                                  void **state)
+                                  const char *version, const char *upload_data, size_t *upload_size, void **state)
 {
     server *s = cls;
     request *r = *state;
@@ -511,8 +510,7 @@ static bool is_loopback(const struct sockaddr_storage *a)
     if (a->ss_family == AF_INET)
         return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
     const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
-    return IN6_IS_ADDR_LOOPBACK(v6) ||
-           (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+    return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
 }
 
 static void parse_host(const char *host, long port, struct sockaddr_storage *out, socklen_t *len)
@@ -548,8 +546,8 @@ static served_index load_served_index(const char *arg, size_t dim)
         if (dot && dot != name)
             *dot = '\0';
     }
-    if (!name || !*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-                               strlen(name))
+    if (!name || !*name ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(name))
         usage_error("--index name '%s' must be letters, digits, '.', '_' or '-' (use NAME=FILE)", name ? name : "");
     jaclip_index *index = load_index_or_die(path);
     if (jaclip_index_dim(index) != dim) {
@@ -559,8 +557,18 @@ static served_index load_served_index(const char *arg, size_t dim)
     return (served_index){name, index};
 }
 
-int cmd_serve(int argc, char **argv)
+typedef struct {
+    model_args m;
+    string_list index_args;
+    const char *host, *token, *classifier_path;
+    long port, workers, max_requests, max_body, timeout;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+} serve_options;
+
+static void parse_serve_args(serve_options *o, int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},        {"index", required_argument, NULL, 'i'},
         {"host", required_argument, NULL, OPT_HOST},    {"port", required_argument, NULL, 'p'},
@@ -571,95 +579,87 @@ int cmd_serve(int argc, char **argv)
         {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'},
         {"classifier", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0}};
-    model_args m = {0};
-    string_list index_args = {0};
-    const char *host = "127.0.0.1", *token = getenv("JACLIP_SERVE_TOKEN"), *classifier_path = NULL;
-    long port = 8080, workers = 1, max_requests = 64, max_body = 16L << 20, timeout = 30;
+    /* clang-format on */
     int opt;
-    command_name = "jaclip serve";
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->token = getenv("JACLIP_SERVE_TOKEN");
+    o->port = 8080, o->workers = 1, o->max_requests = 64, o->max_body = 16L << 20, o->timeout = 30;
     while ((opt = getopt_long(argc, argv, ":m:i:p:c:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'm': m.model_path = optarg; break;
-        case OPT_DEVICE: m.device = optarg; break;
-        case 'i': list_push(&index_args, optarg); break;
-        case OPT_HOST: host = optarg; break;
-        case 'p': port = parse_long(optarg, "--port", 0, 65535); break;
-        case OPT_TOKEN: token = optarg; break;
-        case OPT_THREADS: workers = parse_long(optarg, "--threads", 1, 256); break;
-        case OPT_MODEL_THREADS: m.threads = (int)parse_long(optarg, "--model-threads", 0, 1024); break;
-        case OPT_MAX_REQUESTS: max_requests = parse_long(optarg, "--max-requests", 1, 10000); break;
-        case OPT_MAX_BODY: max_body = parse_long(optarg, "--max-body", 1024, 1L << 30); break;
-        case OPT_TIMEOUT: timeout = parse_long(optarg, "--timeout", 1, 3600); break;
-        case 'c': classifier_path = optarg; break;
-        case 'h': return help_requested(serve_usage);
+        case 'm': o->m.model_path = optarg; break;
+        case OPT_DEVICE: o->m.device = optarg; break;
+        case 'i': list_push(&o->index_args, optarg); break;
+        case OPT_HOST: o->host = optarg; break;
+        case 'p': o->port = parse_long(optarg, "--port", 0, 65535); break;
+        case OPT_TOKEN: o->token = optarg; break;
+        case OPT_THREADS: o->workers = parse_long(optarg, "--threads", 1, 256); break;
+        case OPT_MODEL_THREADS: o->m.threads = (int)parse_long(optarg, "--model-threads", 0, 1024); break;
+        case OPT_MAX_REQUESTS: o->max_requests = parse_long(optarg, "--max-requests", 1, 10000); break;
+        case OPT_MAX_BODY: o->max_body = parse_long(optarg, "--max-body", 1024, 1L << 30); break;
+        case OPT_TIMEOUT: o->timeout = parse_long(optarg, "--timeout", 1, 3600); break;
+        case 'c': o->classifier_path = optarg; break;
+        case 'h': exit(help_requested(serve_usage));
         default: bad_option(opt, argv);
         }
     }
     if (optind < argc)
         usage_error("unexpected argument '%s'", argv[optind]);
-    if (token && !*token)
-        token = NULL;
-    if (token && !is_utf8(token))
+    if (o->token && !*o->token)
+        o->token = NULL;
+    if (o->token && !is_utf8(o->token))
         usage_error("--token must be UTF-8");
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
-    parse_host(host, port, &addr, &addr_len);
-    if (!is_loopback(&addr) && !token)
-        usage_error("--host %s is not a loopback address: give --token (or JACLIP_SERVE_TOKEN) too", host);
+    parse_host(o->host, o->port, &o->addr, &o->addr_len);
+    if (!is_loopback(&o->addr) && !o->token)
+        usage_error("--host %s is not a loopback address: give --token (or JACLIP_SERVE_TOKEN) too", o->host);
+}
 
-    /* The signals are taken by sigwait below. Blocked before anything starts a thread (libtorch and
-     * OpenBLAS pools, MHD), so every thread inherits the mask and none dies of them. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
+/* The server: the model, its classifier, the indexes, the limits. */
+static server *make_server(const serve_options *o)
+{
     server *s = xcalloc(1, sizeof *s);
-    s->model = load_model(&m);
+    s->model = load_model((model_args *)&o->m);
     s->dim = (size_t)jaclip_model_embedding_dim(s->model);
     jaclip_status loaded;
-    if (classifier_path && (loaded = jaclip_classifier_load(&s->classifier, classifier_path, s->model)))
-        die(classifier_path, loaded);
-    s->nindexes = index_args.count;
-    s->indexes = xcalloc(index_args.count, sizeof *s->indexes);
-    for (size_t i = 0; i < index_args.count; i++) {
-        s->indexes[i] = load_served_index(index_args.items[i], s->dim);
+    if (o->classifier_path && (loaded = jaclip_classifier_load(&s->classifier, o->classifier_path, s->model)))
+        die(o->classifier_path, loaded);
+    s->nindexes = o->index_args.count;
+    s->indexes = xcalloc(o->index_args.count, sizeof *s->indexes);
+    for (size_t i = 0; i < o->index_args.count; i++) {
+        s->indexes[i] = load_served_index(o->index_args.items[i], s->dim);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(s->indexes[i].name, s->indexes[j].name))
                 usage_error("two indexes are named '%s': use NAME=FILE", s->indexes[i].name);
     }
-    s->token = token;
-    s->token_len = token ? strlen(token) : 0;
-    s->max_body = (size_t)max_body;
-    s->max_requests = (unsigned)max_requests;
-    s->request_timeout = (double)timeout;
-    s->slots_left = (unsigned)workers;
+    s->token = o->token;
+    s->token_len = o->token ? strlen(o->token) : 0;
+    s->max_body = (size_t)o->max_body;
+    s->max_requests = (unsigned)o->max_requests;
+    s->request_timeout = (double)o->timeout;
+    s->slots_left = (unsigned)o->workers;
     pthread_mutex_init(&s->slot_lock, NULL);
     pthread_cond_init(&s->slot_free, NULL);
     pthread_mutex_init(&s->thumb_lock, NULL);
+    return s;
+}
 
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-            (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-        (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)max_requests + 16, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
-    if (!d) {
-        cli_warn("cannot listen on %s port %ld: %s", host, port, strerror(errno));
-        return EXIT_RUNTIME;
+static void free_server(server *s)
+{
+    for (size_t i = 0; i < s->nindexes; i++) {
+        jaclip_index_free(s->indexes[i].index);
+        free(s->indexes[i].name);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    printf("jaclip serve: listening on http://%s%s%s:%u/ (%zu index%s)\n", addr.ss_family == AF_INET6 ? "[" : "",
-           host, addr.ss_family == AF_INET6 ? "]" : "", info ? info->port : (unsigned)port, s->nindexes,
-           s->nindexes == 1 ? "" : "es");
-    fflush(stdout);
+    for (size_t i = 0; i < THUMB_SLOTS; i++)
+        free(s->thumbs[i].jpeg);
+    free(s->indexes);
+    jaclip_classifier_free(s->classifier);
+    jaclip_model_free(s->model);
+    free(s);
+}
 
-    int sig = 0;
-    sigwait(&stop, &sig);
-    /* Graceful stop: refuse new work, close the listening socket, let requests in flight finish. */
+/* Graceful stop: refuse new work, close the listening socket, let requests in flight finish. */
+static void stop_server(server *s, struct MHD_Daemon *d, int sig)
+{
     atomic_store(&s->stopping, true);
     MHD_socket listener = MHD_quiesce_daemon(d);
     if (listener != MHD_INVALID_SOCKET)
@@ -670,17 +670,44 @@ int cmd_serve(int argc, char **argv)
     unsigned left = atomic_load(&s->in_flight);
     MHD_stop_daemon(d);
     fprintf(stderr, "jaclip serve: stopped by signal %d%s\n", sig, left ? " (requests still running were cut)" : "");
+}
 
-    for (size_t i = 0; i < s->nindexes; i++) {
-        jaclip_index_free(s->indexes[i].index);
-        free(s->indexes[i].name);
+int cmd_serve(int argc, char **argv)
+{
+    serve_options o;
+    command_name = "jaclip serve";
+    parse_serve_args(&o, argc, argv);
+    /* The signals are taken by sigwait below. Blocked before anything starts a thread (libtorch and
+     * OpenBLAS pools, MHD), so every thread inherits the mask and none dies of them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    server *s = make_server(&o);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+                             MHD_USE_ERROR_LOG | (o.addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                         (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&o.addr,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)o.max_requests + 16, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (!d) {
+        cli_warn("cannot listen on %s port %ld: %s", o.host, o.port, strerror(errno));
+        return EXIT_RUNTIME;
     }
-    for (size_t i = 0; i < THUMB_SLOTS; i++)
-        free(s->thumbs[i].jpeg);
-    free(s->indexes);
-    free(index_args.items);
-    jaclip_classifier_free(s->classifier);
-    jaclip_model_free(s->model);
-    free(s);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    printf("jaclip serve: listening on http://%s%s%s:%u/ (%zu index%s)\n", o.addr.ss_family == AF_INET6 ? "[" : "",
+           o.host, o.addr.ss_family == AF_INET6 ? "]" : "", info ? info->port : (unsigned)o.port, s->nindexes,
+           s->nindexes == 1 ? "" : "es");
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    stop_server(s, d, sig);
+    free_server(s);
+    free(o.index_args.items);
     return 0;
 }

@@ -11,8 +11,18 @@
 #include <stdatomic.h>
 
 typedef enum {
-    ROUTE_PAGE, ROUTE_HEALTHZ, ROUTE_METRICS, ROUTE_INFO, ROUTE_INDEXES, ROUTE_EMBED_TEXT,
-    ROUTE_EMBED_IMAGE, ROUTE_CLASSIFY, ROUTE_SEARCH, ROUTE_THUMBNAIL, ROUTE_UNKNOWN, ROUTE_COUNT
+    ROUTE_PAGE,
+    ROUTE_HEALTHZ,
+    ROUTE_METRICS,
+    ROUTE_INFO,
+    ROUTE_INDEXES,
+    ROUTE_EMBED_TEXT,
+    ROUTE_EMBED_IMAGE,
+    ROUTE_CLASSIFY,
+    ROUTE_SEARCH,
+    ROUTE_THUMBNAIL,
+    ROUTE_UNKNOWN,
+    ROUTE_COUNT
 } route_id;
 
 typedef struct {
@@ -31,7 +41,7 @@ typedef struct {
 enum { THUMB_SLOTS = 512, LATENCY_BUCKETS = 12 };
 
 typedef struct {
-    atomic_ulong codes[600];  /* requests answered, by HTTP status */
+    atomic_ulong codes[600];                   /* requests answered, by HTTP status */
     atomic_ulong buckets[LATENCY_BUCKETS + 1]; /* cumulative at output time; here per bucket */
     atomic_ulong sum_us;
 } route_metrics;
@@ -72,14 +82,14 @@ typedef struct {
     struct MHD_Connection *conn;
     double start;
     const char *content_type;
-    char *body;                /* the raw body (NUL-terminated), unless a form */
+    char *body; /* the raw body (NUL-terminated), unless a form */
     size_t len, cap, received;
     bool too_large, bad_form;
     struct MHD_PostProcessor *form;
     form_field *fields;
     size_t nfields;
-    bool counted;              /* holds one of max_requests */
-    unsigned http;             /* the status answered */
+    bool counted;  /* holds one of max_requests */
+    unsigned http; /* the status answered */
 } request;
 
 /* What a handler answers: status, body (malloc'd, owned) and its type. */
@@ -92,11 +102,11 @@ typedef struct {
 } reply;
 
 /* ---- serve.c ---- */
-void reply_json(reply *out, unsigned http, json_t *value);  /* takes value */
+void reply_json(reply *out, unsigned http, json_t *value); /* takes value */
 void reply_error(reply *out, unsigned http, const char *status_name, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void reply_library_error(reply *out, jaclip_status st);
-bool take_slot(server *s);  /* false after request_timeout: the caller answers 503 */
+bool take_slot(server *s); /* false after request_timeout: the caller answers 503 */
 void give_slot(server *s);
 const char *query_arg(const request *r, const char *name);
 const form_field *form_get(const request *r, const char *name, size_t nth);

@@ -5,8 +5,15 @@
 
 /* ---- serve: the JSON API on the library ---------------------------------------------------------- */
 
-enum { MAX_TEXTS = 256, MAX_IMAGES = 64, MAX_LABELS = 1000, MAX_TEMPLATES = 100, MAX_K = 1000,
-       DEFAULT_K = 10, DEFAULT_THUMB = 160 };
+enum {
+    MAX_TEXTS = 256,
+    MAX_IMAGES = 64,
+    MAX_LABELS = 1000,
+    MAX_TEMPLATES = 100,
+    MAX_K = 1000,
+    DEFAULT_K = 10,
+    DEFAULT_THUMB = 160
+};
 /* Thumbnails: the largest source file read, and its pixel limit (below the library's default). */
 #define THUMB_MAX_FILE ((off_t)64 << 20)
 #define THUMB_MAX_PIXELS ((uint64_t)64 << 20)
@@ -39,8 +46,8 @@ static json_t *json_body(const request *r, const char *const *allowed, reply *ou
     json_t *root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &err);
     if (!root) {
         if (json_error_code(&err) == json_error_invalid_utf8)
-            reply_error(out, MHD_HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_UTF8", "invalid UTF-8 in the JSON body at byte %d",
-                        err.position);
+            reply_error(out, MHD_HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_UTF8",
+                        "invalid UTF-8 in the JSON body at byte %d", err.position);
         else
             BAD_REQUEST(out, "malformed JSON at byte %d: %s", err.position, err.text);
         return NULL;
@@ -52,7 +59,8 @@ static json_t *json_body(const request *r, const char *const *allowed, reply *ou
     }
     const char *key;
     json_t *value;
-    json_object_foreach(root, key, value) {
+    json_object_foreach(root, key, value)
+    {
         bool known = false;
         for (const char *const *a = allowed; *a && !known; a++)
             known = !strcmp(key, *a);
@@ -219,10 +227,10 @@ void api_info(server *s, request *r, reply *out)
                          "image_size", (json_int_t)jaclip_model_image_size(m), "max_text_length",
                          (json_int_t)jaclip_model_max_text_length(m), "device", jaclip_model_device(m), "precision",
                          jaclip_model_precision(m) == JACLIP_PRECISION_BF16 ? "bf16" : "fp32", "fingerprint",
-                         jaclip_model_fingerprint(m), "indexes", indexes, "limits", "max_body",
-                         (json_int_t)s->max_body, "max_texts", (json_int_t)MAX_TEXTS, "max_labels",
-                         (json_int_t)MAX_LABELS, "max_k", (json_int_t)MAX_K, "max_requests",
-                         (json_int_t)s->max_requests, "token_required", s->token != NULL));
+                         jaclip_model_fingerprint(m), "indexes", indexes, "limits", "max_body", (json_int_t)s->max_body,
+                         "max_texts", (json_int_t)MAX_TEXTS, "max_labels", (json_int_t)MAX_LABELS, "max_k",
+                         (json_int_t)MAX_K, "max_requests", (json_int_t)s->max_requests, "token_required",
+                         s->token != NULL));
 }
 
 void api_indexes(server *s, request *r, const char *name, reply *out)
@@ -376,7 +384,8 @@ void api_classify(server *s, request *r, reply *out)
     }
     for (size_t i = 0; i < labels.count; i++)
         if (!*labels.items[i] || !is_utf8(labels.items[i])) {
-            reply_error(out, MHD_HTTP_BAD_REQUEST, !*labels.items[i] ? "JACLIP_ERROR_INVALID_ARGUMENT" : "JACLIP_ERROR_INVALID_UTF8",
+            reply_error(out, MHD_HTTP_BAD_REQUEST,
+                        !*labels.items[i] ? "JACLIP_ERROR_INVALID_ARGUMENT" : "JACLIP_ERROR_INVALID_UTF8",
                         "label %zu is empty or not UTF-8", i);
             return;
         }
@@ -400,9 +409,9 @@ void api_classify(server *s, request *r, reply *out)
     }
     jaclip_tensor *classes = NULL, *image = NULL, *probs = NULL;
     size_t nclasses = loaded ? jaclip_classifier_size(loaded) : labels.count;
-    jaclip_status st = loaded ? jaclip_classifier_weights(&classes, loaded)
-                              : class_embeddings(&classes, s->model, labels.items, labels.count, templates.items,
-                                                 templates.count);
+    jaclip_status st =
+        loaded ? jaclip_classifier_weights(&classes, loaded)
+               : class_embeddings(&classes, s->model, labels.items, labels.count, templates.items, templates.count);
     if (!st)
         st = jaclip_model_encode_image_buffers(&image, s->model, data, size, 1);
     give_slot(s);
@@ -432,127 +441,155 @@ void api_classify(server *s, request *r, reply *out)
 
 /* ---- search ---- */
 
-void api_search(server *s, request *r, reply *out)
+/* The parameters of a search: from a JSON body (*root keeps it) or the form / query string. false
+ * when a reply was made. */
+static bool search_params(request *r, bool by_json, json_t **root, const char **index_name, long *k, double *threshold,
+                          reply *out)
 {
     static const char *const allowed[] = {"text", "embedding", "row", "k", "threshold", "index", NULL};
+    if (!by_json) {
+        *index_name = arg(r, "index");
+        return int_option(NULL, arg(r, "k"), "k", 1, MAX_K, DEFAULT_K, k, out) &&
+               number_option(NULL, arg(r, "threshold"), "threshold", -INFINITY, threshold, out);
+    }
+    if (!(*root = json_body(r, allowed, out)))
+        return false;
+    json_t *name = json_object_get(*root, "index");
+    if (name && !json_is_string(name)) {
+        BAD_REQUEST(out, "\"index\" must be a string");
+        return false;
+    }
+    *index_name = json_string_value(name);
+    return int_option(json_object_get(*root, "k"), NULL, "k", 1, MAX_K, DEFAULT_K, k, out) &&
+           number_option(json_object_get(*root, "threshold"), NULL, "threshold", -INFINITY, threshold, out);
+}
+
+/* The query vector of a JSON body's "embedding". false when a reply was made. */
+static bool embedding_query(server *s, json_t *emb, jaclip_tensor **query, jaclip_status *st, reply *out)
+{
+    if (!json_is_array(emb) || json_array_size(emb) != s->dim) {
+        BAD_REQUEST(out, "\"embedding\" must be an array of %zu numbers", s->dim);
+        return false;
+    }
+    int64_t shape[2] = {1, (int64_t)s->dim};
+    if ((*st = jaclip_tensor_create(query, JACLIP_DTYPE_FLOAT32, 2, shape, NULL)))
+        return true;
+    float *q = jaclip_tensor_data_mut(*query);
+    for (size_t i = 0; i < s->dim; i++) {
+        json_t *v = json_array_get(emb, i);
+        double d = json_number_value(v);
+        if (!json_is_number(v) || !isfinite((float)d)) {
+            BAD_REQUEST(out, "\"embedding\"[%zu] is not a finite float32 number", i);
+            jaclip_tensor_free(*query);
+            *query = NULL;
+            return false;
+        }
+        q[i] = (float)d;
+    }
+    return true;
+}
+
+/* The query of a JSON body: its "text" encoded, its "embedding", or index row "row". false when a
+ * reply (bad request, busy) was made; else *st is the library's status. */
+static bool json_query(server *s, json_t *root, const served_index *x, jaclip_tensor **query, jaclip_status *st,
+                       reply *out)
+{
+    json_t *text = json_object_get(root, "text"), *emb = json_object_get(root, "embedding"),
+           *row = json_object_get(root, "row");
+    if (!!text + !!emb + !!row != 1) {
+        BAD_REQUEST(out, "give exactly one of \"text\", \"embedding\" or \"row\"");
+        return false;
+    }
+    if (emb)
+        return embedding_query(s, emb, query, st, out);
+    if (row) {
+        json_int_t i = json_is_integer(row) ? json_integer_value(row) : -1;
+        if (i < 0 || (size_t)i >= jaclip_index_size(x->index)) {
+            BAD_REQUEST(out, "\"row\" must be an integer from 0 to %zu", jaclip_index_size(x->index) - 1);
+            return false;
+        }
+        *st = jaclip_index_embeddings(query, x->index, (size_t)i, 1);
+        return true;
+    }
+    if (!json_is_string(text)) {
+        BAD_REQUEST(out, "\"text\" must be a string");
+        return false;
+    }
+    const char *t = json_string_value(text);
+    size_t len = json_string_length(text);
+    if (!take_slot(s)) {
+        BUSY(out);
+        return false;
+    }
+    *st = jaclip_model_encode_texts(query, s->model, &t, &len, 1);
+    give_slot(s);
+    return true;
+}
+
+/* The query of a form: its one image encoded. false when a reply was made. */
+static bool image_query(server *s, request *r, jaclip_tensor **query, jaclip_status *st, reply *out)
+{
+    const void *data[1];
+    size_t size[1];
+    if (!request_images(r, data, size, 1, out))
+        return false;
+    if (!take_slot(s)) {
+        BUSY(out);
+        return false;
+    }
+    *st = jaclip_model_encode_image_buffers(query, s->model, data, size, 1);
+    give_slot(s);
+    return true;
+}
+
+/* {"results": [{label, score, row}...]}, the hits at or above threshold. */
+static void reply_hits(reply *out, const served_index *x, const jaclip_tensor *rows, const jaclip_tensor *scores,
+                       double threshold)
+{
+    size_t n = (size_t)jaclip_tensor_dim(rows, 1);
+    const int64_t *row = jaclip_tensor_data(rows);
+    const float *score = jaclip_tensor_data(scores);
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n && score[i] >= threshold; i++) {
+        const char *label = jaclip_index_label(x->index, (size_t)row[i]);
+        /* Labels need not be UTF-8-clean for jansson; the index checks them on add, but be safe. */
+        json_t *l = json_string(label);
+        json_array_append_new(list, json_pack("{s:o*,s:f,s:I}", "label", l ? l : json_string("\xef\xbf\xbd"), "score",
+                                              (double)score[i], "row", (json_int_t)row[i]));
+    }
+    reply_json(out, MHD_HTTP_OK, json_pack("{s:o*}", "results", list));
+}
+
+void api_search(server *s, request *r, reply *out)
+{
     json_t *root = NULL;
-    const char *index_name;
+    const char *index_name = NULL;
     long k;
     double threshold;
     bool by_json = !is_form(r) && content_type_is(r, "application/json");
-    if (by_json) {
-        if (!(root = json_body(r, allowed, out)))
-            return;
-        json_t *name = json_object_get(root, "index");
-        if (name && !json_is_string(name)) {
-            BAD_REQUEST(out, "\"index\" must be a string");
-            goto done;
-        }
-        index_name = json_string_value(name);
-        if (!int_option(json_object_get(root, "k"), NULL, "k", 1, MAX_K, DEFAULT_K, &k, out) ||
-            !number_option(json_object_get(root, "threshold"), NULL, "threshold", -INFINITY, &threshold, out))
-            goto done;
-    } else {
-        index_name = arg(r, "index");
-        if (!int_option(NULL, arg(r, "k"), "k", 1, MAX_K, DEFAULT_K, &k, out) ||
-            !number_option(NULL, arg(r, "threshold"), "threshold", -INFINITY, &threshold, out))
-            return;
-    }
-    const served_index *x = pick_index(s, index_name, out);
-    if (!x)
-        goto done;
-
     jaclip_tensor *query = NULL, *rows = NULL, *scores = NULL;
     jaclip_status st = JACLIP_OK;
-    if (by_json) {
-        json_t *text = json_object_get(root, "text"), *emb = json_object_get(root, "embedding"),
-               *row = json_object_get(root, "row");
-        if (!!text + !!emb + !!row != 1) {
-            BAD_REQUEST(out, "give exactly one of \"text\", \"embedding\" or \"row\"");
-            goto done;
-        }
-        if (text) {
-            if (!json_is_string(text)) {
-                BAD_REQUEST(out, "\"text\" must be a string");
-                goto done;
-            }
-            const char *t = json_string_value(text);
-            size_t len = json_string_length(text);
-            if (!take_slot(s)) {
-                BUSY(out);
-                goto done;
-            }
-            st = jaclip_model_encode_texts(&query, s->model, &t, &len, 1);
-            give_slot(s);
-        } else if (emb) {
-            if (!json_is_array(emb) || json_array_size(emb) != s->dim) {
-                BAD_REQUEST(out, "\"embedding\" must be an array of %zu numbers", s->dim);
-                goto done;
-            }
-            int64_t shape[2] = {1, (int64_t)s->dim};
-            if ((st = jaclip_tensor_create(&query, JACLIP_DTYPE_FLOAT32, 2, shape, NULL)))
-                goto answer;
-            float *q = jaclip_tensor_data_mut(query);
-            for (size_t i = 0; i < s->dim; i++) {
-                json_t *v = json_array_get(emb, i);
-                double d = json_number_value(v);
-                if (!json_is_number(v) || !isfinite((float)d)) {
-                    BAD_REQUEST(out, "\"embedding\"[%zu] is not a finite float32 number", i);
-                    jaclip_tensor_free(query);
-                    goto done;
-                }
-                q[i] = (float)d;
-            }
-        } else {
-            json_int_t i = json_is_integer(row) ? json_integer_value(row) : -1;
-            if (i < 0 || (size_t)i >= jaclip_index_size(x->index)) {
-                BAD_REQUEST(out, "\"row\" must be an integer from 0 to %zu", jaclip_index_size(x->index) - 1);
-                goto done;
-            }
-            st = jaclip_index_embeddings(&query, x->index, (size_t)i, 1);
-        }
-    } else {
-        const void *data[1];
-        size_t size[1];
-        if (!request_images(r, data, size, 1, out))
-            goto done;
-        if (!take_slot(s)) {
-            BUSY(out);
-            goto done;
-        }
-        st = jaclip_model_encode_image_buffers(&query, s->model, data, size, 1);
-        give_slot(s);
-    }
+    if (!search_params(r, by_json, &root, &index_name, &k, &threshold, out))
+        goto done;
+    const served_index *x = pick_index(s, index_name, out);
+    if (!x || !(by_json ? json_query(s, root, x, &query, &st, out) : image_query(s, r, &query, &st, out)))
+        goto done;
     if (!st) {
         if (!take_slot(s)) {
-            jaclip_tensor_free(query);
             BUSY(out);
             goto done;
         }
         st = jaclip_index_search(&rows, &scores, x->index, query, (size_t)k);
         give_slot(s);
     }
-answer:
-    if (st) {
+    if (st)
         reply_library_error(out, st);
-    } else {
-        size_t n = (size_t)jaclip_tensor_dim(rows, 1);
-        const int64_t *row = jaclip_tensor_data(rows);
-        const float *score = jaclip_tensor_data(scores);
-        json_t *list = json_array();
-        for (size_t i = 0; list && i < n && score[i] >= threshold; i++) {
-            const char *label = jaclip_index_label(x->index, (size_t)row[i]);
-            /* Labels need not be UTF-8-clean for jansson; the index checks them on add, but be safe. */
-            json_t *l = json_string(label);
-            json_array_append_new(list, json_pack("{s:o*,s:f,s:I}", "label", l ? l : json_string("\xef\xbf\xbd"),
-                                                  "score", (double)score[i], "row", (json_int_t)row[i]));
-        }
-        reply_json(out, MHD_HTTP_OK, json_pack("{s:o*}", "results", list));
-    }
+    else
+        reply_hits(out, x, rows, scores, threshold);
+done:
     jaclip_tensor_free(query);
     jaclip_tensor_free(rows);
     jaclip_tensor_free(scores);
-done:
     json_decref(root);
 }
 

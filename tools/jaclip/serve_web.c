@@ -3,9 +3,9 @@
 /* ---- serve: the search page's files, embedded at build time (mk/75-serve.mk rebuilds on change) ---- */
 
 /* .incbin reads the files relative to the directory make runs in: the project root. */
-#define EMBED(sym, file)                                                                                     \
-    __asm__(".section .rodata\n.global " #sym "_start\n.global " #sym "_end\n.balign 16\n" #sym           \
-            "_start:\n.incbin \"" file "\"\n" #sym "_end:\n.byte 0\n.previous\n");                          \
+#define EMBED(sym, file)                                                                        \
+    __asm__(".section .rodata\n.global " #sym "_start\n.global " #sym "_end\n.balign 16\n" #sym \
+            "_start:\n.incbin \"" file "\"\n" #sym "_end:\n.byte 0\n.previous\n");              \
     extern const unsigned char sym##_start[], sym##_end[];
 
 EMBED(web_index_html, "tools/jaclip/web/index.html")

@@ -53,7 +53,8 @@ int index_writer_lock(const char *index_path, bool wait)
         }
         if (!wait) {
             cli_warn("%s: another jaclip is writing this index (it holds %s); try again when it is done, "
-                     "or pass --wait", index_path, lock_path);
+                     "or pass --wait",
+                     index_path, lock_path);
             exit(EXIT_RUNTIME);
         }
         cli_warn("%s: waiting for another jaclip writing this index", index_path);
@@ -70,8 +71,8 @@ int index_writer_lock(const char *index_path, bool wait)
 
 /* A file under the DIRs, as found. */
 typedef struct {
-    char *path;  /* absolute */
-    char *label; /* path, or relative to --root */
+    char *path;               /* absolute */
+    char *label;              /* path, or relative to --root */
     jaclip_index_stamp stamp; /* size and mtime; content_hash filled when read */
     bool in_index;
 } found_file;
@@ -221,8 +222,36 @@ static jaclip_status encode_preprocessed(jaclip_tensor **out, const jaclip_model
     return st;
 }
 
-int index_update(int argc, char **argv, bool sync)
+/* The options of index build / sync. */
+typedef struct {
+    model_args m;
+    const char *output, *root_arg;
+    size_t batch;
+    bool wait, fp16, force;
+} update_options;
+
+/* One build or sync: what was found, the plan, and the counts reported at the end. */
+typedef struct {
+    bool sync;
+    const char *output;
+    char *root; /* --root, resolved; NULL without */
+    size_t root_len;
+    string_list roots;
+    found_file *files; /* sorted by label */
+    size_t nfiles, skipped;
+    jaclip_model *model;
+    jaclip_index *index;
+    string_list gone;          /* labels of rows whose file is gone */
+    size_t *restamp, nrestamp; /* files touched but unchanged */
+    bool *redo;
+    size_t *old_row;     /* the file's row in the index */
+    size_t *todo, ntodo; /* files to embed */
+    size_t unchanged, removed, added, reembedded, restamped;
+} update_run;
+
+static void parse_update_args(update_options *o, int argc, char **argv, bool sync)
 {
+    /* clang-format off */
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},       {"output", required_argument, NULL, 'o'},
         {"batch", required_argument, NULL, 'b'},       {"device", required_argument, NULL, OPT_DEVICE},
@@ -230,281 +259,353 @@ int index_update(int argc, char **argv, bool sync)
         {"wait", no_argument, NULL, OPT_WAIT},         {"fp16", no_argument, NULL, OPT_FP16},
         {"force", no_argument, NULL, OPT_FORCE},       {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    model_args m = {0};
-    const char *output = NULL, *root_arg = NULL;
-    size_t batch = 16;
-    bool wait = false, fp16 = false, force = false;
+    /* clang-format on */
     int opt;
-    command_name = sync ? "jaclip index sync" : "jaclip index build";
-    while ((opt = getopt_long(argc, argv, ":m:o:b:h", options, NULL)) != -1) {
-        if (model_option(&m, opt))
-            continue;
+    memset(o, 0, sizeof *o);
+    o->batch = 16;
+    while ((opt = next_option(argc, argv, ":m:o:b:h", options, &o->m)) != -1)
         switch (opt) {
-        case 'o': output = optarg; break;
-        case 'b': batch = (size_t)parse_long(optarg, "--batch", 1, 4096); break;
-        case OPT_ROOT: root_arg = optarg; break;
-        case OPT_WAIT: wait = true; break;
-        case OPT_FP16: fp16 = true; break;
-        case OPT_FORCE: force = true; break;
-        case 'h': return help_requested(sync_usage);
+        case 'o': o->output = optarg; break;
+        case 'b': o->batch = (size_t)parse_long(optarg, "--batch", 1, 4096); break;
+        case OPT_ROOT: o->root_arg = optarg; break;
+        case OPT_WAIT: o->wait = true; break;
+        case OPT_FP16: o->fp16 = true; break;
+        case OPT_FORCE: o->force = true; break;
+        case 'h': exit(help_requested(sync_usage));
         default: bad_option(opt, argv);
         }
-    }
-    if (!output)
+    if (!o->output)
         usage_error("-o INDEX is required");
     if (optind >= argc)
         usage_error("no DIR given");
+}
 
+static void catch_stop_signals(void)
+{
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal;
     sa.sa_flags = (int)SA_RESETHAND; /* a second Ctrl-C stops at once; the file stays valid either way */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
 
-    char *root = NULL;
-    if (root_arg && !(root = realpath(root_arg, NULL))) {
+/* The DIRs, deduplicated, and --root resolved; false (after saying why) if a DIR is outside it. */
+static bool resolve_roots(update_run *u, const char *root_arg, char **dirs, int ndirs)
+{
+    if (root_arg && !(u->root = realpath(root_arg, NULL))) {
         cli_warn("%s: %s", root_arg, strerror(errno));
-        return EXIT_RUNTIME;
+        return false;
     }
-    string_list roots = distinct_roots(argv + optind, argc - optind);
-    if (root) {
-        string_list top = {0};
-        list_push(&top, root);
-        for (size_t i = 0; i < roots.count; i++)
-            if (strcmp(roots.items[i], root) != 0 && !under_roots(&top, roots.items[i])) {
-                cli_warn("%s: not inside --root %s", roots.items[i], root);
-                return EXIT_RUNTIME;
-            }
-        free(top.items);
-    }
+    u->root_len = u->root ? strlen(u->root) : 0;
+    u->roots = distinct_roots(dirs, ndirs);
+    if (!u->root)
+        return true;
+    string_list top = {0};
+    list_push(&top, u->root);
+    for (size_t i = 0; i < u->roots.count; i++)
+        if (strcmp(u->roots.items[i], u->root) != 0 && !under_roots(&top, u->roots.items[i])) {
+            cli_warn("%s: not inside --root %s", u->roots.items[i], u->root);
+            return false;
+        }
+    free(top.items);
+    return true;
+}
 
-    /* Every file under the DIRs, once. */
+/* Every file under the DIRs, once, stamped and sorted by label. */
+static void find_files(update_run *u)
+{
     string_list paths = {0};
-    size_t skipped = 0;
-    for (size_t i = 0; i < roots.count; i++)
-        walk(roots.items[i], &paths, &skipped);
-    found_file *files = xcalloc(paths.count, sizeof *files);
-    size_t nfiles = 0;
-    size_t root_len = root ? strlen(root) : 0;
+    for (size_t i = 0; i < u->roots.count; i++)
+        walk(u->roots.items[i], &paths, &u->skipped);
+    u->files = xcalloc(paths.count, sizeof *u->files);
     for (size_t i = 0; i < paths.count; i++) {
         char *p = paths.items[i];
         if (!is_utf8(p)) {
             cli_warn("%s: skipped: the file name is not valid UTF-8", p);
-            skipped++;
+            u->skipped++;
             free(p);
             continue;
         }
-        found_file *f = &files[nfiles++];
+        found_file *f = &u->files[u->nfiles++];
         f->path = p;
-        f->label = root ? p + root_len + (root_len > 1) : p;
+        f->label = u->root ? p + u->root_len + (u->root_len > 1) : p;
         file_stamp(p, &f->stamp);
     }
     free(paths.items);
-    qsort(files, nfiles, sizeof *files, by_label);
+    qsort(u->files, u->nfiles, sizeof *u->files, by_label);
+}
 
-    jaclip_model *model = load_model(&m);
-    size_t dim = (size_t)jaclip_model_embedding_dim(model);
-    const char *fingerprint = jaclip_model_fingerprint(model);
-    int lock_fd = index_writer_lock(output, wait);
-    (void)lock_fd;
-
-    /* The index, created if missing; its fingerprint must be this model's. */
-    jaclip_index *index = NULL;
+/* The index, created if missing; its fingerprint must be this model's. false (after saying why) when
+ * it cannot take this model's rows. */
+static bool open_index(update_run *u, bool fp16, bool force)
+{
+    const char *output = u->output, *fingerprint = jaclip_model_fingerprint(u->model);
+    size_t dim = (size_t)jaclip_model_embedding_dim(u->model);
     jaclip_status st;
     if (access(output, F_OK) != 0) {
-        if ((st = jaclip_index_create(&index, dim)) || (st = jaclip_index_set_fingerprint(index, fingerprint)) ||
-            (fp16 && (st = jaclip_index_set_row_format(index, JACLIP_INDEX_ROWS_FLOAT16))) ||
-            (st = jaclip_index_save(index, output)))
+        if ((st = jaclip_index_create(&u->index, dim)) || (st = jaclip_index_set_fingerprint(u->index, fingerprint)) ||
+            (fp16 && (st = jaclip_index_set_row_format(u->index, JACLIP_INDEX_ROWS_FLOAT16))) ||
+            (st = jaclip_index_save(u->index, output)))
             die(output, st);
-    } else {
-        if ((st = jaclip_index_load(&index, output, JACLIP_INDEX_MMAP)))
-            die(output, st);
-        if (jaclip_index_dim(index) != dim) {
-            cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", output, jaclip_index_dim(index),
-                     dim);
-            return EXIT_RUNTIME;
-        }
-        if ((st = jaclip_index_check_fingerprint(index, fingerprint, JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN))) {
-            report(output, st);
-            if (!force) {
-                cli_warn("%s: refusing to mix two models' embeddings; pass --force to add to it anyway", output);
-                return EXIT_RUNTIME;
-            }
-        } else if (!jaclip_index_fingerprint(index)[0]) {
-            /* An index from before fingerprints: record this model's from now on. */
-            jaclip_index_free(index);
-            if ((st = jaclip_index_compact_file(output, fingerprint)) ||
-                (st = jaclip_index_load(&index, output, JACLIP_INDEX_MMAP)))
-                die(output, st);
-        }
+        return true;
     }
+    if ((st = jaclip_index_load(&u->index, output, JACLIP_INDEX_MMAP)))
+        die(output, st);
+    if (jaclip_index_dim(u->index) != dim) {
+        cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", output, jaclip_index_dim(u->index),
+                 dim);
+        return false;
+    }
+    if ((st = jaclip_index_check_fingerprint(u->index, fingerprint, JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN))) {
+        report(output, st);
+        if (!force) {
+            cli_warn("%s: refusing to mix two models' embeddings; pass --force to add to it anyway", output);
+            return false;
+        }
+    } else if (!jaclip_index_fingerprint(u->index)[0]) {
+        /* An index from before fingerprints: record this model's from now on. */
+        jaclip_index_free(u->index);
+        if ((st = jaclip_index_compact_file(output, fingerprint)) ||
+            (st = jaclip_index_load(&u->index, output, JACLIP_INDEX_MMAP)))
+            die(output, st);
+    }
+    return true;
+}
 
-    /* The plan: rows of gone files go, changed files are re-embedded, touched files are re-stamped. */
-    string_list gone = {0};
-    size_t *restamp = xcalloc(nfiles, sizeof *restamp), nrestamp = 0;
-    size_t unchanged = 0, rows = jaclip_index_size(index);
-    bool *redo = xcalloc(nfiles, sizeof *redo);
-    size_t *seen = xcalloc(nfiles, sizeof *seen), *old_row = xcalloc(nfiles, sizeof *old_row);
+/* Matches the index's rows to the files found: rows of gone files (under the DIRs, sync only) go to
+ * u->gone, a file's row to u->old_row, doubled rows mark their file for embedding again. */
+static void match_rows(update_run *u)
+{
+    size_t rows = jaclip_index_size(u->index);
+    size_t *seen = xcalloc(u->nfiles, sizeof *seen);
     for (size_t r = 0; r < rows; r++) {
-        const char *label = jaclip_index_label(index, r);
-        found_file *f = find_file(files, nfiles, label);
+        const char *label = jaclip_index_label(u->index, r);
+        found_file *f = find_file(u->files, u->nfiles, label);
         if (!f) {
             char *abs = NULL;
-            if (root) {
-                size_t n = root_len + strlen(label) + 2;
+            if (u->root) {
+                size_t n = u->root_len + strlen(label) + 2;
                 abs = xcalloc(n, 1);
-                snprintf(abs, n, "%s/%s", root_len > 1 ? root : "", label);
+                snprintf(abs, n, "%s/%s", u->root_len > 1 ? u->root : "", label);
             }
-            if (sync && under_roots(&roots, abs ? abs : label))
-                list_push(&gone, (char *)label);
+            if (u->sync && under_roots(&u->roots, abs ? abs : label))
+                list_push(&u->gone, (char *)label);
             free(abs);
             continue;
         }
-        size_t i = (size_t)(f - files);
+        size_t i = (size_t)(f - u->files);
         f->in_index = true;
-        old_row[i] = r;
-        if (++seen[i] > 1 && sync)
-            redo[i] = true; /* doubled rows (from before the writer lock): embedded again, once */
+        u->old_row[i] = r;
+        if (++seen[i] > 1 && u->sync)
+            u->redo[i] = true; /* doubled rows (from before the writer lock): embedded again, once */
     }
-    for (size_t i = 0; i < nfiles && sync; i++) {
-        if (!files[i].in_index || redo[i])
+    free(seen);
+}
+
+/* The plan: rows of gone files go, changed files are re-embedded, touched files are re-stamped. */
+static void plan_update(update_run *u)
+{
+    jaclip_status st;
+    u->restamp = xcalloc(u->nfiles, sizeof *u->restamp);
+    u->redo = xcalloc(u->nfiles, sizeof *u->redo);
+    u->old_row = xcalloc(u->nfiles, sizeof *u->old_row);
+    match_rows(u);
+    for (size_t i = 0; i < u->nfiles && u->sync; i++) {
+        found_file *f = &u->files[i];
+        if (!f->in_index || u->redo[i])
             continue;
         jaclip_index_stamp old;
-        if ((st = jaclip_index_stamp_of(&old, index, old_row[i])))
-            die(output, st);
-        if (old.size == files[i].stamp.size && old.mtime_ns == files[i].stamp.mtime_ns && old.content_hash) {
-            unchanged++;
+        if ((st = jaclip_index_stamp_of(&old, u->index, u->old_row[i])))
+            die(u->output, st);
+        if (old.size == f->stamp.size && old.mtime_ns == f->stamp.mtime_ns && old.content_hash) {
+            u->unchanged++;
             continue;
         }
         /* Size or time differ: the content decides. */
         size_t size = 0;
         jaclip_index_stamp now;
-        unsigned char *bytes = old.content_hash ? read_stamped(files[i].path, &size, &now) : NULL;
+        unsigned char *bytes = old.content_hash ? read_stamped(f->path, &size, &now) : NULL;
         if (bytes && now.content_hash == old.content_hash) {
-            files[i].stamp = now;
-            restamp[nrestamp++] = i;
-            unchanged++;
+            f->stamp = now;
+            u->restamp[u->nrestamp++] = i;
+            u->unchanged++;
         } else {
-            redo[i] = true;
+            u->redo[i] = true;
         }
         free(bytes);
     }
-    if (!sync)
-        for (size_t i = 0; i < nfiles; i++)
-            unchanged += files[i].in_index;
-    size_t *todo = xcalloc(nfiles, sizeof *todo), ntodo = 0;
-    for (size_t i = 0; i < nfiles; i++)
-        if (!files[i].in_index || redo[i])
-            todo[ntodo++] = i;
+    if (!u->sync)
+        for (size_t i = 0; i < u->nfiles; i++)
+            u->unchanged += u->files[i].in_index;
+    u->todo = xcalloc(u->nfiles, sizeof *u->todo);
+    for (size_t i = 0; i < u->nfiles; i++)
+        if (!u->files[i].in_index || u->redo[i])
+            u->todo[u->ntodo++] = i;
+}
 
-    size_t removed = 0, added = 0, reembedded = 0, restamped = 0;
-    double start = now_seconds();
-    /* Gone files first, in chunks (each one commit). */
-    for (size_t first = 0; first < gone.count && !stop_signal; first += 4096) {
-        size_t n = gone.count - first < 4096 ? gone.count - first : 4096;
-        commit(output, (const char *const *)gone.items + first, n, NULL, NULL, NULL, &removed);
+/* Gone files' rows removed, in chunks (each one commit); touched but unchanged files keep their
+ * embedding under a new stamp. */
+static void remove_and_restamp(update_run *u)
+{
+    jaclip_status st;
+    for (size_t first = 0; first < u->gone.count && !stop_signal; first += 4096) {
+        size_t n = u->gone.count - first < 4096 ? u->gone.count - first : 4096;
+        commit(u->output, (const char *const *)u->gone.items + first, n, NULL, NULL, NULL, &u->removed);
     }
-    /* Touched but unchanged files keep their embedding under a new stamp. */
-    for (size_t i = 0; i < nrestamp && !stop_signal; i++) {
-        found_file *f = &files[restamp[i]];
+    for (size_t i = 0; i < u->nrestamp && !stop_signal; i++) {
+        found_file *f = &u->files[u->restamp[i]];
         jaclip_tensor *e = NULL;
-        if ((st = jaclip_index_embeddings(&e, index, old_row[restamp[i]], 1)))
-            die(output, st);
+        if ((st = jaclip_index_embeddings(&e, u->index, u->old_row[u->restamp[i]], 1)))
+            die(u->output, st);
         const char *label[1] = {f->label};
-        commit(output, label, 1, e, label, &f->stamp, NULL);
+        commit(u->output, label, 1, e, label, &f->stamp, NULL);
         jaclip_tensor_free(e);
-        restamped++;
+        u->restamped++;
     }
+}
 
-    progress prog = {isatty(STDERR_FILENO) != 0, ntodo, 0, now_seconds(), 0};
-    /* Each image is preprocessed (reduced to model size) as soon as it is decoded, so memory holds one
-     * full-size image at a time, not a batch of them. */
-    jaclip_tensor **pixels = xcalloc(batch, sizeof *pixels);
-    const char **labels = xcalloc(batch, sizeof *labels), **batch_labels = xcalloc(batch, sizeof *batch_labels);
-    jaclip_index_stamp *stamps = xcalloc(batch, sizeof *stamps);
-    if (ntodo > 0)
+/* A batch's buffers: each image is preprocessed (reduced to model size) as soon as it is decoded, so
+ * memory holds one full-size image at a time, not a batch of them. */
+typedef struct {
+    jaclip_tensor **pixels;
+    const char **labels;       /* of the images that decoded */
+    const char **batch_labels; /* of every file of the batch */
+    jaclip_index_stamp *stamps;
+} update_batch;
+
+/* Reads, decodes and preprocesses file f into slot n of b; false (after saying why) if it is skipped. */
+static bool prepare_file(update_run *u, update_batch *b, size_t n, found_file *f, progress *prog)
+{
+    size_t size = 0;
+    unsigned char *bytes = read_stamped(f->path, &size, &b->stamps[n]);
+    jaclip_image *image = NULL;
+    jaclip_status st = bytes ? jaclip_image_load_memory(&image, bytes, size, 0, JACLIP_IMAGE_DEFAULT) : JACLIP_ERROR_IO;
+    int err = errno;
+    free(bytes);
+    if (st == JACLIP_OK) {
+        const jaclip_image *one[1] = {image};
+        st = jaclip_model_preprocess_images(&b->pixels[n], u->model, one, 1);
+    }
+    jaclip_image_free(image);
+    if (st) {
+        progress_clear(prog);
+        const char *why = bytes ? jaclip_last_error() : strerror(err);
+        cli_warn("%s: skipped: %s", f->path, why[0] ? why : jaclip_status_string(st));
+        u->skipped++;
+        return false;
+    }
+    return true;
+}
+
+/* Embeds u->todo, batch at a time, each batch one commit. */
+static void embed_files(update_run *u, size_t batch)
+{
+    jaclip_status st;
+    progress prog = {isatty(STDERR_FILENO) != 0, u->ntodo, 0, now_seconds(), 0};
+    update_batch b = {xcalloc(batch, sizeof *b.pixels), xcalloc(batch, sizeof *b.labels),
+                      xcalloc(batch, sizeof *b.batch_labels), xcalloc(batch, sizeof *b.stamps)};
+    if (u->ntodo > 0)
         progress_show(&prog, false);
-    for (size_t first = 0; first < ntodo && !stop_signal; first += batch) {
-        size_t n = 0, nb = 0, end = first + batch < ntodo ? first + batch : ntodo;
+    for (size_t first = 0; first < u->ntodo && !stop_signal; first += batch) {
+        size_t n = 0, nb = 0, end = first + batch < u->ntodo ? first + batch : u->ntodo;
         for (size_t i = first; i < end; i++) {
-            found_file *f = &files[todo[i]];
-            size_t size = 0;
-            batch_labels[nb++] = f->label;
-            unsigned char *bytes = read_stamped(f->path, &size, &stamps[n]);
-            jaclip_image *image = NULL;
-            st = bytes ? jaclip_image_load_memory(&image, bytes, size, 0, JACLIP_IMAGE_DEFAULT) : JACLIP_ERROR_IO;
-            int err = errno;
-            free(bytes);
-            if (st == JACLIP_OK) {
-                const jaclip_image *one[1] = {image};
-                st = jaclip_model_preprocess_images(&pixels[n], model, one, 1);
-            }
-            jaclip_image_free(image);
-            if (st) {
-                progress_clear(&prog);
-                const char *why = bytes ? jaclip_last_error() : strerror(err);
-                cli_warn("%s: skipped: %s", f->path, why[0] ? why : jaclip_status_string(st));
-                skipped++;
+            found_file *f = &u->files[u->todo[i]];
+            b.batch_labels[nb++] = f->label;
+            if (!prepare_file(u, &b, n, f, &prog))
                 continue;
-            }
-            labels[n++] = f->label;
+            b.labels[n++] = f->label;
             if (f->in_index)
-                reembedded++;
+                u->reembedded++;
             else
-                added++;
+                u->added++;
         }
         jaclip_tensor *emb = NULL;
-        if (n > 0 && (st = encode_preprocessed(&emb, model, pixels, n))) {
+        if (n > 0 && (st = encode_preprocessed(&emb, u->model, b.pixels, n))) {
             progress_clear(&prog);
-            die(output, st);
+            die(u->output, st);
         }
         for (size_t i = 0; i < n; i++) {
-            jaclip_tensor_free(pixels[i]);
-            pixels[i] = NULL;
+            jaclip_tensor_free(b.pixels[i]);
+            b.pixels[i] = NULL;
         }
         /* Old rows of every file of the batch go in the same commit as the new ones (a changed file
          * that no longer decodes leaves no stale row behind). */
-        commit(output, batch_labels, sync ? nb : 0, emb, labels, stamps, NULL);
+        commit(u->output, b.batch_labels, u->sync ? nb : 0, emb, b.labels, b.stamps, NULL);
         jaclip_tensor_free(emb);
         prog.done = end;
-        progress_show(&prog, end == ntodo);
+        progress_show(&prog, end == u->ntodo);
     }
+    if (stop_signal)
+        progress_clear(&prog);
+    free(b.pixels);
+    free(b.labels);
+    free(b.batch_labels);
+    free(b.stamps);
+}
+
+/* The closing line; the exit status (128 + signal when interrupted). */
+static int report_update(const update_run *u, double start)
+{
     int rc = 0;
     if (stop_signal) {
-        progress_clear(&prog);
-        cli_warn("%s: interrupted: %zu of %zu images embedded; run the same command again to finish", output,
-                 added + reembedded, ntodo);
+        cli_warn("%s: interrupted: %zu of %zu images embedded; run the same command again to finish", u->output,
+                 u->added + u->reembedded, u->ntodo);
         rc = 128 + stop_signal;
-    } else if (sync) {
+    } else if (u->sync) {
         cli_warn("%s: %zu added, %zu re-embedded, %zu removed, %zu unchanged (%zu re-stamped), %zu skipped, in %.1f s",
-                 output, added, reembedded, removed, unchanged, restamped, skipped, now_seconds() - start);
+                 u->output, u->added, u->reembedded, u->removed, u->unchanged, u->restamped, u->skipped,
+                 now_seconds() - start);
     } else {
-        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, in %.1f s", output, added, unchanged,
-                 skipped, now_seconds() - start);
+        cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, in %.1f s", u->output, u->added, u->unchanged,
+                 u->skipped, now_seconds() - start);
     }
-    if (nfiles == 0)
+    if (u->nfiles == 0)
         cli_warn("no JPEG or PNG files found");
-    if (rc == 0 && added + reembedded + removed > 0)
-        refresh_ann_of_file(output);
-    free(pixels);
-    free(labels);
-    free(batch_labels);
-    free(stamps);
-    for (size_t i = 0; i < nfiles; i++)
-        free(files[i].path);
-    free(files);
-    for (size_t i = 0; i < roots.count; i++)
-        free(roots.items[i]);
-    free(roots.items);
-    free(gone.items);
-    free(restamp);
-    free(todo);
-    free(redo);
-    free(seen);
-    free(old_row);
-    free(root);
-    jaclip_index_free(index);
-    jaclip_model_free(model);
+    return rc;
+}
+
+static void free_update(update_run *u)
+{
+    for (size_t i = 0; i < u->nfiles; i++)
+        free(u->files[i].path);
+    free(u->files);
+    for (size_t i = 0; i < u->roots.count; i++)
+        free(u->roots.items[i]);
+    free(u->roots.items);
+    free(u->gone.items);
+    free(u->restamp);
+    free(u->todo);
+    free(u->redo);
+    free(u->old_row);
+    free(u->root);
+    jaclip_index_free(u->index);
+    jaclip_model_free(u->model);
+}
+
+int index_update(int argc, char **argv, bool sync)
+{
+    update_options o;
+    update_run u = {.sync = sync};
+    command_name = sync ? "jaclip index sync" : "jaclip index build";
+    parse_update_args(&o, argc, argv, sync);
+    u.output = o.output;
+    catch_stop_signals();
+    if (!resolve_roots(&u, o.root_arg, argv + optind, argc - optind))
+        return EXIT_RUNTIME;
+    find_files(&u);
+    u.model = load_model(&o.m);
+    int lock_fd = index_writer_lock(u.output, o.wait);
+    (void)lock_fd;
+    if (!open_index(&u, o.fp16, o.force))
+        return EXIT_RUNTIME;
+    plan_update(&u);
+    double start = now_seconds();
+    remove_and_restamp(&u);
+    embed_files(&u, o.batch);
+    int rc = report_update(&u, start);
+    if (rc == 0 && u.added + u.reembedded + u.removed > 0)
+        refresh_ann_of_file(u.output);
+    free_update(&u);
     return rc;
 }

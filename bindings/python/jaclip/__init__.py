@@ -20,9 +20,8 @@ from ._ann import Ann
 from ._classifier import Classifier, preset_labels, preset_templates
 from ._tensor import Tensor
 
-__version__ = "0.1.0"
-# The C library version this package was written against (MAJOR * 10000 + MINOR * 100 + PATCH).
-EXPECTED_VERSION_NUMBER = 100
+# Both numbers come from include/jaclip.h: make writes _version.py (mk/lib.mk).
+from ._version import __version__, EXPECTED_VERSION_NUMBER
 
 
 def check_version(found, expected=EXPECTED_VERSION_NUMBER):

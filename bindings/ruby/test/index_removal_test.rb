@@ -1,7 +1,7 @@
 require_relative "test_helper"
 require "tmpdir"
 
-# Jaclip::Index removal, durable removal, compaction and the model fingerprint (lib/index.c).
+# Jaclip::Index removal, durable removal, compaction and the model fingerprint (lib/index/).
 class IndexRemovalTest < Minitest::Test
   def unit_rows(n, dim)
     Array.new(n) { |i| Array.new(dim) { |j| j == i % dim ? 1.0 : 0.0 } }

@@ -1,0 +1,111 @@
+/* Writing files safely, for every format the library writes (index, ANN and classifier files): a new
+ * file is written under a temporary name beside its destination, synced, renamed over it and the
+ * rename made durable by syncing the directory, so a reader sees the old file or the new one, never
+ * a part. The new file gets mode 0666 less the umask, as any new file, or the mode of the file it
+ * replaces, so an existing 0600 file is never widened. */
+#include "common/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+jaclip_status jc_io_fail(const char *what, const char *path)
+{
+    return jc_fail(JACLIP_ERROR_IO, "%s: %s: %s", path, what, strerror(errno));
+}
+
+jaclip_status jc_write_at(int fd, const void *buf, size_t size, uint64_t offset, const char *path)
+{
+    const unsigned char *p = buf;
+    while (size > 0) {
+        ssize_t n = pwrite(fd, p, size, (off_t)offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return jc_io_fail("cannot write", path);
+        p += n, size -= (size_t)n, offset += (uint64_t)n;
+    }
+    return JACLIP_OK;
+}
+
+void jc_sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: the data itself is synced before the rename */
+        close(fd);
+    }
+}
+
+jaclip_status jc_temp_open(jc_temp_file *t, const char *path)
+{
+    static unsigned counter;
+    struct stat sb;
+    size_t size = strlen(path) + 40;
+    t->fd = -1;
+    t->path = path;
+    t->tmp = malloc(size);
+    if (!t->tmp)
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory writing %s", path);
+    bool keep_mode = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 2654435761u;
+        snprintf(t->tmp, size, "%s.tmp-%d-%08x", path, (int)getpid(), r);
+        t->fd = open(t->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (t->fd < 0 && errno == EEXIST)
+            continue;
+        if (t->fd >= 0 && keep_mode && fchmod(t->fd, sb.st_mode & 07777) != 0) {
+            int e = errno;
+            close(t->fd);
+            unlink(t->tmp);
+            t->fd = -1;
+            errno = e;
+        }
+        break;
+    }
+    if (t->fd < 0) {
+        jaclip_status st = jc_io_fail("cannot create a temporary file beside", path);
+        free(t->tmp);
+        t->tmp = NULL;
+        return st;
+    }
+    return JACLIP_OK;
+}
+
+jaclip_status jc_temp_commit(jc_temp_file *t, jaclip_status st, const char *what)
+{
+    if (!t->tmp)
+        return st;
+    if (!st && fdatasync(t->fd) != 0)
+        st = jc_io_fail("cannot sync", t->tmp);
+    if (close(t->fd) != 0 && !st)
+        st = jc_io_fail("cannot close", t->tmp);
+    if (!st && rename(t->tmp, t->path) != 0) {
+        char message[64];
+        snprintf(message, sizeof message, "cannot rename the new %s over it", what);
+        st = jc_io_fail(message, t->path);
+    }
+    if (st)
+        unlink(t->tmp);
+    else
+        jc_sync_parent_dir(t->path);
+    free(t->tmp);
+    t->tmp = NULL;
+    t->fd = -1;
+    return st;
+}

@@ -1,0 +1,160 @@
+/* Image objects (the mode and pixel layout PIL would open a file in) and decoding by format: JPEG
+ * (image_jpeg.c), PNG (image_png.c), then the EXIF orientation (image_exif.c). */
+#include "image/image.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- image objects --------------------------------------------------------------------------- */
+
+size_t jc_image_mode_pixel_bytes(jc_image_mode mode)
+{
+    switch (mode) {
+    case JC_MODE_1:
+    case JC_MODE_L:
+    case JC_MODE_P: return 1;
+    case JC_MODE_LA: return 2;
+    case JC_MODE_RGB: return 3;
+    case JC_MODE_RGBA:
+    case JC_MODE_I:
+    case JC_MODE_CMYK: return 4;
+    }
+    return 0;
+}
+
+jaclip_status jc_image_check_size(uint64_t width, uint64_t height, uint64_t max_pixels)
+{
+    if (max_pixels == 0)
+        max_pixels = JACLIP_DEFAULT_MAX_PIXELS;
+    if (width == 0 || height == 0)
+        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "image has zero size (%llux%llu)", (unsigned long long)width,
+                       (unsigned long long)height);
+    /* width and height are at most 2^32 each, so compare by division to avoid overflow. */
+    if (width > max_pixels || height > max_pixels / width)
+        return jc_fail(JACLIP_ERROR_IMAGE_TOO_LARGE, "image of %llux%llu pixels exceeds the limit of %llu pixels",
+                       (unsigned long long)width, (unsigned long long)height, (unsigned long long)max_pixels);
+    return JACLIP_OK;
+}
+
+jaclip_status jc_image_new(jaclip_image **out, uint32_t width, uint32_t height, jc_image_mode mode, uint64_t max_pixels)
+{
+    size_t bytes;
+    jaclip_image *image;
+    jaclip_status st;
+    *out = NULL;
+    st = jc_image_check_size(width, height, max_pixels);
+    if (st != JACLIP_OK)
+        return st;
+    if (!jc_mul_size(width, height, &bytes) || !jc_mul_size(bytes, jc_image_mode_pixel_bytes(mode), &bytes))
+        return jc_fail(JACLIP_ERROR_IMAGE_TOO_LARGE, "image of %ux%u pixels does not fit in memory", width, height);
+    image = calloc(1, sizeof *image);
+    if (!image)
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory allocating an image");
+    image->pixels = malloc(bytes);
+    if (!image->pixels) {
+        free(image);
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory allocating %zu bytes of pixels", bytes);
+    }
+    image->width = width;
+    image->height = height;
+    image->mode = mode;
+    image->pixel_bytes = jc_image_mode_pixel_bytes(mode);
+    for (int i = 0; i < 256; i++)
+        image->palette[3 * i] = image->palette[3 * i + 1] = image->palette[3 * i + 2] = (uint8_t)i;
+    *out = image;
+    return JACLIP_OK;
+}
+
+void jaclip_image_free(jaclip_image *image)
+{
+    if (!image)
+        return;
+    free(image->pixels);
+    free(image);
+}
+
+uint32_t jaclip_image_width(const jaclip_image *image) { return image ? image->width : 0; }
+
+uint32_t jaclip_image_height(const jaclip_image *image) { return image ? image->height : 0; }
+
+const char *jaclip_image_mode(const jaclip_image *image)
+{
+    if (!image)
+        return NULL;
+    switch (image->mode) {
+    case JC_MODE_1: return "1";
+    case JC_MODE_L: return "L";
+    case JC_MODE_LA: return "LA";
+    case JC_MODE_RGB: return "RGB";
+    case JC_MODE_RGBA: return "RGBA";
+    case JC_MODE_P: return "P";
+    case JC_MODE_I: return "I";
+    case JC_MODE_CMYK: return "CMYK";
+    }
+    return NULL;
+}
+
+jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels, uint32_t width, uint32_t height,
+                                       size_t stride, jaclip_pixel_format format)
+{
+    jc_image_mode mode;
+    size_t row_bytes;
+    jaclip_image *image;
+    jaclip_status st;
+    if (!out)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!pixels)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "pixels is NULL");
+    switch (format) {
+    case JACLIP_PIXEL_GRAY8: mode = JC_MODE_L; break;
+    case JACLIP_PIXEL_RGB8: mode = JC_MODE_RGB; break;
+    case JACLIP_PIXEL_RGBA8: mode = JC_MODE_RGBA; break;
+    case JACLIP_PIXEL_GRAYA8: mode = JC_MODE_LA; break;
+    default: return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown pixel format %d", (int)format);
+    }
+    if (width == 0 || height == 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "image size %ux%u has a zero side", width, height);
+    row_bytes = (size_t)width * jc_image_mode_pixel_bytes(mode);
+    if (stride == 0)
+        stride = row_bytes;
+    if (stride < row_bytes)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "stride %zu is less than a row of %zu bytes", stride, row_bytes);
+    st = jc_image_new(&image, width, height, mode, 0);
+    if (st != JACLIP_OK)
+        return st;
+    /* The last row starts (height - 1) * stride bytes in: refuse a stride that wraps around. */
+    if (height > 1 && stride > (SIZE_MAX - row_bytes) / (height - 1)) {
+        jaclip_image_free(image);
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "stride %zu over %u rows overflows", stride, height);
+    }
+    for (uint32_t y = 0; y < height; y++)
+        memcpy(image->pixels + (size_t)y * row_bytes, (const uint8_t *)pixels + (size_t)y * stride, row_bytes);
+    *out = image;
+    return JACLIP_OK;
+}
+
+/* ---- format detection ------------------------------------------------------------------------ */
+
+static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, size_t size, uint64_t max_pixels,
+                                       uint32_t flags)
+{
+    const uint8_t *bytes = data;
+    if (!out)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!data && size > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data is NULL");
+    if (flags & ~JACLIP_IMAGE_EXIF_TRANSPOSE)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown image flags 0x%x", flags & ~JACLIP_IMAGE_EXIF_TRANSPOSE);
+    if (size == 0)
+        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "empty image data");
+    /* The same signatures PIL's plugins accept. */
+    if (size >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF)
+        return jc_image_decode_jpeg(out, bytes, size, max_pixels, flags);
+    if (size >= 8 && memcmp(bytes, png_signature, 8) == 0)
+        return jc_image_decode_png(out, bytes, size, max_pixels, flags);
+    return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unknown image format (neither JPEG nor PNG)");
+}

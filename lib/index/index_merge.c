@@ -1,0 +1,150 @@
+/* jaclip_index_merge: many index files (the shards of a distributed run) into one. Written on the
+ * public index API only (load, label, embeddings, save, append_file), so it follows whatever the index
+ * file format becomes. */
+#include "common/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Rows are copied out of a shard this many bytes at a time: bounded memory, few segments. */
+#define MERGE_BLOCK_BYTES ((size_t)64 << 20)
+
+static void sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: the data itself is already synced by append_file */
+        close(fd);
+    }
+    free(dir);
+}
+
+/* Appends rows first..first+count-1 of shard to the index file at out. */
+static jaclip_status append_block(const char *out, const jaclip_index *shard, size_t first, size_t count)
+{
+    jaclip_tensor *rows = NULL;
+    const char **labels = malloc(count * sizeof *labels);
+    if (!labels)
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory for %zu labels", count);
+    for (size_t i = 0; i < count; i++)
+        labels[i] = jaclip_index_label(shard, first + i);
+    jaclip_status st = jaclip_index_embeddings(&rows, shard, first, count);
+    if (!st)
+        st = jaclip_index_append_file(out, rows, labels);
+    jaclip_tensor_free(rows);
+    free(labels);
+    return st;
+}
+
+/* The shard holding merged row `row`, given each shard's first row. */
+static size_t shard_of(const size_t *starts, size_t n, size_t row)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (starts[mid] <= row)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* INVALID_ARGUMENT naming the first label of the merged file at tmp that an earlier row already has. */
+static jaclip_status check_unique(const char *tmp, const char *const *shards, const size_t *starts, size_t n)
+{
+    jaclip_index *merged = NULL;
+    /* Just written and synced by this call: the checksums were computed from the verified shards. */
+    jaclip_status st = jaclip_index_load(&merged, tmp, JACLIP_INDEX_MMAP | JACLIP_INDEX_NO_CHECKSUM);
+    if (st)
+        return st;
+    size_t rows = jaclip_index_size(merged), first;
+    for (size_t i = 0; i < rows && !st; i++) {
+        const char *label = jaclip_index_label(merged, i);
+        if ((st = jaclip_index_find_label(&first, merged, label)))
+            break;
+        if (first != i)
+            st = jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "label '%s' occurs twice: in %s and in %s", label,
+                         shards[shard_of(starts, n, first)], shards[shard_of(starts, n, i)]);
+    }
+    jaclip_index_free(merged);
+    return st;
+}
+
+jaclip_status jaclip_index_merge(const char *path, const char *const *shards, size_t n, uint32_t flags)
+{
+    if (!path || !shards)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s is NULL", path ? "shards" : "path");
+    if (n == 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "no shards to merge");
+    if (flags & ~JACLIP_INDEX_MERGE_UNIQUE_LABELS)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown merge flags 0x%x", flags);
+    for (size_t i = 0; i < n; i++)
+        if (!shards[i])
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "shard %zu is NULL", i);
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    size_t *starts = malloc(n * sizeof *starts);
+    if (!tmp || !starts) {
+        free(tmp);
+        free(starts);
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory merging into %s", path);
+    }
+    snprintf(tmp, plen + 16, "%s.merge-XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        jaclip_status st =
+            jc_fail(JACLIP_ERROR_IO, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+        free(tmp);
+        free(starts);
+        return st;
+    }
+    close(fd);
+
+    jaclip_status st = JACLIP_OK;
+    size_t dim = 0, total = 0;
+    for (size_t s = 0; s < n && !st; s++) {
+        jaclip_index *shard = NULL;
+        if ((st = jaclip_index_load(&shard, shards[s], JACLIP_INDEX_MMAP)))
+            break; /* the message names the file */
+        if (s == 0) {
+            dim = jaclip_index_dim(shard);
+            jaclip_index *empty = NULL;
+            if (!(st = jaclip_index_create(&empty, dim)))
+                st = jaclip_index_save(empty, tmp);
+            jaclip_index_free(empty);
+        } else if (jaclip_index_dim(shard) != dim) {
+            st = jc_fail(JACLIP_ERROR_SHAPE, "%s holds %zu-wide rows but %s holds %zu-wide ones", shards[s],
+                         jaclip_index_dim(shard), shards[0], dim);
+        }
+        size_t rows = jaclip_index_size(shard), block = MERGE_BLOCK_BYTES / (dim * sizeof(float));
+        if (block == 0)
+            block = 1;
+        starts[s] = total;
+        for (size_t first = 0; first < rows && !st; first += block)
+            if ((st = append_block(tmp, shard, first, rows - first < block ? rows - first : block)))
+                jc_fail_prefix(st, "merging %s: ", shards[s]);
+        total += rows;
+        jaclip_index_free(shard);
+    }
+    if (!st && (flags & JACLIP_INDEX_MERGE_UNIQUE_LABELS))
+        st = check_unique(tmp, shards, starts, n);
+    if (!st && rename(tmp, path) != 0)
+        st = jc_fail(JACLIP_ERROR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (st)
+        unlink(tmp);
+    else
+        sync_parent_dir(path);
+    free(tmp);
+    free(starts);
+    return st;
+}
