@@ -2,9 +2,11 @@
  * jaclip_ann_load against a fixed index of 10 000 clustered 16-wide rows; what loads is searched.
  * The first input byte picks the mode:
  *   even: the bytes as they are (the header parser, checksums, the stale checks);
- *   odd:  the header's rows, dim and row fingerprint are set to the index's and both CRC32s are
- *         recomputed, so the mutated faiss data reaches the plugin's deserializer (a crafted file,
- *         not a damaged one).
+ *   odd:  with JACLIP_FUZZ_ANN_FORGED=1 only (otherwise as even), the header's rows, dim and row
+ *         fingerprint are set to the index's and both CRC32s are recomputed, so the mutated faiss data
+ *         reaches the plugin's deserializer (a forged file, not a damaged one). faiss's parser is not
+ *         safe against forgery (docs/ann.md): this mode finds its crashes; make test replays the
+ *         ones the plugin now refuses.
  * Every failure must be a documented status with a message, and leave *out NULL.
  * JACLIP_FUZZ_ANN_SEEDS=DIR writes one valid file per ANN kind into DIR and exits (the seeds). */
 #include "jaclip.h"
@@ -23,6 +25,7 @@
 static jaclip_index *index_;
 static unsigned char fingerprint_field[8];
 static char path[64];
+static int forged_mode;
 
 static void die(const char *what)
 {
@@ -74,6 +77,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     index_ = make_index();
+    const char *forged = getenv("JACLIP_FUZZ_ANN_FORGED");
+    forged_mode = forged && strcmp(forged, "1") == 0;
     snprintf(path, sizeof path, "/tmp/jaclip-fuzz-ann-%d.ann", (int)getpid());
     const char *seeds = getenv("JACLIP_FUZZ_ANN_SEEDS");
     if (seeds && *seeds)
@@ -122,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    write_input(data + 1, size - 1, data[0] & 1);
+    write_input(data + 1, size - 1, forged_mode && (data[0] & 1));
     jaclip_ann *ann = (jaclip_ann *)&ann; /* garbage in *out must be overwritten */
     jaclip_status st = jaclip_ann_load(&ann, path, index_, 0);
     if (st != JACLIP_OK) {
