@@ -49,7 +49,7 @@ extern "C" {
 /* The version of the library actually loaded; compare with JACLIP_VERSION_NUMBER to catch a header /
  * library mismatch. */
 JACLIP_API unsigned jaclip_version_number(void);
-/* Static string such as "0.1.0". */
+/* Static string "MAJOR.MINOR.PATCH" (JACLIP_VERSION_STRING of the library's own build). */
 JACLIP_API const char *jaclip_version_string(void);
 
 /* ---- Errors --------------------------------------------------------------------------------- */

@@ -9,7 +9,7 @@
 
 typedef struct jc_plugin {
     const char *library;    /* "libtorch": in "cannot load the libtorch plugin" */
-    const char *kind;       /* "torch": in "is not a libjaclip 0.1.0 torch plugin" */
+    const char *kind;       /* "torch": in "is not a libjaclip X.Y.Z torch plugin" */
     const char *file;       /* JC_TORCH_PLUGIN_FILE */
     const char *env;        /* "JACLIP_TORCH_PLUGIN" */
     const char *entry_name; /* JC_TORCH_PLUGIN_ENTRY */
