@@ -47,6 +47,15 @@ template <class T, void (*Free)(T *)> struct Deleter {
     void operator()(T *p) const noexcept { Free(p); }
 };
 template <class T, void (*Free)(T *)> using Owned = std::unique_ptr<T, Deleter<T, Free>>;
+/* The C strings of strings, valid while strings lives unchanged. */
+inline std::vector<const char *> c_strings(const std::vector<std::string> &strings)
+{
+    std::vector<const char *> ptrs;
+    ptrs.reserve(strings.size());
+    for (const std::string &s : strings)
+        ptrs.push_back(s.c_str());
+    return ptrs;
+}
 
 } // namespace detail
 
@@ -352,9 +361,7 @@ class Model {
     }
     Tensor encode_image_files(const std::vector<std::string> &paths) const
     {
-        std::vector<const char *> ptrs;
-        for (const std::string &s : paths)
-            ptrs.push_back(s.c_str());
+        std::vector<const char *> ptrs = detail::c_strings(paths);
         jaclip_tensor *t = nullptr;
         detail::check(jaclip_model_encode_image_files(&t, p_.get(), ptrs.data(), ptrs.size()));
         return Tensor(t);
@@ -427,11 +434,7 @@ class Classifier {
     Classifier(const Model &model, const std::vector<std::string> &labels,
                const std::vector<std::string> &templates = {})
     {
-        std::vector<const char *> l, t;
-        for (const std::string &s : labels)
-            l.push_back(s.c_str());
-        for (const std::string &s : templates)
-            t.push_back(s.c_str());
+        std::vector<const char *> l = detail::c_strings(labels), t = detail::c_strings(templates);
         jaclip_classifier *c = nullptr;
         detail::check(
             jaclip_classifier_create(&c, model.get(), l.data(), l.size(), t.empty() ? nullptr : t.data(), t.size()));
@@ -479,9 +482,7 @@ class Classifier {
     }
     Tensor classify_image_files(const Model &model, const std::vector<std::string> &paths, float scale = 0.0f) const
     {
-        std::vector<const char *> ptrs;
-        for (const std::string &p : paths)
-            ptrs.push_back(p.c_str());
+        std::vector<const char *> ptrs = detail::c_strings(paths);
         jaclip_tensor *t = nullptr;
         detail::check(
             jaclip_classifier_classify_image_files(&t, p_.get(), model.get(), ptrs.data(), ptrs.size(), scale));
@@ -542,13 +543,13 @@ class Index {
     /* embeddings float32 [labels.size(), dim]; rows are normalised as stored. */
     void add(const Tensor &embeddings, const std::vector<std::string> &labels)
     {
-        auto ptrs = pointers(labels);
+        auto ptrs = detail::c_strings(labels);
         detail::check(jaclip_index_add(p_.get(), embeddings.get(), ptrs.data()));
     }
     /* Deletes every row with one of these labels; returns how many. */
     size_t remove(const std::vector<std::string> &labels)
     {
-        auto ptrs = pointers(labels);
+        auto ptrs = detail::c_strings(labels);
         size_t removed = 0;
         detail::check(jaclip_index_remove(p_.get(), ptrs.data(), ptrs.size(), &removed));
         return removed;
@@ -577,12 +578,12 @@ class Index {
 
     static void append_file(const std::string &path, const Tensor &embeddings, const std::vector<std::string> &labels)
     {
-        auto ptrs = pointers(labels);
+        auto ptrs = detail::c_strings(labels);
         detail::check(jaclip_index_append_file(path.c_str(), embeddings.get(), ptrs.data()));
     }
     static size_t remove_file(const std::string &path, const std::vector<std::string> &labels)
     {
-        auto ptrs = pointers(labels);
+        auto ptrs = detail::c_strings(labels);
         size_t removed = 0;
         detail::check(jaclip_index_remove_file(path.c_str(), ptrs.data(), ptrs.size(), &removed));
         return removed;
@@ -596,13 +597,6 @@ class Index {
 
   private:
     explicit Index(jaclip_index *owned) noexcept : p_(owned) {}
-    static std::vector<const char *> pointers(const std::vector<std::string> &labels)
-    {
-        std::vector<const char *> ptrs;
-        for (const std::string &s : labels)
-            ptrs.push_back(s.c_str());
-        return ptrs;
-    }
     detail::Owned<jaclip_index, jaclip_index_free> p_;
 };
 

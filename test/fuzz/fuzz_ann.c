@@ -9,6 +9,7 @@
  *         ones the plugin now refuses.
  * Every failure must be a documented status with a message, and leave *out NULL.
  * JACLIP_FUZZ_ANN_SEEDS=DIR writes one valid file per ANN kind into DIR and exits (the seeds). */
+#include "common/bytes.h"
 #include "jaclip.h"
 
 #include <stdint.h>
@@ -97,12 +98,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> 8 * i);
-}
-
 static void write_input(const uint8_t *data, size_t size, int crafted)
 {
     unsigned char *copy = malloc(size ? size : 1);
@@ -110,12 +105,12 @@ static void write_input(const uint8_t *data, size_t size, int crafted)
         abort();
     memcpy(copy, data, size);
     if (crafted && size >= HEADER) {
-        put32(copy + 20, DIM);
-        put32(copy + 24, ROWS), put32(copy + 28, 0);
+        jc_put_u32le(copy + 20, DIM);
+        jc_put_u64le(copy + 24, ROWS);
         memcpy(copy + 32, fingerprint_field, 8);
-        put32(copy + 48, (uint32_t)(size - HEADER)), put32(copy + 52, 0);
-        put32(copy + 56, (uint32_t)crc32(0, copy + HEADER, (uInt)(size - HEADER)));
-        put32(copy + 60, (uint32_t)crc32(0, copy, 60));
+        jc_put_u64le(copy + 48, size - HEADER);
+        jc_put_u32le(copy + 56, (uint32_t)crc32(0, copy + HEADER, (uInt)(size - HEADER)));
+        jc_put_u32le(copy + 60, (uint32_t)crc32(0, copy, 60));
     }
     FILE *f = fopen(path, "wb");
     if (!f || (size && fwrite(copy, 1, size, f) != size) || fclose(f) != 0)
