@@ -647,8 +647,9 @@ JACLIP_API jaclip_status jaclip_classifier_load(jaclip_classifier **out, const c
  * probabilities, cosines do not saturate, so ties are real ties. Errors: INVALID_ARGUMENT, SHAPE. */
 JACLIP_API jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jaclip_classifier *classifier,
                                                   const jaclip_tensor *features);
-/* softmax(scale * scores) per row: float32 [N, size] probabilities. scale 0 means the classifier's
- * default scale; otherwise it must be finite and positive. Errors: INVALID_ARGUMENT, SHAPE. */
+/* softmax(scale * scores) per row: float32 [N, size] probabilities, the same bytes as
+ * jaclip_probabilities(features, weights, JACLIP_SIMILARITY_COSINE, scale). scale 0 means the
+ * classifier's default scale; otherwise it must be finite and positive. Errors: INVALID_ARGUMENT, SHAPE. */
 JACLIP_API jaclip_status jaclip_classifier_classify_features(jaclip_tensor **out, const jaclip_classifier *classifier,
                                                              const jaclip_tensor *features, float scale);
 /* Encode n images with model (which must be the classifier's model: INVALID_ARGUMENT otherwise) and

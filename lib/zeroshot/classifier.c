@@ -276,7 +276,11 @@ jaclip_status jaclip_classifier_weights(jaclip_tensor **out, const jaclip_classi
 
 /* ---- classification ---------------------------------------------------------------------------- */
 
-jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jaclip_classifier *c, const jaclip_tensor *features)
+/* logit_scale * cosine(features, weights): rinna's logits are normalised image features @ the (unit)
+ * weights. Scaled inside jaclip_similarity, as jaclip_probabilities does, so that classifying equals
+ * jaclip_probabilities over the weights to the bit (scaling afterwards rounds differently). */
+static jaclip_status scaled_scores(jaclip_tensor **out, const jaclip_classifier *c, const jaclip_tensor *features,
+                                   float scale)
 {
     jaclip_tensor *weights = NULL;
     jaclip_status st;
@@ -293,12 +297,15 @@ jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jaclip_classif
     for (size_t i = 0; i < features->numel; i++)
         if (!isfinite(((const float *)features->data)[i]))
             return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "features row %zu holds a non-finite value", i / c->dim);
-    /* rinna's logits are normalised image features @ the (unit) weights: jaclip_similarity's cosine,
-     * so that these equal jaclip_probabilities over the weights to the bit. */
     if (!(st = jaclip_classifier_weights(&weights, c)))
-        st = jaclip_similarity(out, features, weights, JACLIP_SIMILARITY_COSINE, 1.0f);
+        st = jaclip_similarity(out, features, weights, JACLIP_SIMILARITY_COSINE, scale);
     jaclip_tensor_free(weights);
     return st;
+}
+
+jaclip_status jaclip_classifier_scores(jaclip_tensor **out, const jaclip_classifier *c, const jaclip_tensor *features)
+{
+    return scaled_scores(out, c, features, 1.0f);
 }
 
 jaclip_status jaclip_classifier_classify_features(jaclip_tensor **out, const jaclip_classifier *c,
@@ -310,12 +317,8 @@ jaclip_status jaclip_classifier_classify_features(jaclip_tensor **out, const jac
         *out = NULL;
     if (!(scale == 0 || (isfinite(scale) && scale > 0)))
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "scale must be 0 (the default) or finite and positive");
-    if ((st = jaclip_classifier_scores(&scores, c, features)))
+    if ((st = scaled_scores(&scores, c, features, scale == 0 ? c->scale : scale)))
         return st;
-    float s = scale == 0 ? c->scale : scale;
-    float *v = scores->data;
-    for (size_t i = 0; i < scores->numel; i++)
-        v[i] *= s;
     st = jaclip_softmax(out, scores);
     jaclip_tensor_free(scores);
     return st;
