@@ -92,6 +92,43 @@ def run_clients(port, n_clients, total, make_request):
     return state["lat"], state["errors"], time.perf_counter() - t0
 
 
+def measure_server(args, index_path, max_batch, vectors, photo, with_images):
+    """One server run (--max-batch max_batch): rows of results, (RSS before, after), exit status. Image
+    embeds are not batched, so they run only with_images."""
+    server = subprocess.Popen([args.cli, "serve", "--model", args.model, "--index", f"gen={index_path}",
+                               "--port", "0", "--threads", str(args.threads), "--max-requests", "64",
+                               "--timeout", "300", "--max-batch", str(max_batch)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        port = int(line.split("127.0.0.1:")[1].split("/")[0])
+        search = lambda i: ("POST", "/v1/search",  # noqa: E731
+                            json.dumps({"text": QUERIES[i % len(QUERIES)] + str(i), "k": 10}).encode(),
+                            {"Content-Type": "application/json"})
+        by_vector = lambda i: ("POST", "/v1/search",  # noqa: E731  (no model call: the HTTP layer + scan)
+                               json.dumps({"embedding": vectors[i % 64].tolist(), "k": 10}).encode(),
+                               {"Content-Type": "application/json"})
+        embed = lambda i: ("POST", "/v1/embed/image", photo, {"Content-Type": "image/jpeg"})  # noqa: E731
+        run_clients(port, 1, 2, search)  # warm-up
+        run_clients(port, 1, 1, embed)
+        rss_before = rss_mib(server.pid)
+        rows = []
+        for kind, make, total in [("vector search", by_vector, 2 * args.text_requests),
+                                  ("text search", search, args.text_requests),
+                                  ("image embed", embed, args.image_requests if with_images else 0)]:
+            if total == 0:
+                continue
+            for n in [int(x) for x in args.clients.split(",")]:
+                lat, errors, wall = run_clients(port, n, total, make)
+                rows.append({"kind": kind, "max_batch": max_batch, "clients": n, "requests": total, "errors": errors,
+                             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "per_s": total / wall})
+        rss_after = rss_mib(server.pid)
+    finally:
+        server.terminate()
+        rc = server.wait(timeout=60)
+    return rows, (rss_before, rss_after), rc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -101,6 +138,7 @@ def main():
     ap.add_argument("--image-requests", type=int, default=24)
     ap.add_argument("--threads", type=int, default=1, help="the server's --threads")
     ap.add_argument("--clients", default="1,4,16")
+    ap.add_argument("--max-batch", default="16,1", help="the server's --max-batch, one run each (1: off)")
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "bench-serve"))
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -148,48 +186,27 @@ def main():
     model.close()
     index.close()
 
-    server = subprocess.Popen([args.cli, "serve", "--model", args.model, "--index", f"gen={index_path}",
-                               "--port", "0", "--threads", str(args.threads), "--max-requests", "64",
-                               "--timeout", "300"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        line = server.stdout.readline()
-        port = int(line.split("127.0.0.1:")[1].split("/")[0])
-        search = lambda i: ("POST", "/v1/search",  # noqa: E731
-                            json.dumps({"text": QUERIES[i % len(QUERIES)] + str(i), "k": 10}).encode(),
-                            {"Content-Type": "application/json"})
-        by_vector = lambda i: ("POST", "/v1/search",  # noqa: E731  (no model call: the HTTP layer + scan)
-                               json.dumps({"embedding": vectors[i % 64].tolist(), "k": 10}).encode(),
-                               {"Content-Type": "application/json"})
-        embed = lambda i: ("POST", "/v1/embed/image", photo, {"Content-Type": "image/jpeg"})  # noqa: E731
-        run_clients(port, 1, 2, search)  # warm-up
-        run_clients(port, 1, 1, embed)
-        rss_before = rss_mib(server.pid)
-        rows = []
-        for kind, make, total in [("vector search", by_vector, 2 * args.text_requests),
-                                  ("text search", search, args.text_requests),
-                                  ("image embed", embed, args.image_requests)]:
-            for n in [int(x) for x in args.clients.split(",")]:
-                lat, errors, wall = run_clients(port, n, total, make)
-                rows.append({"kind": kind, "clients": n, "requests": total, "errors": errors,
-                             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "per_s": total / wall})
-        rss_after = rss_mib(server.pid)
-    finally:
-        server.terminate()
-        rc = server.wait(timeout=60)
+    rows, rss = [], {}
+    for i, max_batch in enumerate(int(x) for x in args.max_batch.split(",")):
+        server_rows, rss[max_batch], rc = measure_server(args, index_path, max_batch, vectors, photo, i == 0)
+        rows += server_rows
+        if rc != 0:
+            break
     report = {"cpu": cpu(), "model": os.path.basename(args.model), "index_rows": args.rows, "dim": dim,
               "server_threads": args.threads, "reference_in_process": ref, "results": rows,
-              "rss_mib_before": rss_before, "rss_mib_after": rss_after, "server_exit": rc}
+              "rss_mib": {str(b): {"before": r[0], "after": r[1]} for b, r in rss.items()}, "server_exit": rc}
     print(f"CPU: {report['cpu']}")
     print(f"model {report['model']} (dim {dim}), index {args.rows} rows, server --threads {args.threads}")
     print(f"reference (library in-process, one at a time): text search {ref['text_search_p50_ms']:.1f} ms, "
           f"vector search {ref['embedding_search_p50_ms']:.1f} ms, image embed {ref['image_embed_p50_ms']:.1f} ms")
-    print(f"{'work':12} {'N':>3} {'reqs':>5} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50/ref':>8}")
+    print(f"{'work':12} {'batch':>5} {'N':>3} {'reqs':>5} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50/ref':>8}")
     for r in rows:
         base = ref[r["kind"].replace(" ", "_").replace("vector", "embedding") + "_p50_ms"]
-        print(f"{r['kind']:12} {r['clients']:>3} {r['requests']:>5} {r['errors']:>4} {r['p50_ms']:>8.1f} "
+        print(f"{r['kind']:12} {r['max_batch']:>5} {r['clients']:>3} {r['requests']:>5} {r['errors']:>4} {r['p50_ms']:>8.1f} "
               f"{r['p99_ms']:>8.1f} {r['per_s']:>7.1f} {r['p50_ms'] / base:>8.2f}")
-    print(f"server RSS: {rss_before:.0f} MiB before, {rss_after:.0f} MiB after; exit status {rc}")
+    for b, (before, after) in rss.items():
+        print(f"server RSS (--max-batch {b}): {before:.0f} MiB before, {after:.0f} MiB after")
+    print(f"exit status {rc}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=1)

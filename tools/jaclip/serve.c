@@ -20,6 +20,9 @@ static const char serve_usage[] =
     "  -p, --port N              port (default: 8080; 0 picks a free one, printed on stdout)\n"
     "      --token TOKEN         require 'Authorization: Bearer TOKEN' (default: $JACLIP_SERVE_TOKEN)\n"
     "      --threads N           requests running library work at once (default: 1)\n"
+    "      --max-batch N         single text queries, and single searches of one index, that queue\n"
+    "                            while the model is busy run as one library call of up to N\n"
+    "                            (default: 16; 1 turns batching off)\n"
     "      --model-threads N     cores each model call may use (default: all)\n"
     "      --max-requests N      requests in flight before answering 503 (default: 64)\n"
     "      --max-body BYTES      largest request body (default: 16777216)\n"
@@ -30,7 +33,15 @@ static const char serve_usage[] =
     "\n"
     "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout), and exits 0.\n";
 
-enum { OPT_HOST = OPT_COMMAND_BASE, OPT_TOKEN, OPT_MODEL_THREADS, OPT_MAX_REQUESTS, OPT_MAX_BODY, OPT_TIMEOUT };
+enum {
+    OPT_HOST = OPT_COMMAND_BASE,
+    OPT_TOKEN,
+    OPT_MODEL_THREADS,
+    OPT_MAX_REQUESTS,
+    OPT_MAX_BODY,
+    OPT_TIMEOUT,
+    OPT_MAX_BATCH
+};
 
 static const char *const route_names[ROUTE_COUNT] = {"page",    "healthz",    "metrics",     "info",
                                                      "indexes", "embed_text", "embed_image", "classify",
@@ -74,8 +85,13 @@ void reply_error(reply *out, unsigned http, const char *status_name, const char 
     reply_json(out, http, json_pack("{s:{s:s,s:s}}", "error", "status", status_name, "message", message));
 }
 
-/* The library's status name ("JACLIP_ERROR_IO") and the HTTP status that fits it. */
 void reply_library_error(reply *out, jaclip_status st)
+{
+    reply_library_error_message(out, st, jaclip_last_error());
+}
+
+/* The library's status name ("JACLIP_ERROR_IO") and the HTTP status that fits it. */
+void reply_library_error_message(reply *out, jaclip_status st, const char *msg)
 {
     char name[64];
     const char *full = jaclip_status_string(st);
@@ -92,21 +108,31 @@ void reply_library_error(reply *out, jaclip_status st)
     case JACLIP_ERROR_OUT_OF_MEMORY: http = MHD_HTTP_SERVICE_UNAVAILABLE; break;
     default: http = MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
-    const char *msg = jaclip_last_error();
     reply_error(out, http, name, "%s", msg[0] ? msg : full + (full[n] ? n + 2 : n));
 }
 
 /* ---- model slots ---- */
 
-bool take_slot(server *s)
+struct timespec slot_deadline(const server *s)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += (time_t)s->request_timeout;
+    return until;
+}
+
+bool take_slot(server *s)
+{
+    struct timespec until = slot_deadline(s);
+    return take_slot_until(s, &until);
+}
+
+bool take_slot_until(server *s, const struct timespec *until)
+{
     bool ok = true;
     pthread_mutex_lock(&s->slot_lock);
     while (s->slots_left == 0 && ok)
-        ok = pthread_cond_timedwait(&s->slot_free, &s->slot_lock, &until) == 0 || s->slots_left > 0;
+        ok = pthread_cond_timedwait(&s->slot_free, &s->slot_lock, until) == 0 || s->slots_left > 0;
     if (ok)
         s->slots_left--;
     pthread_mutex_unlock(&s->slot_lock);
@@ -266,6 +292,18 @@ static void metrics_text(server *s, reply *out)
         fprintf(f, "jaclip_request_duration_seconds_count{route=\"%s\"} %lu\n", route_names[r], total);
     }
     fprintf(f, "# TYPE jaclip_requests_in_flight gauge\njaclip_requests_in_flight %u\n", atomic_load(&s->in_flight));
+    static const char *const batch_kinds[BATCH_KINDS] = {"text", "search"};
+    fputs("# HELP jaclip_batches_total Library calls made for batched queries (serve --max-batch).\n"
+          "# TYPE jaclip_batches_total counter\n",
+          f);
+    for (int k = 0; k < BATCH_KINDS; k++)
+        fprintf(f, "jaclip_batches_total{kind=\"%s\"} %lu\n", batch_kinds[k], atomic_load(&s->batches[k]));
+    fputs("# HELP jaclip_batched_queries_total Queries answered by those calls.\n"
+          "# TYPE jaclip_batched_queries_total counter\n",
+          f);
+    for (int k = 0; k < BATCH_KINDS; k++)
+        fprintf(f, "jaclip_batched_queries_total{kind=\"%s\"} %lu\n", batch_kinds[k],
+                atomic_load(&s->batched_jobs[k]));
     fprintf(f, "# TYPE jaclip_thumbnail_cache_hits_total counter\njaclip_thumbnail_cache_hits_total %lu\n",
             atomic_load(&s->thumb_hits));
     fprintf(f, "# TYPE jaclip_thumbnail_cache_misses_total counter\njaclip_thumbnail_cache_misses_total %lu\n",
@@ -561,7 +599,7 @@ typedef struct {
     model_args m;
     string_list index_args;
     const char *host, *token, *classifier_path;
-    long port, workers, max_requests, max_body, timeout;
+    long port, workers, max_requests, max_body, timeout, max_batch;
     struct sockaddr_storage addr;
     socklen_t addr_len;
 } serve_options;
@@ -577,7 +615,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
         {"max-body", required_argument, NULL, OPT_MAX_BODY}, {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'},
-        {"classifier", required_argument, NULL, 'c'},
+        {"classifier", required_argument, NULL, 'c'},    {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
         {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;
@@ -585,6 +623,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
     o->host = "127.0.0.1";
     o->token = getenv("JACLIP_SERVE_TOKEN");
     o->port = 8080, o->workers = 1, o->max_requests = 64, o->max_body = 16L << 20, o->timeout = 30;
+    o->max_batch = 16;
     while ((opt = getopt_long(argc, argv, ":m:i:p:c:h", options, NULL)) != -1) {
         switch (opt) {
         case 'm': o->m.model_path = optarg; break;
@@ -598,6 +637,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         case OPT_MAX_REQUESTS: o->max_requests = parse_long(optarg, "--max-requests", 1, 10000); break;
         case OPT_MAX_BODY: o->max_body = parse_long(optarg, "--max-body", 1024, 1L << 30); break;
         case OPT_TIMEOUT: o->timeout = parse_long(optarg, "--timeout", 1, 3600); break;
+        case OPT_MAX_BATCH: o->max_batch = parse_long(optarg, "--max-batch", 1, 256); break;
         case 'c': o->classifier_path = optarg; break;
         case 'h': exit(help_requested(serve_usage));
         default: bad_option(opt, argv);
@@ -639,6 +679,9 @@ static server *make_server(const serve_options *o)
     s->slots_left = (unsigned)o->workers;
     pthread_mutex_init(&s->slot_lock, NULL);
     pthread_cond_init(&s->slot_free, NULL);
+    s->max_batch = (unsigned)o->max_batch;
+    pthread_mutex_init(&s->batch_lock, NULL);
+    pthread_cond_init(&s->batch_wake, NULL);
     pthread_mutex_init(&s->thumb_lock, NULL);
     return s;
 }

@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 typedef enum {
     ROUTE_PAGE,
@@ -40,6 +41,24 @@ typedef struct {
 
 enum { THUMB_SLOTS = 512, LATENCY_BUCKETS = 12 };
 
+/* One query for serve_batch.c: a text to encode, or one query row to search an index with. */
+typedef enum { BATCH_TEXT, BATCH_SEARCH, BATCH_KINDS } batch_kind;
+
+typedef struct batch_job {
+    struct batch_job *next;
+    batch_kind kind;
+    const served_index *index; /* BATCH_SEARCH */
+    const char *text;          /* BATCH_TEXT, len bytes */
+    size_t len;
+    const jaclip_tensor *query; /* BATCH_SEARCH: [1, D] */
+    size_t k;
+    /* Results, owned by the caller after batch_run: features [1, D], or rows and scores [1, <=k]. */
+    jaclip_status st;
+    char message[512]; /* the library's message when st fails */
+    jaclip_tensor *features, *rows, *scores;
+    bool taken, done;
+} batch_job;
+
 typedef struct {
     atomic_ulong codes[600];                   /* requests answered, by HTTP status */
     atomic_ulong buckets[LATENCY_BUCKETS + 1]; /* cumulative at output time; here per bucket */
@@ -63,6 +82,13 @@ typedef struct {
     pthread_mutex_t slot_lock;
     pthread_cond_t slot_free;
     unsigned slots_left;
+    /* Batching (serve_batch.c): queued single queries, and whether a leader waits for a slot. */
+    unsigned max_batch;
+    pthread_mutex_t batch_lock;
+    pthread_cond_t batch_wake;
+    struct batch_job *pending;
+    bool leader_waiting;
+    atomic_ulong batches[BATCH_KINDS], batched_jobs[BATCH_KINDS];
     pthread_mutex_t thumb_lock;
     thumb_slot thumbs[THUMB_SLOTS];
     atomic_ulong thumb_hits, thumb_misses;
@@ -105,8 +131,11 @@ typedef struct {
 void reply_json(reply *out, unsigned http, json_t *value); /* takes value */
 void reply_error(reply *out, unsigned http, const char *status_name, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-void reply_library_error(reply *out, jaclip_status st);
-bool take_slot(server *s); /* false after request_timeout: the caller answers 503 */
+void reply_library_error(reply *out, jaclip_status st); /* with jaclip_last_error() */
+void reply_library_error_message(reply *out, jaclip_status st, const char *message);
+struct timespec slot_deadline(const server *s); /* now + request_timeout, for take_slot_until */
+bool take_slot(server *s);                       /* false after request_timeout: the caller answers 503 */
+bool take_slot_until(server *s, const struct timespec *until);
 void give_slot(server *s);
 const char *query_arg(const request *r, const char *name);
 const form_field *form_get(const request *r, const char *name, size_t nth);
@@ -122,6 +151,11 @@ void api_search(server *s, request *r, reply *out);
 void api_thumbnail(server *s, request *r, reply *out);
 jaclip_status class_embeddings(jaclip_tensor **out, const jaclip_model *model, const char *const *labels,
                                size_t nlabels, const char *const *templates, size_t ntemplates);
+
+/* ---- serve_batch.c ---- */
+/* Runs the job, alone or in one library call with others queued alike; false if no model slot came
+ * free within request_timeout (the caller answers 503). Otherwise job->st and the results are set. */
+bool batch_run(server *s, batch_job *job);
 
 /* ---- serve_web.c ---- */
 bool web_file(const char *path, const unsigned char **data, size_t *len, const char **content_type);

@@ -273,6 +273,16 @@ void api_embed_text(server *s, request *r, reply *out)
         ptrs[i] = json_string_value(t);
         lengths[i] = json_string_length(t);
     }
+    if (n == 1) {
+        batch_job job = {.kind = BATCH_TEXT, .text = ptrs[0], .len = lengths[0]};
+        if (!batch_run(s, &job))
+            BUSY(out);
+        else if (job.st)
+            reply_library_error_message(out, job.st, job.message);
+        else
+            reply_embeddings(out, JACLIP_OK, job.features);
+        goto done;
+    }
     if (!take_slot(s)) {
         BUSY(out);
         goto done;
@@ -515,14 +525,16 @@ static bool json_query(server *s, json_t *root, const served_index *x, jaclip_te
         BAD_REQUEST(out, "\"text\" must be a string");
         return false;
     }
-    const char *t = json_string_value(text);
-    size_t len = json_string_length(text);
-    if (!take_slot(s)) {
+    batch_job job = {.kind = BATCH_TEXT, .text = json_string_value(text), .len = json_string_length(text)};
+    if (!batch_run(s, &job)) {
         BUSY(out);
         return false;
     }
-    *st = jaclip_model_encode_texts(query, s->model, &t, &len, 1);
-    give_slot(s);
+    if (job.st) {
+        reply_library_error_message(out, job.st, job.message);
+        return false;
+    }
+    *query = job.features;
     return true;
 }
 
@@ -574,16 +586,18 @@ void api_search(server *s, request *r, reply *out)
     const served_index *x = pick_index(s, index_name, out);
     if (!x || !(by_json ? json_query(s, root, x, &query, &st, out) : image_query(s, r, &query, &st, out)))
         goto done;
-    if (!st) {
-        if (!take_slot(s)) {
-            BUSY(out);
-            goto done;
-        }
-        st = jaclip_index_search(&rows, &scores, x->index, query, (size_t)k);
-        give_slot(s);
-    }
-    if (st)
+    if (st) {
         reply_library_error(out, st);
+        goto done;
+    }
+    batch_job job = {.kind = BATCH_SEARCH, .index = x, .query = query, .k = (size_t)k};
+    if (!batch_run(s, &job)) {
+        BUSY(out);
+        goto done;
+    }
+    rows = job.rows, scores = job.scores;
+    if (job.st)
+        reply_library_error_message(out, job.st, job.message);
     else
         reply_hits(out, x, rows, scores, threshold);
 done:
