@@ -330,6 +330,26 @@ JACLIP_API jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out, co
 /* Same from n encoded images in memory. */
 JACLIP_API jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out, const jaclip_model *model,
                                                            const void *const *data, const size_t *sizes, size_t n);
+/* Hears of each image a *_skipping encoder leaves out, in input order, on the calling thread: its
+ * index, its status (JACLIP_ERROR_IO, JACLIP_ERROR_IMAGE_DECODE or JACLIP_ERROR_IMAGE_TOO_LARGE) and
+ * the library's message, valid only during the call. */
+typedef void (*jaclip_skip_callback)(void *user, size_t index, jaclip_status status, const char *message);
+/* jaclip_model_encode_image_files, but an image that cannot be read, cannot be decoded or is over the
+ * pixel limit is left out instead of failing the call (a photo folder with one broken file): *out is
+ * float32 [k, D], a row per image that encoded, in input order; *out_kept (if not NULL) int64 [k],
+ * their indices in paths. on_skip (may be NULL) is called for each image left out. Any other failure
+ * fails the call (OUT_OF_MEMORY, BACKEND, INVALID_ARGUMENT for NULL arguments). Where images were left
+ * out, the others are encoded in other batches than the plain call's, so their rows may differ from it
+ * in the last bits (docs/determinism.md). Threads: as jaclip_model_encode_image_files. */
+JACLIP_API jaclip_status jaclip_model_encode_image_files_skipping(jaclip_tensor **out, jaclip_tensor **out_kept,
+                                                                  const jaclip_model *model, const char *const *paths,
+                                                                  size_t n, jaclip_skip_callback on_skip, void *user);
+/* Same from n encoded images in memory. */
+JACLIP_API jaclip_status jaclip_model_encode_image_buffers_skipping(jaclip_tensor **out, jaclip_tensor **out_kept,
+                                                                    const jaclip_model *model,
+                                                                    const void *const *data, const size_t *sizes,
+                                                                    size_t n, jaclip_skip_callback on_skip,
+                                                                    void *user);
 /* The float32 [n, 3, S, S] input the model would see for these images (for checking parity). */
 JACLIP_API jaclip_status jaclip_model_preprocess_images(jaclip_tensor **out, const jaclip_model *model,
                                                         const jaclip_image *const *images, size_t n);

@@ -85,9 +85,15 @@ typedef struct jc_image_batch {
     uint32_t flags;
     uint32_t size;
     const float *mean, *std;
+    /* Optional, [count] each: with them every image's status (and a malloc'd message where it failed,
+     * NULL if out of memory) is recorded, and preprocessing returns OK; the failed images' pixels are
+     * left unset. */
+    jaclip_status *item_status;
+    char **item_message;
 } jc_image_batch;
 /* Images first..first+count-1 of batch into pixels [count, 3, size, size], one decoder thread per
- * usable core within a memory budget (image_batch.c). The failure of the lowest index is reported. */
+ * usable core within a memory budget (image_batch.c). Without item_status, the failure of the lowest
+ * index is reported. */
 jaclip_status jc_image_batch_preprocess(const jc_image_batch *batch, size_t first, size_t count, float *pixels);
 
 #endif

@@ -106,6 +106,11 @@ static void decode_one(decode_job *job, size_t k)
     jaclip_image_free(image);
     if (held)
         budget_release(job, held);
+    if (b->item_status) {
+        b->item_status[k] = st;
+        b->item_message[k] = st ? strdup(jaclip_last_error()) : NULL;
+        return;
+    }
     if (st) {
         /* The message is thread-local: carry it to the calling thread. */
         pthread_mutex_lock(&job->lock);

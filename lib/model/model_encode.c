@@ -174,6 +174,118 @@ static jaclip_status encode_batch(jaclip_tensor **out, const jaclip_model *model
     return st;
 }
 
+/* A failure that belongs to the image (not to the model or the machine): what the skipping encoders
+ * leave out. */
+static bool image_failure(jaclip_status st)
+{
+    return st == JACLIP_ERROR_IO || st == JACLIP_ERROR_IMAGE_DECODE || st == JACLIP_ERROR_IMAGE_TOO_LARGE;
+}
+
+/* encode_batch, leaving out the images whose decoding fails as image_failure says: each chunk is decoded
+ * with per-image statuses, the images that decoded are packed together and encoded in one call. */
+static jaclip_status encode_batch_skipping(jaclip_tensor **out, jaclip_tensor **out_kept, const jaclip_model *model,
+                                           jc_image_batch *batch, size_t n, jaclip_skip_callback on_skip, void *user)
+{
+    const int64_t s = model->image_size, dim = model->embedding_dim;
+    const size_t image_floats = (size_t)(3 * s * s);
+    jaclip_tensor *pixels = NULL, *rows = NULL, *kept = NULL;
+    jaclip_status item_status[JC_IMAGE_CHUNK];
+    char *item_message[JC_IMAGE_CHUNK] = {0};
+    size_t nkept = 0;
+    jaclip_status st;
+    batch->max_pixels = model->max_image_pixels;
+    batch->flags = model->image_flags;
+    batch->size = (uint32_t)s;
+    batch->mean = model->mean;
+    batch->std = model->std;
+    batch->item_status = item_status;
+    batch->item_message = item_message;
+    if ((st = jc_tensor_new_2d(&rows, JACLIP_DTYPE_FLOAT32, (int64_t)n, dim)) ||
+        (st = jc_tensor_new_2d(&kept, JACLIP_DTYPE_INT64, 1, (int64_t)n)))
+        goto done;
+    if (n > 0) {
+        const int64_t shape[4] = {n < JC_IMAGE_CHUNK ? (int64_t)n : JC_IMAGE_CHUNK, 3, s, s};
+        st = jc_tensor_new(&pixels, JACLIP_DTYPE_FLOAT32, 4, shape);
+    }
+    for (size_t first = 0; first < n && st == JACLIP_OK; first += JC_IMAGE_CHUNK) {
+        size_t count = n - first < JC_IMAGE_CHUNK ? n - first : JC_IMAGE_CHUNK, good = 0;
+        float *px = pixels->data;
+        if ((st = jc_image_batch_preprocess(batch, first, count, px)))
+            break;
+        for (size_t k = 0; k < count; k++) {
+            jaclip_status item = item_status[k];
+            if (item == JACLIP_OK) {
+                if (good != k)
+                    memmove(px + good * image_floats, px + k * image_floats, image_floats * sizeof(float));
+                ((int64_t *)kept->data)[nkept + good++] = (int64_t)(first + k);
+            } else if (!image_failure(item) && st == JACLIP_OK) {
+                st = jc_fail(item, "%s", item_message[k] ? item_message[k] : jaclip_status_string(item));
+            } else if (st == JACLIP_OK && on_skip) {
+                on_skip(user, first + k, item, item_message[k] ? item_message[k] : jaclip_status_string(item));
+            }
+            free(item_message[k]);
+            item_message[k] = NULL;
+        }
+        if (st == JACLIP_OK && good > 0)
+            st = model->api->encode_image(model->torch, px, (int64_t)good, s, (float *)rows->data + nkept * (size_t)dim,
+                                          dim);
+        nkept += good;
+    }
+    if (st == JACLIP_OK) {
+        const int64_t rows_shape[2] = {(int64_t)nkept, dim}, kept_shape[1] = {(int64_t)nkept};
+        if (!(st = jaclip_tensor_create(out, JACLIP_DTYPE_FLOAT32, 2, rows_shape, nkept ? rows->data : NULL)) &&
+            out_kept && (st = jaclip_tensor_create(out_kept, JACLIP_DTYPE_INT64, 1, kept_shape, nkept ? kept->data : NULL))) {
+            jaclip_tensor_free(*out);
+            *out = NULL;
+        }
+    }
+done:
+    jaclip_tensor_free(pixels);
+    jaclip_tensor_free(rows);
+    jaclip_tensor_free(kept);
+    return st;
+}
+
+static jaclip_status check_skipping_outputs(jaclip_tensor **out, jaclip_tensor **out_kept, const jaclip_model *model)
+{
+    if (out_kept)
+        *out_kept = NULL;
+    return check_model_out(out, model);
+}
+
+jaclip_status jaclip_model_encode_image_files_skipping(jaclip_tensor **out, jaclip_tensor **out_kept,
+                                                       const jaclip_model *model, const char *const *paths, size_t n,
+                                                       jaclip_skip_callback on_skip, void *user)
+{
+    jaclip_status st;
+    if ((st = check_skipping_outputs(out, out_kept, model)))
+        return st;
+    if (!paths && n > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "paths is NULL");
+    for (size_t i = 0; i < n; i++)
+        if (!paths[i])
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "paths[%zu] is NULL", i);
+    jc_image_batch batch = {.paths = paths};
+    return encode_batch_skipping(out, out_kept, model, &batch, n, on_skip, user);
+}
+
+jaclip_status jaclip_model_encode_image_buffers_skipping(jaclip_tensor **out, jaclip_tensor **out_kept,
+                                                         const jaclip_model *model, const void *const *data,
+                                                         const size_t *sizes, size_t n, jaclip_skip_callback on_skip,
+                                                         void *user)
+{
+    jaclip_status st;
+    if ((st = check_skipping_outputs(out, out_kept, model)))
+        return st;
+    if ((!data || !sizes) && n > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data or sizes is NULL");
+    for (size_t i = 0; i < n; i++)
+        if (!data[i] && sizes[i] > 0)
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data[%zu] is NULL", i);
+    jc_image_batch batch = {.data = data, .sizes = sizes};
+    return encode_batch_skipping(out, out_kept, model, &batch, n, on_skip, user);
+}
+
 jaclip_status jaclip_model_encode_image_files(jaclip_tensor **out, const jaclip_model *model, const char *const *paths,
                                               size_t n)
 {

@@ -67,6 +67,134 @@ static void test_cuda_unavailable(const char *model_path)
     jaclip_model_options_free(o);
 }
 
+typedef struct {
+    size_t calls, index[8];
+    jaclip_status status[8];
+    int named; /* messages that name the file */
+    const char *const *paths;
+} skips_seen;
+
+static void record_skip(void *user, size_t index, jaclip_status status, const char *message)
+{
+    skips_seen *s = user;
+    if (s->calls < 8) {
+        s->index[s->calls] = index;
+        s->status[s->calls] = status;
+    }
+    s->calls++;
+    s->named += s->paths && strstr(message, s->paths[index]) != NULL;
+}
+
+/* The skipping encoders: which images are left out, in which order they are reported, that the rows
+ * are the kept images' features, and that a failure of the model fails the whole call. */
+static void test_encode_skipping(jaclip_model *m, const char *dog, const char *bad)
+{
+    enum { N = 40 }; /* more than one chunk of the decode pool (JC_IMAGE_CHUNK = 32) */
+    int64_t dim = jaclip_model_embedding_dim(m);
+    char cut[64], junk[64];
+    snprintf(cut, sizeof cut, "/tmp/jaclip-test-skip-cut-%d.jpg", (int)getpid());
+    snprintf(junk, sizeof junk, "/tmp/jaclip-test-skip-junk-%d.png", (int)getpid());
+    size_t whole = 0;
+    char *bytes = read_file(dog, &whole);
+    FILE *f = fopen(cut, "wb");
+    if (f && bytes)
+        fwrite(bytes, 1, whole / 3, f), fclose(f);
+    f = fopen(junk, "wb");
+    if (f)
+        fputs("not a PNG at all", f), fclose(f);
+    const char *paths[N];
+    for (size_t i = 0; i < N; i++)
+        paths[i] = dog;
+    paths[0] = "/nonexistent/a.jpg", paths[5] = cut, paths[33] = junk, paths[39] = cut;
+
+    jaclip_tensor *out = NULL, *kept = NULL, *one = NULL;
+    skips_seen seen = {.paths = paths};
+    CHECK_OK(jaclip_model_encode_image_files_skipping(&out, &kept, m, paths, N, record_skip, &seen));
+    CHECK(seen.calls == 4 && seen.named == 4);
+    CHECK(seen.index[0] == 0 && seen.index[1] == 5 && seen.index[2] == 33 && seen.index[3] == 39);
+    CHECK(seen.status[0] == JACLIP_ERROR_IO && seen.status[1] == JACLIP_ERROR_IMAGE_DECODE &&
+          seen.status[2] == JACLIP_ERROR_IMAGE_DECODE && seen.status[3] == JACLIP_ERROR_IMAGE_DECODE);
+    CHECK(out && jaclip_tensor_dim(out, 0) == N - 4 && jaclip_tensor_dim(out, 1) == dim);
+    CHECK(kept && jaclip_tensor_ndim(kept) == 1 && jaclip_tensor_dim(kept, 0) == N - 4);
+    CHECK_OK(jaclip_model_encode_image_files(&one, m, &dog, 1));
+    if (out && kept && one) {
+        const int64_t *k = jaclip_tensor_data(kept);
+        size_t at = 0;
+        for (size_t i = 0; i < N; i++)
+            if (i != 0 && i != 5 && i != 33 && i != 39)
+                CHECK(k[at++] == (int64_t)i);
+        /* Every kept row is the dog: within the batch-composition tolerance of a lone encode. */
+        float worst = 0, top = 0;
+        for (int64_t r = 0; r < N - 4; r++)
+            for (int64_t c = 0; c < dim; c++) {
+                float a = ((const float *)jaclip_tensor_data(out))[r * dim + c];
+                float b = ((const float *)jaclip_tensor_data(one))[c];
+                worst = fabsf(a - b) > worst ? fabsf(a - b) : worst;
+                top = fabsf(b) > top ? fabsf(b) : top;
+            }
+        CHECK(worst <= 1e-5f * (top > 1 ? top : 1));
+    }
+    jaclip_tensor_free(out);
+    jaclip_tensor_free(kept);
+
+    /* Without out_kept and on_skip; nothing left: [0, D]; n = 0: [0, D]. */
+    CHECK_OK(jaclip_model_encode_image_files_skipping(&out, NULL, m, paths, 6, NULL, NULL));
+    CHECK(out && jaclip_tensor_dim(out, 0) == 4);
+    jaclip_tensor_free(out);
+    const char *none_readable[2] = {cut, junk};
+    CHECK_OK(jaclip_model_encode_image_files_skipping(&out, &kept, m, none_readable, 2, NULL, NULL));
+    CHECK(out && jaclip_tensor_dim(out, 0) == 0 && jaclip_tensor_dim(out, 1) == dim);
+    CHECK(kept && jaclip_tensor_dim(kept, 0) == 0);
+    jaclip_tensor_free(out);
+    jaclip_tensor_free(kept);
+    CHECK_OK(jaclip_model_encode_image_files_skipping(&out, &kept, m, paths, 0, NULL, NULL));
+    CHECK(out && jaclip_tensor_dim(out, 0) == 0);
+    jaclip_tensor_free(out);
+    jaclip_tensor_free(kept);
+
+    /* Buffers: a junk buffer left out, the photo kept. */
+    const void *data[3] = {"junk", bytes, bytes};
+    size_t sizes[3] = {4, whole, 0};
+    skips_seen seen_buffers = {0};
+    CHECK_OK(jaclip_model_encode_image_buffers_skipping(&out, &kept, m, data, sizes, 3, record_skip, &seen_buffers));
+    CHECK(seen_buffers.calls == 2 && seen_buffers.index[0] == 0 && seen_buffers.index[1] == 2);
+    CHECK(out && jaclip_tensor_dim(out, 0) == 1 && kept && ((const int64_t *)jaclip_tensor_data(kept))[0] == 1);
+    jaclip_tensor_free(out);
+    jaclip_tensor_free(kept);
+
+    /* Caller errors fail the call and leave both outputs NULL. */
+    out = kept = (jaclip_tensor *)1;
+    CHECK_ERROR(jaclip_model_encode_image_files_skipping(&out, &kept, NULL, paths, 1, NULL, NULL),
+                JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(out == NULL && kept == NULL);
+    const char *with_null[2] = {dog, NULL};
+    CHECK_ERROR(jaclip_model_encode_image_files_skipping(&out, &kept, m, with_null, 2, NULL, NULL),
+                JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_model_encode_image_files_skipping(&out, &kept, m, NULL, 1, NULL, NULL),
+                JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_model_encode_image_files_skipping(NULL, &kept, m, paths, 1, NULL, NULL),
+                JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_model_encode_image_buffers_skipping(&out, &kept, m, NULL, sizes, 1, NULL, NULL),
+                JACLIP_ERROR_INVALID_ARGUMENT);
+
+    /* A model that fails (its encode_image returns the wrong shape) fails the call: not a skip. */
+    char wrong[4096];
+    jaclip_model *mm = NULL;
+    snprintf(wrong, sizeof wrong, "%s/wrong-output.jaclip", bad);
+    CHECK_OK(jaclip_model_load(&mm, wrong, NULL));
+    if (mm) {
+        skips_seen none = {.paths = paths};
+        CHECK_ERROR(jaclip_model_encode_image_files_skipping(&out, &kept, mm, paths + 1, 3, record_skip, &none),
+                    JACLIP_ERROR_MODEL_FORMAT);
+        CHECK(out == NULL && kept == NULL && none.calls == 0);
+        jaclip_model_free(mm);
+    }
+    jaclip_tensor_free(one);
+    free(bytes);
+    remove(cut);
+    remove(junk);
+}
+
 static void test_model(const char *model_path, const char *bf16_path, const char *bad)
 {
     jaclip_model *m = NULL, *mm = NULL;
@@ -229,6 +357,8 @@ static void test_model(const char *model_path, const char *bf16_path, const char
     jaclip_image_free(img);
     jaclip_tensor_free(out);
     free(dog_bytes);
+
+    test_encode_skipping(m, dog, bad);
 
     const char *missing[2] = {dog, "/nonexistent/cat.jpg"};
     CHECK_ERROR(jaclip_model_encode_image_files(&out, m, missing, 2), JACLIP_ERROR_IO);

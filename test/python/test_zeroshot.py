@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import PROJECT_DATA, PYTHON, ROOT, TINY_CHECKPOINT, TINY_MODEL, TINY_MODEL_BF16
+from conftest import PROJECT_DATA, PYTHON, ROOT, TINY_CHECKPOINT, TINY_MODEL, TINY_MODEL_BF16, assert_features_close
 
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 import jaclip  # noqa: E402
@@ -243,10 +243,21 @@ def test_python_encode_images_can_skip_unreadable_files(model, folder):
     assert result.kept == readable
     assert sorted(i for i, _ in result.skipped) == sorted(set(range(len(files))) - set(readable))
     assert all(isinstance(e, (jaclip.ImageDecodeError, jaclip.InputOutputError)) for _, e in result.skipped)
-    np.testing.assert_array_equal(result.features[0], model.encode_images([files[readable[0]]])[0])
+    assert all(files[i] in e.message for i, e in result.skipped)  # the library's message names the file
     assert result.features.shape == (len(readable), model.embedding_dim)
+    # The kept images are encoded in other batches than a plain call's: close, not the same bytes.
+    assert_features_close(result.features, model.encode_images([files[i] for i in readable]))
     everything = model.encode_images([files[i] for i in readable], errors="skip")
     assert everything.kept == list(range(len(readable))) and everything.skipped == []
+    # Buffers, and a list mixing paths, buffers and decoded images, keep their input order.
+    blobs = [open(f, "rb").read() for f in files]
+    from_bytes = model.encode_images(blobs, errors="skip")
+    assert from_bytes.kept == readable and [i for i, _ in from_bytes.skipped] == [i for i, _ in result.skipped]
+    assert_features_close(from_bytes.features, result.features)
+    mixed = [files[0], blobs[1], jaclip.Image(files[readable[0]])] + files[2:]
+    got = model.encode_images(mixed, errors="skip")
+    assert 2 in got.kept and got.kept == sorted(got.kept)
+    assert_features_close(got.features[got.kept.index(2)], result.features[0])
     with pytest.raises(ValueError):
         model.encode_images(files, errors="ignore")
 

@@ -21,11 +21,22 @@ void expand_image_args(char **args, size_t n, string_list *out)
     }
 }
 
-/* A failure that belongs to the file (not to the model or the machine), so skipping it is right. */
-static bool file_failure(jaclip_status st)
+typedef struct {
+    char **paths; /* of the chunk */
+    progress *prog;
+} skip_context;
+
+/* One warning per file the library left out (jaclip_model_encode_image_files_skipping). */
+static void warn_skipped(void *user, size_t index, jaclip_status st, const char *why)
 {
-    return st == JACLIP_ERROR_IO || st == JACLIP_ERROR_IMAGE_DECODE || st == JACLIP_ERROR_IMAGE_TOO_LARGE ||
-           st == JACLIP_ERROR_INVALID_ARGUMENT;
+    skip_context *c = user;
+    const char *path = c->paths[index];
+    size_t len = strlen(path);
+    if (c->prog)
+        progress_clear(c->prog);
+    if (strncmp(why, path, len) == 0 && why[len] == ':')
+        why += len + (why[len + 1] == ' ' ? 2 : 1);
+    cli_warn("%s: skipped: %s", path, why[0] ? why : jaclip_status_string(st));
 }
 
 jaclip_tensor *encode_image_batch(const jaclip_model *model, string_list *paths, bool strict, progress *prog)
@@ -34,42 +45,34 @@ jaclip_tensor *encode_image_batch(const jaclip_model *model, string_list *paths,
     float *rows = xcalloc(paths->count ? paths->count : 1, dim * sizeof(float));
     for (size_t first = 0; first < paths->count; first += BATCH_FILES) {
         size_t n = paths->count - first < BATCH_FILES ? paths->count - first : BATCH_FILES;
-        jaclip_tensor *emb = NULL;
-        const char *const *chunk = (const char *const *)paths->items + first;
-        jaclip_status st = jaclip_model_encode_image_files(&emb, model, chunk, n);
-        if (st == JACLIP_OK) {
-            memcpy(rows + kept * dim, jaclip_tensor_data(emb), n * dim * sizeof(float));
-            for (size_t i = 0; i < n; i++)
-                paths->items[kept++] = paths->items[first + i];
-        } else if (!file_failure(st)) {
+        jaclip_tensor *emb = NULL, *kept_rows = NULL;
+        char **chunk = paths->items + first;
+        skip_context context = {chunk, prog};
+        jaclip_status st;
+        if (strict)
+            st = jaclip_model_encode_image_files(&emb, model, (const char *const *)chunk, n);
+        else
+            st = jaclip_model_encode_image_files_skipping(&emb, &kept_rows, model, (const char *const *)chunk, n,
+                                                          warn_skipped, &context);
+        if (st) {
+            if (prog)
+                progress_clear(prog);
             die(NULL, st);
-        } else {
-            /* Some file of the chunk is unreadable: encode them one by one to find which. */
-            for (size_t i = 0; i < n; i++) {
-                jaclip_tensor *one = NULL;
-                char *path = paths->items[first + i];
-                st = jaclip_model_encode_image_files(&one, model, (const char *const *)&path, 1);
-                if (st && !file_failure(st))
-                    die(path, st);
-                if (st) {
-                    if (prog)
-                        progress_clear(prog);
-                    if (strict)
-                        die(path, st);
-                    const char *why = jaclip_last_error();
-                    size_t len = strlen(path);
-                    if (strncmp(why, path, len) == 0 && why[len] == ':')
-                        why += len + (why[len + 1] == ' ' ? 2 : 1);
-                    cli_warn("%s: skipped: %s", path, why[0] ? why : jaclip_status_string(st));
-                    free(path);
-                    continue;
-                }
-                memcpy(rows + kept * dim, jaclip_tensor_data(one), dim * sizeof(float));
-                paths->items[kept++] = path;
-                jaclip_tensor_free(one);
+        }
+        size_t k = (size_t)jaclip_tensor_dim(emb, 0);
+        memcpy(rows + kept * dim, jaclip_tensor_data(emb), k * dim * sizeof(float));
+        /* Keep the paths of the rows, in order; free the others. */
+        const int64_t *which = kept_rows ? jaclip_tensor_data(kept_rows) : NULL;
+        for (size_t i = 0, next = 0; i < n; i++) {
+            if (next < k && (which ? (size_t)which[next] == i : true)) {
+                paths->items[kept++] = chunk[i];
+                next++;
+            } else {
+                free(chunk[i]);
             }
         }
         jaclip_tensor_free(emb);
+        jaclip_tensor_free(kept_rows);
         if (prog) {
             prog->done += n;
             progress_show(prog, prog->done == prog->total);

@@ -6,7 +6,7 @@ import os
 
 from . import _errors
 from ._handle import Handle, Owned
-from ._lib import P, check, lib
+from ._lib import SKIP_CALLBACK, P, check, lib
 from ._tensor import FLOAT32, INT64, CTensors, call, np, take
 
 _KINDS = {"cosine": 0, "dot": 1}
@@ -21,8 +21,6 @@ Prediction = collections.namedtuple("Prediction", "label probability")
 # Model.encode_images(..., errors="skip"): the rows of the images that could be read, their input
 # indices, and (index, exception) for each left out.
 SkippedImages = collections.namedtuple("SkippedImages", "features kept skipped")
-# Failures that belong to one input image, so skipping it is right (the CLI's rule, tools/jaclip/batch.c).
-_FILE_ERRORS = (_errors.InputOutputError, _errors.ImageDecodeError, _errors.ImageTooLargeError)
 
 
 def _kind(kind):
@@ -424,20 +422,48 @@ class Model(Owned):
         return self._encode_image_list(images)
 
     def _encode_images_skipping(self, images):
-        try:
-            return SkippedImages(self._encode_image_list(images), list(range(len(images))), [])
-        except _FILE_ERRORS:
-            pass
+        # Which failures are skipped is the library's rule (jaclip_model_encode_image_*_skipping): paths
+        # and buffers go there, a kind at a time; decoded jaclip.Images cannot fail to decode.
+        groups = {"path": [], "buffer": [], "image": []}
+        for i, x in enumerate(images):
+            groups["path" if _is_path(x) else "buffer" if _is_buffer(x) else "image"].append(i)
         rows, kept, skipped = [], [], []
-        for i, image in enumerate(images):  # one of them failed: find which, one at a time
-            try:
-                rows.append(self._encode_image_list([image]))
-                kept.append(i)
-            except _FILE_ERRORS as e:
-                skipped.append((i, e))
-        dim = self.embedding_dim
-        features = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
-        return SkippedImages(features, kept, skipped)
+        for kind, indices in groups.items():
+            if not indices:
+                continue
+            if kind == "image":
+                rows.append(self._encode_image_list([images[i] for i in indices]))
+                kept += indices
+                continue
+            features, kept_rows, failed = self._encode_skipping(kind, [images[i] for i in indices])
+            rows.append(features)
+            kept += [indices[int(k)] for k in kept_rows]
+            skipped += [(indices[j], e) for j, e in failed]
+        order = sorted(range(len(kept)), key=kept.__getitem__)
+        features = np.concatenate(rows)[order] if rows else np.zeros((0, self.embedding_dim), np.float32)
+        return SkippedImages(features, sorted(kept), sorted(skipped, key=lambda s: s[0]))
+
+    def _encode_skipping(self, kind, items):
+        failed = []
+
+        def on_skip(_user, index, status, message):
+            failed.append((index, _errors.from_status(status, message.decode("utf-8", "replace"))))
+
+        callback = SKIP_CALLBACK(on_skip)
+        out, kept = P(), P()
+        with self._h as p:
+            if kind == "path":
+                paths = [os.fsencode(x) for x in items]
+                status = lib.jaclip_model_encode_image_files_skipping(
+                    ctypes.byref(out), ctypes.byref(kept), p, (ctypes.c_char_p * len(paths))(*paths), len(paths),
+                    ctypes.cast(callback, P), None)
+            else:
+                blobs = [bytes(x) for x in items]
+                status = lib.jaclip_model_encode_image_buffers_skipping(
+                    ctypes.byref(out), ctypes.byref(kept), p, (ctypes.c_char_p * len(blobs))(*blobs),
+                    (ctypes.c_size_t * len(blobs))(*map(len, blobs)), len(blobs), ctypes.cast(callback, P), None)
+        check(status)
+        return take(out), take(kept).tolist(), failed
 
     def _encode_image_list(self, images):
         with self._h as p:

@@ -15,6 +15,8 @@ c_char_pp = ctypes.POINTER(ctypes.c_char_p)
 c_size_p = ctypes.POINTER(ctypes.c_size_t)
 c_int64_p = ctypes.POINTER(ctypes.c_int64)
 c_float_p = ctypes.POINTER(ctypes.c_float)
+# void (*jaclip_skip_callback)(void *user, size_t index, jaclip_status status, const char *message)
+SKIP_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_char_p)
 i32, u32, u64, i64, sz, flt = ctypes.c_int, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t, ctypes.c_float
 
 # name: (restype, argtypes). Every call of the binding goes through one of these.
@@ -78,6 +80,8 @@ _SIGNATURES = {
     "jaclip_model_encode_images": (i32, [PP, P, PP, sz]),
     "jaclip_model_encode_image_files": (i32, [PP, P, c_char_pp, sz]),
     "jaclip_model_encode_image_buffers": (i32, [PP, P, c_char_pp, c_size_p, sz]),
+    "jaclip_model_encode_image_files_skipping": (i32, [PP, PP, P, c_char_pp, sz, P, P]),
+    "jaclip_model_encode_image_buffers_skipping": (i32, [PP, PP, P, c_char_pp, c_size_p, sz, P, P]),
     "jaclip_model_preprocess_images": (i32, [PP, P, PP, sz]),
     "jaclip_index_create": (i32, [PP, sz]),
     "jaclip_index_free": (None, [P]),

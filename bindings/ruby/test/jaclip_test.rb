@@ -179,6 +179,35 @@ class ImageTest < Minitest::Test
     assert_raises(TypeError) { model.encode_images(DOG) }
   end
 
+  # errors: :skip leaves out what the library's skipping encoder leaves out; close to a plain encode of
+  # the rest (other batches: docs/determinism.md), in input order.
+  def test_encode_images_can_skip_unreadable_files
+    Dir.mktmpdir do |dir|
+      red = File.join(dir, "red.png")
+      File.binwrite(red, png(40, 30, [200, 30, 10]))
+      bad = File.join(dir, "bad.png")
+      File.binwrite(bad, "\x89PNG\r\n\x1a\n".b + "\0" * 20)
+      missing = File.join(dir, "missing.jpg")
+      Jaclip::Image.open(DOG) do |img|
+        items = [missing, DOG, bad, img, Pathname.new(red)]
+        assert_raises(Jaclip::InputOutputError) { model.encode_images(items) }
+        got = model.encode_images(items, errors: :skip)
+        assert_equal [1, 3, 4], got.kept
+        assert_equal [0, 2], got.skipped.map(&:first)
+        assert_instance_of Jaclip::InputOutputError, got.skipped[0][1]
+        assert_instance_of Jaclip::ImageDecodeError, got.skipped[1][1]
+        assert_includes got.skipped[1][1].message, "bad.png"
+        want = model.encode_images([DOG, img, red])
+        got.features.flatten.zip(want.flatten).each { |a, b| assert_in_delta b, a, 1e-5 }
+      end
+      blobs = model.encode_image_buffers(["junk", File.binread(red)], errors: :skip)
+      assert_equal [[1], [0]], [blobs.kept, blobs.skipped.map(&:first)]
+      assert_instance_of Jaclip::ImageDecodeError, blobs.skipped[0][1]
+      assert_equal [0, 0], [model.encode_images([bad], errors: :skip).features.size, 0]
+      assert_raises(ArgumentError) { model.encode_images([DOG], errors: :ignore) }
+    end
+  end
+
   def test_pixel_values_wrong_shapes_and_types
     assert_raises(Jaclip::ShapeError) { model.encode_image_pixels([[[[0.0] * 32] * 32] * 3]) }
     assert_raises(Jaclip::ShapeError) { model.encode_image_pixels([[[0.0] * 224] * 224] * 3) }

@@ -315,9 +315,13 @@ module Jaclip
     def image_mean = use { |m| Native.jaclip_model_image_mean(m).get_array_of_float(0, 3) }
     def image_std = use { |m| Native.jaclip_model_image_std(m).get_array_of_float(0, 3) }
 
-    # [n][D] Floats for an Array of image paths (String, Pathname) or Jaclip::Images.
-    def encode_images(images)
+    # [n][D] Floats for an Array of image paths (String, Pathname) or Jaclip::Images. errors: :skip
+    # leaves out each image that cannot be read, decoded or is over the pixel limit (the library's rule,
+    # jaclip_model_encode_image_files_skipping) and returns SkippedImages(features [k][D], kept: their
+    # input indices, skipped: [[index, Jaclip::Error]]); other errors still raise.
+    def encode_images(images, errors: :raise)
       raise TypeError, "expected an Array of images" unless images.is_a?(Array)
+      return encode_skipping(images, :path) if skip_errors?(errors)
 
       if !images.empty? && images.all? { |x| x.is_a?(String) || x.is_a?(Pathname) }
         paths = images.map { |x| FFI::MemoryPointer.from_string(x.to_s) }
@@ -329,11 +333,15 @@ module Jaclip
       end
     end
 
-    # [n][D] Floats for an Array of encoded JPEG/PNG files held in Strings.
-    def encode_image_buffers(blobs)
+    # [n][D] Floats for an Array of encoded JPEG/PNG files held in Strings; errors: as encode_images.
+    def encode_image_buffers(blobs, errors: :raise)
+      return encode_skipping(blobs, :buffer) if skip_errors?(errors)
+
       ptrs, sizes, n, _keep = Jaclip.text_arrays(blobs.map(&:b))
       use { |m| Tensor.call(:jaclip_model_encode_image_buffers, m, ptrs, sizes, n) }
     end
+
+    SkippedImages = Struct.new(:features, :kept, :skipped)
 
     # [N][D] Floats from preprocessed pixel values [N][3][S][S].
     def encode_image_pixels(pixels)
@@ -386,5 +394,50 @@ module Jaclip
     private
 
     def use(&block) = @handle.use(&block)
+
+    def skip_errors?(errors)
+      raise ArgumentError, "errors must be :raise or :skip, got #{errors.inspect}" unless %i[raise skip].include?(errors)
+
+      errors == :skip
+    end
+
+    # Paths (:path) or buffers (:buffer) through the library's skipping encoder; decoded Jaclip::Images
+    # in a :path list cannot fail to decode and are encoded as they are, their rows merged in order.
+    def encode_skipping(items, kind)
+      images = kind == :path ? items.each_index.select { |i| items[i].is_a?(Jaclip::Image) } : []
+      files = items.each_index.to_a - images
+      rows = {}
+      skipped = []
+      unless files.empty?
+        features, kept, failed = skipping_call(files.map { |i| items[i] }, kind)
+        kept.each_with_index { |k, r| rows[files[k]] = features[r] }
+        failed.each { |j, e| skipped << [files[j], e] }
+      end
+      encode_images(images.map { |i| items[i] }).each_with_index { |row, r| rows[images[r]] = row } unless images.empty?
+      order = rows.keys.sort
+      SkippedImages.new(order.map { |i| rows[i] }, order, skipped.sort_by(&:first))
+    end
+
+    def skipping_call(items, kind)
+      failed = []
+      on_skip = proc do |_user, index, status, message|
+        failed << [index, Jaclip::ERRORS_BY_STATUS.fetch(status, Error).new(message, status)]
+      end
+      out = FFI::MemoryPointer.new(:pointer)
+      kept = FFI::MemoryPointer.new(:pointer)
+      if kind == :path
+        paths = items.map { |x| FFI::MemoryPointer.from_string(x.to_s) }
+        arr = FFI::MemoryPointer.new(:pointer, [paths.size, 1].max).put_array_of_pointer(0, paths)
+        use do |m|
+          Native.check(Native.jaclip_model_encode_image_files_skipping(out, kept, m, arr, paths.size, on_skip, nil))
+        end
+      else
+        ptrs, sizes, n, _keep = Jaclip.text_arrays(items.map(&:b))
+        use do |m|
+          Native.check(Native.jaclip_model_encode_image_buffers_skipping(out, kept, m, ptrs, sizes, n, on_skip, nil))
+        end
+      end
+      [Tensor.take(out.read_pointer), Tensor.take(kept.read_pointer), failed]
+    end
   end
 end

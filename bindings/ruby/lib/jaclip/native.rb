@@ -131,6 +131,12 @@ module Jaclip
     attach_function :jaclip_model_encode_images, %i[out pointer pointer size_t], :status, blocking: true
     attach_function :jaclip_model_encode_image_files, %i[out pointer pointer size_t], :status, blocking: true
     attach_function :jaclip_model_encode_image_buffers, %i[out pointer pointer pointer size_t], :status, blocking: true
+    # Not blocking: the library calls the skip callback back on this thread, which needs the GVL.
+    callback :jaclip_skip_callback, %i[pointer size_t int string], :void
+    attach_function :jaclip_model_encode_image_files_skipping,
+                    %i[out out pointer pointer size_t jaclip_skip_callback pointer], :status
+    attach_function :jaclip_model_encode_image_buffers_skipping,
+                    %i[out out pointer pointer pointer size_t jaclip_skip_callback pointer], :status
     attach_function :jaclip_model_preprocess_images, %i[out pointer pointer size_t], :status, blocking: true
 
     attach_function :jaclip_index_create, %i[out size_t], :status
