@@ -21,7 +21,7 @@ $(BUILD)/examples/classify_cpp: examples/classify.cpp include/jaclip.hpp include
 
 RUBY_TEST_RUN := Dir.glob("bindings/ruby/test/*_test.rb").sort.each { |f| require File.expand_path(f) }
 
-test-ruby: lib test-models
+test-ruby: lib test-models $(BUILD)/jaclip
 	$(TEST_ENV) $(RUBY) -Ibindings/ruby/lib -Ibindings/ruby/test -e '$(RUBY_TEST_RUN)'
 
 # A folder of three images for search: the demo photo and two generated PNGs.
