@@ -26,9 +26,14 @@ $(BENCH_DIR)/jaclip_bench: bench/jaclip_bench.c include/jaclip.h $(SHLIB)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
 		-Wl,-rpath,$(abspath $(BUILD))
 
-.PHONY: bench bench-model
+.PHONY: bench bench-model bench-novel-inputs
 bench: check-setup
-	$(MAKE) --no-print-directory lib bench-model
+	$(MAKE) --no-print-directory lib bench-model bench-novel-inputs
+
+# Repeated against novel inputs per precision (int8's oneDNN primitives are keyed on more than shape).
+bench-novel-inputs: lib $(FULL_MODEL) $(FULL_MODEL_BF16) $(FULL_MODEL_INT8)
+	$(TEST_ENV) $(PYTHON) bench/bench_novel_inputs.py --model $(FULL_MODEL) --model $(FULL_MODEL_BF16) \
+		--model $(FULL_MODEL_INT8)
 
 bench-model: $(FULL_MODEL) $(FULL_MODEL_BF16) $(FULL_MODEL_INT8) $(BENCH_DIR)/jaclip_bench
 	$(PYTHON) bench/bench_model.py --checkpoint $(FULL_CKPT) --model $(FULL_MODEL) \
