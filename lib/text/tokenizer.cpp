@@ -1,15 +1,10 @@
 // rinna's Japanese tokenizer: strict UTF-8 check, per-character lower-casing (ICU), special-token
 // splitting and stripping, one SentencePiece call per chunk, [CLS] + ids + [PAD] framing.
 // The rules are those of docs/tokenizer.md (reference-behaviour.md §3). No libtorch here.
-//
-// SentencePiece is dlopen'ed, not linked: Debian's libsentencepiece embeds its own protobuf-lite and
-// exports its symbols, which clash with the libprotobuf that libtorch loads: once both are in one
-// process, one binds to the other's functions and crashes. Loaded RTLD_LOCAL | RTLD_DEEPBIND, it
-// binds only to itself and nothing binds to it. Its C++ functions are then called by their mangled names.
+// SentencePiece is reached through text/sentencepiece.hpp (dlopen'ed: sentencepiece.cpp says why).
 #include "common/internal.h"
+#include "text/sentencepiece.hpp"
 
-#include <dlfcn.h>
-#include <sentencepiece_processor.h>  // for the layout (sizeof) only; no function of it is linked
 #include <unicode/uchar.h>
 #include <unicode/ustring.h>
 #include <unicode/utf16.h>
@@ -20,8 +15,6 @@
 #include <cstring>
 #include <exception>
 #include <memory>
-#include <mutex>
-#include <type_traits>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -30,139 +23,15 @@
 
 namespace {
 
+using jc_text::SpApi;
+using jc_text::SpProcessor;
+
 // The seven special strings, in the order of their reference ids (looked up in the model at load).
 constexpr std::string_view kSpecials[] = {"<unk>", "<s>", "</s>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"};
 constexpr int kNumSpecials = 7;
 constexpr int kPadIndex = 3;
 constexpr int kClsIndex = 4;
 constexpr size_t kMaxLength = 4096;
-
-#ifndef JC_SENTENCEPIECE_LIBRARY
-#define JC_SENTENCEPIECE_LIBRARY "libsentencepiece.so.0"
-#endif
-
-// Sanitizer runtimes refuse RTLD_DEEPBIND; sanitized builds (fuzzing) have no libtorch, so no clash.
-#if defined(__SANITIZE_ADDRESS__)
-#define JC_SP_DEEPBIND 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define JC_SP_DEEPBIND 0
-#endif
-#endif
-#ifndef JC_SP_DEEPBIND
-#define JC_SP_DEEPBIND RTLD_DEEPBIND
-#endif
-
-// SentencePiece 0.1.x member functions as plain functions (Itanium C++ ABI): `this` is the first
-// argument, or the second after the hidden result pointer when the result is a class with a
-// destructor (util::Status, std::string).
-struct StatusBuf {  // util::Status: one std::unique_ptr<Rep>, null when ok
-    void *rep = nullptr;
-};
-static_assert(sizeof(sentencepiece::util::Status) == sizeof(StatusBuf), "util::Status layout");
-
-struct SpApi {
-    std::string error;  // why the library could not be used, if it could not
-    void (*construct)(void *self);
-    void (*destruct)(void *self);
-    void (*load_serialized)(StatusBuf *ret, void *self, std::string_view bytes);
-    void (*encode_ids)(StatusBuf *ret, const void *self, std::string_view text, std::vector<int> *ids);
-    int (*piece_size)(const void *self);
-    const std::string &(*id_to_piece)(const void *self, int id);
-    int (*piece_to_id)(const void *self, std::string_view piece);
-    bool (*is_unknown)(const void *self, int id);
-    void (*status_destruct)(StatusBuf *self);
-    void (*status_to_string)(std::string *ret, const StatusBuf *self);
-};
-
-const SpApi &sp_api()
-{
-    static SpApi api;
-    static std::once_flag once;
-    std::call_once(once, [] {
-        void *h = dlopen(JC_SENTENCEPIECE_LIBRARY, RTLD_NOW | RTLD_LOCAL | JC_SP_DEEPBIND);
-        if (!h) {
-            const char *e = dlerror();
-            api.error = std::string("cannot load ") + JC_SENTENCEPIECE_LIBRARY + ": " + (e ? e : "?");
-            return;
-        }
-        bool missing = false;
-        auto sym = [&](auto &fn, const char *name) {
-            void *p = dlsym(h, name);
-            if (!p && !missing) {
-                missing = true;
-                api.error = std::string(JC_SENTENCEPIECE_LIBRARY) + " lacks " + name +
-                            " (not SentencePiece 0.1.x built with the C++11 ABI?)";
-            }
-            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(p);
-        };
-        sym(api.construct, "_ZN13sentencepiece22SentencePieceProcessorC1Ev");
-        sym(api.destruct, "_ZN13sentencepiece22SentencePieceProcessorD1Ev");
-        sym(api.load_serialized, "_ZN13sentencepiece22SentencePieceProcessor23LoadFromSerializedProtoESt17"
-                                 "basic_string_viewIcSt11char_traitsIcEE");
-        sym(api.encode_ids, "_ZNK13sentencepiece22SentencePieceProcessor6EncodeESt17basic_string_viewIcSt11"
-                            "char_traitsIcEEPSt6vectorIiSaIiEE");
-        sym(api.piece_size, "_ZNK13sentencepiece22SentencePieceProcessor12GetPieceSizeEv");
-        sym(api.id_to_piece, "_ZNK13sentencepiece22SentencePieceProcessor9IdToPieceB5cxx11Ei");
-        sym(api.piece_to_id, "_ZNK13sentencepiece22SentencePieceProcessor9PieceToIdESt17basic_string_viewIc"
-                             "St11char_traitsIcEE");
-        sym(api.is_unknown, "_ZNK13sentencepiece22SentencePieceProcessor9IsUnknownEi");
-        sym(api.status_destruct, "_ZN13sentencepiece4util6StatusD1Ev");
-        sym(api.status_to_string, "_ZNK13sentencepiece4util6Status8ToStringB5cxx11Ev");
-        // The handle stays open for the life of the process: tokenizers may outlive any one user.
-    });
-    return api;
-}
-
-// Runs a Status-returning call; returns "" when ok, else the status text.
-template <typename F>
-std::string sp_call(const SpApi &api, F &&call)
-{
-    struct Guard {  // destroys the Status even if reading its text throws
-        const SpApi &api;
-        StatusBuf st;
-        ~Guard()
-        {
-            if (st.rep)
-                api.status_destruct(&st);
-        }
-    } g{api, {}};
-    call(&g.st);
-    if (g.st.rep == nullptr)
-        return std::string();
-    alignas(std::string) unsigned char raw[sizeof(std::string)];
-    api.status_to_string(reinterpret_cast<std::string *>(raw), &g.st);
-    std::string *text = reinterpret_cast<std::string *>(raw);
-    std::string message = std::move(*text);
-    text->~basic_string();
-    return message.empty() ? std::string("unknown SentencePiece error") : message;
-}
-
-// A SentencePieceProcessor constructed and destroyed through the loaded library.
-class SpProcessor {
-public:
-    explicit SpProcessor(const SpApi &api) : api_(api) { api_.construct(storage_); }
-    ~SpProcessor() { api_.destruct(storage_); }
-    SpProcessor(const SpProcessor &) = delete;
-    SpProcessor &operator=(const SpProcessor &) = delete;
-
-    std::string load(std::string_view bytes)
-    {
-        return sp_call(api_, [&](StatusBuf *st) { api_.load_serialized(st, storage_, bytes); });
-    }
-    std::string encode(std::string_view text, std::vector<int> *ids) const
-    {
-        return sp_call(api_, [&](StatusBuf *st) { api_.encode_ids(st, storage_, text, ids); });
-    }
-    int piece_size() const { return api_.piece_size(storage_); }
-    const std::string &id_to_piece(int id) const { return api_.id_to_piece(storage_, id); }
-    int piece_to_id(std::string_view piece) const { return api_.piece_to_id(storage_, piece); }
-    bool is_unknown(int id) const { return api_.is_unknown(storage_, id); }
-
-private:
-    const SpApi &api_;
-    alignas(sentencepiece::SentencePieceProcessor) unsigned char storage_[sizeof(sentencepiece::SentencePieceProcessor)];
-};
 
 }  // namespace
 
@@ -459,7 +328,7 @@ jaclip_status fail_exception()
 
 jaclip_status load_serialized(jaclip_tokenizer **out, std::string_view bytes, const char *what)
 {
-    const SpApi &api = sp_api();
+    const SpApi &api = jc_text::sp_api();
     if (!api.error.empty())
         return jc_fail(JACLIP_ERROR_TOKENIZER, "%s", api.error.c_str());
     if (bytes.empty())
