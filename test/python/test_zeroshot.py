@@ -164,6 +164,20 @@ def test_classify_features_is_softmax_of_scaled_cosine(model):
     np.testing.assert_allclose(c.classify([DOG]), c.classify_features(feats[:1]), atol=1e-6)
 
 
+def test_predict_ranks_by_cosine_where_probabilities_saturate(model):
+    labels = ["犬", "猫", "象", "車", "海", "山", "花", "空"]
+    c = jaclip.Classifier(model, labels, "{}の写真")
+    cos = c.scores(model.encode_images([DOG]))[0]
+    # At scale 1e5 every label but the best has probability exactly 0: only the cosine orders them.
+    ranked = c.predict(DOG, scale=1e5)
+    assert sum(p.probability == 0.0 for p in ranked) >= len(labels) - 2
+    assert [p.label for p in ranked] == [labels[i] for i in np.argsort(-cos, kind="stable")]
+    assert [p.label for p in c.predict(DOG, top=3, scale=1e5)] == [p.label for p in ranked[:3]]
+    # The probabilities are classify_features' (the C softmax), whatever the order.
+    probs = c.classify_features(model.encode_images([DOG]), 1e5)[0]
+    assert {p.label: p.probability for p in ranked} == {x: float(probs[i]) for i, x in enumerate(labels)}
+
+
 # ---- bindings: a single string where a list of labels is expected ------------------------------------
 
 def test_python_refuses_a_single_string_of_labels(model):

@@ -358,19 +358,6 @@ static void collect(const request *r, value_list *l)
     }
 }
 
-typedef struct {
-    size_t label;
-    float prob;
-} ranked;
-
-static int by_probability(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->prob != y->prob)
-        return x->prob < y->prob ? 1 : -1;
-    return x->label < y->label ? -1 : x->label > y->label;
-}
-
 void api_classify(server *s, request *r, reply *out)
 {
     const void *data[1];
@@ -417,7 +404,7 @@ void api_classify(server *s, request *r, reply *out)
         BUSY(out);
         return;
     }
-    jaclip_tensor *classes = NULL, *image = NULL, *probs = NULL;
+    jaclip_tensor *classes = NULL, *image = NULL, *probs = NULL, *cosines = NULL, *order = NULL;
     size_t nclasses = loaded ? jaclip_classifier_size(loaded) : labels.count;
     jaclip_status st =
         loaded ? jaclip_classifier_weights(&classes, loaded)
@@ -425,28 +412,32 @@ void api_classify(server *s, request *r, reply *out)
     if (!st)
         st = jaclip_model_encode_image_buffers(&image, s->model, data, size, 1);
     give_slot(s);
+    /* Ranked by cosine, as `jaclip classify` and the bindings rank: at a scale of 100 probabilities
+     * saturate to equal values (0) where the cosines still differ. */
     if (!st)
         st = jaclip_probabilities(&probs, image, classes, JACLIP_SIMILARITY_COSINE, (float)scale);
+    if (!st)
+        st = jaclip_similarity(&cosines, image, classes, JACLIP_SIMILARITY_COSINE, 1.0f);
+    if (!st)
+        st = jaclip_topk(&order, NULL, cosines, nclasses);
     if (st) {
         reply_library_error(out, st);
     } else {
         const float *p = jaclip_tensor_data(probs);
-        ranked *order = xcalloc(nclasses, sizeof *order);
-        for (size_t i = 0; i < nclasses; i++)
-            order[i] = (ranked){i, p[i]};
-        qsort(order, nclasses, sizeof *order, by_probability);
+        const int64_t *rank = jaclip_tensor_data(order);
         json_t *list = json_array();
         for (size_t i = 0; list && i < nclasses; i++) {
-            size_t c = order[i].label;
+            size_t c = (size_t)rank[i];
             const char *name = loaded ? jaclip_classifier_label(loaded, c) : labels.items[c];
-            json_array_append_new(list, json_pack("{s:s,s:f}", "label", name, "probability", (double)order[i].prob));
+            json_array_append_new(list, json_pack("{s:s,s:f}", "label", name, "probability", (double)p[c]));
         }
         reply_json(out, MHD_HTTP_OK, json_pack("{s:o*}", "labels", list));
-        free(order);
     }
     jaclip_tensor_free(classes);
     jaclip_tensor_free(image);
     jaclip_tensor_free(probs);
+    jaclip_tensor_free(cosines);
+    jaclip_tensor_free(order);
 }
 
 /* ---- search ---- */

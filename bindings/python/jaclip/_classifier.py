@@ -142,13 +142,16 @@ class Classifier(Owned):
                 return call(lib.jaclip_classifier_classify_images, c, m, ptrs, n, _scale(scale))
 
     def predict(self, image, top=None, scale=None):
-        """One image's labels as Prediction(label, probability), best first (all, or the top best)."""
+        """One image's labels as Prediction(label, probability), best first (all, or the top best).
+        Ranked by cosine, as `jaclip classify` ranks: at a scale of 100 probabilities saturate to equal
+        values (0.0) where the cosines still differ."""
         from ._api import topk
-        probs = self.classify([image], scale)
+        features = self._model.encode_images([image])
+        probs = self.classify_features(features, scale)
         k = len(self) if top is None else top
-        idx, val = topk(probs, k)
+        idx, _ = topk(self.scores(features), k)
         labels = self.labels
-        return [Prediction(labels[int(i)], float(v)) for i, v in zip(idx.tolist()[0], val.tolist()[0])]
+        return [Prediction(labels[int(i)], float(probs[0][int(i)])) for i in idx.tolist()[0]]
 
     def __repr__(self):
         if self.closed:

@@ -43,4 +43,14 @@ class ClassifierTest < Minitest::Test
     assert_equal 37, Jaclip.preset_templates("imagenet").size
     assert_raises(Jaclip::NotFoundError) { Jaclip.preset_templates("cifar") }
   end
+
+  def test_predict_ranks_by_cosine_where_probabilities_saturate
+    names = %w[犬 猫 象 車 海 山 花 空]
+    Jaclip::Classifier.open(model, names, "{}の写真") do |c|
+      cos = c.scores(model.encode_images([DOG])).first
+      ranked = c.predict(DOG, scale: 1e5)
+      assert_operator ranked.count { |p| p.probability.zero? }, :>=, names.size - 2
+      assert_equal names.each_index.sort_by { |i| [-cos[i], i] }.map { |i| names[i] }, ranked.map(&:label)
+    end
+  end
 end

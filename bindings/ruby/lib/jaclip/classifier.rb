@@ -133,12 +133,14 @@ module Jaclip
       end
     end
 
-    # One image's Predictions, best first (all, or the top best).
+    # One image's Predictions, best first (all, or the top best). Ranked by cosine, as `jaclip
+    # classify` ranks: at a scale of 100 probabilities saturate to equal values where cosines differ.
     def predict(image, top: nil, scale: nil)
-      probs = classify([image], scale: scale)
-      idx, val = Jaclip.topk(probs, top || size)
+      features = @model.encode_images([image])
+      probs = classify_features(features, scale: scale).first
+      idx, = Jaclip.topk(scores(features), top || size)
       names = labels
-      idx.first.zip(val.first).map { |i, p| Prediction.new(names[i], p) }
+      idx.first.map { |i| Prediction.new(names[i], probs[i]) }
     end
 
     def inspect
