@@ -141,17 +141,23 @@ jaclip_status jaclip_model_preprocess_images(jaclip_tensor **out, const jaclip_m
     return jaclip_image_preprocess(out, images, n, (uint32_t)model->image_size, model->mean, model->std);
 }
 
+/* The model's decoding and preprocessing settings on a batch whose source the caller set. */
+static void use_model_preprocessing(jc_image_batch *batch, const jaclip_model *model)
+{
+    batch->max_pixels = model->max_image_pixels;
+    batch->flags = model->image_flags;
+    batch->size = (uint32_t)model->image_size;
+    batch->mean = model->mean;
+    batch->std = model->std;
+}
+
 /* Encodes the n images of batch (its source fields set by the caller) JC_IMAGE_CHUNK at a time. */
 static jaclip_status encode_batch(jaclip_tensor **out, const jaclip_model *model, jc_image_batch *batch, size_t n)
 {
     jaclip_tensor *pixels = NULL;
     jaclip_status st;
     const int64_t s = model->image_size;
-    batch->max_pixels = model->max_image_pixels;
-    batch->flags = model->image_flags;
-    batch->size = (uint32_t)s;
-    batch->mean = model->mean;
-    batch->std = model->std;
+    use_model_preprocessing(batch, model);
     if ((st = jc_tensor_new_2d(out, JACLIP_DTYPE_FLOAT32, (int64_t)n, model->embedding_dim)))
         return st;
     if (n > 0) {
@@ -174,6 +180,13 @@ static jaclip_status encode_batch(jaclip_tensor **out, const jaclip_model *model
     return st;
 }
 
+static jaclip_status check_buffer_args(const void *const *data, const size_t *sizes, size_t n)
+{
+    if ((!data || !sizes) && n > 0)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data or sizes is NULL");
+    return JACLIP_OK;
+}
+
 /* A failure that belongs to the image (not to the model or the machine): what the skipping encoders
  * leave out. */
 static bool image_failure(jaclip_status st)
@@ -193,11 +206,7 @@ static jaclip_status encode_batch_skipping(jaclip_tensor **out, jaclip_tensor **
     char *item_message[JC_IMAGE_CHUNK] = {0};
     size_t nkept = 0;
     jaclip_status st;
-    batch->max_pixels = model->max_image_pixels;
-    batch->flags = model->image_flags;
-    batch->size = (uint32_t)s;
-    batch->mean = model->mean;
-    batch->std = model->std;
+    use_model_preprocessing(batch, model);
     batch->item_status = item_status;
     batch->item_message = item_message;
     if ((st = jc_tensor_new_2d(&rows, JACLIP_DTYPE_FLOAT32, (int64_t)n, dim)) ||
@@ -277,8 +286,8 @@ jaclip_status jaclip_model_encode_image_buffers_skipping(jaclip_tensor **out, ja
     jaclip_status st;
     if ((st = check_skipping_outputs(out, out_kept, model)))
         return st;
-    if ((!data || !sizes) && n > 0)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data or sizes is NULL");
+    if ((st = check_buffer_args(data, sizes, n)))
+        return st;
     for (size_t i = 0; i < n; i++)
         if (!data[i] && sizes[i] > 0)
             return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data[%zu] is NULL", i);
@@ -304,8 +313,8 @@ jaclip_status jaclip_model_encode_image_buffers(jaclip_tensor **out, const jacli
     jaclip_status st;
     if ((st = check_model_out(out, model)))
         return st;
-    if ((!data || !sizes) && n > 0)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "data or sizes is NULL");
+    if ((st = check_buffer_args(data, sizes, n)))
+        return st;
     jc_image_batch batch = {.data = data, .sizes = sizes};
     return encode_batch(out, model, &batch, n);
 }

@@ -27,14 +27,6 @@ static void fail_job(batch_job *job, jaclip_status st)
     snprintf(job->message, sizeof job->message, "%s", jaclip_last_error());
 }
 
-/* Row `i` of a [n, d] float32 tensor as a new [1, d] tensor. */
-static jaclip_status copy_row(jaclip_tensor **out, const jaclip_tensor *t, size_t i)
-{
-    size_t d = (size_t)jaclip_tensor_dim(t, 1);
-    const int64_t shape[2] = {1, (int64_t)d};
-    return jaclip_tensor_create(out, JACLIP_DTYPE_FLOAT32, 2, shape, (const float *)jaclip_tensor_data(t) + i * d);
-}
-
 /* The first `k` columns of row `i` of a [n, m] tensor (k <= m), as a new [1, k] tensor. */
 static jaclip_status copy_prefix(jaclip_tensor **out, const jaclip_tensor *t, size_t i, size_t k)
 {
@@ -71,7 +63,7 @@ static void run_jobs(server *s, batch_job **jobs, size_t n)
         jaclip_tensor *features = NULL;
         st = jaclip_model_encode_texts(&features, s->model, texts, lengths, n);
         for (size_t i = 0; !st && i < n; i++)
-            st = copy_row(&jobs[i]->features, features, i);
+            st = copy_prefix(&jobs[i]->features, features, i, (size_t)jaclip_tensor_dim(features, 1));
         jaclip_tensor_free(features);
         free(texts);
         free(lengths);
@@ -143,7 +135,7 @@ bool batch_run(server *s, batch_job *job)
             jobs[n++] = job;
             for (batch_job **p = &s->pending; *p && n < s->max_batch;) {
                 batch_job *j = *p;
-                if (same_batch(j, job) && !j->taken) {
+                if (same_batch(j, job)) { /* queued jobs are never taken */
                     *p = j->next;
                     j->taken = true;
                     jobs[n++] = j;
@@ -165,7 +157,7 @@ bool batch_run(server *s, batch_job *job)
         }
         if (job->taken) {
             pthread_cond_wait(&s->batch_wake, &s->batch_lock);
-        } else if (pthread_cond_timedwait(&s->batch_wake, &s->batch_lock, &until) != 0 && !job->taken && !job->done) {
+        } else if (pthread_cond_timedwait(&s->batch_wake, &s->batch_lock, &until) != 0 && !job->taken) {
             unlink_job(s, job);
             served = false;
             break;
