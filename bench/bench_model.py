@@ -348,11 +348,25 @@ def main():
         write_docs(report)
 
 
+def cpu_info_field(name):
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":")[0].strip() == name), "")
+    except OSError:
+        return ""
+
+
 def cpu_kind():
-    """The section of docs/benchmarks.md this CPU's figures go to: one table per kind of CPU."""
+    """The section of docs/benchmarks.md this CPU's figures go to: one table per kind of CPU. The AMX
+    Xeon keeps the marker it was first written under; the AMD kinds are told apart by family (26 is
+    Zen 5; 25 is Zen 3 without AVX-512, Zen 4 with it), since their flags alone overlap."""
     flags = cpu_flags()
-    if "avx512_bf16" in flags or "amx_bf16" in flags:
+    if "amx_bf16" in flags:
         return "avx512-bf16"
+    if cpu_info_field("vendor_id") == "AuthenticAMD" and cpu_info_field("cpu family") == "26":
+        return "zen5"
+    if "avx512_bf16" in flags:
+        return "avx512-bf16-no-amx"
     return "avx512" if "avx512f" in flags else "avx2"
 
 

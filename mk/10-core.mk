@@ -46,8 +46,5 @@ TEST_STEPS += test-c test-python test-python-order
 # the glibc loader's known false positives).
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
 	--suppressions=test/valgrind.supp
-.PHONY: test-valgrind-core
-test-valgrind-core: $(BUILD)/test/test_core test-models
-	$(TEST_ENV) $(VALGRIND) $(BUILD)/test/test_core
-
+# test-valgrind-core's rule is in mk/81-memcheck.mk (valgrind where it can load libtorch, else ASan).
 TEST_STEPS += test-valgrind-core

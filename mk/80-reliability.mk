@@ -5,6 +5,7 @@
 #   test-tsan           the same sources under ThreadSanitizer: test/sanitize/tsan_threads.c and
 #                       test_tokenizer (tokenizer, images, similarity and index shared by 4 threads)
 #   test-valgrind-loop  load / tokenise / encode / similarity / free, three times, under memcheck
+#                       (mk/81-memcheck.mk: ASan + LSan where valgrind cannot load libtorch)
 #   test-fuzz-model     a bounded, seeded libFuzzer run over damaged model files (about 20 s)
 #   abi-check           the library against the records in abi/ (docs/abi.md)
 # Other targets: abi-update (records a deliberate ABI change), fuzz (every harness, FUZZ_SECONDS each,
@@ -66,7 +67,7 @@ test-tsan: $(TSAN_BINS)
 	  $(TEST_ENV) $(TSAN_ENV) $(TSAN_RUN) $$t || { echo "FAILED under TSan: $$t"; failed=1; }; done; test $$failed -eq 0
 
 # ---- the real library: threads and a memcheck loop ------------------------------------------------
-.PHONY: test-threads test-valgrind-loop
+.PHONY: test-threads
 test-threads: $(BUILD)/test/test_threads test-models
 	$(TEST_ENV) $(BUILD)/test/test_threads
 
@@ -74,8 +75,7 @@ $(BUILD)/test/valgrind_loop: test/sanitize/valgrind_loop.c test/c/check.h includ
 	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -Itest/c -o $@ $< -L$(BUILD) -ljaclip \
 		-Wl,-rpath,$(abspath $(BUILD)) -lm
 
-test-valgrind-loop: $(BUILD)/test/valgrind_loop test-models
-	$(TEST_ENV) $(VALGRIND) --show-leak-kinds=definite $(BUILD)/test/valgrind_loop
+# test-valgrind-loop's rule is in mk/81-memcheck.mk (valgrind where it can load libtorch, else ASan).
 
 # ---- fuzzing model files ----------------------------------------------------------------------------
 # libtorch cannot run under ASan (see above), so the harness has no sanitizer: libFuzzer catches crashes,
