@@ -79,11 +79,15 @@ include $(sort $(wildcard mk/[0-9]*.mk))
 # ---- test: every step the fragments registered, in order -----------------------------------------
 test: check-setup
 	$(MAKE) --no-print-directory lib test-models
-	@failed=0; for step in $(TEST_STEPS); do \
-	  echo "==== $$step"; \
-	  if $(MAKE) --no-print-directory $$step; then echo "==== $$step: ok"; \
-	  else echo "==== $$step: FAILED"; failed=$$((failed+1)); fi; \
+	@failed=0; times=""; begin=$$(date +%s); for step in $(TEST_STEPS); do \
+	  echo "==== $$step"; t0=$$(date +%s); \
+	  if $(MAKE) --no-print-directory $$step; then result=ok; \
+	  else result=FAILED; failed=$$((failed+1)); fi; \
+	  s=$$(( $$(date +%s) - t0 )); echo "==== $$step: $$result ($$s s)"; times="$$times$$s $$step\n"; \
 	done; \
+	echo "slowest steps:" $$(printf "$$times" | sort -rn | head -n 5 | awk '{printf "%s %s s;", $$2, $$1}'); \
+	echo "total: $$(( $$(date +%s) - begin )) s on $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')," \
+	  "load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
 	total=$(words $(TEST_STEPS)); echo "steps: $$((total-failed)) passed, $$failed failed"; \
 	test $$failed -eq 0
 
