@@ -222,9 +222,20 @@ static void test_forged_files(const jaclip_model *model)
         write_forged(path, b, size);
         expect_refused(path, model, cases[i].what, cases[i].needle);
     }
-    /* A 100-byte file claiming 2^32-1 templates: refused from the header, before any allocation. */
-    memcpy(b, good, 96);
+    /* 100 bytes whose lengths add up (dim 1, 1 label, 1-byte fingerprint, 51 bytes of strings) but
+     * claiming 2^32-1 templates: refused from the header, not a 32 GiB calloc. */
+    memset(b, 0, 100);
+    memcpy(b, good, 40);
+    put32(b + 12, 1);
+    put32(b + 16, 1);
+    put32(b + 20, 0);
     put32(b + 24, 0xFFFFFFFFu);
+    put32(b + 32, 1);
+    put32(b + 36, 51);
+    memcpy(b + 40, "xa\0{}", 5);
+    float one = 1.0f;
+    memcpy(&bits, &one, 4);
+    put32(b + 92, bits);
     write_forged(path, b, 100);
     expect_refused(path, model, "100 bytes, 2^32-1 templates", "do not add up");
     free(b);

@@ -51,9 +51,11 @@ def _forgeries(good):
         struct.pack_into(f"<{dim}f", b, weights, *(v / 2 for v in row))
 
     def small_file(b):
-        b = bytearray(b[:100])
-        struct.pack_into("<I", b, 24, 0xFFFFFFFF)
-        return b
+        """100 bytes whose lengths add up (dim 1, 1 label, 51 bytes of strings) but claim 2^32-1
+        templates: was a 32 GiB calloc (OUT_OF_MEMORY under a 4 GB RLIMIT_AS)."""
+        head = bytearray(b[:40])
+        struct.pack_into("<IQIIII", head, 12, 1, 1, 0xFFFFFFFF, struct.unpack_from("<I", b, 28)[0], 1, 51)
+        return head + b"x" + b"a\0{}" + b"\0" * 47 + struct.pack("<f", 1.0) + b"\0" * 4
     brace = good.index(b"{", 40 + fp)
     return {
         "NaN weight": (at(weights + 20, nan), "not finite"),
