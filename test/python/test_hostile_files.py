@@ -187,3 +187,63 @@ print(json.dumps({{"ann": "saved"}}))
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# ---- item 13: the Python client never carries the token across a redirect ---------------------------
+
+def test_client_sends_no_token_across_a_redirect():
+    """Two loopback servers on different ports: A answers every request with a redirect to B, B records
+    what it receives. The client with a token refuses each redirect (ServeError with the 3xx status) and
+    B never sees the token (was: urllib followed 302/307 and resent `Authorization: Bearer ...`)."""
+    import http.server
+    import threading
+    sys.path.insert(0, BINDING)
+    from jaclip.client import Client, ServeError
+    seen = []
+
+    class B(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    b = http.server.ThreadingHTTPServer(("127.0.0.1", 0), B)
+
+    class A(B):
+        def do_GET(self):
+            code = int(self.path.rsplit("code=", 1)[1]) if "code=" in self.path else 302
+            self.send_response(code)
+            self.send_header("Location", f"http://127.0.0.1:{b.server_port}/healthz")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        do_POST = do_GET
+
+    a = http.server.ThreadingHTTPServer(("127.0.0.1", 0), A)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (a, b)]
+    for t in threads:
+        t.start()
+    try:
+        c = Client(f"http://127.0.0.1:{a.server_port}", token="s3cret", timeout=10)
+        assert Client(f"http://127.0.0.1:{b.server_port}", token="s3cret", timeout=10).healthz()
+        assert seen == ["Bearer s3cret"]  # the same origin gets it
+        for code in (301, 302, 303, 307, 308):
+            with pytest.raises(ServeError) as caught:
+                c._request("GET", "/healthz", query={"code": code})
+            assert caught.value.http == code
+        with pytest.raises(ServeError):
+            c.healthz()
+        with pytest.raises(ServeError):
+            c.embed_texts(["犬"])
+        assert seen == ["Bearer s3cret"], seen
+    finally:
+        for s in (a, b):
+            s.shutdown()
+            s.server_close()
