@@ -247,3 +247,38 @@ def test_client_sends_no_token_across_a_redirect():
         for s in (a, b):
             s.shutdown()
             s.server_close()
+
+
+# ---- item 14: the image API's pixel limit without a model ------------------------------------------
+
+def _header_png(path, width, height):
+    def chunk(name, data):
+        return struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_image_api_pixel_limit_from_the_header(tmp_path):
+    """jaclip.Image refuses one pixel over the default limit (2 x PIL's MAX_IMAGE_PIXELS) from the
+    header; JACLIP_MAX_IMAGE_PIXELS lowers the default for a process; an explicit max_pixels wins. Under
+    a 512 MB address space: nothing is decoded (the 1 x 178 956 970 image at the limit took 19 s and
+    1.6 GB, now 10 s and 0.2 GB: test_bounds and docs/reliability.md)."""
+    over, mid = tmp_path / "over.png", tmp_path / "mid.png"
+    _header_png(over, 1, 178956971)
+    _header_png(mid, 2000, 1000)
+    got = python_cases(PRELUDE + f"""
+import os
+case("over, file", lambda: jaclip.Image({str(over)!r}))
+case("over, bytes", lambda: jaclip.Image.from_bytes(open({str(over)!r}, "rb").read()))
+os.environ["JACLIP_MAX_IMAGE_PIXELS"] = "1000000"
+case("2000x1000 under the variable", lambda: jaclip.Image({str(mid)!r}))
+case("2000x1000, explicit 1", lambda: jaclip.Image({str(mid)!r}, max_pixels=1))
+os.environ["JACLIP_MAX_IMAGE_PIXELS"] = "a lot"
+case("a malformed variable", lambda: jaclip.Image({str(mid)!r}))
+print(json.dumps(results))
+""", as_mb=512, timeout=30)
+    for name in ("over, file", "over, bytes", "2000x1000 under the variable", "2000x1000, explicit 1"):
+        assert got[name].startswith("ImageTooLargeError"), (name, got[name])
+    assert "limit of 1000000 pixels" in got["2000x1000 under the variable"]
+    assert got["a malformed variable"].startswith("InvalidArgumentError") and "JACLIP_MAX_IMAGE_PIXELS" in \
+        got["a malformed variable"]
