@@ -73,8 +73,8 @@ static jaclip_status format_fail(const char *path, const char *what)
 }
 
 /* What a CRC cannot vouch for (a forged file has a valid one): the strings are UTF-8, labels are not
- * empty, each template has its one {}, and every weight row is finite and of unit length, as
- * jaclip_classifier_create makes them. */
+ * empty, each template has its one {}, and every weight row is finite and of unit length (or all zero),
+ * as jaclip_classifier_create makes them. */
 static jaclip_status check_contents(const jaclip_classifier *c, const char *path)
 {
     size_t bad = jc_utf8_invalid_at((const unsigned char *)c->strings, c->strings_bytes);
@@ -98,7 +98,7 @@ static jaclip_status check_contents(const jaclip_classifier *c, const char *path
                                k);
             norm += (double)row[k] * row[k];
         }
-        if (fabs(sqrt(norm) - 1.0) > 1e-3)
+        if (norm != 0 && fabs(sqrt(norm) - 1.0) > 1e-3) /* 0: features that cancelled, as create leaves them */
             return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: classifier row %zu is not of unit length (%g)", path, i,
                            sqrt(norm));
     }

@@ -222,6 +222,13 @@ static void test_forged_files(const jaclip_model *model)
         write_forged(path, b, size);
         expect_refused(path, model, cases[i].what, cases[i].needle);
     }
+    /* An all-zero row (features that cancelled: create leaves it so) still loads. */
+    memcpy(b, good, size);
+    memset(b + weights, 0, 4 * (size_t)jaclip_model_embedding_dim(model));
+    write_forged(path, b, size);
+    jaclip_classifier *zero = NULL;
+    CHECK_OK(jaclip_classifier_load(&zero, path, model));
+    jaclip_classifier_free(zero);
     /* 100 bytes whose lengths add up (dim 1, 1 label, 1-byte fingerprint, 51 bytes of strings) but
      * claiming 2^32-1 templates: refused from the header, not a 32 GiB calloc. */
     memset(b, 0, 100);
