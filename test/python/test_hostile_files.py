@@ -159,11 +159,13 @@ print(json.dumps({{"rows": len(jaclip.Index.load({target!r}))}}))
         holder.wait()
 
 
-def test_classifier_and_ann_writers_remove_dead_temporaries(tmp_path):
-    """The same cleanup in the classifier and ANN writers (one shared writer, common/file_output.c):
-    a temporary named after a process that has exited is removed by the next save."""
-    cls, ann = str(tmp_path / "c.jcz"), str(tmp_path / "i.jci.ann")
-    stale = [f"{cls}.tmp-{_dead_pid()}-12345678", f"{ann}.tmp-{_dead_pid()}-9abcdef0"]
+def test_classifier_ann_and_merge_writers_remove_dead_temporaries(tmp_path):
+    """The same cleanup in the classifier, ANN and merge writers (one shared writer,
+    common/file_output.c): a temporary named after a process that has exited is removed by the next
+    write of the same target."""
+    cls, ann, merged = str(tmp_path / "c.jcz"), str(tmp_path / "i.jci.ann"), str(tmp_path / "m.jci")
+    stale = [f"{cls}.tmp-{_dead_pid()}-12345678", f"{ann}.tmp-{_dead_pid()}-9abcdef0",
+             f"{merged}.tmp-{_dead_pid()}-00c0ffee"]
     for path in stale:
         with open(path, "wb") as f:
             f.write(b"\0" * 4096)
@@ -173,6 +175,8 @@ with jaclip.Model({TINY_MODEL!r}) as m:
     jaclip.Classifier(m, ["犬", "猫"]).save({cls!r})
 ix = jaclip.Index(8)
 ix.add(np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32), [str(i) for i in range(300)])
+ix.save({str(tmp_path / "shard.jci")!r})
+jaclip.Index.merge({merged!r}, [{str(tmp_path / "shard.jci")!r}])
 try:
     jaclip.Ann.build(ix, "hnsw").save({ann!r})
 except jaclip.Error as e:  # no faiss plugin in this build
@@ -180,7 +184,8 @@ except jaclip.Error as e:  # no faiss plugin in this build
     raise SystemExit
 print(json.dumps({{"ann": "saved"}}))
 """)
-    assert not os.path.exists(stale[0])
+    assert not os.path.exists(stale[0]) and not os.path.exists(stale[2])
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n and n not in map(os.path.basename, stale)]
     if os.path.exists(ann):
         assert not os.path.exists(stale[1])
 
