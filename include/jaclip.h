@@ -162,7 +162,9 @@ typedef enum jaclip_pixel_format {
 #define JACLIP_DEFAULT_MAX_PIXELS ((uint64_t)178956970)
 
 /* Decodes a JPEG or PNG file (detected by content, not by name). max_pixels bounds width * height and
- * is checked from the header before any pixel buffer is allocated (0 = JACLIP_DEFAULT_MAX_PIXELS).
+ * is checked from the header before any pixel buffer is allocated (0 = JACLIP_DEFAULT_MAX_PIXELS, or
+ * the positive integer in the environment variable JACLIP_MAX_IMAGE_PIXELS when it is set: a malformed
+ * value is INVALID_ARGUMENT).
  * Only regular files are read (a FIFO or device is IO, without blocking); the header is read first
  * and no more of the file than its image can need (16 MB plus the pixel data at its worst
  * compression), so trailing bytes past that are never read. A progressive JPEG of more than 500 scans
@@ -658,8 +660,9 @@ JACLIP_API jaclip_status jaclip_classifier_weights(jaclip_tensor **out, const ja
 JACLIP_API jaclip_status jaclip_classifier_save(const jaclip_classifier *classifier, const char *path);
 /* Loads a file written by jaclip_classifier_save for use with model, whose fingerprint must equal the
  * stored one. Errors: INVALID_ARGUMENT (NULL; a classifier built with another model: the message names
- * both fingerprints), IO, INDEX_FORMAT (foreign, truncated or corrupted file, or a version this library
- * does not read), OUT_OF_MEMORY. */
+ * both fingerprints), IO, INDEX_FORMAT (foreign, truncated or corrupted file, a version this library
+ * does not read, or a forged one: counts the size cannot hold, weights not finite or rows not of unit
+ * length, strings not UTF-8, a template without exactly one {}), OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_classifier_load(jaclip_classifier **out, const char *path, const jaclip_model *model);
 
 /* Cosine similarity of each row of features (float32 [N, dim], e.g. image features; L2-normalised

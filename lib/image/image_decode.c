@@ -2,6 +2,7 @@
  * (image_jpeg.c), PNG (image_png.c), then the EXIF orientation (image_exif.c). */
 #include "image/image.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,10 +23,28 @@ size_t jc_image_mode_pixel_bytes(jc_image_mode mode)
     return 0;
 }
 
+/* The limit a max_pixels of 0 stands for: $JACLIP_MAX_IMAGE_PIXELS when set (a process-wide override,
+ * e.g. lower for a service), else JACLIP_DEFAULT_MAX_PIXELS. */
+static jaclip_status default_max_pixels(uint64_t *out)
+{
+    const char *env = getenv("JACLIP_MAX_IMAGE_PIXELS");
+    *out = JACLIP_DEFAULT_MAX_PIXELS;
+    if (!env || !env[0])
+        return JACLIP_OK;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(env, &end, 10);
+    if (errno || *end || v == 0 || env[0] == '-' || env[0] == '+' || env[0] == ' ')
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "JACLIP_MAX_IMAGE_PIXELS=\"%.40s\" is not a positive integer", env);
+    *out = (uint64_t)v;
+    return JACLIP_OK;
+}
+
 jaclip_status jc_image_check_size(uint64_t width, uint64_t height, uint64_t max_pixels)
 {
-    if (max_pixels == 0)
-        max_pixels = JACLIP_DEFAULT_MAX_PIXELS;
+    jaclip_status st;
+    if (max_pixels == 0 && (st = default_max_pixels(&max_pixels)))
+        return st;
     if (width == 0 || height == 0)
         return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "image has zero size (%llux%llu)", (unsigned long long)width,
                        (unsigned long long)height);

@@ -247,7 +247,6 @@ jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_
     png_structp png;
     png_infop info = NULL;
     jaclip_image *volatile image = NULL;
-    png_bytep *volatile rows = NULL;
     png_uint_32 width, height;
     int bit_depth, color_type, interlace;
     jc_image_mode mode;
@@ -268,7 +267,6 @@ jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
-        free(rows);
         jaclip_image_free(image);
         return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid PNG data: %s", source.message);
     }
@@ -289,7 +287,7 @@ jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_
         return st;
     }
     mode = png_choose_mode(png, color_type, bit_depth);
-    png_set_interlace_handling(png);
+    int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
     jaclip_image *allocated;
     st = jc_image_new(&allocated, width, height, mode, max_pixels);
@@ -305,19 +303,16 @@ jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_
         png_error(png, "unexpected PNG row size");
     if (mode == JC_MODE_P)
         png_copy_palette(png, info, image);
-    rows = malloc((size_t)height * sizeof *rows);
-    if (!rows)
-        png_error(png, "out of memory");
-    for (png_uint_32 y = 0; y < height; y++)
-        rows[y] = image->pixels + (size_t)y * row_bytes;
-    png_read_image(png, rows);
+    /* What png_read_image does, without its array of row pointers (8 bytes a row: 1.43 GB beside the
+     * 179 MB of a 1 x 178956970 image). */
+    for (int pass = 0; pass < passes; pass++)
+        for (png_uint_32 y = 0; y < height; y++)
+            png_read_row(png, image->pixels + (size_t)y * row_bytes, NULL);
     /* Like PIL, nothing after the image data is decoded (IEND may be missing or damaged); the
      * orientation is looked for in the chunks as PIL's exif_transpose finds it. */
     if (flags & JACLIP_IMAGE_EXIF_TRANSPOSE)
         orientation = png_orientation(data, size);
     png_destroy_read_struct(&png, &info, NULL);
-    free(rows);
-    rows = NULL;
 
     png_widen_rows(image, mode, row_bytes);
     return jc_image_finish(image, orientation, out);

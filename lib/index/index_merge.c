@@ -13,20 +13,6 @@
 /* Rows are copied out of a shard this many bytes at a time: bounded memory, few segments. */
 #define MERGE_BLOCK_BYTES ((size_t)64 << 20)
 
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd); /* best effort: the data itself is already synced by append_file */
-        close(fd);
-    }
-    free(dir);
-}
-
 /* Appends rows first..first+count-1 of shard to the index file at out. */
 static jaclip_status append_block(const char *out, const jaclip_index *shard, size_t first, size_t count)
 {
@@ -91,24 +77,19 @@ jaclip_status jaclip_index_merge(const char *path, const char *const *shards, si
         if (!shards[i])
             return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "shard %zu is NULL", i);
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
     size_t *starts = malloc(n * sizeof *starts);
-    if (!tmp || !starts) {
-        free(tmp);
-        free(starts);
+    if (!starts)
         return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory merging into %s", path);
-    }
-    snprintf(tmp, plen + 16, "%s.merge-XXXXXX", path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        jaclip_status st =
-            jc_fail(JACLIP_ERROR_IO, "cannot create a temporary file beside %s: %s", path, strerror(errno));
-        free(tmp);
+    /* The temporary every atomic writer uses (PATH.tmp-PID-XXXXXXXX, mode as a new or the replaced
+     * file): the next writer of PATH removes it if this process is killed. */
+    jc_temp_file t;
+    jaclip_status st0 = jc_temp_open(&t, path);
+    if (st0) {
         free(starts);
-        return st;
+        return st0;
     }
-    close(fd);
+    close(t.fd);
+    char *tmp = t.tmp;
 
     jaclip_status st = JACLIP_OK;
     size_t dim = 0, total = 0;
@@ -143,7 +124,7 @@ jaclip_status jaclip_index_merge(const char *path, const char *const *shards, si
     if (st)
         unlink(tmp);
     else
-        sync_parent_dir(path);
+        jc_sync_parent_dir(path);
     free(tmp);
     free(starts);
     return st;

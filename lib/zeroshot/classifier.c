@@ -174,6 +174,8 @@ static jaclip_status check_strings(const char *const *items, size_t n, const cha
             return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s[%zu] \"%.60s\" must contain exactly one {}", what, i,
                            items[i]);
         size_t len = strlen(items[i]);
+        if (jc_utf8_invalid_at((const unsigned char *)items[i], len) != SIZE_MAX)
+            return jc_fail(JACLIP_ERROR_INVALID_UTF8, "%s[%zu] is not valid UTF-8", what, i);
         if (len > SIZE_MAX / 2 - *bytes)
             return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory");
         *bytes += len + 1;

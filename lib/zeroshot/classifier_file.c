@@ -72,6 +72,39 @@ static jaclip_status format_fail(const char *path, const char *what)
     return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: %s", path, what);
 }
 
+/* What a CRC cannot vouch for (a forged file has a valid one): the strings are UTF-8, labels are not
+ * empty, each template has its one {}, and every weight row is finite and of unit length (or all zero),
+ * as jaclip_classifier_create makes them. */
+static jaclip_status check_contents(const jaclip_classifier *c, const char *path)
+{
+    size_t bad = jc_utf8_invalid_at((const unsigned char *)c->strings, c->strings_bytes);
+    if (bad != SIZE_MAX)
+        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: classifier strings are not valid UTF-8 (byte %zu)", path, bad);
+    for (size_t i = 0; i < c->size; i++)
+        if (!c->labels[i][0])
+            return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: classifier label %zu is empty", path, i);
+    for (size_t i = 0; i < c->ntemplates; i++) {
+        const char *mark = strstr(c->templates[i], "{}");
+        if (!mark || strstr(mark + 2, "{}"))
+            return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: classifier template %zu does not hold exactly one {}",
+                           path, i);
+    }
+    for (size_t i = 0; i < c->size; i++) {
+        const float *row = c->weights + i * c->dim;
+        double norm = 0;
+        for (size_t k = 0; k < c->dim; k++) {
+            if (!isfinite(row[k]))
+                return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: classifier weight [%zu, %zu] is not finite", path, i,
+                               k);
+            norm += (double)row[k] * row[k];
+        }
+        if (norm != 0 && fabs(sqrt(norm) - 1.0) > 1e-3) /* 0: features that cancelled, as create leaves them */
+            return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: classifier row %zu is not of unit length (%g)", path, i,
+                           sqrt(norm));
+    }
+    return JACLIP_OK;
+}
+
 static jaclip_status parse(jaclip_classifier **out, const unsigned char *b, size_t size, const char *path)
 {
     if (size < 8 || memcmp(b, JC_CLASSIFIER_MAGIC, 8) != 0)
@@ -89,7 +122,8 @@ static jaclip_status parse(jaclip_classifier **out, const unsigned char *b, size
     /* Every length against the file size before anything is allocated. */
     uint64_t avail = size - JC_CLASSIFIER_HEADER - 4;
     if (dim == 0 || dim > 65536 || labels == 0 || templates == 0 || fp == 0 || fp > JC_FINGERPRINT_MAX ||
-        labels > avail / (dim * 4) || fp + strings + labels * dim * 4 != avail)
+        labels > avail / (dim * 4) || fp + strings + labels * dim * 4 != avail ||
+        labels + templates > strings) /* each string holds at least its NUL */
         return jc_crc32(0, b, size - 4) != jc_get_u32le(b + size - 4)
                    ? format_fail(path, "corrupted or truncated classifier file (checksum mismatch)")
                    : format_fail(path, "classifier file lengths do not add up to its size");
@@ -110,9 +144,13 @@ static jaclip_status parse(jaclip_classifier **out, const unsigned char *b, size
     c->scale = scale;
     for (size_t i = 0; i < c->size * c->dim; i++, p += 4)
         c->weights[i] = bits_float(jc_get_u32le(p));
-    if (strlen(c->fingerprint) != fp || !jc_classifier_index_strings(c)) {
+    if (strlen(c->fingerprint) != fp || !jc_classifier_index_strings(c))
+        st = format_fail(path, "classifier file's strings are malformed");
+    else
+        st = check_contents(c, path);
+    if (st) {
         jaclip_classifier_free(c);
-        return format_fail(path, "classifier file's strings are malformed");
+        return st;
     }
     *out = c;
     return JACLIP_OK;

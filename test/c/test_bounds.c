@@ -109,7 +109,9 @@ static void png_chunk(FILE *f, const char *name, const uint8_t *data, uint32_t l
     fwrite(head, 1, 8, f);
     if (length)
         fwrite(data, 1, length, f);
-    uLong crc = crc32(crc32(0, (const Bytef *)name, 4), data, length);
+    uLong crc = crc32(0, (const Bytef *)name, 4);
+    if (length) /* zlib's crc32 of a NULL buffer is 0, not crc */
+        crc = crc32(crc, data, length);
     uint8_t tail[4];
     put_be32(tail, (uint32_t)crc);
     fwrite(tail, 1, 4, f);
@@ -200,6 +202,27 @@ static uint8_t *progressive_jpeg(int scans, size_t *size)
     *size = mem_size + extra * scan;
     free(mem);
     return out;
+}
+
+/* A PNG of its signature, IHDR (8-bit grey), an IDAT of no bytes and IEND: enough for any check made
+ * from the header. */
+static void write_header_png(const char *path, uint32_t width, uint32_t height)
+{
+    static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fwrite(signature, 1, 8, f);
+    uint8_t ihdr[13] = {0};
+    put_be32(ihdr, width);
+    put_be32(ihdr + 4, height);
+    ihdr[8] = 8;
+    png_chunk(f, "IHDR", ihdr, 13);
+    static const uint8_t empty_zlib[8] = {0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01};
+    png_chunk(f, "IDAT", empty_zlib, 8);
+    png_chunk(f, "IEND", NULL, 0);
+    fclose(f);
 }
 
 /* ---- the cases ---------------------------------------------------------------------------------------- */
@@ -324,6 +347,46 @@ static void model_only(void)
     jaclip_model_free(model);
 }
 
+/* Issue 24 item 14, the image API without a model: one pixel over the default limit is refused from the
+ * header; JACLIP_MAX_IMAGE_PIXELS lowers the default (and a malformed value is an error, not ignored);
+ * an explicit limit still wins over it. */
+static void image_api_limit(void)
+{
+    char path[512];
+    jaclip_image *img = (jaclip_image *)1;
+    path_in_dir(path, sizeof path, "over-limit.png");
+    CHECK_ERROR(jaclip_image_load(&img, path, 0, 0), JACLIP_ERROR_IMAGE_TOO_LARGE);
+    CHECK(img == NULL && message_has("178956970"));
+    size_t size = 0;
+    void *bytes = read_file(path, &size);
+    CHECK_ERROR(jaclip_image_load_memory(&img, bytes, size, 0, 0), JACLIP_ERROR_IMAGE_TOO_LARGE);
+    free(bytes);
+    path_in_dir(path, sizeof path, "elongated.png"); /* at the default limit exactly */
+    setenv("JACLIP_MAX_IMAGE_PIXELS", "1000000", 1);
+    CHECK_ERROR(jaclip_image_load(&img, path, 0, 0), JACLIP_ERROR_IMAGE_TOO_LARGE);
+    CHECK(message_has("limit of 1000000 pixels"));
+    setenv("JACLIP_MAX_IMAGE_PIXELS", "many", 1);
+    CHECK_ERROR(jaclip_image_load(&img, path, 0, 0), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK(message_has("JACLIP_MAX_IMAGE_PIXELS"));
+    setenv("JACLIP_MAX_IMAGE_PIXELS", "1", 1);
+    path_in_dir(path, sizeof path, "tall.png");
+    CHECK_OK(jaclip_image_load(&img, path, 4000000, 0));
+    jaclip_image_free(img);
+    unsetenv("JACLIP_MAX_IMAGE_PIXELS");
+}
+
+/* 1 x 4 000 000 grey: 4 MB of pixels. The PNG decoder's array of row pointers, 8 bytes a row, added
+ * 32 MB (and 1.43 GB at the default limit's 1 x 178 956 970). */
+static void tall_png(void)
+{
+    char path[512];
+    jaclip_image *img = NULL;
+    path_in_dir(path, sizeof path, "tall.png");
+    CHECK_OK(jaclip_image_load(&img, path, 0, 0));
+    CHECK(jaclip_image_width(img) == 1 && jaclip_image_height(img) == 4000000);
+    jaclip_image_free(img);
+}
+
 int main(void)
 {
     model_path = env_or("JACLIP_TEST_MODEL", "build/models/tiny.jaclip");
@@ -338,6 +401,10 @@ int main(void)
     double t = now();
     path_in_dir(path, sizeof path, "elongated.png");
     write_zero_png(path, 1, 178956970, 0);
+    path_in_dir(path, sizeof path, "over-limit.png");
+    write_header_png(path, 1, 178956971);
+    path_in_dir(path, sizeof path, "tall.png");
+    write_zero_png(path, 1, 4000000, 0);
     path_in_dir(path, sizeof path, "bomb00.png");
     write_zero_png(path, 4000, 4000, 6);
     size_t bomb_size;
@@ -364,6 +431,8 @@ int main(void)
 
     /* What loading the model alone costs here, for reading the bounds below. */
     bounded("the tiny model alone", 4096, 30, 600, model_only);
+    bounded("image API: over the default limit; JACLIP_MAX_IMAGE_PIXELS", 1024, 5, 20, image_api_limit);
+    bounded("image API: 1 x 4000000 PNG (4 MB of pixels)", 1024, 10, 20, tall_png);
     bounded("elongated 1x178956970 PNG, files and buffers", 4096, 10, 600, elongated_png);
     bounded("progressive JPEG of 3000 scans", 1024, 10, 100, many_scans);
     bounded("JPEG followed by a 4 GB hole", 1024, 10, 100, sparse_after_jpeg);
@@ -372,7 +441,7 @@ int main(void)
     bounded("configuration with image_std=1e-40", 4096, 30, 600, non_finite_config);
     bounded("6 PNG bombs (64 MB decoded each) and a photo", 4096, 60, 600, batch_of_bombs);
 
-    const char *names[] = {"elongated.png", "sparse.jpg", "zeros.jpg", "fifo.jpg"};
+    const char *names[] = {"elongated.png", "over-limit.png", "tall.png", "sparse.jpg", "zeros.jpg", "fifo.jpg"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         path_in_dir(path, sizeof path, names[i]);
         unlink(path);

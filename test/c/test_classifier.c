@@ -117,6 +117,139 @@ static void test_round_trip(const jaclip_model *model, const char *bf16_path)
     jaclip_classifier_free(c);
 }
 
+/* ---- forged files: valid CRC, hostile contents (issue 24 item 10) ---------------------------------- */
+
+static uint32_t crc32_bitwise(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+    }
+    return ~c;
+}
+
+static uint32_t get32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Writes bytes[0..size) to path with the CRC32 of the rest in its last 4 bytes. */
+static void write_forged(const char *path, unsigned char *bytes, size_t size)
+{
+    put32(bytes + size - 4, crc32_bitwise(bytes, size - 4));
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fwrite(bytes, 1, size, f);
+        fclose(f);
+    }
+}
+
+static void expect_refused(const char *path, const jaclip_model *model, const char *what, const char *needle)
+{
+    jaclip_classifier *c = (jaclip_classifier *)1;
+    jaclip_status st = jaclip_classifier_load(&c, path, model);
+    if (st != JACLIP_ERROR_INDEX_FORMAT || !strstr(jaclip_last_error(), needle))
+        fprintf(stderr, "forged classifier (%s): status %d, \"%s\"\n", what, (int)st, jaclip_last_error());
+    CHECK(st == JACLIP_ERROR_INDEX_FORMAT && c == NULL && strstr(jaclip_last_error(), needle) != NULL);
+}
+
+static void test_forged_files(const jaclip_model *model)
+{
+    jaclip_classifier *c = NULL;
+    CHECK_OK(jaclip_classifier_create(&c, model, LABELS, 3, TEMPLATES, 2));
+    char path[] = "/tmp/jaclip-test-forged-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_OK(jaclip_classifier_save(c, path));
+    jaclip_classifier_free(c);
+    size_t size = 0;
+    unsigned char *good = read_file(path, &size), *b = malloc(size);
+    if (!good || !b || size < 64) {
+        CHECK(0);
+        return;
+    }
+    size_t fp = get32(good + 32), strings = get32(good + 36), weights = 40 + fp + strings;
+    float nan_value = NAN, inf_value = INFINITY, half = 0.5f;
+    uint32_t bits;
+    /* (the bytes of labels start at 40 + fp: "犬" is E7 8A AC) */
+    struct {
+        const char *what, *needle;
+        size_t at;
+        int kind; /* 0: float at, 1: byte at, 2: u32 at, 3: the first '{' (labels have none) */
+        uint32_t value;
+    } cases[] = {
+        {"NaN weight", "not finite", weights + 4 * 5, 0, 0},
+        {"inf weight", "not finite", weights, 0, 1},
+        {"row scaled by 0.5", "unit length", weights, 0, 2},
+        {"label byte 0xFF", "not valid UTF-8", 40 + fp + 1, 1, 0xFF},
+        {"templates 2^32-1", "do not add up", 24, 2, 0xFFFFFFFFu},
+        {"labels 2^32", "do not add up", 20, 2, 1},
+        {"template without {}", "exactly one {}", 0, 3, 'x'},
+        {"a label's NUL removed", "strings are malformed", 40 + fp + 3, 1, 'x'},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        memcpy(b, good, size);
+        if (cases[i].kind == 0) {
+            float v = cases[i].value == 0 ? nan_value : cases[i].value == 1 ? inf_value : 0;
+            if (cases[i].value == 2) {
+                memcpy(&v, b + cases[i].at, 4); /* the file is little-endian, like this machine */
+                v *= half;
+            }
+            memcpy(&bits, &v, 4);
+            put32(b + cases[i].at, bits);
+            if (cases[i].value == 2) /* the whole first row */
+                for (size_t k = 1; k < (size_t)jaclip_model_embedding_dim(model); k++) {
+                    memcpy(&v, b + cases[i].at + 4 * k, 4);
+                    v *= half;
+                    memcpy(b + cases[i].at + 4 * k, &v, 4);
+                }
+        } else if (cases[i].kind == 1) {
+            b[cases[i].at] = (unsigned char)cases[i].value;
+        } else if (cases[i].kind == 3) {
+            unsigned char *brace = memchr(b + 40 + fp, '{', strings);
+            CHECK(brace != NULL);
+            if (brace)
+                *brace = (unsigned char)cases[i].value;
+        } else {
+            put32(b + cases[i].at, cases[i].value);
+        }
+        write_forged(path, b, size);
+        expect_refused(path, model, cases[i].what, cases[i].needle);
+    }
+    /* An all-zero row (features that cancelled: create leaves it so) still loads. */
+    memcpy(b, good, size);
+    memset(b + weights, 0, 4 * (size_t)jaclip_model_embedding_dim(model));
+    write_forged(path, b, size);
+    jaclip_classifier *zero = NULL;
+    CHECK_OK(jaclip_classifier_load(&zero, path, model));
+    jaclip_classifier_free(zero);
+    /* 100 bytes whose lengths add up (dim 1, 1 label, 1-byte fingerprint, 51 bytes of strings) but
+     * claiming 2^32-1 templates: refused from the header, not a 32 GiB calloc. */
+    memset(b, 0, 100);
+    memcpy(b, good, 40);
+    put32(b + 12, 1);
+    put32(b + 16, 1);
+    put32(b + 20, 0);
+    put32(b + 24, 0xFFFFFFFFu);
+    put32(b + 32, 1);
+    put32(b + 36, 51);
+    memcpy(b + 40, "xa\0{}", 5);
+    float one = 1.0f;
+    memcpy(&bits, &one, 4);
+    put32(b + 92, bits);
+    write_forged(path, b, 100);
+    expect_refused(path, model, "100 bytes, 2^32-1 templates", "do not add up");
+    free(b);
+    free(good);
+    unlink(path);
+}
+
 int main(void)
 {
     jaclip_model *model = NULL;
@@ -125,6 +258,7 @@ int main(void)
     if (model) {
         test_arguments(model);
         test_round_trip(model, env_or("JACLIP_TEST_MODEL_BF16", "build/models/tiny-bf16.jaclip"));
+        test_forged_files(model);
     }
     jaclip_model_free(model);
     return check_summary("test_classifier");

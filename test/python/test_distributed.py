@@ -290,3 +290,72 @@ def test_binding_index_merge_and_fingerprint(run, tmp_path):
     with pytest.raises(TypeError):
         jaclip.Index.merge(tmp_path / "m2.jci", str(tmp_path / "a.jci"))
     assert not (tmp_path / "m2.jci").exists()
+
+
+# ---- issue 24 item 12: manifests are untrusted input --------------------------------------------------
+
+def _hand_made_run(base):
+    """A one-shard run written by hand (no cluster needed), an index outside it, and a function writing
+    manifest.json from an object or raw bytes."""
+    out = base / "run"
+    (out / "shards").mkdir(parents=True)
+    with jaclip.Index(3) as ix:
+        ix.add(np.eye(3, dtype=np.float32), ["a", "b", "c"])
+        ix.save(out / "shards" / "part-00000.jci")
+    with jaclip.Index(3) as ix:
+        ix.add(np.eye(3, dtype=np.float32), ["outside-x", "outside-y", "outside-z"])
+        ix.save(base / "outside.jci")
+
+    def record(path, rel):
+        data = open(path, "rb").read()
+        import hashlib
+        return {"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+    def manifest(rel="shards/part-00000.jci", target=None, **changes):
+        entry = {"format": 1, "partition": 0, "planned": 3, "rows": 3, "model": "m", "skipped": [],
+                 "files": {"index": record(target or out / rel, rel)}}
+        m = {"format": 1, "model": "m", "partitions": 1, "rows": 3, "skipped": [], "shards": [entry]}
+        for key, value in changes.items():
+            (entry if key.startswith("entry_") else m)[key.removeprefix("entry_")] = value
+        return m
+
+    def write(obj):
+        (out / "manifest.json").write_bytes(obj if isinstance(obj, bytes) else json.dumps(obj).encode())
+    return out, manifest, write
+
+
+def test_manifest_shape_and_paths_are_checked(tmp_path):
+    out, manifest, write = _hand_made_run(tmp_path)
+    target = tmp_path / "merged.jci"
+    write(manifest())
+    assert jd.merge(out, target) == 3  # the hand-made run is valid: the refusals below are about one change
+    target.unlink()
+    os.symlink(tmp_path / "outside.jci", out / "shards" / "link.jci")
+    no_files = manifest()
+    del no_files["shards"][0]["files"]
+    cases = {
+        "invalid JSON": b'{"format": 1, "shards": [',
+        "not UTF-8": b'\xff\xfe{}',
+        "nested 100000 deep": b"[" * 100000 + b"]" * 100000,
+        "a list": b"[]",
+        "shards a string": manifest(shards="part-00000"),
+        "an entry without files": no_files,
+        "an entry that is a number": manifest(shards=[7]),
+        "rows not the sum": manifest(rows=4),
+        "a size that is text": manifest(entry_files={"index": {"path": "shards/part-00000.jci", "bytes": "3",
+                                                               "sha256": "0" * 64}}),
+        "../outside.jci, its SHA matching": manifest("../outside.jci"),
+        "an absolute path": manifest(str(tmp_path / "outside.jci")),
+        "a link leading out, its SHA matching": manifest("shards/link.jci", target=tmp_path / "outside.jci"),
+    }
+    for name, obj in cases.items():
+        write(obj)
+        for call in (lambda: jd.merge(out, target), lambda: list(jd.read_shards(out)),
+                     lambda: jd.merge(out, target, verify=False)):
+            with pytest.raises(jd.ManifestError) as caught:
+                call()
+            assert isinstance(caught.value, jaclip.IndexFormatError), name
+        assert not target.exists(), name
+    # A shard entry read back when a run resumes: a malformed one is not reusable, and says why.
+    assert "no 'files' object" in jd.verify_entry(out, no_files["shards"][0])
+    assert "inside the run folder" in jd.verify_entry(out, manifest("../outside.jci")["shards"][0])

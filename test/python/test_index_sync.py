@@ -4,6 +4,7 @@ after the last sync the index equals a fresh build of the folder (same labels, e
 they come from different processes) and a search never returns a deleted file. Also crafted version-2
 files with non-finite rows (issue 13 item 7) and float16 rounding against numpy."""
 import fcntl
+import json
 import os
 import random
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,7 +272,7 @@ def test_python_sync_index_takes_turns_with_the_command(tmp_path):
     index = tmp_path / "x.jci"
     with jaclip.Model(TINY_MODEL) as model:
         counts = jaclip.sync_index(photos, index, model, root=tmp_path, batch=4)
-        assert counts == {"added": 6, "reembedded": 0, "removed": 0, "unchanged": 0, "skipped": 1}
+        assert counts == {"added": 6, "reembedded": 0, "removed": 0, "unchanged": 0, "skipped": 1, "kept": 0}
         # The command sees nothing to do, then makes changes the Python side picks up.
         r = sync(photos, index, "--root", tmp_path)
         assert "0 added, 0 re-embedded, 0 removed, 6 unchanged" in r.stderr, r.stderr
@@ -278,7 +280,7 @@ def test_python_sync_index_takes_turns_with_the_command(tmp_path):
         write_image(photos / "i1.png", 999)
         write_image(photos / "new.png", 998)
         counts = jaclip.sync_index([photos, photos], index, model, root=tmp_path)
-        assert counts == {"added": 1, "reembedded": 1, "removed": 1, "unchanged": 4, "skipped": 1}
+        assert counts == {"added": 1, "reembedded": 1, "removed": 1, "unchanged": 4, "skipped": 1, "kept": 0}
         assert_same_as_fresh_build(index, photos, tmp_path, root=str(tmp_path))
         with open(str(index) + ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -290,3 +292,105 @@ def test_python_sync_index_takes_turns_with_the_command(tmp_path):
             ix.save(other)
         with pytest.raises(jaclip.ModelMismatchError):
             jaclip.sync_index(photos, other, model)
+
+
+# ---- issue 24 item 5: rows under a folder sync could not list are kept ------------------------------
+
+def _as_nobody():
+    """argv prefix running a command as an unprivileged user, where mode 000 really refuses a listing
+    (root reads through it): setpriv to nobody when this is root; nothing otherwise."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        pytest.skip("running as root without setpriv: mode 000 would not stop root from listing")
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def _bounded(argv, nofile=None, timeout=120):
+    def limit():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bindings", "python"))
+    return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=env,
+                          preexec_fn=limit)
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder an unprivileged user can reach (pytest's tmp_path lies under a 0700 folder)."""
+    import tempfile
+    path = tempfile.mkdtemp(prefix="jaclip-sync-perm-")
+    os.chmod(path, 0o755)
+    yield Path(path)
+    for top, dirs, _ in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(top, d), 0o755)
+    shutil.rmtree(path)
+
+
+def _fourteen_photos(base):
+    for i, d in enumerate(["a"] * 3 + ["b"] * 4 + ["b/deep"] * 2 + ["c"] * 5):
+        write_image(base / "photos" / d / f"{i}.png", 700 + i)
+    out = base / "out"
+    out.mkdir()
+    return base / "photos", out
+
+
+def test_sync_keeps_rows_under_a_folder_it_cannot_list(open_tmp):
+    """14 rows, then sub-folder b (6 rows) at mode 000 and a file of a deleted: the command and
+    jaclip.sync_index, as a user the mode stops, remove the deleted file's row and keep b's 6 (was:
+    14 rows -> 8, b's rows removed while its files still exist)."""
+    prefix = _as_nobody()
+    photos, out = _fourteen_photos(open_tmp)
+    for tool in ("cli", "python"):
+        index = out / f"{tool}.jci"
+        sync(photos, index)
+        assert len(rows_by_label(index)) == 14
+        if prefix:
+            os.chown(out, 65534, 65534)
+            for name in os.listdir(out):
+                os.chown(out / name, 65534, 65534)
+        victim = photos / "a" / ("0.png" if tool == "cli" else "1.png")
+        victim.unlink()
+        (photos / "b").chmod(0)
+        try:
+            if tool == "cli":
+                r = _bounded(prefix + [CLI, "index", "sync", "-m", TINY_MODEL, str(photos), "-o", str(index)])
+                assert r.returncode == 0, r.stderr
+                assert "b: cannot read directory" in r.stderr and "6 rows kept unverified" in r.stderr, r.stderr
+                assert "1 removed" in r.stderr, r.stderr
+            else:
+                code = ("import json, jaclip, sys; m = jaclip.Model(sys.argv[1]); "
+                        "print(json.dumps(jaclip.sync_index(sys.argv[2], sys.argv[3], m)))")
+                r = _bounded(prefix + [sys.executable, "-c", code, TINY_MODEL, str(photos), str(index)])
+                assert r.returncode == 0, r.stderr
+                counts = json.loads(r.stdout.strip().splitlines()[-1])
+                assert counts["kept"] == 6 and counts["removed"] == 1, counts
+        finally:
+            (photos / "b").chmod(0o755)
+        labels = sorted(rows_by_label(index))
+        assert len(labels) == 13 and str(victim) not in labels
+        assert sum("/photos/b/" in label for label in labels) == 6
+        write_image(victim, 0)  # back for the next tool
+
+
+def test_sync_of_a_deep_tree_under_a_low_descriptor_limit(tmp_path):
+    """30 nested folders under RLIMIT_NOFILE 12: the walk holds one descriptor at a time, so every row
+    is verified (was: EMFILE at depth 8 and 23 of 30 rows removed); at RLIMIT_NOFILE 3 nothing can be
+    opened and the index is left as it was."""
+    deep, path = tmp_path / "deep", tmp_path / "deep"
+    for i in range(30):
+        path = path / f"d{i}"
+        write_image(path / "x.png", 800 + i)
+    index = tmp_path / "deep.jci"
+    sync(deep, index)
+    (deep / "d0" / "x.png").unlink()
+    r = _bounded([CLI, "index", "sync", "-m", TINY_MODEL, str(deep), "-o", str(index)], nofile=12)
+    assert r.returncode == 0 and "0 added, 0 re-embedded, 1 removed, 29 unchanged" in r.stderr, r.stderr
+    before = index.read_bytes()
+    r = _bounded([CLI, "index", "sync", "-m", TINY_MODEL, str(deep), "-o", str(index)], nofile=3)
+    assert r.returncode != 0, r.stderr
+    assert index.read_bytes() == before and len(rows_by_label(index)) == 29

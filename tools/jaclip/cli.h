@@ -95,6 +95,9 @@ typedef struct {
 void list_push(string_list *l, char *s);
 bool has_image_extension(const char *name);
 void walk(const char *dir, string_list *out, size_t *skipped);
+void walk_checked(const char *dir, string_list *out, size_t *skipped, string_list *unverified);
+/* Whether path is one of sorted's paths (sorted by by_bytes) or lies under one of them. */
+bool path_under_any(const string_list *sorted, const char *path);
 int by_bytes(const void *a, const void *b);
 double now_seconds(void);
 void format_duration(char *buf, size_t size, double seconds);

@@ -298,43 +298,77 @@ bool has_image_extension(const char *name)
 
 /* Appends dir's image files (recursively) to out. Symbolic links to files are followed, to directories
  * not (no cycles). Entries that cannot be examined (a path too long, a broken link, no permission) are
- * warned about and counted in *skipped (unless NULL). */
-void walk(const char *dir, string_list *out, size_t *skipped)
+ * warned about and counted in *skipped (unless NULL); unless unverified is NULL, the paths of folders
+ * that could not be listed (whole or to the end) and of entries that could not be examined are pushed
+ * on it (malloc'd), so that sync knows what it could not see. */
+void walk_checked(const char *dir, string_list *out, size_t *skipped, string_list *unverified)
 {
+    /* The folder's names are read whole and it is closed before recursing: one descriptor at a time
+     * whatever the depth, so a deep tree does not run out of them (EMFILE). */
+    string_list names = {0};
     DIR *d = opendir(dir);
-    if (!d) {
-        cli_warn("%s: cannot read directory: %s", dir, strerror(errno));
+    if (d) {
+        struct dirent *e;
+        while ((errno = 0, e = readdir(d)))
+            if (e->d_name[0] != '.')
+                list_push(&names, xstrdup(e->d_name));
+    }
+    if (!d || errno) {
+        cli_warn("%s: cannot read directory%s: %s", dir, d ? " to its end" : "", strerror(errno));
         if (skipped)
             ++*skipped;
-        return;
+        if (unverified)
+            list_push(unverified, xstrdup(dir));
     }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < names.count; i++) {
+        const char *name = names.items[i];
+        size_t n = strlen(dir) + strlen(name) + 2;
         char *path = xcalloc(n, 1);
-        snprintf(path, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
+        snprintf(path, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
         struct stat sb, lsb;
         if (lstat(path, &lsb) != 0 || stat(path, &sb) != 0) {
-            if (has_image_extension(e->d_name) || errno != ENOENT) {
-                cli_warn("%s: skipped: %s", path, strerror(errno));
+            int err = errno;
+            if (has_image_extension(name) || err != ENOENT) {
+                cli_warn("%s: skipped: %s", path, strerror(err));
                 if (skipped)
                     ++*skipped;
             }
+            if (unverified && err != ENOENT) /* ENOENT: gone, or a broken link */
+                list_push(unverified, path);
+            else
+                free(path);
+        } else if (S_ISDIR(sb.st_mode) && !S_ISLNK(lsb.st_mode)) {
+            walk_checked(path, out, skipped, unverified);
             free(path);
-            continue;
-        }
-        if (S_ISDIR(sb.st_mode) && !S_ISLNK(lsb.st_mode)) {
-            walk(path, out, skipped);
-            free(path);
-        } else if (S_ISREG(sb.st_mode) && has_image_extension(e->d_name)) {
+        } else if (S_ISREG(sb.st_mode) && has_image_extension(name)) {
             list_push(out, path);
         } else {
             free(path);
         }
+        free(names.items[i]);
     }
-    closedir(d);
+    free(names.items);
+}
+
+void walk(const char *dir, string_list *out, size_t *skipped) { walk_checked(dir, out, skipped, NULL); }
+
+bool path_under_any(const string_list *sorted, const char *path)
+{
+    char *p = xstrdup(path);
+    bool found = false;
+    while (sorted->count > 0 && p[0]) {
+        const char *key = p;
+        if ((found = bsearch(&key, sorted->items, sorted->count, sizeof key, by_bytes) != NULL))
+            break;
+        char *slash = strrchr(p, '/');
+        if (!slash || (slash == p && !p[1]))
+            break;
+        slash[slash == p] = '\0'; /* the parent; "/x" to "/" */
+    }
+    free(p);
+    return found;
 }
 
 int by_bytes(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

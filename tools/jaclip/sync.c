@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <sys/file.h>
 
 /* ---- index build / sync: one writer keeps an index in step with folders ------------------------- */
 
@@ -21,7 +20,8 @@ static const char sync_usage[] =
     "writer at a time: a second build or sync of the same INDEX is refused (or waits, with --wait).\n"
     "Labels are absolute paths, or paths relative to ROOT with --root (then the folder can move: sync\n"
     "with the new ROOT). Files that cannot be read or decoded, and names that are not UTF-8, are\n"
-    "skipped, warned about and counted.\n"
+    "skipped, warned about and counted. Rows under a folder that cannot be listed (no permission, too many\n"
+    "open files) are kept, not removed, and counted as kept unverified.\n"
     "\n"
     "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
     "  -o, --output INDEX    the index file to create or update\n"
@@ -35,39 +35,6 @@ static const char sync_usage[] =
     "  -h, --help            this help\n";
 
 enum { OPT_ROOT = OPT_COMMAND_BASE + 20, OPT_WAIT, OPT_FP16, OPT_FORCE };
-
-int index_writer_lock(const char *index_path, bool wait)
-{
-    size_t n = strlen(index_path) + 6;
-    char *lock_path = xcalloc(n, 1);
-    snprintf(lock_path, n, "%s.lock", index_path);
-    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        cli_warn("%s: cannot open the writer lock: %s", lock_path, strerror(errno));
-        exit(EXIT_RUNTIME);
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK) {
-            cli_warn("%s: cannot lock: %s", lock_path, strerror(errno));
-            exit(EXIT_RUNTIME);
-        }
-        if (!wait) {
-            cli_warn("%s: another jaclip is writing this index (it holds %s); try again when it is done, "
-                     "or pass --wait",
-                     index_path, lock_path);
-            exit(EXIT_RUNTIME);
-        }
-        cli_warn("%s: waiting for another jaclip writing this index", index_path);
-        while (flock(fd, LOCK_EX) != 0) {
-            if (errno != EINTR || stop_signal) {
-                cli_warn("%s: stopped while waiting for the writer lock", index_path);
-                exit(stop_signal ? 128 + stop_signal : EXIT_RUNTIME);
-            }
-        }
-    }
-    free(lock_path);
-    return fd; /* held until exit */
-}
 
 /* A file under the DIRs, as found. */
 typedef struct {
@@ -242,11 +209,12 @@ typedef struct {
     jaclip_model *model;
     jaclip_index *index;
     string_list gone;          /* labels of rows whose file is gone */
+    string_list unverified;    /* folders not listed, entries not examined: sorted, rows under them kept */
     size_t *restamp, nrestamp; /* files touched but unchanged */
     bool *redo;
     size_t *old_row;     /* the file's row in the index */
     size_t *todo, ntodo; /* files to embed */
-    size_t unchanged, removed, added, reembedded, restamped;
+    size_t unchanged, removed, added, reembedded, restamped, kept;
 } update_run;
 
 static void parse_update_args(update_options *o, int argc, char **argv, bool sync)
@@ -317,7 +285,8 @@ static void find_files(update_run *u)
 {
     string_list paths = {0};
     for (size_t i = 0; i < u->roots.count; i++)
-        walk(u->roots.items[i], &paths, &u->skipped);
+        walk_checked(u->roots.items[i], &paths, &u->skipped, &u->unverified);
+    qsort(u->unverified.items, u->unverified.count, sizeof *u->unverified.items, by_bytes);
     u->files = xcalloc(paths.count, sizeof *u->files);
     for (size_t i = 0; i < paths.count; i++) {
         char *p = paths.items[i];
@@ -389,8 +358,12 @@ static void match_rows(update_run *u)
                 abs = xcalloc(n, 1);
                 snprintf(abs, n, "%s/%s", u->root_len > 1 ? u->root : "", label);
             }
-            if (u->sync && under_roots(&u->roots, abs ? abs : label))
-                list_push(&u->gone, (char *)label);
+            if (u->sync && under_roots(&u->roots, abs ? abs : label)) {
+                if (path_under_any(&u->unverified, abs ? abs : label))
+                    u->kept++; /* its folder could not be listed: the file may still be there */
+                else
+                    list_push(&u->gone, (char *)label);
+            }
             free(abs);
             continue;
         }
@@ -556,6 +529,10 @@ static int report_update(const update_run *u, double start)
         cli_warn("%s: %zu added, %zu re-embedded, %zu removed, %zu unchanged (%zu re-stamped), %zu skipped, in %.1f s",
                  u->output, u->added, u->reembedded, u->removed, u->unchanged, u->restamped, u->skipped,
                  now_seconds() - start);
+        if (u->kept)
+            cli_warn("%s: %zu rows kept unverified: they lie under folders or entries that could not be read "
+                     "(named above); sync again once they can be",
+                     u->output, u->kept);
     } else {
         cli_warn("%s: %zu images added, %zu already indexed, %zu skipped, in %.1f s", u->output, u->added, u->unchanged,
                  u->skipped, now_seconds() - start);
@@ -574,6 +551,9 @@ static void free_update(update_run *u)
         free(u->roots.items[i]);
     free(u->roots.items);
     free(u->gone.items);
+    for (size_t i = 0; i < u->unverified.count; i++)
+        free(u->unverified.items[i]);
+    free(u->unverified.items);
     free(u->restamp);
     free(u->todo);
     free(u->redo);

@@ -5,6 +5,7 @@ import ctypes
 import fcntl
 import hashlib
 import os
+import stat
 
 from . import _errors
 from ._api import Image
@@ -26,38 +27,62 @@ def _content_hash(data):
 
 
 def _walk(dirs):
-    """Absolute paths of the image files under dirs (each once; names starting with '.' skipped),
-    and the number of entries skipped."""
+    """Absolute paths of the image files under dirs (each once; names starting with '.' skipped), the
+    number of entries skipped, and the paths sync could not see into (folders that could not be listed,
+    entries that could not be examined): rows under those are kept, not removed."""
     roots = sorted({os.path.realpath(d) for d in dirs})
     roots = [r for i, r in enumerate(roots) if not any(r.startswith(o.rstrip("/") + "/") for o in roots[:i])]
-    found, skipped = [], 0
+    found, skipped, unverified = [], 0, set()
+
+    def unlisted(error):
+        nonlocal skipped
+        skipped += 1
+        unverified.add(error.filename)
+
     for root in roots:
         if not os.path.isdir(root):
             raise _errors.InputOutputError(f"{root}: not a directory", 3)
-        for top, subdirs, files in os.walk(root, onerror=lambda e: None):
+        for top, subdirs, files in os.walk(root, onerror=unlisted):
             subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and not os.path.islink(os.path.join(top, d)))
             for name in files:
                 if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
                     continue
                 path = os.path.join(top, name)
-                if not os.path.isfile(path):
+                try:
+                    regular = stat.S_ISREG(os.stat(path).st_mode)
+                except FileNotFoundError:  # gone, or a broken link
+                    regular = False
+                except OSError:
+                    unverified.add(path)
+                    regular = False
+                if not regular:
                     skipped += 1
                     continue
                 found.append(path)
-    return roots, sorted(set(found)), skipped
+    return roots, sorted(set(found)), skipped, unverified
+
+
+def _under_any(path, paths):
+    while path and path not in paths:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return bool(path)
 
 
 def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=False, force=False):
     """Makes the index file at index_path hold exactly the JPEG and PNG files under dirs, embedded by
     model: adds new files, removes rows of files that are gone (under dirs only), re-embeds files whose
     content changed. Labels are absolute paths, or relative to root. Returns a dict of counts (added,
-    reembedded, removed, unchanged, skipped). Resumable after any interruption; refuses (or waits for)
+    reembedded, removed, unchanged, skipped, kept: rows kept unverified because a folder above them
+    could not be listed, e.g. no permission; they are never removed on such grounds). Resumable after any interruption; refuses (or waits for)
     another writer; refuses an index of another model unless force."""
     if isinstance(dirs, (str, bytes, os.PathLike)):
         dirs = [dirs]
     index_path = os.fspath(index_path)
     root = os.path.realpath(root) if root is not None else None
-    roots, paths, skipped = _walk(dirs)
+    roots, paths, skipped, unverified = _walk(dirs)
     files = {}
     for path in paths:
         label = os.path.relpath(path, root) if root else path
@@ -77,7 +102,7 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
         with Index.load(index_path, mmap=True) as ix:
             if not force:
                 ix.check_model(model)
-            plan, counts = _plan(ix, files, roots, root)
+            plan, counts = _plan(ix, files, roots, root, unverified)
         _commit(index_path, plan["gone"], None, [], [])
         counts["removed"] = len(plan["gone"])
         counts["skipped"] += skipped
@@ -106,15 +131,20 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
         lock.close()
 
 
-def _plan(ix, files, roots, root):
-    gone, todo, old, counts = [], [], set(), {"added": 0, "reembedded": 0, "unchanged": 0, "skipped": 0}
+def _plan(ix, files, roots, root, unverified):
+    gone, todo, old = [], [], set()
+    counts = {"added": 0, "reembedded": 0, "unchanged": 0, "skipped": 0, "kept": 0}
     seen = {}
     with ix._read() as p:
         for r in range(lib.jaclip_index_size(p)):
             label = lib.jaclip_index_label(p, r).decode("utf-8")
             if label not in files:
                 absolute = os.path.join(root, label) if root else label
-                if any(absolute.startswith(rt.rstrip("/") + "/") for rt in roots):
+                if not any(absolute.startswith(rt.rstrip("/") + "/") for rt in roots):
+                    continue
+                if _under_any(absolute, unverified):
+                    counts["kept"] += 1  # its folder could not be listed: the file may still be there
+                else:
                     gone.append(label)
                 continue
             stamp = _Stamp()

@@ -7,7 +7,8 @@
 
 Answers come back as the binding's own types (numpy arrays, Hit, Prediction); a refusal raises the
 binding's exception for the library status the server names (ImageDecodeError, ...) or ServeError for
-the server's own (SERVE_BUSY, SERVE_UNAUTHORIZED, ...). Threads: one Client may be shared; each call
+the server's own (SERVE_BUSY, SERVE_UNAUTHORIZED, ...). Redirects are not followed (a 3xx answer is a
+ServeError), so the token never reaches another origin. Threads: one Client may be shared; each call
 opens its own connection.
 """
 import json
@@ -45,6 +46,17 @@ def _status_codes():
 _STATUS_CODES = _status_codes()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: urllib would resend the Authorization header to wherever Location points,
+    another origin included. A 3xx answer becomes a ServeError, as in the Ruby client."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class Client:
     def __init__(self, url="http://127.0.0.1:8080", token=None, timeout=30.0):
         self.url = url.rstrip("/")
@@ -60,10 +72,13 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            with _OPENER.open(req, timeout=self.timeout) as r:
                 return r.read(), r.headers.get("Content-Type", "")
         except urllib.error.HTTPError as e:
             data = e.read()
+            if 300 <= e.code < 400:
+                raise ServeError(f"HTTP {e.code}: redirected to {e.headers.get('Location')!r}; the client follows "
+                                 "no redirect (it would carry the token elsewhere)", e.code, "") from None
             try:
                 err = json.loads(data)["error"]
                 name, message = err["status"], err["message"]

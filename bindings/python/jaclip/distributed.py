@@ -41,10 +41,10 @@ import uuid
 from . import _errors
 from ._api import Image, Model
 from ._index import Index
+from ._manifest import FORMAT, MANIFEST, ManifestError, inside_run, load_manifest, verify_entry  # noqa: F401
+from ._manifest import sha256_file as _sha256_file
 
-FORMAT = 1
 PLUGIN_NAME = "jaclip-model"
-MANIFEST = "manifest.json"
 _SUBDIRS = ("shards", "img_emb", "metadata", "manifest")
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # Decoding failures are final (the file is recorded as skipped); an unreadable file fails the partition
@@ -167,31 +167,9 @@ def _write_atomic(path, data):
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _file_record(out_dir, rel, sha=None):
     path = os.path.join(out_dir, rel)
     return {"path": rel, "bytes": os.path.getsize(path), "sha256": sha or _sha256_file(path)}
-
-
-def verify_entry(out_dir, entry):
-    """None if every file of a shard's entry is present with its size and SHA-256, else why not."""
-    for what, rec in entry["files"].items():
-        path = os.path.join(out_dir, rec["path"])
-        try:
-            if os.path.getsize(path) != rec["bytes"]:
-                return f"{rec['path']}: {os.path.getsize(path)} bytes, the manifest says {rec['bytes']}"
-            if _sha256_file(path) != rec["sha256"]:
-                return f"{rec['path']}: SHA-256 differs from the manifest's"
-        except OSError as e:
-            return f"{rec['path']}: {e.strerror}"
-    return None
 
 
 def _read_entry(out_dir, number):
@@ -496,22 +474,12 @@ def embed(inputs, out_dir, model, *, client=None, scheduler=None, workers=1, wor
 
 # ---- reading and merging ----------------------------------------------------------------------------
 
-def load_manifest(out_dir):
-    """out_dir/manifest.json as a dict; raises if the run has not completed."""
-    with open(os.path.join(out_dir, MANIFEST), encoding="utf-8") as f:
-        manifest = json.load(f)
-    if manifest.get("format") != FORMAT:
-        raise _errors.IndexFormatError(f"{out_dir}/{MANIFEST}: format {manifest.get('format')!r}, "
-                                       f"this module reads {FORMAT}", 12)
-    return manifest
-
-
 def _checked_shards(out_dir, verify):
     manifest = load_manifest(out_dir)
     for entry in manifest["shards"]:
         why = verify_entry(out_dir, entry) if verify else None
         if why:
-            raise _errors.IndexFormatError(f"{out_dir}: shard {entry['partition']}: {why}", 12)
+            raise ManifestError(f"{out_dir}: shard {entry['partition']}: {why}")
     return manifest
 
 
@@ -520,7 +488,7 @@ def read_shards(out_dir, verify=True):
     order (their concatenation is what merge() writes). verify: check each file's SHA-256 first."""
     manifest = _checked_shards(out_dir, verify)
     for entry in manifest["shards"]:
-        with Index.load(os.path.join(out_dir, entry["files"]["index"]["path"])) as index:
+        with Index.load(inside_run(out_dir, entry["files"]["index"]["path"])) as index:
             yield index.labels(), index.embeddings()
 
 
@@ -528,7 +496,7 @@ def merge(out_dir, index_path, verify=True):
     """Merges the shards of a completed run into one index file (jaclip_index_merge, refusing duplicate
     labels) after checking each shard against the manifest; returns the number of rows."""
     manifest = _checked_shards(out_dir, verify)
-    shards = [os.path.join(out_dir, e["files"]["index"]["path"]) for e in manifest["shards"]]
+    shards = [inside_run(out_dir, e["files"]["index"]["path"]) for e in manifest["shards"]]
     if not shards:
         raise _errors.InvalidArgumentError(f"{out_dir}: the run holds no shards", 1)
     Index.merge(index_path, shards, unique_labels=True)
