@@ -1,0 +1,40 @@
+/* Private to the route files (routes*.c): request parsing and replies shared by the endpoints. */
+#ifndef JACLIP_SERVE_ROUTES_INTERNAL_H
+#define JACLIP_SERVE_ROUTES_INTERNAL_H
+
+#include "routes.h"
+
+enum {
+    MAX_TEXTS = 256,
+    MAX_IMAGES = 64,
+    MAX_LABELS = 1000,
+    MAX_TEMPLATES = 100,
+    MAX_K = 1000,
+    DEFAULT_K = 10,
+    DEFAULT_THUMB = 160
+};
+
+#define HTTP_OK 200
+#define HTTP_BAD_REQUEST 400
+#define HTTP_NOT_FOUND 404
+#define HTTP_UNSUPPORTED_MEDIA_TYPE 415
+#define HTTP_CONTENT_TOO_LARGE 413
+#define HTTP_INTERNAL_ERROR 500
+#define HTTP_UNAVAILABLE 503
+
+#define BAD_REQUEST(out, ...) reply_error(out, HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_ARGUMENT", __VA_ARGS__)
+
+/* routes.c */
+void reply_library_error(reply *out, jaclip_status st, const char *message);
+void reply_failure(reply *out, const engine_result *why); /* the engine's refusal as HTTP */
+bool content_type_is(const route_request *r, const char *type);
+json_t *json_body(const route_request *r, const char *const *allowed, reply *out);
+bool int_option(json_t *value, const char *text, const char *name, long min, long max, long def, long *v, reply *out);
+bool number_option(json_t *value, const char *text, const char *name, double def, double *v, reply *out);
+const char *query_arg(const route_request *r, const char *name); /* the first, or NULL */
+const route_field *form_get(const route_request *r, const char *name, size_t nth);
+const char *arg(const route_request *r, const char *name); /* a form field's value, else the query's */
+size_t request_images(const route_request *r, const void **data, size_t *sizes, size_t max, reply *out);
+engine_index *pick_index(routes *rt, const char *name, reply *out); /* engine_index_put it after */
+
+#endif
