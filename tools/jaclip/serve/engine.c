@@ -33,12 +33,12 @@ void engine_close(engine *e)
     free(e);
 }
 
-void engine_stop(engine *e)
+void engine_stop(engine *e, double deadline) { atomic_store(&e->stop_deadline, deadline); }
+
+bool engine_stopped(const engine *e)
 {
-    atomic_store(&e->stopping, true);
-    pthread_mutex_lock(&e->slot_lock);
-    pthread_cond_broadcast(&e->slot_free);
-    pthread_mutex_unlock(&e->slot_lock);
+    double deadline = atomic_load(&e->stop_deadline);
+    return deadline > 0 && now_seconds() >= deadline;
 }
 
 const jaclip_model *engine_model(const engine *e) { return e->model; }
@@ -78,11 +78,24 @@ struct timespec slot_deadline(const engine *e)
 
 bool take_slot_until(engine *e, const struct timespec *until)
 {
-    bool ok = !atomic_load(&e->stopping);
+    /* While stopping, wait no later than the stop deadline (in CLOCK_REALTIME, as until). */
+    struct timespec limit = *until;
+    double deadline = atomic_load(&e->stop_deadline);
+    if (deadline > 0) {
+        double left = deadline - now_seconds();
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        double stop_at = (double)now.tv_sec + now.tv_nsec / 1e9 + (left > 0 ? left : 0);
+        if (stop_at < (double)limit.tv_sec + limit.tv_nsec / 1e9) {
+            limit.tv_sec = (time_t)stop_at;
+            limit.tv_nsec = (long)((stop_at - (double)limit.tv_sec) * 1e9);
+        }
+    }
+    bool ok = !engine_stopped(e);
     pthread_mutex_lock(&e->slot_lock);
     while (ok && e->slots_left == 0) {
-        ok = pthread_cond_timedwait(&e->slot_free, &e->slot_lock, until) == 0 || e->slots_left > 0;
-        ok = ok && !atomic_load(&e->stopping);
+        ok = pthread_cond_timedwait(&e->slot_free, &e->slot_lock, &limit) == 0 || e->slots_left > 0;
+        ok = ok && !engine_stopped(e);
     }
     if (ok)
         e->slots_left--;
@@ -95,8 +108,8 @@ bool take_slot(engine *e, engine_result *why)
     struct timespec until = slot_deadline(e);
     if (take_slot_until(e, &until))
         return true;
-    return atomic_load(&e->stopping) ? fail(why, ENGINE_STOPPING, "shutting down")
-                                     : fail(why, ENGINE_BUSY, "no model slot free in time");
+    return engine_stopped(e) ? fail(why, ENGINE_STOPPING, "shutting down")
+                             : fail(why, ENGINE_BUSY, "no model slot free in time");
 }
 
 void give_slot(engine *e)
@@ -111,8 +124,8 @@ void give_slot(engine *e)
 
 static bool busy_or_stopping(engine *e, engine_result *why)
 {
-    return atomic_load(&e->stopping) ? fail(why, ENGINE_STOPPING, "shutting down")
-                                     : fail(why, ENGINE_BUSY, "no model slot free in time");
+    return engine_stopped(e) ? fail(why, ENGINE_STOPPING, "shutting down")
+                             : fail(why, ENGINE_BUSY, "no model slot free in time");
 }
 
 /* A finished job's outcome; its results stay in the job. */
@@ -184,4 +197,10 @@ void engine_metrics(engine *e, FILE *f)
             atomic_load(&e->thumb_hits));
     fprintf(f, "# TYPE jaclip_thumbnail_cache_misses_total counter\njaclip_thumbnail_cache_misses_total %lu\n",
             atomic_load(&e->thumb_misses));
+    fputs("# HELP jaclip_index_reloads_total Index files reloaded after they changed, by result (a failed\n"
+          "# reload keeps the rows loaded before; the log says why).\n"
+          "# TYPE jaclip_index_reloads_total counter\n",
+          f);
+    fprintf(f, "jaclip_index_reloads_total{result=\"ok\"} %lu\njaclip_index_reloads_total{result=\"failed\"} %lu\n",
+            atomic_load(&e->reloads), atomic_load(&e->reload_failures));
 }

@@ -41,8 +41,9 @@ typedef struct {
 /* Loads the model, the classifier and the indexes; exits with a message as the CLI does on failure. */
 engine *engine_open(const engine_options *o);
 void engine_close(engine *e);
-/* Refuse new work and abandon long work at its next library call; waiters get ENGINE_STOPPING. */
-void engine_stop(engine *e);
+/* From deadline (now_seconds() clock) on, refuse new work and abandon long work (classify) at its next
+ * library call: those requests get ENGINE_STOPPING. Work running before the deadline goes on. */
+void engine_stop(engine *e, double deadline);
 
 const jaclip_model *engine_model(const engine *e);
 const jaclip_classifier *engine_classifier(const engine *e); /* NULL without --classifier */

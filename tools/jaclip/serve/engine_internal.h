@@ -9,12 +9,34 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* One load of an index file. The rows are read into memory, never mapped: a file truncated or rewritten
+ * in place under the server cannot fault it (SIGBUS), it is only noticed and reloaded. */
 struct engine_index {
-    char *name;
+    const char *name; /* the registry entry's */
     jaclip_index *index;
     unsigned long id; /* unique per load: keys the thumbnail cache */
     unsigned refs;    /* the registry's own reference and one per request holding it (under index_lock) */
+    /* The folder the rows' files lie under (their common parent, "" for "/"), and where it resolved to
+     * when loaded; NULL when no row is an absolute path. Thumbnails are served only below it. */
+    char *root, *resolved_root;
 };
+
+/* What identifies a file's content for reload detection. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    bool known;
+} file_stamp;
+
+typedef struct {
+    char *name, *path;
+    engine_index *current; /* under index_lock */
+    file_stamp loaded;     /* the file current was loaded from */
+    file_stamp failed;     /* a changed file that failed to load: not retried until it changes again */
+    bool reloading;        /* one request thread is loading the changed file */
+} index_entry;
 
 /* One query for engine_batch.c: a text to encode, or one query row to search an index with. */
 typedef enum { BATCH_TEXT, BATCH_SEARCH, BATCH_KINDS } batch_kind;
@@ -50,7 +72,7 @@ struct engine {
     jaclip_classifier *classifier;
     size_t dim;
     double slot_timeout;
-    atomic_bool stopping;
+    _Atomic double stop_deadline; /* 0: not stopping; else now_seconds() after which work stops */
     /* Model slots: at most `workers` calls run library work at once; the others wait. */
     pthread_mutex_t slot_lock;
     pthread_cond_t slot_free;
@@ -64,8 +86,9 @@ struct engine {
     atomic_ulong batches[BATCH_KINDS], batched_jobs[BATCH_KINDS];
     /* The registry of indexes. */
     pthread_mutex_t index_lock;
-    engine_index **indexes;
+    index_entry *indexes;
     size_t nindexes;
+    atomic_ulong reloads, reload_failures;
     /* Thumbnails. */
     pthread_mutex_t thumb_lock;
     thumb_slot thumbs[THUMB_SLOTS];
@@ -75,6 +98,7 @@ struct engine {
 /* engine.c */
 struct timespec slot_deadline(const engine *e); /* now + slot_timeout */
 bool take_slot_until(engine *e, const struct timespec *until); /* false: timed out or stopping */
+bool engine_stopped(const engine *e);                          /* past the stop deadline */
 bool take_slot(engine *e, engine_result *why);                 /* false with ENGINE_BUSY / ENGINE_STOPPING */
 void give_slot(engine *e);
 bool fail(engine_result *why, engine_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -3,6 +3,7 @@
 #include "engine_internal.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <turbojpeg.h>
 
 /* The largest source file read, and its pixel limit (below the library's default). */
@@ -15,8 +16,29 @@ void engine_thumbs_close(engine *e)
         free(e->thumbs[i].jpeg);
 }
 
-/* The file of a row, read only if it is a regular file and not a symbolic link. */
-static char *read_row_file(const char *path, size_t *len, engine_result *why)
+/* Whether the file open as fd is the row's file at path below the index's root: the path the kernel
+ * opened (/proc/self/fd, so no race with a rename) must be the resolved root followed by the rest of the
+ * path as the index records it. A folder under the root replaced by a symbolic link (to another tree)
+ * resolves elsewhere and is refused. */
+static bool under_root(const engine_index *x, const char *path, int fd)
+{
+    if (!x->root || !x->resolved_root)
+        return false;
+    size_t root_len = strlen(x->root);
+    if (strncmp(path, x->root, root_len) || path[root_len] != '/')
+        return false;
+    char link[64], actual[PATH_MAX + 1];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, actual, sizeof actual - 1);
+    if (n <= 0 || (size_t)n >= sizeof actual - 1)
+        return false;
+    actual[n] = '\0';
+    size_t resolved_len = strlen(x->resolved_root);
+    return !strncmp(actual, x->resolved_root, resolved_len) && !strcmp(actual + resolved_len, path + root_len);
+}
+
+/* The file of a row, read only if it is a regular file, not a symbolic link, and below the index's root. */
+static char *read_row_file(const engine_index *x, const char *path, size_t *len, engine_result *why)
 {
     if (path[0] != '/') {
         fail(why, ENGINE_NOT_FOUND, "this row's label is not a file path");
@@ -24,11 +46,15 @@ static char *read_row_file(const char *path, size_t *len, engine_result *why)
     }
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > THUMB_MAX_FILE) {
+    bool inside = fd >= 0 && under_root(x, path, fd);
+    if (fd < 0 || !inside || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > THUMB_MAX_FILE) {
         int err = fd < 0 ? errno : 0;
         if (fd >= 0)
             close(fd);
-        fail(why, ENGINE_NOT_FOUND, "this row's file cannot be served%s", err == ELOOP ? " (a symbolic link)" : "");
+        fail(why, ENGINE_NOT_FOUND, "this row's file cannot be served%s",
+             err == ELOOP ? " (a symbolic link)"
+             : fd >= 0 && !inside ? " (it resolves outside the folder the index was built from)"
+                                  : "");
         return NULL;
     }
     char *buf = malloc((size_t)st.st_size + 1);
@@ -51,10 +77,11 @@ static char *read_row_file(const char *path, size_t *len, engine_result *why)
 }
 
 /* A JPEG of the row's image: shorter side resized to size and centre-cropped by the library. */
-static unsigned char *make_thumbnail(const char *path, unsigned size, size_t *len, engine_result *why)
+static unsigned char *make_thumbnail(const engine_index *x, const char *path, unsigned size, size_t *len,
+                                     engine_result *why)
 {
     size_t file_len;
-    char *file = read_row_file(path, &file_len, why);
+    char *file = read_row_file(x, path, &file_len, why);
     if (!file)
         return NULL;
     jaclip_image *image = NULL;
@@ -107,7 +134,7 @@ bool engine_thumbnail(engine *e, engine_index *x, size_t row, unsigned size, uns
     atomic_fetch_add(&e->thumb_misses, 1);
     if (!take_slot(e, why))
         return false;
-    *jpeg = make_thumbnail(jaclip_index_label(x->index, row), size, len, why);
+    *jpeg = make_thumbnail(x, jaclip_index_label(x->index, row), size, len, why);
     give_slot(e);
     if (!*jpeg)
         return false;

@@ -21,7 +21,14 @@ typedef enum {
     ROUTE_COUNT
 } route_id;
 
-enum { LATENCY_BUCKETS = 12, MAX_FORM_PARTS = 1024 };
+enum {
+    LATENCY_BUCKETS = 12,
+    MAX_FORM_PARTS = 1024,
+    /* What libmicrohttpd may hold per connection: the request line, headers and their parsed form.
+     * A query string of 1000 labels (~40 KB of percent-encoded Japanese) needs more than its 32 KiB
+     * default; beyond this the request is answered 431. */
+    CONNECTION_MEMORY = 256 * 1024
+};
 
 typedef struct {
     atomic_ulong codes[600];                   /* requests answered, by HTTP status */
@@ -34,6 +41,7 @@ struct http_server {
     struct MHD_Daemon *daemon;
     const char *token;
     size_t token_len;
+    const char *bound_host; /* the bound address as a Host value names it: "127.0.0.1", "[::1]" */
     size_t max_body;
     unsigned max_requests;
     double timeout;
@@ -49,12 +57,13 @@ typedef struct {
     double start;
     const char *content_type;
     char *body; /* the raw body (NUL-terminated), unless a form */
-    size_t len, cap, received;
+    size_t len, cap, received, limit; /* limit: max_body, or less for a JSON body */
     bool too_large, bad_form;
     struct MHD_PostProcessor *form;
     route_field *fields;
     size_t nfields;
     bool counted;  /* holds one of max_requests */
+    bool close;    /* answer with Connection: close (the stream cannot be trusted past this request) */
     unsigned http; /* the status answered */
 } request;
 
@@ -253,6 +262,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, reply *o
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, wants_post(r->route) ? "POST" : "GET, HEAD");
     if (out->http == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (r->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     /* Counted before the answer leaves, so that a client's next /metrics already sees it. */
     r->http = out->http;
     record(r->server, r->route, r->http, now_seconds() - r->start);
@@ -272,11 +283,105 @@ static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
+/* ---- framing, Host and Origin ---- */
+
+typedef struct {
+    unsigned lengths, encodings;
+    const char *length;
+    bool lengths_differ;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    framing *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (f->lengths++ && strcmp(f->length, value ? value : ""))
+            f->lengths_differ = true;
+        f->length = value ? value : "";
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->encodings++;
+    }
+    return MHD_YES;
+}
+
+/* RFC 9112 6.3: a message with Content-Length and Transfer-Encoding, or Content-Lengths that differ, is
+ * unframed: answer 400 and close (libmicrohttpd 0.9.75 accepts both and reads the body its own way,
+ * so a proxy in front that reads the other way would see two requests). */
+static bool framing_ok(request *r)
+{
+    framing f = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_framing, &f);
+    return !(f.lengths && f.encodings) && !f.lengths_differ && f.encodings <= 1;
+}
+
+/* host[:port] names this server on loopback: localhost, or the bound address. */
+static bool local_host(const http_server *s, const char *host, size_t n)
+{
+    const char *colon = NULL;
+    for (size_t i = n; i-- > 0 && host[i] != ']';)
+        if (host[i] == ':') {
+            colon = host + i;
+            break;
+        }
+    if (colon) {
+        size_t digits = n - (size_t)(colon - host) - 1;
+        if (!digits || digits > 5 || strspn(colon + 1, "0123456789") < digits)
+            return false;
+        n = (size_t)(colon - host);
+    }
+    static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (n == strlen(names[i]) && !strncasecmp(host, names[i], n))
+            return true;
+    return n == strlen(s->bound_host) && !strncasecmp(host, s->bound_host, n);
+}
+
+/* Without a token, a browser page of another site must not reach the API: DNS rebinding sends a
+ * foreign Host, cross-site fetches and form posts send Origin or Sec-Fetch-Site. The page's files
+ * and /healthz stay reachable (a link to the page is a cross-site navigation). */
+static bool same_site(const http_server *s, request *r, const char **why)
+{
+    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (host && !local_host(s, host, strlen(host))) {
+        *why = "the Host header does not name this server (localhost or its address)";
+        return false;
+    }
+    if (r->route == ROUTE_PAGE || r->route == ROUTE_HEALTHZ)
+        return true;
+    const char *site = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    if (site && strcasecmp(site, "same-origin") && strcasecmp(site, "none")) {
+        *why = "a cross-site request (Sec-Fetch-Site)";
+        return false;
+    }
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+    if (origin) {
+        static const char http_prefix[] = "http://";
+        bool same = !strncasecmp(origin, http_prefix, sizeof http_prefix - 1) && host &&
+                    !strcasecmp(origin + sizeof http_prefix - 1, host);
+        if (!same) {
+            *why = "a cross-origin request (Origin)";
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Checks made as soon as the headers are in; false with *out set to answer at once. */
 static bool admit(http_server *s, request *r, const char *method, reply *out)
 {
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool post = !strcmp(method, "POST");
+    const char *why;
+    if (!framing_ok(r)) {
+        r->close = true;
+        reply_error(out, MHD_HTTP_BAD_REQUEST, "SERVE_BAD_FRAMING",
+                    "Content-Length with Transfer-Encoding, or Content-Length given twice differently");
+        return false;
+    }
+    if (!s->token && !same_site(s, r, &why)) {
+        reply_error(out, MHD_HTTP_FORBIDDEN, "SERVE_FORBIDDEN", "%s", why);
+        return false;
+    }
     if (r->route == ROUTE_UNKNOWN) {
         reply_error(out, MHD_HTTP_NOT_FOUND, "JACLIP_ERROR_NOT_FOUND", "no such endpoint (see /v1/info)");
         return false;
@@ -298,9 +403,14 @@ static bool admit(http_server *s, request *r, const char *method, reply *out)
         reply_error(out, MHD_HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_ARGUMENT", "a NUL byte in the query or a header");
         return false;
     }
+    r->content_type = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    /* A JSON body is parsed whole: it gets the routes' smaller limit (routes.h). */
+    bool json = r->content_type && !strncasecmp(r->content_type, "application/json", 16);
+    r->limit = json && s->max_body > ROUTES_JSON_MAX_BODY ? ROUTES_JSON_MAX_BODY : s->max_body;
     const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (length && strtoull(length, NULL, 10) > s->max_body) {
-        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes", s->max_body);
+    if (length && strtoull(length, NULL, 10) > r->limit) {
+        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the %sbody is over %zu bytes",
+                    json ? "JSON " : "", r->limit);
         return false;
     }
     if (r->route != ROUTE_HEALTHZ && r->route != ROUTE_METRICS && r->route != ROUTE_PAGE) {
@@ -313,7 +423,6 @@ static bool admit(http_server *s, request *r, const char *method, reply *out)
             return false;
         }
     }
-    r->content_type = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (post && r->content_type &&
         (!strncasecmp(r->content_type, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA, 19) ||
          !strncasecmp(r->content_type, MHD_HTTP_POST_ENCODING_FORM_URLENCODED, 33))) {
@@ -351,7 +460,7 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 static void dispatch(http_server *s, request *r, const char *rest, reply *out)
 {
     if (r->too_large) {
-        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes", s->max_body);
+        reply_error(out, MHD_HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the body is over %zu bytes", r->limit);
         return;
     }
     if (r->bad_form) {
@@ -419,7 +528,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (now_seconds() - r->start > s->timeout)
             return MHD_NO; /* a body trickling in for longer than --timeout: drop the connection */
         r->received += n;
-        if (r->received > s->max_body)
+        if (r->received > r->limit)
             r->too_large = true;
         if (r->too_large || r->bad_form)
             return MHD_YES; /* read and drop the rest, then answer */
@@ -478,6 +587,7 @@ http_server *http_start(routes *rt, const http_options *o, unsigned *port)
     s->routes = rt;
     s->token = o->token;
     s->token_len = o->token ? strlen(o->token) : 0;
+    s->bound_host = o->bound_host;
     s->max_body = o->max_body;
     s->max_requests = o->max_requests;
     s->timeout = o->timeout;
@@ -486,7 +596,7 @@ http_server *http_start(routes *rt, const http_options *o, unsigned *port)
             (o->addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
         0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&o->addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->timeout, MHD_OPTION_CONNECTION_LIMIT, o->max_requests + 16,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_END);
     if (!s->daemon) {
         int e = errno;
@@ -499,16 +609,17 @@ http_server *http_start(routes *rt, const http_options *o, unsigned *port)
     return s;
 }
 
-unsigned http_stop(http_server *s)
+unsigned http_stop(http_server *s, double deadline)
 {
     atomic_store(&s->stopping, true);
     MHD_socket listener = MHD_quiesce_daemon(s->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
-    double until = now_seconds() + s->timeout;
-    while (atomic_load(&s->in_flight) > 0 && now_seconds() < until)
+    while (atomic_load(&s->in_flight) > 0 && now_seconds() < deadline)
         usleep(10000);
     unsigned left = atomic_load(&s->in_flight);
+    if (left)
+        return left; /* MHD_stop_daemon would wait for those threads without bound */
     MHD_stop_daemon(s->daemon);
     free(s);
     return left;

@@ -3,13 +3,95 @@
 
 #include <stdarg.h>
 
-void routes_init(void) {}
+/* ---- what a JSON body may cost ----
+ * jaclip serve's JSON bodies are small objects (at most MAX_TEXTS strings, or one embedding), but jansson
+ * builds a tree of ~100 bytes per element, so a body of "[{},{},...]" costs ~75x its size. Before
+ * parsing, a scan refuses bodies with more elements or nesting than any endpoint takes; while parsing,
+ * jansson's allocator (process-global, so the budget is per thread) refuses to go past the
+ * request's budget. */
+static _Thread_local struct {
+    bool armed;
+    size_t left;
+} budget;
+
+typedef union {
+    size_t size;
+    max_align_t align;
+} alloc_header;
+
+static void *budget_malloc(size_t size)
+{
+    if (size > SIZE_MAX - sizeof(alloc_header))
+        return NULL;
+    size_t total = size + sizeof(alloc_header);
+    if (budget.armed) {
+        if (total > budget.left)
+            return NULL;
+        budget.left -= total;
+    }
+    alloc_header *h = malloc(total);
+    if (!h)
+        return NULL;
+    h->size = total;
+    return h + 1;
+}
+
+static void budget_free(void *p)
+{
+    if (!p)
+        return;
+    alloc_header *h = (alloc_header *)p - 1;
+    if (budget.armed)
+        budget.left += h->size;
+    free(h);
+}
+
+void routes_init(void) { json_set_alloc_funcs(budget_malloc, budget_free); }
+
+/* Elements (values) and the deepest nesting of a JSON text, counted without parsing it; stops counting
+ * at the limits. Strings are skipped with their escapes. */
+static bool json_within(const char *p, size_t n, size_t max_elements, size_t max_depth, size_t *elements,
+                        size_t *depth)
+{
+    size_t count = 1, level = 0, deepest = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++level > deepest)
+                deepest = level;
+        } else if (c == ']' || c == '}') {
+            level -= level > 0;
+        } else if (c == ',' || c == ':') {
+            count++;
+        }
+        if (count > max_elements || deepest > max_depth)
+            break;
+    }
+    *elements = count, *depth = deepest;
+    return count <= max_elements && deepest <= max_depth;
+}
 
 /* ---- replies ---- */
 
 void reply_json(reply *out, unsigned http, json_t *value)
 {
-    char *text = value ? json_dumps(value, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    /* Into a buffer of plain malloc (the HTTP layer frees it with free): json_dumps would use jansson's
+     * allocator, which is budget_malloc here. */
+    const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(9);
+    size_t size = value ? json_dumpb(value, NULL, 0, flags) : 0;
+    char *text = size ? malloc(size + 1) : NULL;
+    if (text && json_dumpb(value, text, size, flags) == size)
+        text[size] = '\0';
+    else
+        free(text), text = NULL;
     json_decref(value);
     if (!text) {
         out->http = HTTP_INTERNAL_ERROR;
@@ -96,10 +178,30 @@ json_t *json_body(const route_request *r, const char *const *allowed, reply *out
         BAD_REQUEST(out, "empty body: expected a JSON object");
         return NULL;
     }
+    size_t elements, depth;
+    if (r->len > ROUTES_JSON_MAX_BODY) {
+        reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "a JSON body is at most %d bytes",
+                    ROUTES_JSON_MAX_BODY);
+        return NULL;
+    }
+    if (!json_within(r->body, r->len, JSON_MAX_ELEMENTS, JSON_MAX_DEPTH, &elements, &depth)) {
+        if (depth > JSON_MAX_DEPTH)
+            BAD_REQUEST(out, "the JSON body is nested over %d deep", JSON_MAX_DEPTH);
+        else
+            reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the JSON body has over %d values",
+                        JSON_MAX_ELEMENTS);
+        return NULL;
+    }
     json_error_t err;
+    budget.armed = true;
+    budget.left = JSON_MAX_TREE;
     json_t *root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &err);
+    budget.armed = false; /* the tree is freed later, unarmed: the budget is set afresh per parse */
     if (!root) {
-        if (json_error_code(&err) == json_error_invalid_utf8)
+        if (json_error_code(&err) == json_error_out_of_memory)
+            reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE",
+                        "the JSON body needs over %d bytes to parse", JSON_MAX_TREE);
+        else if (json_error_code(&err) == json_error_invalid_utf8)
             reply_error(out, HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_UTF8", "invalid UTF-8 in the JSON body at byte %d",
                         err.position);
         else
@@ -194,20 +296,40 @@ const char *arg(const route_request *r, const char *name)
     return f ? f->data : query_arg(r, name);
 }
 
-/* The image bytes of the request: the raw body, or every file part of a form (the field "image" first). */
+/* A form's images: with max 1, the part named "image" (or the form's only file part); otherwise every
+ * part named "image" or carrying a file name, in order. More than max is refused, never cut. */
+static size_t form_images(const route_request *r, const void **data, size_t *sizes, size_t max, reply *out)
+{
+    size_t n = 0, named = 0, files = 0;
+    for (size_t i = 0; i < r->nfields; i++) {
+        named += !strcmp(r->fields[i].name, "image");
+        files += r->fields[i].filename || !strcmp(r->fields[i].name, "image");
+    }
+    if (max == 1 && (named > 1 || (!named && files > 1))) {
+        BAD_REQUEST(out, "send one image, in the part named 'image' (the form has %zu file parts)", files);
+        return 0;
+    }
+    if (files > max) {
+        BAD_REQUEST(out, "at most %zu images per request (the form has %zu)", max, files);
+        return 0;
+    }
+    for (size_t i = 0; i < r->nfields; i++) {
+        const route_field *f = &r->fields[i];
+        bool image = !strcmp(f->name, "image");
+        if (max == 1 && named ? image : image || f->filename) {
+            data[n] = f->data ? f->data : "";
+            sizes[n++] = f->len;
+        }
+    }
+    if (!n)
+        BAD_REQUEST(out, "the form has no image file part (e.g. curl -F image=@photo.jpg)");
+    return n;
+}
+
 size_t request_images(const route_request *r, const void **data, size_t *sizes, size_t max, reply *out)
 {
-    size_t n = 0;
-    if (r->is_form) {
-        for (size_t i = 0; i < r->nfields && n < max; i++)
-            if (r->fields[i].filename || !strcmp(r->fields[i].name, "image")) {
-                data[n] = r->fields[i].data ? r->fields[i].data : "";
-                sizes[n++] = r->fields[i].len;
-            }
-        if (!n)
-            BAD_REQUEST(out, "the form has no image file part (e.g. curl -F image=@photo.jpg)");
-        return n;
-    }
+    if (r->is_form)
+        return form_images(r, data, sizes, max, out);
     if (content_type_is(r, "application/json") || content_type_is(r, "text/plain")) {
         reply_error(out, HTTP_UNSUPPORTED_MEDIA_TYPE, "JACLIP_ERROR_INVALID_ARGUMENT",
                     "send the image as the raw body (image/jpeg, image/png) or as multipart/form-data");

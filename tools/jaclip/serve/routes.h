@@ -32,6 +32,11 @@ typedef struct {
     size_t nargs;
 } route_request;
 
+/* The largest JSON body a route reads (1 MiB): the HTTP layer refuses a larger application/json body
+ * (413) before reading it. With the parse budget (routes_internal.h) a JSON request costs at most
+ * ~5 MiB of memory, whatever --max-body says. */
+#define ROUTES_JSON_MAX_BODY (1 << 20)
+
 /* What a route answers: status, body (malloc'd, owned) and its type. */
 typedef struct {
     unsigned http;

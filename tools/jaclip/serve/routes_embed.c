@@ -124,6 +124,23 @@ void route_classify(routes *rt, const route_request *r, reply *out)
         BAD_REQUEST(out, "at most %d templates", MAX_TEMPLATES);
         return;
     }
+    size_t texts = (labels.count ? labels.count : 1) * (templates.count ? templates.count : 1);
+    if (!loaded && texts > MAX_CLASSIFY_TEXTS) {
+        reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_TOO_MUCH_WORK",
+                    "%zu labels x %zu templates is %zu texts to encode: at most %d per request (start the server "
+                    "with --classifier for larger sets)",
+                    labels.count, templates.count ? templates.count : 1, texts, MAX_CLASSIFY_TEXTS);
+        return;
+    }
+    for (size_t i = 0; i < labels.count + templates.count; i++) {
+        const char *t = i < labels.count ? labels.items[i] : templates.items[i - labels.count];
+        if (strlen(t) > MAX_CLASSIFY_BYTES) {
+            BAD_REQUEST(out, "%s %zu is over %d bytes (the model reads 77 tokens)",
+                        i < labels.count ? "label" : "template", i < labels.count ? i : i - labels.count,
+                        MAX_CLASSIFY_BYTES);
+            return;
+        }
+    }
     for (size_t i = 0; i < labels.count; i++)
         if (!*labels.items[i] || !is_utf8(labels.items[i])) {
             reply_error(out, HTTP_BAD_REQUEST,

@@ -152,7 +152,10 @@ int cmd_serve(int argc, char **argv)
     routes_init();
     routes rt = {.engine = e, .max_body = (size_t)o.max_body, .max_requests = (unsigned)o.max_requests,
                  .token_required = o.token != NULL};
-    http_options ho = {.addr = o.addr, .addr_len = o.addr_len, .token = o.token, .max_body = (size_t)o.max_body,
+    char bound_host[64];
+    snprintf(bound_host, sizeof bound_host, o.addr.ss_family == AF_INET6 ? "[%s]" : "%s", o.host);
+    http_options ho = {.bound_host = bound_host,
+                       .addr = o.addr, .addr_len = o.addr_len, .token = o.token, .max_body = (size_t)o.max_body,
                        .max_requests = (unsigned)o.max_requests, .timeout = (double)o.timeout};
     unsigned port = 0;
     http_server *h = http_start(&rt, &ho, &port);
@@ -167,8 +170,18 @@ int cmd_serve(int argc, char **argv)
 
     int sig = 0;
     sigwait(&stop, &sig);
-    unsigned left = http_stop(h);
+    /* Requests in flight get --timeout to finish; long work (classify) is abandoned at its next
+     * library call after that, answering 503. */
+    double deadline = now_seconds() + (double)o.timeout;
+    engine_stop(e, deadline);
+    unsigned left = http_stop(h, deadline + 1.0);
     fprintf(stderr, "jaclip serve: stopped by signal %d%s\n", sig, left ? " (requests still running were cut)" : "");
+    if (left) {
+        /* A request thread is still inside one library call: freeing the model under it is not safe,
+         * and serve writes no file, so leave at once and let the kernel close the connections. */
+        fflush(NULL);
+        _exit(0);
+    }
     engine_close(e);
     free(o.index_args.items);
     return 0;
