@@ -1,6 +1,6 @@
 # `jaclip serve` (tools/jaclip/serve/, docs/serve.md): the HTTP service on GNU libmicrohttpd and
 # jansson, thumbnails encoded with libjpeg-turbo's TurboJPEG API. Three layers, each with its header:
-# http.c (+ web.c, serve.c) -> routes*.c -> engine*.c (docs/architecture.md). The page's files
+# http*.c (+ web.c; serve.c wires them) -> routes*.c -> engine*.c (docs/architecture.md). The page's files
 # (tools/jaclip/serve/web/) are embedded by web.c's .incbin, so the command is rebuilt when they change.
 #   test-serve   test/serve: every endpoint against the Python binding, hostile HTTP input, graceful
 #                stop, and the page in headless Chromium (screenshot: build/serve-page.png)

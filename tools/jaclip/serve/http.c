@@ -1,71 +1,6 @@
 /* The HTTP layer: libmicrohttpd callbacks, request reading under the limits, admission checks,
  * dispatch to the routes, metrics. */
-#include "http.h"
-
-#include <microhttpd.h>
-#include <pthread.h>
-#include <stdatomic.h>
-
-typedef enum {
-    ROUTE_PAGE,
-    ROUTE_HEALTHZ,
-    ROUTE_METRICS,
-    ROUTE_INFO,
-    ROUTE_INDEXES,
-    ROUTE_EMBED_TEXT,
-    ROUTE_EMBED_IMAGE,
-    ROUTE_CLASSIFY,
-    ROUTE_SEARCH,
-    ROUTE_THUMBNAIL,
-    ROUTE_UNKNOWN,
-    ROUTE_COUNT
-} route_id;
-
-enum {
-    LATENCY_BUCKETS = 12,
-    MAX_FORM_PARTS = 1024,
-    /* What libmicrohttpd may hold per connection: the request line, headers and their parsed form.
-     * A query string of 1000 labels (~40 KB of percent-encoded Japanese) needs more than its 32 KiB
-     * default; beyond this the request is answered 431. */
-    CONNECTION_MEMORY = 256 * 1024
-};
-
-typedef struct {
-    atomic_ulong codes[600];                   /* requests answered, by HTTP status */
-    atomic_ulong buckets[LATENCY_BUCKETS + 1]; /* cumulative at output time; here per bucket */
-    atomic_ulong sum_us;
-} route_stats;
-
-struct http_server {
-    routes *routes;
-    struct MHD_Daemon *daemon;
-    const char *token;
-    size_t token_len;
-    const char *bound_host; /* the bound address as a Host value names it: "127.0.0.1", "[::1]" */
-    size_t max_body;
-    unsigned max_requests;
-    double timeout;
-    atomic_uint in_flight;
-    atomic_bool stopping;
-    route_stats metrics[ROUTE_COUNT];
-};
-
-typedef struct {
-    http_server *server;
-    route_id route;
-    struct MHD_Connection *conn;
-    double start;
-    const char *content_type;
-    char *body; /* the raw body (NUL-terminated), unless a form */
-    size_t len, cap, received, limit; /* limit: max_body, or less for a JSON body */
-    bool too_large, bad_form;
-    struct MHD_PostProcessor *form;
-    route_field *fields;
-    size_t nfields;
-    bool counted;  /* holds one of max_requests */
-    bool close;    /* answer with Connection: close (the stream cannot be trusted past this request) */
-    unsigned http; /* the status answered */
-} request;
+#include "http_internal.h"
 
 static const char *const route_names[ROUTE_COUNT] = {"page",    "healthz",    "metrics",     "info",
                                                      "indexes", "embed_text", "embed_image", "classify",
@@ -133,22 +68,6 @@ static void free_request(request *r)
     free(r->fields);
     free(r->body);
     free(r);
-}
-
-/* ---- token ---- */
-
-/* Constant time in the token's content: every byte of the expected token is compared. */
-static bool token_matches(const http_server *s, const char *header)
-{
-    static const char prefix[] = "Bearer ";
-    if (!header || strncasecmp(header, prefix, sizeof prefix - 1))
-        return false;
-    const char *given = header + sizeof prefix - 1;
-    size_t given_len = strlen(given);
-    volatile unsigned char diff = given_len != s->token_len;
-    for (size_t i = 0; i < s->token_len; i++)
-        diff |= (unsigned char)s->token[i] ^ (unsigned char)(i < given_len ? given[i] : 0);
-    return diff == 0;
 }
 
 /* ---- metrics ---- */
@@ -281,89 +200,6 @@ static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *
         return MHD_NO;
     }
     return MHD_YES;
-}
-
-/* ---- framing, Host and Origin ---- */
-
-typedef struct {
-    unsigned lengths, encodings;
-    const char *length;
-    bool lengths_differ;
-} framing;
-
-static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    framing *f = cls;
-    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
-        if (f->lengths++ && strcmp(f->length, value ? value : ""))
-            f->lengths_differ = true;
-        f->length = value ? value : "";
-    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
-        f->encodings++;
-    }
-    return MHD_YES;
-}
-
-/* RFC 9112 6.3: a message with Content-Length and Transfer-Encoding, or Content-Lengths that differ, is
- * unframed: answer 400 and close (libmicrohttpd 0.9.75 accepts both and reads the body its own way,
- * so a proxy in front that reads the other way would see two requests). */
-static bool framing_ok(request *r)
-{
-    framing f = {0};
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_framing, &f);
-    return !(f.lengths && f.encodings) && !f.lengths_differ && f.encodings <= 1;
-}
-
-/* host[:port] names this server on loopback: localhost, or the bound address. */
-static bool local_host(const http_server *s, const char *host, size_t n)
-{
-    const char *colon = NULL;
-    for (size_t i = n; i-- > 0 && host[i] != ']';)
-        if (host[i] == ':') {
-            colon = host + i;
-            break;
-        }
-    if (colon) {
-        size_t digits = n - (size_t)(colon - host) - 1;
-        if (!digits || digits > 5 || strspn(colon + 1, "0123456789") < digits)
-            return false;
-        n = (size_t)(colon - host);
-    }
-    static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (n == strlen(names[i]) && !strncasecmp(host, names[i], n))
-            return true;
-    return n == strlen(s->bound_host) && !strncasecmp(host, s->bound_host, n);
-}
-
-/* Without a token, a browser page of another site must not reach the API: DNS rebinding sends a
- * foreign Host, cross-site fetches and form posts send Origin or Sec-Fetch-Site. The page's files
- * and /healthz stay reachable (a link to the page is a cross-site navigation). */
-static bool same_site(const http_server *s, request *r, const char **why)
-{
-    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-    if (host && !local_host(s, host, strlen(host))) {
-        *why = "the Host header does not name this server (localhost or its address)";
-        return false;
-    }
-    if (r->route == ROUTE_PAGE || r->route == ROUTE_HEALTHZ)
-        return true;
-    const char *site = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
-    if (site && strcasecmp(site, "same-origin") && strcasecmp(site, "none")) {
-        *why = "a cross-site request (Sec-Fetch-Site)";
-        return false;
-    }
-    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
-    if (origin) {
-        static const char http_prefix[] = "http://";
-        bool same = !strncasecmp(origin, http_prefix, sizeof http_prefix - 1) && host &&
-                    !strcasecmp(origin + sizeof http_prefix - 1, host);
-        if (!same) {
-            *why = "a cross-origin request (Origin)";
-            return false;
-        }
-    }
-    return true;
 }
 
 /* Checks made as soon as the headers are in; false with *out set to answer at once. */

@@ -309,7 +309,7 @@ static size_t form_images(const route_request *r, const void **data, size_t *siz
         BAD_REQUEST(out, "send one image, in the part named 'image' (the form has %zu file parts)", files);
         return 0;
     }
-    if (files > max) {
+    if (!(max == 1 && named) && files > max) {
         BAD_REQUEST(out, "at most %zu images per request (the form has %zu)", max, files);
         return 0;
     }

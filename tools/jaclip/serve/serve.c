@@ -25,12 +25,14 @@ static const char serve_usage[] =
     "      --model-threads N     cores each model call may use (default: all)\n"
     "      --max-requests N      requests in flight before answering 503 (default: 64)\n"
     "      --max-body BYTES      largest request body (default: 16777216)\n"
-    "      --timeout SECONDS     idle connection timeout, and the longest wait for a model slot or a\n"
-    "                            body (default: 30)\n"
+    "      --timeout SECONDS     idle connection timeout, the longest wait for a model slot or a body,\n"
+    "                            and how long a stop waits for requests in flight (default: 30)\n"
     "      --device DEV          cpu (default), cuda or cuda:N\n"
     "  -h, --help                this help\n"
     "\n"
-    "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout), and exits 0.\n";
+    "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout; then they are\n"
+    "answered 503 or cut), and exits 0 within --timeout + 1 s. Without --token, only Host values naming\n"
+    "localhost or ADDR are served, and the API refuses cross-site requests (docs/serve.md).\n";
 
 enum {
     OPT_HOST = OPT_COMMAND_BASE,
