@@ -59,7 +59,8 @@ def multipart(fields):
     out = []
     for f in fields:
         if len(f) == 2:
-            out.append(f"--{b}\r\nContent-Disposition: form-data; name=\"{f[0]}\"\r\n\r\n".encode() + f[1].encode() + b"\r\n")
+            out.append(f"--{b}\r\nContent-Disposition: form-data; name=\"{f[0]}\"\r\n\r\n".encode()
+                       + f[1].encode() + b"\r\n")
         else:
             out.append(f"--{b}\r\nContent-Disposition: form-data; name=\"{f[0]}\"; filename=\"{f[1]}\"\r\n"
                        f"Content-Type: image/jpeg\r\n\r\n".encode() + f[2] + b"\r\n")
@@ -103,8 +104,9 @@ def main():
     n = ((16 << 20) - 64) // 3  # just under the default --max-body
     out["1 json [{},...] 16 MiB"] = measure(s, lambda: s.request(
         "POST", "/v1/embed/text", b"[" + b"{}," * n + b"{}]", {"Content-Type": "application/json"})[0])
+    texts = b'{"texts":[' + b"0," * (n * 3 // 2) + b'0]}'
     out["1 json {texts:[0,...]} 16 MiB"] = measure(s, lambda: s.request(
-        "POST", "/v1/embed/text", b'{"texts":[' + b"0," * (n * 3 // 2) + b'0]}', {"Content-Type": "application/json"})[0])
+        "POST", "/v1/embed/text", texts, {"Content-Type": "application/json"})[0])
     out["1 json {texts:[0,...]} 1 MB"] = measure(s, lambda: s.request(
         "POST", "/v1/embed/text", b'{"texts":[' + b"0," * 500_000 + b'0]}', {"Content-Type": "application/json"})[0])
     body, ctype = multipart([("image", "p.jpg", raw), ("template", "x" * (1 << 20) + "{}")]
@@ -139,8 +141,8 @@ def main():
     s.stop()
 
     s = Server(a.cli, a.model, "--timeout", 2, "--model-threads", 1)
-    body, ctype = multipart([("image", "p.jpg", raw)] + [("label", f"長いラベル{i} " + "犬 猫 " * 100) for i in range(1000)]
-                            + [("template", "{}の写真"), ("template", "{}のイラスト")])
+    labels = [("label", f"長いラベル{i} " + "犬 猫 " * 100) for i in range(1000)]
+    body, ctype = multipart([("image", "p.jpg", raw)] + labels + [("template", "{}の写真"), ("template", "{}のイラスト")])
     answer = {}
     t = threading.Thread(target=lambda: answer.update(code=s.request("POST", "/v1/classify", body,
                                                                       {"Content-Type": ctype})[0]))

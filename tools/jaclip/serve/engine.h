@@ -13,11 +13,11 @@ typedef struct engine_index engine_index; /* one loaded index, shared by the req
 
 typedef struct {
     model_args *model;
-    const char *classifier_path;  /* NULL: none */
+    const char *classifier_path;   /* NULL: none */
     const char *const *index_args; /* "[NAME=]FILE" each */
     size_t nindex_args;
-    unsigned workers;   /* model slots */
-    unsigned max_batch; /* single queries per batched library call */
+    unsigned workers;    /* model slots */
+    unsigned max_batch;  /* single queries per batched library call */
     double slot_timeout; /* longest wait for a model slot, seconds */
 } engine_options;
 

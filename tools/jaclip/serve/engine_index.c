@@ -174,7 +174,8 @@ static void maybe_reload(engine *e, index_entry *entry)
         engine_index_put(e, old);
     } else {
         atomic_fetch_add(&e->reload_failures, 1);
-        fprintf(stderr, "jaclip serve: index '%s' changed but was not reloaded, serving the rows loaded before: %s: %s\n",
+        fprintf(stderr,
+                "jaclip serve: index '%s' changed but was not reloaded, serving the rows loaded before: %s: %s\n",
                 entry->name, entry->path, message);
     }
 }

@@ -44,8 +44,8 @@ typedef enum { BATCH_TEXT, BATCH_SEARCH, BATCH_KINDS } batch_kind;
 typedef struct batch_job {
     struct batch_job *next;
     batch_kind kind;
-    const engine_index *index;  /* BATCH_SEARCH */
-    const char *text;           /* BATCH_TEXT, len bytes */
+    const engine_index *index; /* BATCH_SEARCH */
+    const char *text;          /* BATCH_TEXT, len bytes */
     size_t len;
     const jaclip_tensor *query; /* BATCH_SEARCH: [1, D] */
     size_t k;
@@ -96,7 +96,7 @@ struct engine {
 };
 
 /* engine.c */
-struct timespec slot_deadline(const engine *e); /* now + slot_timeout */
+struct timespec slot_deadline(const engine *e);                /* now + slot_timeout */
 bool take_slot_until(engine *e, const struct timespec *until); /* false: timed out or stopping */
 bool engine_stopped(const engine *e);                          /* past the stop deadline */
 bool take_slot(engine *e, engine_result *why);                 /* false with ENGINE_BUSY / ENGINE_STOPPING */

@@ -52,7 +52,7 @@ static char *read_row_file(const engine_index *x, const char *path, size_t *len,
         if (fd >= 0)
             close(fd);
         fail(why, ENGINE_NOT_FOUND, "this row's file cannot be served%s",
-             err == ELOOP ? " (a symbolic link)"
+             err == ELOOP         ? " (a symbolic link)"
              : fd >= 0 && !inside ? " (it resolves outside the folder the index was built from)"
                                   : "");
         return NULL;

@@ -99,4 +99,3 @@ bool same_site(const http_server *s, request *r, const char **why)
     }
     return true;
 }
-

@@ -58,7 +58,7 @@ typedef struct {
     struct MHD_Connection *conn;
     double start;
     const char *content_type;
-    char *body; /* the raw body (NUL-terminated), unless a form */
+    char *body;                       /* the raw body (NUL-terminated), unless a form */
     size_t len, cap, received, limit; /* limit: max_body, or less for a JSON body */
     bool too_large, bad_form;
     struct MHD_PostProcessor *form;
@@ -70,8 +70,8 @@ typedef struct {
 } request;
 
 /* http_guard.c: the checks on a request's headers that need no route. */
-bool token_matches(const http_server *s, const char *header); /* constant time in the token */
-bool framing_ok(request *r);                                   /* RFC 9112 6.3 */
+bool token_matches(const http_server *s, const char *header);       /* constant time in the token */
+bool framing_ok(request *r);                                        /* RFC 9112 6.3 */
 bool same_site(const http_server *s, request *r, const char **why); /* Host, Origin, Sec-Fetch-Site */
 
 #endif

@@ -50,8 +50,7 @@ void routes_init(void) { json_set_alloc_funcs(budget_malloc, budget_free); }
 
 /* Elements (values) and the deepest nesting of a JSON text, counted without parsing it; stops counting
  * at the limits. Strings are skipped with their escapes. */
-static bool json_within(const char *p, size_t n, size_t max_elements, size_t max_depth, size_t *elements,
-                        size_t *depth)
+static bool json_within(const char *p, size_t n, size_t max_elements, size_t max_depth, size_t *elements, size_t *depth)
 {
     size_t count = 1, level = 0, deepest = 0;
     bool in_string = false;

@@ -113,8 +113,7 @@ void route_classify(routes *rt, const route_request *r, reply *out)
     collect(r, &labels);
     collect(r, &templates);
     /* No labels: the classifier the server was started with (--classifier), if any. */
-    const jaclip_classifier *loaded =
-        labels.count == 0 && templates.count == 0 ? engine_classifier(rt->engine) : NULL;
+    const jaclip_classifier *loaded = labels.count == 0 && templates.count == 0 ? engine_classifier(rt->engine) : NULL;
     if (!loaded && (labels.count == 0 || labels.count > MAX_LABELS)) {
         BAD_REQUEST(out, "give 1 to %d 'label' values (repeat the field or the query argument)%s", MAX_LABELS,
                     engine_classifier(rt->engine) ? ", or none (and no template) for the server's classifier" : "");

@@ -152,13 +152,19 @@ int cmd_serve(int argc, char **argv)
                          .slot_timeout = (double)o.timeout};
     engine *e = engine_open(&eo);
     routes_init();
-    routes rt = {.engine = e, .max_body = (size_t)o.max_body, .max_requests = (unsigned)o.max_requests,
+    routes rt = {.engine = e,
+                 .max_body = (size_t)o.max_body,
+                 .max_requests = (unsigned)o.max_requests,
                  .token_required = o.token != NULL};
     char bound_host[64];
     snprintf(bound_host, sizeof bound_host, o.addr.ss_family == AF_INET6 ? "[%s]" : "%s", o.host);
     http_options ho = {.bound_host = bound_host,
-                       .addr = o.addr, .addr_len = o.addr_len, .token = o.token, .max_body = (size_t)o.max_body,
-                       .max_requests = (unsigned)o.max_requests, .timeout = (double)o.timeout};
+                       .addr = o.addr,
+                       .addr_len = o.addr_len,
+                       .token = o.token,
+                       .max_body = (size_t)o.max_body,
+                       .max_requests = (unsigned)o.max_requests,
+                       .timeout = (double)o.timeout};
     unsigned port = 0;
     http_server *h = http_start(&rt, &ho, &port);
     if (!h) {
