@@ -1,4 +1,4 @@
-# The `jaclip` command (tools/jaclip/, one file per command). test/c/test_index.c and
+# The `jaclip` command (tools/jaclip/, one file per command; `serve` is a folder of its own, mk/75-serve.mk). test/c/test_index.c and
 # test/python/test_cli.py run in test-c and test-python; nothing else is added to TEST_STEPS.
 
 CLI := $(BUILD)/jaclip
@@ -14,7 +14,8 @@ JACLIP_CLI_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude \
 	-DJACLIP_CONVERT_INSTALLED='"$(CONVERT_DIR)/jaclip-convert"' -DJACLIP_DEFAULT_PYTHON='"$(PYTHON)"'
 
 # In the build tree the command finds the library beside itself...
-# Fragments append the libraries their commands need to CLI_LDLIBS.
+# Fragments append the libraries their commands need to CLI_LDLIBS, and a command kept in a folder of
+# its own (tools/jaclip/serve/) appends its sources to CLI_SRCS and names them as prerequisites.
 CLI_SRCS := $(sort $(wildcard tools/jaclip/*.c))
 CLI_DEPS := $(CLI_SRCS) $(wildcard tools/jaclip/*.h) include/jaclip.h $(SHLIB) $(BUILD)/libjaclip.so
 

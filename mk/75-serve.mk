@@ -1,13 +1,16 @@
-# `jaclip serve` (tools/jaclip/serve*.c, docs/serve.md): the HTTP service on GNU libmicrohttpd and
-# jansson, thumbnails encoded with libjpeg-turbo's TurboJPEG API. The page's files (tools/jaclip/web/)
-# are embedded into the command by serve_web.c's .incbin, so the command is rebuilt when they change.
+# `jaclip serve` (tools/jaclip/serve/, docs/serve.md): the HTTP service on GNU libmicrohttpd and
+# jansson, thumbnails encoded with libjpeg-turbo's TurboJPEG API. Three layers, each with its header:
+# http*.c (+ web.c; serve.c wires them) -> routes*.c -> engine*.c (docs/architecture.md). The page's files
+# (tools/jaclip/serve/web/) are embedded by web.c's .incbin, so the command is rebuilt when they change.
 #   test-serve   test/serve: every endpoint against the Python binding, hostile HTTP input, graceful
 #                stop, and the page in headless Chromium (screenshot: build/serve-page.png)
 #   bench-serve  bench/bench_serve.py (not in make test): 1, 4, 16 concurrent clients on loopback
 SERVE_LIBS := $(shell pkg-config --libs libmicrohttpd jansson libturbojpeg 2>/dev/null || echo -lmicrohttpd -ljansson -lturbojpeg)
 CLI_LDLIBS += $(SERVE_LIBS) -lpthread
-SERVE_WEB := $(wildcard tools/jaclip/web/*)
-$(CLI) $(CLI_INSTALLED): $(SERVE_WEB)
+SERVE_SRCS := $(sort $(wildcard tools/jaclip/serve/*.c))
+SERVE_WEB := $(wildcard tools/jaclip/serve/web/*)
+CLI_SRCS += $(SERVE_SRCS)
+$(CLI) $(CLI_INSTALLED): $(SERVE_SRCS) $(wildcard tools/jaclip/serve/*.h) $(SERVE_WEB)
 
 .PHONY: test-serve bench-serve
 test-serve: lib test-models $(CLI)

@@ -19,12 +19,19 @@ import jaclip  # noqa: E402  (PYTHONPATH=bindings/python, JACLIP_LIBRARY=build/l
 
 
 class Server:
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, address_space=None):
+        """address_space: an RLIMIT_AS for the server process, in bytes."""
         if not os.path.exists(CLI):
             pytest.fail(f"{CLI} is missing: run `make` first")
+
+        def limit():
+            if address_space:
+                import resource
+                resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
         self.proc = subprocess.Popen([CLI, "serve", "--model", TINY_MODEL, "--port", "0", *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=dict(os.environ, **(env or {})))
+                                     env=dict(os.environ, **(env or {})), preexec_fn=limit)
         line = self.proc.stdout.readline()  # blocks until listening (or exit)
         if "listening on http://127.0.0.1:" not in line:
             self.proc.kill()
@@ -49,6 +56,11 @@ class Server:
         assert status == expect, (status, data[:500])
         assert hdrs.get("Content-Type", "").startswith("application/json"), hdrs
         return json.loads(data)
+
+    def peak_rss(self):
+        """The server's peak resident set (VmHWM), in bytes."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:

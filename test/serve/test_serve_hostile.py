@@ -53,14 +53,14 @@ def content_length(head):
 def test_oversized_body(server):
     big = b"x" * (2 << 20)
     # Refused from Content-Length before the body is read.
-    reply = raw(server, b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    reply = raw(server, b"POST /v1/embed/text HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                         b"Content-Length: %d\r\n\r\n" % len(big))
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b"SERVE_BODY_TOO_LARGE" in reply
     alive(server)
     # Chunked, with no length up front: read, dropped, answered 413.
     chunks = b"".join(b"%x\r\n" % 65536 + b"y" * 65536 + b"\r\n" for _ in range(20)) + b"0\r\n\r\n"
-    reply = raw(server, b"POST /v1/embed/image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    reply = raw(server, b"POST /v1/embed/image HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                         b"Content-Type: image/jpeg\r\n\r\n" + chunks)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     alive(server)
@@ -182,7 +182,7 @@ def test_thumbnail_path_traversal(server, photos, query):
 def test_thumbnail_raw_paths_via_socket(server):
     for target in [b"/v1/thumbnail/../../etc/passwd", b"/v1/thumbnail/%2e%2e/etc/passwd", b"//etc/passwd",
                    b"/v1/../../../etc/passwd"]:
-        reply = raw(server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = raw(server, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         assert reply.split(b" ")[1] in (b"400", b"404"), reply[:200]
         assert b"root:" not in reply
     alive(server)
@@ -221,9 +221,9 @@ def test_slow_clients_are_cut_and_others_served(server):
     server answers others at once."""
     t0 = time.monotonic()
     slow_head = socket.create_connection(("127.0.0.1", server.port), timeout=15)
-    slow_head.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Ty")
+    slow_head.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
     slow_body = socket.create_connection(("127.0.0.1", server.port), timeout=15)
-    slow_body.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    slow_body.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       b"Content-Length: 1000\r\n\r\n{\"texts\"")
     alive(server)
     assert time.monotonic() - t0 < 2
@@ -239,7 +239,7 @@ def test_trickling_body_is_cut_at_the_request_timeout(server):
     --timeout."""
     t0 = time.monotonic()
     s = socket.create_connection(("127.0.0.1", server.port), timeout=15)
-    s.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: 100\r\n\r\n")
     closed = False
     for _ in range(40):
@@ -306,7 +306,7 @@ def test_concurrency_cap_answers_503(photos):
     s = Server("--index", photos["index_path"], "--max-requests", 1, "--timeout", 10)
     try:
         holder = socket.create_connection(("127.0.0.1", s.port), timeout=15)
-        holder.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        holder.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                        b"Content-Length: 16\r\n\r\n{\"texts\"")
         time.sleep(0.3)
         err = error(s, "POST", "/v1/search", {"text": "犬"}, expect=503, status="SERVE_BUSY")
@@ -323,7 +323,7 @@ def test_concurrency_cap_answers_503(photos):
 def test_graceful_stop_finishes_requests_in_flight(photos):
     s = Server("--index", photos["index_path"], "--timeout", 10)
     conn = socket.create_connection(("127.0.0.1", s.port), timeout=15)
-    conn.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    conn.sendall(b"POST /v1/embed/text HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 16\r\n\r\n{\"texts\"")
     time.sleep(0.3)
     s.proc.send_signal(15)

@@ -1,6 +1,6 @@
-#include "serve.h"
+#include "http.h"
 
-/* ---- serve: the search page's files, embedded at build time (mk/75-serve.mk rebuilds on change) ---- */
+/* ---- the search page's files, embedded at build time (mk/75-serve.mk rebuilds on change) ---- */
 
 /* .incbin reads the files relative to the directory make runs in: the project root. */
 #define EMBED(sym, file)                                                                        \
@@ -8,9 +8,9 @@
             "_start:\n.incbin \"" file "\"\n" #sym "_end:\n.byte 0\n.previous\n");              \
     extern const unsigned char sym##_start[], sym##_end[];
 
-EMBED(web_index_html, "tools/jaclip/web/index.html")
-EMBED(web_app_js, "tools/jaclip/web/app.js")
-EMBED(web_style_css, "tools/jaclip/web/style.css")
+EMBED(web_index_html, "tools/jaclip/serve/web/index.html")
+EMBED(web_app_js, "tools/jaclip/serve/web/app.js")
+EMBED(web_style_css, "tools/jaclip/serve/web/style.css")
 
 bool web_file(const char *path, const unsigned char **data, size_t *len, const char **content_type)
 {

@@ -1,4 +1,4 @@
-/* Request batching for `jaclip serve`: single text encodes, and single-row searches of one index, that
+/* Request batching (the engine of `jaclip serve`): single text encodes, and single-row searches of one index, that
  * queue while the model slots are busy are answered by one library call. The text tower reads all its
  * weights per call whatever the batch, and the index scan reads every row once per query block, so a
  * batch of n costs far less than n calls. A queued job whose deadline passes unserved gets a 503.
@@ -6,13 +6,13 @@
  * Combining: the first queued job with no leader ahead of it leads. It waits for a slot, then takes up
  * to max_batch queued jobs of its kind (and index), runs them, and wakes their threads. Jobs of another
  * kind stay queued and elect the next leader. */
-#include "serve.h"
+#include "engine_internal.h"
 
 #include <time.h>
 
 static bool same_batch(const batch_job *a, const batch_job *b) { return a->kind == b->kind && a->index == b->index; }
 
-static void unlink_job(server *s, batch_job *job)
+static void unlink_job(engine *s, batch_job *job)
 {
     for (batch_job **p = &s->pending; *p; p = &(*p)->next)
         if (*p == job) {
@@ -36,7 +36,7 @@ static jaclip_status copy_prefix(jaclip_tensor **out, const jaclip_tensor *t, si
                                 (const char *)jaclip_tensor_data(t) + i * m * width);
 }
 
-static void run_alone(server *s, batch_job *job)
+static void run_alone(engine *s, batch_job *job)
 {
     if (job->kind == BATCH_TEXT) {
         if ((job->st = jaclip_model_encode_texts(&job->features, s->model, &job->text, &job->len, 1)))
@@ -48,7 +48,7 @@ static void run_alone(server *s, batch_job *job)
 
 /* One library call for jobs[0..n) (all of one kind and index). If it fails, each job runs alone, so
  * that one bad query does not fail its neighbours and each gets its own message. */
-static void run_jobs(server *s, batch_job **jobs, size_t n)
+static void run_jobs(engine *s, batch_job **jobs, size_t n)
 {
     if (n == 1) {
         run_alone(s, jobs[0]);
@@ -104,7 +104,7 @@ static void run_jobs(server *s, batch_job **jobs, size_t n)
     }
 }
 
-bool batch_run(server *s, batch_job *job)
+bool batch_run(engine *s, batch_job *job)
 {
     struct timespec until = slot_deadline(s);
     job->next = NULL, job->taken = job->done = false, job->st = JACLIP_OK, job->message[0] = '\0';

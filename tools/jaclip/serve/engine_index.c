@@ -1,0 +1,222 @@
+/* The registry of served indexes: loaded at start, shared by reference with the requests using them,
+ * and reloaded when their file changes (checked at each use: device, inode, size, mtime). A request
+ * holds the view it started with; a changed file that fails to load leaves the old view serving and is
+ * logged and counted in /metrics. */
+#include "engine_internal.h"
+
+static atomic_ulong next_id = 1;
+
+static file_stamp stamp_of(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st))
+        return (file_stamp){0};
+    return (file_stamp){st.st_dev, st.st_ino, st.st_size, st.st_mtim, true};
+}
+
+static bool same_stamp(const file_stamp *a, const file_stamp *b)
+{
+    return a->known == b->known && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* The rows' common parent folder ("" when it is "/"), and its resolved path; NULL, NULL when no label is
+ * an absolute path. */
+static void find_root(engine_index *x)
+{
+    const char *first = NULL;
+    size_t len = 0, n = jaclip_index_size(x->index);
+    for (size_t i = 0; i < n; i++) {
+        const char *label = jaclip_index_label(x->index, i);
+        if (label[0] != '/')
+            continue;
+        if (!first) {
+            first = label;
+            len = (size_t)(strrchr(label, '/') - label);
+            continue;
+        }
+        size_t j = 0;
+        while (j < len && label[j] == first[j])
+            j++;
+        while (j > 0 && !(first[j] == '/' && label[j] == '/')) /* back to a folder of both */
+            j--;
+        len = j;
+    }
+    if (!first)
+        return;
+    if (!(x->root = strndup(first, len)))
+        return;
+    char *resolved = realpath(len ? x->root : "/", NULL);
+    if (resolved) {
+        if (!strcmp(resolved, "/"))
+            resolved[0] = '\0';
+        x->resolved_root = resolved;
+    }
+}
+
+static engine_index *load_index(const char *name, const char *path, jaclip_status *st)
+{
+    jaclip_index *index = NULL;
+    if ((*st = jaclip_index_load(&index, path, JACLIP_INDEX_DEFAULT)))
+        return NULL;
+    engine_index *x = xcalloc(1, sizeof *x);
+    *x = (engine_index){.name = name, .index = index, .id = atomic_fetch_add(&next_id, 1), .refs = 1};
+    find_root(x);
+    return x;
+}
+
+static void free_index(engine_index *x)
+{
+    jaclip_index_free(x->index);
+    free(x->root);
+    free(x->resolved_root);
+    free(x);
+}
+
+/* "NAME=PATH" or "PATH" (NAME: the base name without its extension). */
+static void open_entry(index_entry *entry, const char *arg, size_t dim)
+{
+    const char *eq = strchr(arg, '=');
+    const char *path = eq ? eq + 1 : arg;
+    char *name;
+    if (eq) {
+        name = strndup(arg, (size_t)(eq - arg));
+    } else {
+        const char *base = strrchr(path, '/');
+        name = xstrdup(base ? base + 1 : path);
+        char *dot = strrchr(name, '.');
+        if (dot && dot != name)
+            *dot = '\0';
+    }
+    if (!name || !*name ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(name))
+        usage_error("--index name '%s' must be letters, digits, '.', '_' or '-' (use NAME=FILE)", name ? name : "");
+    entry->name = name;
+    entry->path = xstrdup(path);
+    entry->loaded = stamp_of(path);
+    jaclip_status st;
+    if (!(entry->current = load_index(name, path, &st)))
+        die(path, st);
+    if (jaclip_index_dim(entry->current->index) != dim) {
+        cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", path,
+                 jaclip_index_dim(entry->current->index), dim);
+        exit(EXIT_RUNTIME);
+    }
+}
+
+void engine_indexes_open(engine *e, const char *const *args, size_t n)
+{
+    e->indexes = xcalloc(n ? n : 1, sizeof *e->indexes);
+    for (size_t i = 0; i < n; i++) {
+        open_entry(&e->indexes[i], args[i], e->dim);
+        e->nindexes = i + 1;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(e->indexes[i].name, e->indexes[j].name))
+                usage_error("two indexes are named '%s': use NAME=FILE", e->indexes[i].name);
+    }
+}
+
+void engine_indexes_close(engine *e)
+{
+    for (size_t i = 0; i < e->nindexes; i++) {
+        engine_index_put(e, e->indexes[i].current);
+        free(e->indexes[i].name);
+        free(e->indexes[i].path);
+    }
+    free(e->indexes);
+}
+
+size_t engine_index_count(const engine *e) { return e->nindexes; }
+const char *engine_index_name(const engine_index *x) { return x->name; }
+const jaclip_index *engine_index_handle(const engine_index *x) { return x->index; }
+
+/* If entry's file changed since it was loaded, load it (in this thread; other requests keep the old
+ * view meanwhile) and swap it in, or log why not. */
+static void maybe_reload(engine *e, index_entry *entry)
+{
+    file_stamp now = stamp_of(entry->path);
+    pthread_mutex_lock(&e->index_lock);
+    bool go = !entry->reloading && !same_stamp(&now, &entry->loaded) && !same_stamp(&now, &entry->failed);
+    if (go)
+        entry->reloading = true;
+    pthread_mutex_unlock(&e->index_lock);
+    if (!go)
+        return;
+    jaclip_status st = JACLIP_OK;
+    engine_index *x = now.known ? load_index(entry->name, entry->path, &st) : NULL;
+    char message[512] = "";
+    if (!now.known)
+        snprintf(message, sizeof message, "%s", strerror(errno));
+    else if (!x)
+        snprintf(message, sizeof message, "%s", jaclip_last_error());
+    else if (jaclip_index_dim(x->index) != e->dim)
+        snprintf(message, sizeof message, "holds %zu-wide embeddings, the model makes %zu-wide ones",
+                 jaclip_index_dim(x->index), e->dim);
+    if (message[0] && x) {
+        free_index(x);
+        x = NULL;
+    }
+    engine_index *old = NULL;
+    pthread_mutex_lock(&e->index_lock);
+    if (x) {
+        old = entry->current;
+        entry->current = x;
+        entry->loaded = now;
+    } else {
+        entry->failed = now;
+    }
+    entry->reloading = false;
+    pthread_mutex_unlock(&e->index_lock);
+    if (x) {
+        atomic_fetch_add(&e->reloads, 1);
+        fprintf(stderr, "jaclip serve: index '%s' reloaded from %s (%zu rows)\n", entry->name, entry->path,
+                jaclip_index_size(x->index));
+        engine_index_put(e, old);
+    } else {
+        atomic_fetch_add(&e->reload_failures, 1);
+        fprintf(stderr,
+                "jaclip serve: index '%s' changed but was not reloaded, serving the rows loaded before: %s: %s\n",
+                entry->name, entry->path, message);
+    }
+}
+
+engine_index *engine_index_get_at(engine *e, size_t i)
+{
+    if (i >= e->nindexes)
+        return NULL;
+    maybe_reload(e, &e->indexes[i]);
+    pthread_mutex_lock(&e->index_lock);
+    engine_index *x = e->indexes[i].current;
+    x->refs++;
+    pthread_mutex_unlock(&e->index_lock);
+    return x;
+}
+
+engine_index *engine_index_get(engine *e, const char *name, engine_result *why)
+{
+    if (!name) {
+        if (e->nindexes == 1)
+            return engine_index_get_at(e, 0);
+        if (e->nindexes == 0)
+            fail(why, ENGINE_NOT_FOUND, "no index is loaded (start with --index)");
+        else
+            fail(why, ENGINE_INVALID, "%zu indexes are loaded: name one with \"index\"", e->nindexes);
+        return NULL;
+    }
+    for (size_t i = 0; i < e->nindexes; i++)
+        if (!strcmp(e->indexes[i].name, name))
+            return engine_index_get_at(e, i);
+    fail(why, ENGINE_NOT_FOUND, "no index named '%.64s'", name);
+    return NULL;
+}
+
+void engine_index_put(engine *e, engine_index *x)
+{
+    if (!x)
+        return;
+    pthread_mutex_lock(&e->index_lock);
+    bool last = --x->refs == 0;
+    pthread_mutex_unlock(&e->index_lock);
+    if (last)
+        free_index(x);
+}

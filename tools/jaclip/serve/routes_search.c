@@ -1,0 +1,198 @@
+/* POST /v1/search and GET /v1/thumbnail. */
+#include "routes_internal.h"
+
+/* The parameters of a search: from a JSON body (*root keeps it) or the form / query string. false
+ * when a reply was made. */
+static bool search_params(const route_request *r, bool by_json, json_t **root, const char **index_name, long *k,
+                          double *threshold, reply *out)
+{
+    static const char *const allowed[] = {"text", "embedding", "row", "k", "threshold", "index", NULL};
+    if (!by_json) {
+        *index_name = arg(r, "index");
+        return int_option(NULL, arg(r, "k"), "k", 1, MAX_K, DEFAULT_K, k, out) &&
+               number_option(NULL, arg(r, "threshold"), "threshold", -INFINITY, threshold, out);
+    }
+    if (!(*root = json_body(r, allowed, out)))
+        return false;
+    json_t *name = json_object_get(*root, "index");
+    if (name && !json_is_string(name)) {
+        BAD_REQUEST(out, "\"index\" must be a string");
+        return false;
+    }
+    *index_name = json_string_value(name);
+    return int_option(json_object_get(*root, "k"), NULL, "k", 1, MAX_K, DEFAULT_K, k, out) &&
+           number_option(json_object_get(*root, "threshold"), NULL, "threshold", -INFINITY, threshold, out);
+}
+
+/* The query vector of a JSON body's "embedding". false when a reply was made. */
+static bool embedding_query(size_t dim, json_t *emb, jaclip_tensor **query, reply *out)
+{
+    if (!json_is_array(emb) || json_array_size(emb) != dim) {
+        BAD_REQUEST(out, "\"embedding\" must be an array of %zu numbers", dim);
+        return false;
+    }
+    int64_t shape[2] = {1, (int64_t)dim};
+    jaclip_status st = jaclip_tensor_create(query, JACLIP_DTYPE_FLOAT32, 2, shape, NULL);
+    if (st) {
+        reply_library_error(out, st, jaclip_last_error());
+        return false;
+    }
+    float *q = jaclip_tensor_data_mut(*query);
+    for (size_t i = 0; i < dim; i++) {
+        json_t *v = json_array_get(emb, i);
+        double d = json_number_value(v);
+        if (!json_is_number(v) || !isfinite((float)d)) {
+            BAD_REQUEST(out, "\"embedding\"[%zu] is not a finite float32 number", i);
+            jaclip_tensor_free(*query);
+            *query = NULL;
+            return false;
+        }
+        q[i] = (float)d;
+    }
+    return true;
+}
+
+/* The query of a JSON body: its "text" encoded, its "embedding", or index row "row". false when a
+ * reply was made. */
+static bool json_query(routes *rt, json_t *root, const engine_index *x, jaclip_tensor **query, reply *out)
+{
+    json_t *text = json_object_get(root, "text"), *emb = json_object_get(root, "embedding"),
+           *row = json_object_get(root, "row");
+    if (!!text + !!emb + !!row != 1) {
+        BAD_REQUEST(out, "give exactly one of \"text\", \"embedding\" or \"row\"");
+        return false;
+    }
+    if (emb)
+        return embedding_query(engine_dim(rt->engine), emb, query, out);
+    if (row) {
+        const jaclip_index *index = engine_index_handle(x);
+        json_int_t i = json_is_integer(row) ? json_integer_value(row) : -1;
+        if (i < 0 || (size_t)i >= jaclip_index_size(index)) {
+            BAD_REQUEST(out, "\"row\" must be an integer from 0 to %zu", jaclip_index_size(index) - 1);
+            return false;
+        }
+        jaclip_status st = jaclip_index_embeddings(query, index, (size_t)i, 1);
+        if (st)
+            reply_library_error(out, st, jaclip_last_error());
+        return !st;
+    }
+    if (!json_is_string(text)) {
+        BAD_REQUEST(out, "\"text\" must be a string");
+        return false;
+    }
+    engine_result why;
+    const char *t = json_string_value(text);
+    size_t len = json_string_length(text);
+    if (!engine_encode_texts(rt->engine, &t, &len, 1, query, &why)) {
+        reply_failure(out, &why);
+        return false;
+    }
+    return true;
+}
+
+/* The query of a form: its one image encoded. false when a reply was made. */
+static bool image_query(routes *rt, const route_request *r, jaclip_tensor **query, reply *out)
+{
+    const void *data[1];
+    size_t size[1];
+    if (!request_images(r, data, size, 1, out))
+        return false;
+    engine_result why;
+    if (!engine_encode_images(rt->engine, data, size, 1, query, &why)) {
+        reply_failure(out, &why);
+        return false;
+    }
+    return true;
+}
+
+/* {"results": [{label, score, row}...]}, the hits at or above threshold. */
+static void reply_hits(reply *out, const engine_index *x, const jaclip_tensor *rows, const jaclip_tensor *scores,
+                       double threshold)
+{
+    size_t n = (size_t)jaclip_tensor_dim(rows, 1);
+    const int64_t *row = jaclip_tensor_data(rows);
+    const float *score = jaclip_tensor_data(scores);
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n && score[i] >= threshold; i++) {
+        const char *label = jaclip_index_label(engine_index_handle(x), (size_t)row[i]);
+        /* Labels need not be UTF-8-clean for jansson; the index checks them on add, but be safe. */
+        json_t *l = json_string(label);
+        json_array_append_new(list, json_pack("{s:o*,s:f,s:I}", "label", l ? l : json_string("\xef\xbf\xbd"), "score",
+                                              (double)score[i], "row", (json_int_t)row[i]));
+    }
+    reply_json(out, HTTP_OK, json_pack("{s:o*}", "results", list));
+}
+
+void route_search(routes *rt, const route_request *r, reply *out)
+{
+    json_t *root = NULL;
+    const char *index_name = NULL;
+    long k;
+    double threshold;
+    bool by_json = !r->is_form && content_type_is(r, "application/json");
+    jaclip_tensor *query = NULL, *rows = NULL, *scores = NULL;
+    engine_index *x = NULL;
+    if (!search_params(r, by_json, &root, &index_name, &k, &threshold, out))
+        goto done;
+    if (!(x = pick_index(rt, index_name, out)))
+        goto done;
+    if (!(by_json ? json_query(rt, root, x, &query, out) : image_query(rt, r, &query, out)))
+        goto done;
+    engine_result why;
+    if (!engine_search(rt->engine, x, query, (size_t)k, &rows, &scores, &why))
+        reply_failure(out, &why);
+    else
+        reply_hits(out, x, rows, scores, threshold);
+done:
+    engine_index_put(rt->engine, x);
+    jaclip_tensor_free(query);
+    jaclip_tensor_free(rows);
+    jaclip_tensor_free(scores);
+    json_decref(root);
+}
+
+/* GET /v1/thumbnail?index=NAME&row=N (or &label=PATH, which must be a row's label exactly)&size=S. The
+ * file opened is always a row's label: nothing from the request is used as a path. */
+void route_thumbnail(routes *rt, const route_request *r, reply *out)
+{
+    engine_index *x = pick_index(rt, query_arg(r, "index"), out);
+    if (!x)
+        return;
+    const jaclip_index *index = engine_index_handle(x);
+    long size, row = -1;
+    const char *label = query_arg(r, "label");
+    if (!int_option(NULL, query_arg(r, "size"), "size", 16, 512, DEFAULT_THUMB, &size, out))
+        goto done;
+    if (label && query_arg(r, "row")) {
+        BAD_REQUEST(out, "give \"row\" or \"label\", not both");
+        goto done;
+    }
+    if (label) {
+        size_t found;
+        if (jaclip_index_find_label(&found, index, label)) {
+            reply_error(out, HTTP_NOT_FOUND, "JACLIP_ERROR_NOT_FOUND", "no row of '%s' has that label",
+                        engine_index_name(x));
+            goto done;
+        }
+        row = (long)found;
+    } else if (!int_option(NULL, query_arg(r, "row"), "row", 0, (long)jaclip_index_size(index) - 1, -1, &row, out)) {
+        goto done;
+    } else if (row < 0) {
+        BAD_REQUEST(out, "give \"row\" (or \"label\")");
+        goto done;
+    }
+    engine_result why;
+    unsigned char *jpeg;
+    size_t len;
+    if (!engine_thumbnail(rt->engine, x, (size_t)row, (unsigned)size, &jpeg, &len, &why)) {
+        reply_failure(out, &why);
+        goto done;
+    }
+    out->http = HTTP_OK;
+    out->body = (char *)jpeg;
+    out->len = len;
+    out->content_type = "image/jpeg";
+    out->cache_control = "private, max-age=3600";
+done:
+    engine_index_put(rt->engine, x);
+}
