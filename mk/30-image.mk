@@ -14,7 +14,8 @@ IMG_FUZZ := $(IMG_FUZZ_DIR)/fuzz_image
 IMG_FUZZ_SECONDS ?= 30
 IMG_FUZZ_ARGS := -timeout=20 -rss_limit_mb=2048 -max_len=262144
 IMG_ENV := JACLIP_SHARED_DATA=$(SHARED_DATA) JACLIP_PROJECT_DATA=data
-IMG_LIBS := $(shell pkg-config --libs libjpeg libpng16 zlib 2>/dev/null) -lm -lpthread
+IMG_LIBS := $(shell pkg-config --libs libjpeg libpng16 libwebp libwebpdemux libheif libtiff-4 zlib 2>/dev/null) \
+	$(IMAGE_EXTRA_LIBS) -lm -lpthread
 
 $(IMG_LIB): $(call lib_objs,$(BUILD)/obj,$(IMG_SRCS))
 	@mkdir -p $(@D)
