@@ -109,16 +109,16 @@ jaclip_status jc_image_decode_gif(jaclip_image **out, const uint8_t *data, size_
     memset(image->pixels, transparency >= 0 ? transparency : 0, (size_t)width * height);
     /* Rows in file order: one pass, or the four passes of an interlaced frame. */
     static const uint32_t pass_start[4] = {0, 4, 2, 1}, pass_step[4] = {8, 8, 4, 2};
-    uint32_t done_rows = 0;
     for (int pass = 0; pass < (frame->Interlace ? 4 : 1); pass++) {
         uint32_t start = frame->Interlace ? pass_start[pass] : 0, step = frame->Interlace ? pass_step[pass] : 1;
-        for (uint32_t y = start; y < fh; y += step, done_rows++) {
+        for (uint32_t y = start; y < fh; y += step) {
             uint8_t *row = image->pixels + (size_t)(y0 + y) * width + x0;
             if (fw == 0 || DGifGetLine(gif, row, (int)fw) != GIF_ERROR)
                 continue;
-            /* PIL keeps what an early end code leaves (the canvas fill) and ignores a damaged tail after
-             * the last pixel; giflib reports both as errors. */
-            if (gif->Error == D_GIF_ERR_EOF_TOO_SOON || done_rows + 1 == fh)
+            /* PIL keeps what an early end code leaves (the canvas fill); giflib reports it as an error.
+             * Data cut short is refused, as PIL does (also when only the blocks' terminator is missing,
+             * which PIL alone accepts). */
+            if (gif->Error == D_GIF_ERR_EOF_TOO_SOON)
                 goto decoded;
             st = gif_error(gif, 0, "decoding the first frame");
             goto done;
