@@ -26,7 +26,7 @@ $(IMG_TEST): test/c/test_image.c test/c/check.h $(IMG_LIB)
 
 .PHONY: test-image-valgrind test-fuzz-image fuzz-image
 test-image-valgrind: $(IMG_TEST)
-	$(IMG_ENV) valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
+	$(IMG_ENV) JACLIP_TEST_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
 		--error-exitcode=99 $(IMG_TEST)
 
 # ---- fuzzing (mk/05-fuzz.mk) ----------------------------------------------------------------------

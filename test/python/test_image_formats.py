@@ -17,7 +17,8 @@ import test_image_parity as base
 from PIL import Image  # noqa: E402  (base has skipped the module if PIL is missing)
 
 ROOT = base.ROOT
-PILLOW_IMAGES = os.path.join(ROOT, os.environ.get("JACLIP_PROJECT_DATA", "data"), "images-pillow")
+PROJECT_DATA = os.path.join(ROOT, os.environ.get("JACLIP_PROJECT_DATA", "data"))
+PILLOW_IMAGES = os.path.join(PROJECT_DATA, "images-pillow")
 HEIF_SUFFIXES = (".heic", ".heif", ".avif")
 
 # Files where libjaclip and the reference disagree, each for a reason docs/images.md gives.
@@ -119,8 +120,9 @@ def check_against_heif_convert(jc, path, folder):
 def pillow_files():
     if not os.path.isdir(PILLOW_IMAGES):
         return []
-    return sorted(p for p in glob.glob(os.path.join(PILLOW_IMAGES, "**", "*"), recursive=True)
-                  if os.path.isfile(p) and not p.endswith((".txt", ".md")) and "LICENSE" not in p)
+    found = glob.glob(os.path.join(PILLOW_IMAGES, "**", "*"), recursive=True)
+    found += glob.glob(os.path.join(PROJECT_DATA, "images-generated", "*"))
+    return sorted(p for p in found if os.path.isfile(p) and not p.endswith((".txt", ".md")) and "LICENSE" not in p)
 
 
 needs_heif_convert = pytest.mark.skipif(shutil.which("heif-convert") is None,
