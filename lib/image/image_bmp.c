@@ -11,8 +11,20 @@
 enum { BMP_RAW = 0, BMP_RLE8 = 1, BMP_RLE4 = 2, BMP_BITFIELDS = 3 };
 
 /* PIL's raw modes: how a stored pixel becomes one of the image's. */
-typedef enum { RAW_1, RAW_P1, RAW_P4, RAW_8, RAW_BGR15, RAW_BGR16, RAW_BGR, RAW_BGRX, RAW_XBGR, RAW_ABGR, RAW_RGBA,
-               RAW_BGRA } bmp_raw;
+typedef enum {
+    RAW_1,
+    RAW_P1,
+    RAW_P4,
+    RAW_8,
+    RAW_BGR15,
+    RAW_BGR16,
+    RAW_BGR,
+    RAW_BGRX,
+    RAW_XBGR,
+    RAW_ABGR,
+    RAW_RGBA,
+    RAW_BGRA
+} bmp_raw;
 static const unsigned raw_bits[] = {1, 1, 4, 8, 16, 16, 24, 32, 32, 32, 32, 32};
 
 struct bmp_info {
@@ -24,7 +36,10 @@ struct bmp_info {
     bmp_raw raw;
 };
 
-static jaclip_status bmp_bad(const char *why) { return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid BMP data: %s", why); }
+static jaclip_status bmp_bad(const char *why)
+{
+    return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid BMP data: %s", why);
+}
 
 /* The 32-, 24- and 16-bit bit-field layouts PIL 9.4 supports. */
 static jaclip_status bmp_bitfields(struct bmp_info *b, const uint32_t m[4])
@@ -34,10 +49,14 @@ static jaclip_status bmp_bitfields(struct bmp_info *b, const uint32_t m[4])
         uint32_t mask[4];
         bmp_raw raw;
     } known[] = {
-        {32, {0xFF0000, 0xFF00, 0xFF, 0}, RAW_BGRX},          {32, {0xFF000000, 0xFF0000, 0xFF00, 0}, RAW_XBGR},
-        {32, {0xFF000000, 0xFF0000, 0xFF00, 0xFF}, RAW_ABGR}, {32, {0xFF, 0xFF00, 0xFF0000, 0xFF000000}, RAW_RGBA},
-        {32, {0xFF0000, 0xFF00, 0xFF, 0xFF000000}, RAW_BGRA}, {32, {0, 0, 0, 0}, RAW_BGRA},
-        {24, {0xFF0000, 0xFF00, 0xFF, 0}, RAW_BGR},           {16, {0xF800, 0x7E0, 0x1F, 0}, RAW_BGR16},
+        {32, {0xFF0000, 0xFF00, 0xFF, 0}, RAW_BGRX},
+        {32, {0xFF000000, 0xFF0000, 0xFF00, 0}, RAW_XBGR},
+        {32, {0xFF000000, 0xFF0000, 0xFF00, 0xFF}, RAW_ABGR},
+        {32, {0xFF, 0xFF00, 0xFF0000, 0xFF000000}, RAW_RGBA},
+        {32, {0xFF0000, 0xFF00, 0xFF, 0xFF000000}, RAW_BGRA},
+        {32, {0, 0, 0, 0}, RAW_BGRA},
+        {24, {0xFF0000, 0xFF00, 0xFF, 0}, RAW_BGR},
+        {16, {0xF800, 0x7E0, 0x1F, 0}, RAW_BGR16},
         {16, {0x7C00, 0x3E0, 0x1F, 0}, RAW_BGR15},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
@@ -116,7 +135,7 @@ static jaclip_status bmp_palette(const uint8_t *d, size_t n, size_t pos, unsigne
         return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unsupported BMP palette size (%u)", b->colors);
     if (b->colors > 256)
         return bmp_bad("palette of more than 256 colours"); /* PIL cannot set such a palette either */
-    size_t have = pos < n ? (n - pos) / padding : 0; /* a palette cut short keeps its whole entries */
+    size_t have = pos < n ? (n - pos) / padding : 0;        /* a palette cut short keeps its whole entries */
     size_t entries = have < b->colors ? have : b->colors;
     bool grey = entries == b->colors;
     for (size_t i = 0; i < entries; i++) {
@@ -169,11 +188,11 @@ static jaclip_status bmp_rle(const uint8_t *d, size_t n, size_t pos, const struc
     const size_t w = b->width, total = (size_t)b->width * b->height;
     size_t len = 0, x = 0;
     uint8_t *out = image->pixels;
-#define PUT(v)                                                                                                         \
-    do {                                                                                                               \
-        if (len < total)                                                                                               \
-            out[len] = (uint8_t)(v);                                                                                   \
-        len++;                                                                                                         \
+#define PUT(v)                       \
+    do {                             \
+        if (len < total)             \
+            out[len] = (uint8_t)(v); \
+        len++;                       \
     } while (0)
     int rle4 = b->compression == BMP_RLE4;
     while (len < total) {

@@ -141,8 +141,8 @@ jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels, u
 jc_image_format jc_image_sniff(const uint8_t *d, size_t n)
 {
     static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    static const char heif_brands[][5] = {"heic", "heix", "hevc", "hevx", "heim", "heis", "hevm",
-                                          "hevs", "mif1", "msf1", "avif", "avis"};
+    static const char heif_brands[][5] = {"heic", "heix", "hevc", "hevx", "heim", "heis",
+                                          "hevm", "hevs", "mif1", "msf1", "avif", "avis"};
     if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
         return JC_FORMAT_JPEG;
     if (n >= 8 && memcmp(d, png_signature, 8) == 0)

@@ -67,7 +67,8 @@ jaclip_status jc_image_decode_heif(jaclip_image **out, const uint8_t *data, size
     const uint8_t *plane = heif_image_get_plane_readonly(decoded, heif_channel_interleaved, &stride);
     int out_w = heif_image_get_width(decoded, heif_channel_interleaved);
     int out_h = heif_image_get_height(decoded, heif_channel_interleaved);
-    if (!plane || out_w <= 0 || out_h <= 0 || heif_image_get_bits_per_pixel_range(decoded, heif_channel_interleaved) != 8) {
+    if (!plane || out_w <= 0 || out_h <= 0 ||
+        heif_image_get_bits_per_pixel_range(decoded, heif_channel_interleaved) != 8) {
         st = jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid HEIF data (libheif gave no 8-bit RGB plane)");
         goto done;
     }

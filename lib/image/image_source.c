@@ -141,16 +141,21 @@ static int peek_tiff_directory(const uint8_t *d, size_t n, bool little, bool big
     if (n < head)
         return 0;
     uint64_t count = big ? (little ? jc_get_u64le(d) : (uint64_t)jc_get_u32be(d) << 32 | jc_get_u32be(d + 4)) : U16(d);
-    if (count > 4096 || n < head + count * entry)
-        return count > 4096 ? (jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid TIFF data (directory of %llu entries)",
-                                       (unsigned long long)count), -1)
-                            : 0;
+    if (count > 65535 || n < head + count * entry)
+        return count > 65535 ? (jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid TIFF data (directory of %llu entries)",
+                                        (unsigned long long)count),
+                                -1)
+                             : 0;
     h->components = 1;
     h->sample_bits = 1;
     for (uint64_t i = 0; i < count; i++) {
         const uint8_t *e = d + head + i * entry, *value = e + (big ? 12 : 8);
         uint32_t tag = U16(e), type = U16(e + 2);
-        uint32_t v = type == 3 ? U16(value) : type == 4 ? U32(value) : 0;
+        /* SHORT, LONG, or BigTIFF's LONG8 (its low half: sizes past 2^32 are refused by the limit anyway) */
+        uint32_t v = type == 3           ? U16(value)
+                     : type == 4         ? U32(value)
+                     : type == 16 && big ? (little ? U32(value) : U32(value + 4))
+                                         : 0;
         if (tag == 256)
             h->width = v;
         else if (tag == 257)
@@ -179,11 +184,6 @@ static int peek_tiff(const uint8_t *d, size_t n, jc_image_header *h)
         return 0;
     uint64_t offset = big ? (little ? jc_get_u64le(d + 8) : (uint64_t)be32(d + 8) << 32 | be32(d + 12))
                           : (little ? jc_get_u32le(d + 4) : be32(d + 4));
-    if (offset < (big ? 16u : 8u)) {
-        jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid TIFF data (first directory at byte %llu)",
-                (unsigned long long)offset);
-        return -1;
-    }
     int found = offset < n ? peek_tiff_directory(d + offset, n - (size_t)offset, little, big, h) : 0;
     if (found == 0) {
         h->tiff_directory = offset;
@@ -302,7 +302,7 @@ jaclip_status jc_image_check_header(const uint8_t *data, size_t size, uint64_t m
 /* A TIFF's first directory past the bytes read: read where it is, without what lies between. */
 static jaclip_status read_tiff_directory(int fd, uint64_t file_size, const char *path, jc_image_header *h)
 {
-    enum { MOST = 2 + 4096 * 20 + 8 };
+    enum { MOST = 8 + 65535 * 20 };
     uint8_t first[4];
     uint64_t offset = h->tiff_directory;
     if (offset >= file_size)
@@ -313,8 +313,8 @@ static jaclip_status read_tiff_directory(int fd, uint64_t file_size, const char 
     if (!dir)
         return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory reading image %s", path);
     ssize_t got = pread(fd, first, 4, 0) == 4 ? pread(fd, dir, n, (off_t)offset) : -1;
-    int found = got > 0 ? peek_tiff_directory(dir, (size_t)got, first[0] == 'I', first[2] == '+' || first[3] == '+', h)
-                        : 0;
+    int found =
+        got > 0 ? peek_tiff_directory(dir, (size_t)got, first[0] == 'I', first[2] == '+' || first[3] == '+', h) : 0;
     free(dir);
     if (found < 0)
         return JACLIP_ERROR_IMAGE_DECODE;
@@ -376,9 +376,10 @@ jaclip_status jc_image_read_file(const char *path, uint64_t max_pixels, uint32_t
      * decoders stop at the last row. */
     uint64_t bound = jc_image_header_data_bound(header);
     if (header->tiff_directory > bound) {
-        st = jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid TIFF data (first directory at byte %llu, past what a "
-                     "%ux%u image can need)", (unsigned long long)header->tiff_directory, header->width,
-                     header->height);
+        st = jc_fail(JACLIP_ERROR_IMAGE_DECODE,
+                     "invalid TIFF data (first directory at byte %llu, past what a "
+                     "%ux%u image can need)",
+                     (unsigned long long)header->tiff_directory, header->width, header->height);
         goto done;
     }
     uint64_t total = file_size < bound ? file_size : bound;

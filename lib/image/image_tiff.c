@@ -29,7 +29,11 @@ static tmsize_t tiff_read(thandle_t h, void *buf, tmsize_t n)
     s->pos += take;
     return (tmsize_t)take;
 }
-static tmsize_t tiff_write(thandle_t h, void *buf, tmsize_t n) { (void)h, (void)buf, (void)n; return -1; }
+static tmsize_t tiff_write(thandle_t h, void *buf, tmsize_t n)
+{
+    (void)h, (void)buf, (void)n;
+    return -1;
+}
 static toff_t tiff_seek(thandle_t h, toff_t off, int whence)
 {
     struct tiff_source *s = (struct tiff_source *)h;
@@ -37,7 +41,11 @@ static toff_t tiff_seek(thandle_t h, toff_t off, int whence)
     s->pos = base + off;
     return s->pos;
 }
-static int tiff_close(thandle_t h) { (void)h; return 0; }
+static int tiff_close(thandle_t h)
+{
+    (void)h;
+    return 0;
+}
 static toff_t tiff_size(thandle_t h) { return ((struct tiff_source *)h)->size; }
 static int tiff_map(thandle_t h, void **base, toff_t *size)
 {
@@ -68,9 +76,9 @@ typedef enum { KIND_BILEVEL, KIND_GREY, KIND_PALETTE, KIND_LA, KIND_RGB, KIND_CM
 struct tiff_layout {
     uint32_t width, height;
     uint16_t bits, spp, photometric, planar;
-    int invert;      /* min-is-white */
-    int alpha;       /* RGB: 0 none or ignored (X), 1 associated (PIL "RGBa"), 2 unassociated */
-    int is_signed;   /* signed integer samples (grey only) */
+    int invert;    /* min-is-white */
+    int alpha;     /* RGB: 0 none or ignored (X), 1 associated (PIL "RGBa"), 2 unassociated */
+    int is_signed; /* signed integer samples (grey only) */
     tiff_kind kind;
     jc_image_mode mode;
 };
@@ -92,7 +100,7 @@ static jaclip_status tiff_choose_mode(TIFF *tif, struct tiff_layout *t)
      * read here (PIL's F cannot be converted to RGB by the reference either). */
     t->is_signed = format == SAMPLEFORMAT_INT;
     if (format != SAMPLEFORMAT_UINT && !(t->is_signed && t->spp == 1 && extras == 0 &&
-                                          (t->bits == 16 || t->bits == 32) && t->photometric == PHOTOMETRIC_MINISBLACK))
+                                         (t->bits == 16 || t->bits == 32) && t->photometric == PHOTOMETRIC_MINISBLACK))
         return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unsupported TIFF sample format %u with %u-bit samples", format,
                        t->bits);
     /* Extra samples past the first must be unspecified (PIL's "X" bytes). */
@@ -110,8 +118,10 @@ static jaclip_status tiff_choose_mode(TIFF *tif, struct tiff_layout *t)
         } else if (t->spp == 1 && t->is_signed) {
             t->kind = KIND_I32, t->mode = JC_MODE_I;
         } else if (t->spp == 1 && extras == 0 && (t->bits == 12 || t->bits == 16)) {
-            return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unsupported %u-bit greyscale TIFF: PIL 9.4 opens it as "
-                                                      "I;16, which the reference pipeline cannot resize", t->bits);
+            return jc_fail(JACLIP_ERROR_IMAGE_DECODE,
+                           "unsupported %u-bit greyscale TIFF: PIL 9.4 opens it as "
+                           "I;16, which the reference pipeline cannot resize",
+                           t->bits);
         } else if (t->spp == 1 && extras == 0 && t->bits == 32 && !t->invert) {
             t->kind = KIND_I32, t->mode = JC_MODE_I;
         } else if (t->spp == 2 && extras == 1 && extra[0] == EXTRASAMPLE_UNASSALPHA && t->bits == 8 && !t->invert) {
@@ -337,7 +347,8 @@ jaclip_status jc_image_decode_tiff(jaclip_image **out, const uint8_t *data, size
                                   tiff_size, tiff_map, tiff_unmap, options);
     TIFFOpenOptionsFree(options);
     if (!tif)
-        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid TIFF data (%s)", source.message[0] ? source.message : "unreadable");
+        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid TIFF data (%s)",
+                       source.message[0] ? source.message : "unreadable");
     TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &t.bits);
     TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &t.spp);
     TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &t.planar);

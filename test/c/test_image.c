@@ -371,13 +371,20 @@ static void test_other_formats(const char *data_dir)
         const char *file, *mode;
         uint32_t width, height;
     } known[] = {
-        {"hopper.webp", "RGB", 128, 128},        {"transparent.webp", "RGBA", 200, 150},
-        {"hopper.gif", "P", 128, 128},           {"no_palette.gif", "L", 1, 1},
-        {"bmp/g/pal8rle.bmp", "P", 127, 64},     {"bmp/g/pal1wb.bmp", "P", 127, 64},
-        {"bmp/g/rgb16-565.bmp", "RGB", 127, 64}, {"rgb32bf-rgba.bmp", "RGBA", 127, 64},
-        {"hopper_lzw.tif", "RGB", 128, 128},     {"tiff_16bit_RGB.tiff", "RGB", 100, 40},
-        {"hopper_g4.tif", "1", 128, 128},        {"g4_orientation_6.tif", "1", 590, 88},
-        {"avif/hopper.avif", "RGB", 128, 128},   {"avif/transparency.avif", "RGBA", 64, 64},
+        {"hopper.webp", "RGB", 128, 128},
+        {"transparent.webp", "RGBA", 200, 150},
+        {"hopper.gif", "P", 128, 128},
+        {"no_palette.gif", "L", 1, 1},
+        {"bmp/g/pal8rle.bmp", "P", 127, 64},
+        {"bmp/g/pal1wb.bmp", "P", 127, 64},
+        {"bmp/g/rgb16-565.bmp", "RGB", 127, 64},
+        {"rgb32bf-rgba.bmp", "RGBA", 127, 64},
+        {"hopper_lzw.tif", "RGB", 128, 128},
+        {"tiff_16bit_RGB.tiff", "RGB", 100, 40},
+        {"hopper_g4.tif", "1", 128, 128},
+        {"g4_orientation_6.tif", "1", 590, 88},
+        {"avif/hopper.avif", "RGB", 128, 128},
+        {"avif/transparency.avif", "RGBA", 64, 64},
         {"../images-generated/gradient-x265.heic", "RGB", 128, 96},
     };
     char path[2048];
@@ -410,8 +417,14 @@ static void test_other_formats(const char *data_dir)
     static const struct {
         const char *bytes;
         size_t size;
-    } signatures[] = {{"RIFF\1\0\0\0WEBPVP8 ", 16}, {"GIF89a", 6}, {"BM", 2}, {"II*\0", 4}, {"MM\0*", 4},
-                      {"\0\0\0\x18" "ftypheic", 12}};
+    } signatures[] = {{"RIFF\1\0\0\0WEBPVP8 ", 16},
+                      {"GIF89a", 6},
+                      {"BM", 2},
+                      {"II*\0", 4},
+                      {"MM\0*", 4},
+                      {"\0\0\0\x18"
+                       "ftypheic",
+                       12}};
     unsigned char noise[512];
     for (size_t i = 0; i < sizeof noise; i++)
         noise[i] = (unsigned char)(i * 7 + 3);

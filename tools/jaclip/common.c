@@ -295,8 +295,8 @@ void list_push(string_list *l, char *s)
  * is counted as skipped with its reason). */
 bool has_image_extension(const char *name)
 {
-    static const char *const extensions[] = {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".gif",
-                                             ".bmp", ".dib", ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif"};
+    static const char *const extensions[] = {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo",  ".png",  ".webp", ".gif",
+                                             ".bmp", ".dib",  ".tif", ".tiff", ".heic", ".heif", ".hif",  ".avif"};
     const char *dot = strrchr(name, '.');
     if (!dot)
         return false;
