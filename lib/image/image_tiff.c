@@ -199,6 +199,10 @@ static void tiff_convert_row(const struct tiff_layout *t, const uint8_t *in, uin
         return;
     }
     size_t channels = t->kind == KIND_RGB ? (t->alpha ? 4 : 3) : t->kind == KIND_CMYK ? 4 : t->kind == KIND_LA ? 2 : 1;
+    if (t->bits == 8 && !t->invert && channels == t->spp && t->alpha != EXTRASAMPLE_ASSOCALPHA) {
+        memcpy(out, in, (size_t)w * channels); /* the common case: samples as they are */
+        return;
+    }
     for (uint32_t x = 0; x < w; x++) {
         uint8_t *o = out + x * channels;
         for (size_t c = 0; c < channels; c++) {
@@ -278,10 +282,37 @@ static int tiff_read_pixels(TIFF *tif, const struct tiff_layout *t, jaclip_image
     if (!line || (separate && !row))
         goto strips_done;
     if (!separate) {
-        for (uint32_t y = 0; y < t->height; y++) {
-            if (TIFFReadScanline(tif, line, y, 0) < 0)
+        /* Whole strips (one libtiff call each, as PIL reads them), then their rows. */
+        uint32_t rows_per_strip = t->height;
+        TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rows_per_strip);
+        if (rows_per_strip == 0 || rows_per_strip > t->height)
+            rows_per_strip = t->height;
+        tmsize_t strip_size = TIFFStripSize(tif);
+        /* Strips over 64 MB (a whole large image in one) or sized otherwise by libtiff: row by row, so
+         * memory stays within the batch budget's estimate. */
+        if (strip_size <= 0 || strip_size > ((tmsize_t)64 << 20) ||
+            (uint64_t)strip_size < (uint64_t)rows_per_strip * (uint64_t)scanline) {
+            for (uint32_t y = 0; y < t->height; y++) {
+                if (TIFFReadScanline(tif, line, y, 0) < 0)
+                    goto strips_done;
+                tiff_convert_row(t, line, image->pixels + (size_t)y * out_row);
+            }
+        } else {
+            uint8_t *strip = malloc((size_t)strip_size);
+            if (!strip)
                 goto strips_done;
-            tiff_convert_row(t, line, image->pixels + (size_t)y * out_row);
+            for (uint32_t y0 = 0, s = 0; y0 < t->height; y0 += rows_per_strip, s++) {
+                uint32_t rows = t->height - y0 < rows_per_strip ? t->height - y0 : rows_per_strip;
+                tmsize_t got = TIFFReadEncodedStrip(tif, s, strip, (tmsize_t)rows * scanline);
+                if (got < (tmsize_t)rows * scanline) {
+                    free(strip);
+                    goto strips_done;
+                }
+                for (uint32_t r = 0; r < rows; r++)
+                    tiff_convert_row(t, strip + (size_t)r * (size_t)scanline,
+                                     image->pixels + (size_t)(y0 + r) * out_row);
+            }
+            free(strip);
         }
     } else {
         /* Planes are stored one after another: read each plane whole, one row at a time. */
