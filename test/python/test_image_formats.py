@@ -323,3 +323,87 @@ def test_summary():
 
 
 
+
+
+# ---- bounds (docs/images.md, "Pixel limit"): checked in a child under a 1 GB address-space limit ----------
+
+BOUNDED_LOAD = r"""
+import ctypes, sys
+c = ctypes.CDLL(sys.argv[1])
+c.jaclip_image_load.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint32]
+c.jaclip_last_error.restype = ctypes.c_char_p
+c.jaclip_image_width.argtypes = [ctypes.c_void_p]
+image = ctypes.c_void_p()
+status = c.jaclip_image_load(ctypes.byref(image), sys.argv[2].encode(), 0, 0)
+print(status, c.jaclip_image_width(image) if status == 0 else c.jaclip_last_error().decode())
+"""
+
+
+def bounded_load(path):
+    import resource
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    result = subprocess.run([sys.executable, "-c", BOUNDED_LOAD, base.LIBRARY, str(path)], capture_output=True,
+                            text=True, timeout=60, preexec_fn=limit)
+    assert result.returncode == 0, result.stderr
+    status, rest = result.stdout.strip().split(" ", 1)
+    return int(status), rest
+
+
+def test_headers_claiming_huge_images_are_refused_before_decoding(tmp_path):
+    import struct
+    cases = {
+        # GIF logical screen 65535 x 65535, one tiny frame
+        "screen.gif": b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00" +
+                      b"," + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00\x02\x02\x44\x01\x00;",
+        # BMP info header claiming 100000 x 100000 at 24 bits, no pixels
+        "huge.bmp": b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack("<IiiHHIIiiII", 40, 100000, 100000, 1,
+                                                                              24, 0, 0, 0, 0, 0, 0),
+        # TIFF directory claiming 100000 x 100000 RGB
+        "huge.tif": b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 3) +
+                    struct.pack("<HHII", 256, 4, 1, 100000) + struct.pack("<HHII", 257, 4, 1, 100000) +
+                    struct.pack("<HHII", 277, 3, 1, 3) + b"\0\0\0\0",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        status, message = bounded_load(tmp_path / name)
+        assert status == base.IMAGE_TOO_LARGE, (name, status, message)
+
+
+def test_small_image_before_a_hole_is_read_header_first(tmp_path):
+    """A 64x64 file followed by 4 GB of nothing costs its own bytes (1 GB address space in the child)."""
+    for name, fmt, options in [("x.webp", "WEBP", {}), ("x.gif", "GIF", {}), ("x.bmp", "BMP", {}),
+                               ("x.tif", "TIFF", {})]:
+        path = tmp_path / name
+        base.make_rgb(64, 64, 3).save(path, fmt, **options)
+        with open(path, "r+b") as f:
+            f.truncate(4 << 30)
+        status, width = bounded_load(path)
+        assert (status, width) == (base.OK, "64"), (name, status, width)
+
+
+def test_tiff_directory_past_a_hole(tmp_path):
+    """The first TIFF directory after 3 GB: read where it lies, refused (it lies past what its 64 x 64
+    image can need), with no 3 GB read."""
+    import struct
+    path = tmp_path / "far.tif"
+    directory = 3 << 30
+    with open(path, "wb") as f:
+        f.write(b"II*\x00" + struct.pack("<I", directory) + bytes(64 * 64))
+        f.seek(directory)
+        f.write(struct.pack("<H", 3) + struct.pack("<HHII", 256, 3, 1, 64) + struct.pack("<HHII", 257, 3, 1, 64) +
+                struct.pack("<HHII", 273, 4, 1, 8) + b"\0\0\0\0")
+    status, message = bounded_load(path)
+    assert status == base.IMAGE_DECODE and "past what" in message, (status, message)
+
+
+def test_animation_costs_its_first_frame(jc, tmp_path):
+    """300 frames: only the first is decoded (GIF: nothing after it is even read)."""
+    frames = [base.make_rgb(64, 48, i % 7) for i in range(300)]
+    for name in ("many.gif", "many.webp"):
+        path = str(tmp_path / name)
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=10)
+        assert check_against_pil(jc, path) == "identical", name
