@@ -240,6 +240,25 @@ static int peek_heif(const uint8_t *d, size_t n, jc_image_header *h)
     return found;
 }
 
+/* Whether n (< JC_IMAGE_SNIFF_BYTES) bytes may still grow into a signature jc_image_sniff knows. */
+static bool signature_prefix(const uint8_t *d, size_t n)
+{
+    static const struct {
+        const char *bytes;
+        size_t size, at;
+    } signatures[] = {{"\xFF\xD8\xFF", 3, 0}, {"\x89PNG\r\n\x1A\n", 8, 0},
+                      {"RIFF", 4, 0},         {"GIF8", 4, 0},
+                      {"BM", 2, 0},           {"II*\0", 4, 0},
+                      {"MM\0*", 4, 0},        {"II+\0", 4, 0},
+                      {"MM\0+", 4, 0},        {"ftyp", 4, 4}};
+    for (size_t i = 0; i < sizeof signatures / sizeof signatures[0]; i++) {
+        size_t at = signatures[i].at, size = signatures[i].size;
+        if (n <= at || memcmp(d + at, signatures[i].bytes, n - at < size ? n - at : size) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int peek(const uint8_t *d, size_t n, jc_image_header *h)
 {
     h->format = jc_image_sniff(d, n);
@@ -253,7 +272,7 @@ static int peek(const uint8_t *d, size_t n, jc_image_header *h)
     case JC_FORMAT_HEIF: return peek_heif(d, n, h);
     case JC_FORMAT_UNKNOWN: break;
     }
-    if (n < JC_IMAGE_SNIFF_BYTES)
+    if (n < JC_IMAGE_SNIFF_BYTES && signature_prefix(d, n))
         return 0;
     jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unknown image format (not JPEG, PNG, WebP, GIF, BMP, TIFF or HEIF)");
     return -1;
