@@ -266,6 +266,8 @@ jaclip_status jc_image_decode_bmp(jaclip_image **out, const uint8_t *data, size_
     (void)flags; /* BMP carries no EXIF */
 
     *out = NULL;
+    for (int i = 0; i < 256; i++) /* entries a short palette lacks: PIL's grey ramp */
+        palette[3 * i] = palette[3 * i + 1] = palette[3 * i + 2] = (uint8_t)i;
     if ((st = bmp_header(data, size, &b, &pos)))
         return st;
     uint32_t header = jc_get_u32le(data + 14);

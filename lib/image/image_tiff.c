@@ -238,7 +238,9 @@ static int tiff_read_pixels(TIFF *tif, const struct tiff_layout *t, jaclip_image
         size_t pixel_bits = (size_t)(separate ? 1 : t->spp) * t->bits;
         size_t tile_row = (size_t)tw * pixel_bits / 8, row_size = ((size_t)t->width * t->spp * t->bits + 7) / 8;
         tmsize_t tile_size = TIFFTileSize(tif);
-        if (tile_size <= 0 || (size_t)tile_size < tile_row * th)
+        /* A tile (and the band of rows it spans) is bounded like libtiff's own buffers. */
+        if (tile_size <= 0 || (size_t)tile_size < tile_row * th || tile_size > ((tmsize_t)256 << 20) ||
+            row_size > ((size_t)256 << 20) / th)
             return 0;
         uint8_t *tile = malloc((size_t)tile_size), *band = malloc(row_size * th);
         if (!tile || !band)
