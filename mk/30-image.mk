@@ -36,15 +36,16 @@ $(IMG_FUZZ): test/fuzz/fuzz_image.c $(call fuzz_objs,$(IMG_SRCS))
 	$(call fuzz_link,$(IMG_LIBS))
 
 # Seeds: the shared JPEG/PNG test images copied at run time (never committed), the project's WebP, GIF,
-# BMP, TIFF and HEIF files (data/images-pillow, data/images-generated), and each format's bare signature.
+# BMP, TIFF and HEIF files (data/images-pillow, data/images-generated), the inputs the fuzzers once
+# failed on (test/fuzz/image-regressions), and each format's bare signature.
 IMG_FORMAT_DATA := data/images-pillow data/images-generated
-$(IMG_FUZZ_DIR)/seed/.done:
+$(IMG_FUZZ_DIR)/seed/.done: $(wildcard test/fuzz/image-regressions/*)
 	rm -rf $(IMG_FUZZ_DIR)/seed && mkdir -p $(IMG_FUZZ_DIR)/seed
 	@if [ -d $(SHARED_DATA)/images ]; then \
 	  find $(SHARED_DATA)/images -type f \( -name '*.png' -o -name '*.jpg' -o -name '*.jpeg' \) -size -200k \
 	    -exec cp {} $(IMG_FUZZ_DIR)/seed/ \; ; \
 	else echo "$(SHARED_DATA)/images is missing: fuzzing JPEG and PNG from bare signatures only"; fi
-	find $(IMG_FORMAT_DATA) -type f -size -200k ! -name '*.txt' ! -name 'LICENSE*' \
+	find $(IMG_FORMAT_DATA) test/fuzz/image-regressions -type f -size -200k ! -name '*.txt' ! -name 'LICENSE*' \
 	  -exec sh -c 'cp "$$1" $(IMG_FUZZ_DIR)/seed/$$(echo "$$1" | tr / _)' _ {} \;
 	printf '\377\330\377\340' > $(IMG_FUZZ_DIR)/seed/jpeg-signature
 	printf '\211PNG\r\n\032\n' > $(IMG_FUZZ_DIR)/seed/png-signature

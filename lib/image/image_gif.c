@@ -89,6 +89,10 @@ jaclip_status jc_image_decode_gif(jaclip_image **out, const uint8_t *data, size_
     uint32_t x0 = (uint32_t)frame->Left, y0 = (uint32_t)frame->Top;
     uint32_t fw = (uint32_t)frame->Width, fh = (uint32_t)frame->Height;
     uint32_t width = (uint32_t)gif->SWidth, height = (uint32_t)gif->SHeight;
+    if (fw == 0 || fh == 0) { /* PIL: "tile cannot extend outside image" */
+        st = jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid GIF data (first frame of %ux%u pixels)", fw, fh);
+        goto done;
+    }
     if (x0 + fw > width)
         width = x0 + fw;
     if (y0 + fh > height)
@@ -113,7 +117,7 @@ jaclip_status jc_image_decode_gif(jaclip_image **out, const uint8_t *data, size_
         uint32_t start = frame->Interlace ? pass_start[pass] : 0, step = frame->Interlace ? pass_step[pass] : 1;
         for (uint32_t y = start; y < fh; y += step) {
             uint8_t *row = image->pixels + (size_t)(y0 + y) * width + x0;
-            if (fw == 0 || DGifGetLine(gif, row, (int)fw) != GIF_ERROR)
+            if (DGifGetLine(gif, row, (int)fw) != GIF_ERROR)
                 continue;
             /* PIL keeps what an early end code leaves (the canvas fill); giflib reports it as an error.
              * Data cut short is refused, as PIL does (also when only the blocks' terminator is missing,

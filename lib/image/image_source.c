@@ -97,13 +97,14 @@ static int peek_webp(const uint8_t *d, size_t n, jc_image_header *h)
     return 1;
 }
 
-/* GIF: the logical screen (a first frame reaching past it grows the image, checked when decoded). */
+/* GIF: the logical screen (a first frame reaching past it grows the image, checked when decoded; so
+ * a zero-sized screen, which such a frame grows, counts as 1). */
 static int peek_gif(const uint8_t *d, size_t n, jc_image_header *h)
 {
     if (n < 10)
         return 0;
-    h->width = jc_get_u16le(d + 6);
-    h->height = jc_get_u16le(d + 8);
+    h->width = jc_get_u16le(d + 6) ? jc_get_u16le(d + 6) : 1;
+    h->height = jc_get_u16le(d + 8) ? jc_get_u16le(d + 8) : 1;
     h->components = 1;
     h->sample_bits = 8;
     return 1;

@@ -407,3 +407,20 @@ def test_animation_costs_its_first_frame(jc, tmp_path):
         path = str(tmp_path / name)
         frames[0].save(path, save_all=True, append_images=frames[1:], duration=10)
         assert check_against_pil(jc, path) == "identical", name
+
+
+def test_fuzzer_regressions_agree_from_file_and_memory(jc):
+    """Inputs the image fuzzers failed on (test/fuzz/image-regressions): the header-first file reader
+    and the memory decoder agree, and PIL agrees or refuses."""
+    folder = os.path.join(ROOT, "test", "fuzz", "image-regressions")
+    for path in sorted(glob.glob(os.path.join(folder, "*"))):
+        with open(path, "rb") as f:
+            data = f.read()
+        from_file, handle = jc.load(path)
+        if from_file == base.OK:
+            jc.c.jaclip_image_free(handle)
+        from_memory, handle = jc.load(data=data)
+        if from_memory == base.OK:
+            jc.c.jaclip_image_free(handle)
+        assert (from_file == base.OK) == (from_memory == base.OK), (path, from_file, from_memory, jc.error())
+        assert check_against_pil(jc, path) in ("identical", "refused by both"), path
