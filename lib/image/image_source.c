@@ -149,21 +149,28 @@ static int peek_tiff_directory(const uint8_t *d, size_t n, bool little, bool big
                              : 0;
     h->components = 1;
     h->sample_bits = 1;
+    bool seen[4] = {false, false, false, false};
     for (uint64_t i = 0; i < count; i++) {
         const uint8_t *e = d + head + i * entry, *value = e + (big ? 12 : 8);
         uint32_t tag = U16(e), type = U16(e + 2);
-        /* SHORT, LONG, or BigTIFF's LONG8 (its low half: sizes past 2^32 are refused by the limit anyway) */
-        uint32_t v = type == 3           ? U16(value)
-                     : type == 4         ? U32(value)
-                     : type == 16 && big ? (little ? U32(value) : U32(value + 4))
-                                         : 0;
-        if (tag == 256)
+        /* The integer types libtiff reads these tags from (BYTE, SHORT, LONG, their signed kinds, LONG8:
+         * its low half; values past 2^31 are refused by the limit, as libtiff refuses negative ones). */
+        uint32_t v = type == 1 || type == 6              ? value[0]
+                     : type == 3 || type == 8            ? U16(value)
+                     : type == 4 || type == 9            ? U32(value)
+                     : (type == 16 || type == 17) && big ? (little ? U32(value) : U32(value + 4))
+                                                         : 0;
+        int which = tag == 256 ? 0 : tag == 257 ? 1 : tag == 258 ? 2 : tag == 277 ? 3 : -1;
+        if (which < 0 || seen[which]) /* libtiff ignores a tag's repetitions */
+            continue;
+        seen[which] = true;
+        if (which == 0)
             h->width = v;
-        else if (tag == 257)
+        else if (which == 1)
             h->height = v;
-        else if (tag == 258) /* with several samples the bits may lie elsewhere: then assume 16 */
+        else if (which == 2) /* with several samples the bits may lie elsewhere: then assume 16 */
             h->sample_bits = v && v <= 32 && (big || U32(e + 4) <= 2) ? v : 16;
-        else if (tag == 277)
+        else
             h->components = v ? v : 1;
     }
 #undef U16
