@@ -161,10 +161,11 @@ typedef enum jaclip_pixel_format {
  * MAX_IMAGE_PIXELS, the size at which PIL refuses to open an image. */
 #define JACLIP_DEFAULT_MAX_PIXELS ((uint64_t)178956970)
 
-/* Decodes a JPEG or PNG file (detected by content, not by name). max_pixels bounds width * height and
- * is checked from the header before any pixel buffer is allocated (0 = JACLIP_DEFAULT_MAX_PIXELS, or
- * the positive integer in the environment variable JACLIP_MAX_IMAGE_PIXELS when it is set: a malformed
- * value is INVALID_ARGUMENT).
+/* Decodes a JPEG, PNG, WebP, GIF (first frame), BMP, TIFF (first page) or HEIF/AVIF (primary image)
+ * file, detected by content, not by name, into the mode PIL 9.4 opens it in (docs/images.md).
+ * max_pixels bounds width * height and is checked from the header before any pixel buffer is
+ * allocated (0 = JACLIP_DEFAULT_MAX_PIXELS, or the positive integer in the environment variable
+ * JACLIP_MAX_IMAGE_PIXELS when it is set: a malformed value is INVALID_ARGUMENT).
  * Only regular files are read (a FIFO or device is IO, without blocking); the header is read first
  * and no more of the file than its image can need (16 MB plus the pixel data at its worst
  * compression), so trailing bytes past that are never read. A progressive JPEG of more than 500 scans
@@ -181,8 +182,9 @@ JACLIP_API jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void
 JACLIP_API void jaclip_image_free(jaclip_image *image);
 JACLIP_API uint32_t jaclip_image_width(const jaclip_image *image);  /* NULL: 0 */
 JACLIP_API uint32_t jaclip_image_height(const jaclip_image *image); /* NULL: 0 */
-/* PIL's name for the decoded mode: "1", "L", "LA", "I" (16-bit grey), "P", "RGB", "RGBA" or "CMYK"
- * (4-component JPEG; converted to RGB after the crop, as PIL does). NULL for NULL. */
+/* PIL's name for the decoded mode: "1", "L", "LA", "I" (16-bit grey PNG, 32-bit or signed TIFF), "P",
+ * "RGB", "RGBA" or "CMYK" (4-component JPEG, CMYK TIFF; converted to RGB after the crop, as PIL does).
+ * NULL for NULL. */
 JACLIP_API const char *jaclip_image_mode(const jaclip_image *image);
 
 /* The model's view of one image before normalisation: resize (shorter side to size, PIL's antialiased

@@ -26,9 +26,13 @@ $(BENCH_DIR)/jaclip_bench: bench/jaclip_bench.c include/jaclip.h $(SHLIB)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
 		-Wl,-rpath,$(abspath $(BUILD))
 
-.PHONY: bench bench-model bench-novel-inputs
+.PHONY: bench bench-model bench-novel-inputs bench-image-formats
 bench: check-setup
-	$(MAKE) --no-print-directory lib bench-model bench-novel-inputs
+	$(MAKE) --no-print-directory lib bench-model bench-novel-inputs bench-image-formats
+
+# Decode speed per image format (WebP, GIF, BMP, TIFF, HEIF) against PIL 9.4 in one run.
+bench-image-formats: lib
+	$(TEST_ENV) $(PYTHON) bench/bench_image_formats.py
 
 # Repeated against novel inputs per precision (int8's oneDNN primitives are keyed on more than shape).
 bench-novel-inputs: lib $(FULL_MODEL) $(FULL_MODEL_BF16) $(FULL_MODEL_INT8)

@@ -42,10 +42,11 @@ FAISS_STATIC ?= /usr/lib/x86_64-linux-gnu/libfaiss.a
 FAISS_LDLIBS := $(FAISS_STATIC) -fopenmp -lblas -llapack -lm -lpthread
 
 # ---- libjaclip's own dependencies -------------------------------------------------------------------
-# libjpeg(-turbo) and libpng decode images (lib/image), ICU folds text (lib/text), zlib checks CRCs
-# (index files, model archives, PNG chunks). SentencePiece is opened at run time, never linked
+# libjpeg(-turbo), libpng, libwebp (+ its demuxer), libheif, libtiff and giflib (no .pc: -lgif) decode
+# images (lib/image), ICU folds text (lib/text), zlib checks CRCs (index files, model archives, PNG chunks). SentencePiece is opened at run time, never linked
 # (lib/text/tokenizer.cpp says why): its headers only. A DT_NEEDED on it would load it globally again.
-PKGS := libjpeg libpng16 icu-uc zlib
+PKGS := libjpeg libpng16 libwebp libwebpdemux libheif libtiff-4 icu-uc zlib
+IMAGE_EXTRA_LIBS := -lgif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) sentencepiece 2>/dev/null)
 PKG_LIBS := $(filter-out -lsentencepiece -lsentencepiece_train,$(shell pkg-config --libs $(PKGS) 2>/dev/null))
 
@@ -54,7 +55,7 @@ WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter
 COMMON := -O2 -g -fPIC -fvisibility=hidden -ffp-contract=off -Iinclude -Ilib $(PKG_CFLAGS)
 CFLAGS_LIB := -std=c11 -D_GNU_SOURCE $(COMMON) $(WARN) $(CFLAGS)
 CXXFLAGS_LIB := -std=c++17 -D_GNU_SOURCE $(COMMON) $(WARN) $(CXXFLAGS)
-LIB_LDLIBS := $(PKG_LIBS) -ldl -lm -lpthread
+LIB_LDLIBS := $(PKG_LIBS) $(IMAGE_EXTRA_LIBS) -ldl -lm -lpthread
 
 # ---- sources, by module -----------------------------------------------------------------------------
 module_srcs = $(sort $(wildcard lib/$(1)/*.c lib/$(1)/*.cpp))
@@ -146,7 +147,7 @@ $(STLIB): $(LIB_OBJS)
 $(BUILD)/jaclip.pc: pkgconfig/jaclip.pc.in include/jaclip.h mk/lib.mk $(PREFIX_STAMP) | $(BUILD)/obj
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES_PRIVATE@|$(PKGS)|' \
-	    -e 's|@LIBS_PRIVATE@|-lstdc++ -ldl -lm -lpthread|' $< > $@
+	    -e 's|@LIBS_PRIVATE@|$(IMAGE_EXTRA_LIBS) -lstdc++ -ldl -lm -lpthread|' $< > $@
 
 # ---- the version, for the bindings and the man page (generated, never committed) ---------------------
 PY_VERSION_FILE := bindings/python/jaclip/_version.py

@@ -36,15 +36,45 @@ jaclip_status jc_image_new(jaclip_image **out, uint32_t width, uint32_t height, 
 /* IMAGE_TOO_LARGE unless width * height fits under max_pixels (0 = default); checked from headers. */
 jaclip_status jc_image_check_size(uint64_t width, uint64_t height, uint64_t max_pixels);
 
-/* Format decoders over a complete in-memory file. */
+/* The formats, told apart by their first bytes (jc_image_sniff). */
+typedef enum jc_image_format {
+    JC_FORMAT_UNKNOWN,
+    JC_FORMAT_JPEG,
+    JC_FORMAT_PNG,
+    JC_FORMAT_WEBP,
+    JC_FORMAT_GIF,
+    JC_FORMAT_BMP,
+    JC_FORMAT_TIFF,
+    JC_FORMAT_HEIF
+} jc_image_format;
+/* The format whose signature the first n bytes hold; JC_FORMAT_UNKNOWN also when n is too short. */
+jc_image_format jc_image_sniff(const uint8_t *data, size_t n);
+/* The most bytes jc_image_sniff needs to decide. */
+#define JC_IMAGE_SNIFF_BYTES 16
+
+/* Format decoders over a complete in-memory file. Each one gives the mode and pixel values PIL 9.4
+ * gives (HEIF, which PIL 9.4 cannot read: libheif's RGB, as heif-convert writes it). */
+typedef jaclip_status (*jc_image_decoder)(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                          uint32_t flags);
 jaclip_status jc_image_decode_jpeg(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
                                    uint32_t flags);
 jaclip_status jc_image_decode_png(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
                                   uint32_t flags);
+jaclip_status jc_image_decode_webp(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                   uint32_t flags);
+jaclip_status jc_image_decode_gif(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                  uint32_t flags);
+jaclip_status jc_image_decode_bmp(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                  uint32_t flags);
+jaclip_status jc_image_decode_tiff(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                   uint32_t flags);
+jaclip_status jc_image_decode_heif(jaclip_image **out, const uint8_t *data, size_t size, uint64_t max_pixels,
+                                   uint32_t flags);
 
 /* What a file's first bytes say about its image, before any pixel is decoded. */
 typedef struct jc_image_header {
-    bool is_png;
+    jc_image_format format;
+    uint64_t tiff_directory; /* TIFF: where the first directory starts, when past the bytes peeked */
     uint32_t width, height;
     unsigned components;  /* samples per pixel as stored */
     unsigned sample_bits; /* bits per sample as stored */

@@ -1,5 +1,6 @@
 /* Image objects (the mode and pixel layout PIL would open a file in) and decoding by format: JPEG
- * (image_jpeg.c), PNG (image_png.c), then the EXIF orientation (image_exif.c). */
+ * (image_jpeg.c), PNG (image_png.c), WebP, GIF, BMP, TIFF and HEIF (image_<format>.c), then the EXIF
+ * orientation (image_exif.c). */
 #include "image/image.h"
 
 #include <errno.h>
@@ -155,11 +156,42 @@ jaclip_status jaclip_image_from_pixels(jaclip_image **out, const void *pixels, u
 
 /* ---- format detection ------------------------------------------------------------------------ */
 
-static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+/* The signatures PIL 9.4's plugins accept (HEIF: the ISO-BMFF brands libheif reads). */
+jc_image_format jc_image_sniff(const uint8_t *d, size_t n)
+{
+    static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const char heif_brands[][5] = {"heic", "heix", "hevc", "hevx", "heim", "heis",
+                                          "hevm", "hevs", "mif1", "msf1", "avif", "avis"};
+    if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
+        return JC_FORMAT_JPEG;
+    if (n >= 8 && memcmp(d, png_signature, 8) == 0)
+        return JC_FORMAT_PNG;
+    if (n >= 16 && memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WEBP", 4) == 0 &&
+        (memcmp(d + 12, "VP8 ", 4) == 0 || memcmp(d + 12, "VP8L", 4) == 0 || memcmp(d + 12, "VP8X", 4) == 0))
+        return JC_FORMAT_WEBP;
+    if (n >= 6 && (memcmp(d, "GIF87a", 6) == 0 || memcmp(d, "GIF89a", 6) == 0))
+        return JC_FORMAT_GIF;
+    if (n >= 2 && d[0] == 'B' && d[1] == 'M')
+        return JC_FORMAT_BMP;
+    if (n >= 4 && (memcmp(d, "II*\0", 4) == 0 || memcmp(d, "MM\0*", 4) == 0 || memcmp(d, "II+\0", 4) == 0 ||
+                   memcmp(d, "MM\0+", 4) == 0))
+        return JC_FORMAT_TIFF;
+    if (n >= 12 && memcmp(d + 4, "ftyp", 4) == 0)
+        for (size_t i = 0; i < sizeof heif_brands / sizeof heif_brands[0]; i++)
+            if (memcmp(d + 8, heif_brands[i], 4) == 0)
+                return JC_FORMAT_HEIF;
+    return JC_FORMAT_UNKNOWN;
+}
 
 jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, size_t size, uint64_t max_pixels,
                                        uint32_t flags)
 {
+    static const jc_image_decoder decoders[] = {
+        [JC_FORMAT_JPEG] = jc_image_decode_jpeg, [JC_FORMAT_PNG] = jc_image_decode_png,
+        [JC_FORMAT_WEBP] = jc_image_decode_webp, [JC_FORMAT_GIF] = jc_image_decode_gif,
+        [JC_FORMAT_BMP] = jc_image_decode_bmp,   [JC_FORMAT_TIFF] = jc_image_decode_tiff,
+        [JC_FORMAT_HEIF] = jc_image_decode_heif,
+    };
     const uint8_t *bytes = data;
     if (!out)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
@@ -170,10 +202,8 @@ jaclip_status jaclip_image_load_memory(jaclip_image **out, const void *data, siz
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown image flags 0x%x", flags & ~JACLIP_IMAGE_EXIF_TRANSPOSE);
     if (size == 0)
         return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "empty image data");
-    /* The same signatures PIL's plugins accept. */
-    if (size >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF)
-        return jc_image_decode_jpeg(out, bytes, size, max_pixels, flags);
-    if (size >= 8 && memcmp(bytes, png_signature, 8) == 0)
-        return jc_image_decode_png(out, bytes, size, max_pixels, flags);
-    return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unknown image format (neither JPEG nor PNG)");
+    jc_image_format format = jc_image_sniff(bytes, size);
+    if (format == JC_FORMAT_UNKNOWN)
+        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unknown image format (not JPEG, PNG, WebP, GIF, BMP, TIFF or HEIF)");
+    return decoders[format](out, bytes, size, max_pixels, flags);
 }

@@ -1,10 +1,13 @@
 /* Image bytes from a file, read header first: the header says how large the image is, so a file is
  * refused or bounded before it is read whole (a 4 GB sparse ".jpg" costs its first bytes, not 4 GB). */
+#include "common/bytes.h"
 #include "image/image.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <webp/decode.h>
 
 /* Markers (APPn with ICC profiles and thumbnails) may precede a JPEG frame header by up to 255 64 KB
  * segments; further than this no real file puts its header. */
@@ -77,20 +80,209 @@ static int peek_png(const uint8_t *d, size_t n, jc_image_header *h)
     return 1;
 }
 
+static int peek_webp(const uint8_t *d, size_t n, jc_image_header *h)
+{
+    WebPBitstreamFeatures features;
+    VP8StatusCode st = WebPGetFeatures(d, n, &features);
+    if (st == VP8_STATUS_NOT_ENOUGH_DATA)
+        return 0;
+    if (st != VP8_STATUS_OK) {
+        jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid WebP data: bad header");
+        return -1;
+    }
+    h->width = (uint32_t)features.width;
+    h->height = (uint32_t)features.height;
+    h->components = 4;
+    h->sample_bits = 8;
+    return 1;
+}
+
+/* GIF: the logical screen (a first frame reaching past it grows the image, checked when decoded; so
+ * a zero-sized screen, which such a frame grows, counts as 1). */
+static int peek_gif(const uint8_t *d, size_t n, jc_image_header *h)
+{
+    if (n < 10)
+        return 0;
+    h->width = jc_get_u16le(d + 6) ? jc_get_u16le(d + 6) : 1;
+    h->height = jc_get_u16le(d + 8) ? jc_get_u16le(d + 8) : 1;
+    h->components = 1;
+    h->sample_bits = 8;
+    return 1;
+}
+
+static int peek_bmp(const uint8_t *d, size_t n, jc_image_header *h)
+{
+    if (n < 30)
+        return 0;
+    uint32_t size = jc_get_u32le(d + 14);
+    if (size == 12) {
+        h->width = jc_get_u16le(d + 18);
+        h->height = jc_get_u16le(d + 20);
+        h->sample_bits = jc_get_u16le(d + 24);
+    } else {
+        uint32_t height = jc_get_u32le(d + 22);
+        h->width = jc_get_u32le(d + 18);
+        h->height = d[25] == 0xFF ? 0 - height : height; /* top-down rows: a negative height */
+        h->sample_bits = jc_get_u16le(d + 28);
+    }
+    h->components = 1;
+    if (h->sample_bits == 0 || h->sample_bits > 32) {
+        jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unsupported BMP pixel depth (%u)", h->sample_bits);
+        return -1;
+    }
+    return 1;
+}
+
+/* The first TIFF directory: image size, samples and their bits (the first, if several). */
+static int peek_tiff_directory(const uint8_t *d, size_t n, bool little, bool big, jc_image_header *h)
+{
+#define U16(p) (little ? (uint32_t)jc_get_u16le(p) : (uint32_t)(p)[0] << 8 | (p)[1])
+#define U32(p) (little ? jc_get_u32le(p) : jc_get_u32be(p))
+    size_t head = big ? 8 : 2, entry = big ? 20 : 12;
+    if (n < head)
+        return 0;
+    uint64_t count = big ? (little ? jc_get_u64le(d) : (uint64_t)jc_get_u32be(d) << 32 | jc_get_u32be(d + 4)) : U16(d);
+    if (count > 65535 || n < head + count * entry)
+        return count > 65535 ? (jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid TIFF data (directory of %llu entries)",
+                                        (unsigned long long)count),
+                                -1)
+                             : 0;
+    h->components = 1;
+    h->sample_bits = 1;
+    bool seen[4] = {false, false, false, false};
+    for (uint64_t i = 0; i < count; i++) {
+        const uint8_t *e = d + head + i * entry, *value = e + (big ? 12 : 8);
+        uint32_t tag = U16(e), type = U16(e + 2);
+        /* The integer types libtiff reads these tags from (BYTE, SHORT, LONG, their signed kinds, LONG8:
+         * its low half; values past 2^31 are refused by the limit, as libtiff refuses negative ones). */
+        uint32_t v = type == 1 || type == 6              ? value[0]
+                     : type == 3 || type == 8            ? U16(value)
+                     : type == 4 || type == 9            ? U32(value)
+                     : (type == 16 || type == 17) && big ? (little ? U32(value) : U32(value + 4))
+                                                         : 0;
+        int which = tag == 256 ? 0 : tag == 257 ? 1 : tag == 258 ? 2 : tag == 277 ? 3 : -1;
+        if (which < 0 || seen[which]) /* libtiff ignores a tag's repetitions */
+            continue;
+        seen[which] = true;
+        if (which == 0)
+            h->width = v;
+        else if (which == 1)
+            h->height = v;
+        else if (which == 2) /* with several samples the bits may lie elsewhere: then assume 16 */
+            h->sample_bits = v && v <= 32 && (big || U32(e + 4) <= 2) ? v : 16;
+        else
+            h->components = v ? v : 1;
+    }
+#undef U16
+#undef U32
+    if (h->width == 0 || h->height == 0) {
+        jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid TIFF data (no image size in the first directory)");
+        return -1;
+    }
+    if (h->components > 16)
+        h->components = 16;
+    return 1;
+}
+
+/* 2: the first directory lies (partly) past these bytes, at h->tiff_directory. */
+static int peek_tiff(const uint8_t *d, size_t n, jc_image_header *h)
+{
+    bool little = d[0] == 'I', big = d[2] == '+' || d[3] == '+';
+    if (n < (big ? 16u : 8u))
+        return 0;
+    uint64_t offset = big ? (little ? jc_get_u64le(d + 8) : (uint64_t)be32(d + 8) << 32 | be32(d + 12))
+                          : (little ? jc_get_u32le(d + 4) : be32(d + 4));
+    int found = offset < n ? peek_tiff_directory(d + offset, n - (size_t)offset, little, big, h) : 0;
+    if (found == 0) {
+        h->tiff_directory = offset;
+        return 2;
+    }
+    return found;
+}
+
+/* HEIF boxes in [pos, end): at depth 0 the file (end: what is here so far), then meta, iprp and ipco,
+ * whose ispe properties give the image sizes. 1: sizes found; 0: more bytes needed; -1: invalid. */
+static int heif_boxes(const uint8_t *d, size_t pos, size_t end, int depth, jc_image_header *h)
+{
+    static const char path[3][5] = {"meta", "iprp", "ipco"};
+    while (pos < end) {
+        if (end - pos < 8)
+            return depth == 0 ? 0 : -1;
+        uint64_t size = be32(d + pos);
+        size_t head = 8;
+        if (size == 1) {
+            if (end - pos < 16)
+                return depth == 0 ? 0 : -1;
+            size = (uint64_t)be32(d + pos + 8) << 32 | be32(d + pos + 12);
+            head = 16;
+        } else if (size == 0) {
+            size = end - pos; /* to the end of its parent (of the file: of what is here) */
+        }
+        if (size < head + (depth == 0 && memcmp(d + pos + 4, "meta", 4) == 0 ? 4 : 0))
+            return -1;
+        if (size > end - pos)
+            return depth == 0 ? 0 : -1;
+        if (depth < 3 && memcmp(d + pos + 4, path[depth], 4) == 0)
+            return heif_boxes(d, pos + head + (depth == 0 ? 4 : 0), pos + (size_t)size, depth + 1, h);
+        if (depth == 3 && memcmp(d + pos + 4, "ispe", 4) == 0 && size >= head + 12) {
+            uint32_t w = be32(d + pos + head + 4), hh = be32(d + pos + head + 8);
+            h->width = w > h->width ? w : h->width;
+            h->height = hh > h->height ? hh : h->height;
+        }
+        pos += (size_t)size;
+    }
+    return depth == 3 && h->width ? 1 : depth == 0 ? 0 : -1;
+}
+
+/* HEIF: the largest ispe (image spatial extent) of the meta box, which bounds the primary image
+ * whatever its transformations. */
+static int peek_heif(const uint8_t *d, size_t n, jc_image_header *h)
+{
+    int found = heif_boxes(d, 0, n, 0, h);
+    if (found < 0) {
+        jc_fail(JACLIP_ERROR_IMAGE_DECODE, "invalid HEIF data (no image size in the meta box)");
+        return -1;
+    }
+    h->components = 4;
+    h->sample_bits = 16; /* up to 16-bit samples, decoded through YCbCr planes */
+    return found;
+}
+
+/* Whether n (< JC_IMAGE_SNIFF_BYTES) bytes may still grow into a signature jc_image_sniff knows. */
+static bool signature_prefix(const uint8_t *d, size_t n)
+{
+    static const struct {
+        const char *bytes;
+        size_t size, at;
+    } signatures[] = {{"\xFF\xD8\xFF", 3, 0}, {"\x89PNG\r\n\x1A\n", 8, 0},
+                      {"RIFF", 4, 0},         {"GIF8", 4, 0},
+                      {"BM", 2, 0},           {"II*\0", 4, 0},
+                      {"MM\0*", 4, 0},        {"II+\0", 4, 0},
+                      {"MM\0+", 4, 0},        {"ftyp", 4, 4}};
+    for (size_t i = 0; i < sizeof signatures / sizeof signatures[0]; i++) {
+        size_t at = signatures[i].at, size = signatures[i].size;
+        if (n <= at || memcmp(d + at, signatures[i].bytes, n - at < size ? n - at : size) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int peek(const uint8_t *d, size_t n, jc_image_header *h)
 {
-    static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) {
-        h->is_png = false;
-        return peek_jpeg(d, n, h);
+    h->format = jc_image_sniff(d, n);
+    switch (h->format) {
+    case JC_FORMAT_JPEG: return peek_jpeg(d, n, h);
+    case JC_FORMAT_PNG: return peek_png(d, n, h);
+    case JC_FORMAT_WEBP: return peek_webp(d, n, h);
+    case JC_FORMAT_GIF: return peek_gif(d, n, h);
+    case JC_FORMAT_BMP: return peek_bmp(d, n, h);
+    case JC_FORMAT_TIFF: return peek_tiff(d, n, h);
+    case JC_FORMAT_HEIF: return peek_heif(d, n, h);
+    case JC_FORMAT_UNKNOWN: break;
     }
-    if (n >= 8 && memcmp(d, png_signature, 8) == 0) {
-        h->is_png = true;
-        return peek_png(d, n, h);
-    }
-    if (n < 8 && (n == 0 || d[0] == 0xFF || d[0] == 0x89))
+    if (n < JC_IMAGE_SNIFF_BYTES && signature_prefix(d, n))
         return 0;
-    jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unknown image format (neither JPEG nor PNG)");
+    jc_fail(JACLIP_ERROR_IMAGE_DECODE, "unknown image format (not JPEG, PNG, WebP, GIF, BMP, TIFF or HEIF)");
     return -1;
 }
 
@@ -107,15 +299,18 @@ uint64_t jc_image_header_data_bound(const jc_image_header *h)
 {
     uint64_t row = ((uint64_t)h->width * h->components * h->sample_bits + 7) / 8;
     uint64_t raw = (row + 1) * h->height;
-    /* zlib's stored blocks add 5 bytes per 64 KB; Huffman-coded JPEG can reach ~3.4 bytes a sample. */
-    return (h->is_png ? raw + raw / 64 : raw * 4) + JC_METADATA_ALLOWANCE;
+    /* zlib's stored blocks add 5 bytes per 64 KB; Huffman-coded JPEG can reach ~3.4 bytes a sample;
+     * the other formats' codes (LZW, RLE, VP8, HEVC, AV1) stay within 4 times the raw samples too. */
+    return (h->format == JC_FORMAT_PNG ? raw + raw / 64 : raw * 4) + JC_METADATA_ALLOWANCE;
 }
 
 uint64_t jc_image_header_decode_bytes(const jc_image_header *h)
 {
     /* The decoded image (4 bytes a pixel at most), one more of it for an EXIF rotation or the
-     * resize's intermediate, and the decoder's row pointers. */
-    return (uint64_t)h->width * h->height * 8 + (uint64_t)h->height * 16;
+     * resize's intermediate, and the decoder's row pointers; libheif also holds its YCbCr planes
+     * (up to 16-bit) and its own RGB(A) image besides. */
+    uint64_t per_pixel = h->format == JC_FORMAT_HEIF ? 8 + 6 + 4 : 8;
+    return (uint64_t)h->width * h->height * per_pixel + (uint64_t)h->height * 16;
 }
 
 jaclip_status jc_image_check_header(const uint8_t *data, size_t size, uint64_t max_pixels, uint32_t target_size,
@@ -125,10 +320,34 @@ jaclip_status jc_image_check_header(const uint8_t *data, size_t size, uint64_t m
     int found = peek(data, size, header);
     if (found < 0)
         return JACLIP_ERROR_IMAGE_DECODE;
-    if (found == 0)
+    if (found == 0 || found == 2)
         return size == 0 ? jc_fail(JACLIP_ERROR_IMAGE_DECODE, "empty image data")
                          : jc_fail(JACLIP_ERROR_IMAGE_DECODE, "truncated image data (ends inside the header)");
     return check_header(header, max_pixels, target_size);
+}
+
+/* A TIFF's first directory past the bytes read: read where it is, without what lies between. */
+static jaclip_status read_tiff_directory(int fd, uint64_t file_size, const char *path, jc_image_header *h)
+{
+    enum { MOST = 8 + 65535 * 20 };
+    uint8_t first[4];
+    uint64_t offset = h->tiff_directory;
+    if (offset >= file_size)
+        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "truncated TIFF data (first directory at byte %llu)",
+                       (unsigned long long)offset);
+    size_t n = file_size - offset < MOST ? (size_t)(file_size - offset) : MOST;
+    uint8_t *dir = malloc(n);
+    if (!dir)
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory reading image %s", path);
+    ssize_t got = pread(fd, first, 4, 0) == 4 ? pread(fd, dir, n, (off_t)offset) : -1;
+    int found =
+        got > 0 ? peek_tiff_directory(dir, (size_t)got, first[0] == 'I', first[2] == '+' || first[3] == '+', h) : 0;
+    free(dir);
+    if (found < 0)
+        return JACLIP_ERROR_IMAGE_DECODE;
+    if (found == 0)
+        return jc_fail(JACLIP_ERROR_IMAGE_DECODE, "truncated TIFF data (in the first directory)");
+    return JACLIP_OK;
 }
 
 jaclip_status jc_image_read_file(const char *path, uint64_t max_pixels, uint32_t target_size, uint8_t **out,
@@ -169,6 +388,8 @@ jaclip_status jc_image_read_file(const char *path, uint64_t max_pixels, uint32_t
         st = JACLIP_ERROR_IMAGE_DECODE;
         goto done;
     }
+    if (found == 2 && (st = read_tiff_directory(fd, file_size, path, header)))
+        goto done;
     if (found == 0) {
         st = have == 0 ? jc_fail(JACLIP_ERROR_IMAGE_DECODE, "empty image data")
              : have >= JC_HEADER_SEARCH_LIMIT
@@ -181,6 +402,13 @@ jaclip_status jc_image_read_file(const char *path, uint64_t max_pixels, uint32_t
     /* Then no more than the header's image can need: trailing data past that is never looked at, as
      * decoders stop at the last row. */
     uint64_t bound = jc_image_header_data_bound(header);
+    if (header->tiff_directory > bound) {
+        st = jc_fail(JACLIP_ERROR_IMAGE_DECODE,
+                     "invalid TIFF data (first directory at byte %llu, past what a "
+                     "%ux%u image can need)",
+                     (unsigned long long)header->tiff_directory, header->width, header->height);
+        goto done;
+    }
     uint64_t total = file_size < bound ? file_size : bound;
     if (total > SIZE_MAX - 1) {
         st = jc_fail(JACLIP_ERROR_IMAGE_TOO_LARGE, "image file %s is too large for this address space", path);

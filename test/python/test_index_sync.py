@@ -394,3 +394,41 @@ def test_sync_of_a_deep_tree_under_a_low_descriptor_limit(tmp_path):
     r = _bounded([CLI, "index", "sync", "-m", TINY_MODEL, str(deep), "-o", str(index)], nofile=3)
     assert r.returncode != 0, r.stderr
     assert index.read_bytes() == before and len(rows_by_label(index)) == 29
+
+
+def test_every_format_embedded_and_the_rest_counted(tmp_path):
+    """Issue 27: a folder holding every format: the decodable photos are embedded (each one as its
+    pixels saved as PNG would be), the files named as images that cannot be decoded are counted as
+    skipped with their reason, and files of other names are not looked at."""
+    photos = tmp_path / "p"
+    photos.mkdir()
+    rng = np.random.default_rng(27)
+    pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    image.save(photos / "same.png")
+    lossless = {"a.webp": ("WEBP", {"lossless": True}), "b.bmp": ("BMP", {}), "c.tif": ("TIFF", {}),
+                "d.tiff": ("TIFF", {"compression": "tiff_lzw"}), "E.TIF": ("TIFF", {"compression": "tiff_adobe_deflate"})}
+    for name, (fmt, options) in lossless.items():
+        image.save(photos / name, fmt, **options)
+    image.convert("P").save(photos / "f.gif")
+    image.save(photos / "g.jpg", quality=90)
+    decodable = len(lossless) + 3
+    if shutil.which("heif-enc"):
+        subprocess.run(["heif-enc", "-q", "80", "-o", str(photos / "h.heic"), str(photos / "same.png")], check=True,
+                       capture_output=True, timeout=120)
+        decodable += 1
+    (photos / "broken.webp").write_bytes(b"RIFF\x10\0\0\0WEBPVP8 " + bytes(64))
+    (photos / "noise.bmp").write_bytes(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    Image.fromarray(np.zeros((20, 20), np.uint16), "I;16").save(photos / "grey16.tif")
+    (photos / "notes.txt").write_text("not an image")
+    (photos / "photo.xcf").write_bytes(b"gimp xcf v011")
+    index = tmp_path / "x.jci"
+    r = run("index", "build", "--model", TINY_MODEL, photos, "-o", index, check=0)
+    assert f"{decodable} images added, 0 already indexed, 3 skipped" in r.stderr, r.stderr
+    assert "broken.webp: skipped: " in r.stderr and "WebP" in r.stderr, r.stderr
+    assert "noise.bmp: skipped: " in r.stderr and "grey16.tif: skipped: " in r.stderr and "I;16" in r.stderr
+    assert "notes.txt" not in r.stderr and "photo.xcf" not in r.stderr
+    rows = rows_by_label(index)
+    reference = rows[str(photos / "same.png")]
+    for name in lossless:
+        np.testing.assert_allclose(rows[str(photos / name)], reference, atol=1e-6, rtol=0, err_msg=name)

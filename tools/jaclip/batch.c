@@ -14,7 +14,7 @@ void expand_image_args(char **args, size_t n, string_list *out)
             walk(args[i], out, NULL);
             qsort(out->items + before, out->count - before, sizeof *out->items, by_bytes);
             if (out->count == before)
-                cli_warn("%s: no JPEG or PNG files in this directory", args[i]);
+                cli_warn("%s: no image files in this directory", args[i]);
         } else {
             list_push(out, xstrdup(args[i]));
         }

@@ -9,7 +9,7 @@ static const char classify_usage[] =
     "Zero-shot classification: ranks the labels for each image by softmax(scale * cosine) between the\n"
     "image's embedding and each label's classifier row: every template filled with the label, each text\n"
     "embedding L2-normalised, averaged over the templates and re-normalised (rinna's ImageNet protocol).\n"
-    "A DIR stands for its JPEG and PNG files (recursively, in byte order of path). Unreadable files are\n"
+    "A DIR stands for its image files (recursively, in byte order of path). Unreadable files are\n"
     "skipped with one warning each; the exit status is 1 only if no image could be read.\n"
     "\n"
     "  -m, --model FILE        model file made by 'jaclip convert' (default: $JACLIP_MODEL)\n"

@@ -290,10 +290,20 @@ void list_push(string_list *l, char *s)
     l->items[l->count++] = s;
 }
 
+/* The names of the formats libjaclip decodes (it detects the format by content; the walker picks files
+ * by name, so a photo with another extension is not looked at, and a named one that cannot be decoded
+ * is counted as skipped with its reason). */
 bool has_image_extension(const char *name)
 {
+    static const char *const extensions[] = {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo",  ".png",  ".webp", ".gif",
+                                             ".bmp", ".dib",  ".tif", ".tiff", ".heic", ".heif", ".hif",  ".avif"};
     const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+    if (!dot)
+        return false;
+    for (size_t i = 0; i < sizeof extensions / sizeof extensions[0]; i++)
+        if (!strcasecmp(dot, extensions[i]))
+            return true;
+    return false;
 }
 
 /* Appends dir's image files (recursively) to out. Symbolic links to files are followed, to directories

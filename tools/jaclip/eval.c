@@ -6,7 +6,7 @@ static const char eval_usage[] =
     "usage: jaclip eval --model MODEL [options] DIR\n"
     "\n"
     "Zero-shot accuracy on a labelled folder: DIR holds one sub-folder per class (byte order of name),\n"
-    "each with that class's JPEG and PNG files (recursively). Every image is ranked against every\n"
+    "each with that class's image files (recursively). Every image is ranked against every\n"
     "class by cosine with the class's classifier row (rinna's ImageNet protocol: templates filled with\n"
     "the class name, text embeddings L2-normalised, averaged, re-normalised); top-1 and top-5 accuracy\n"
     "count the images whose class is ranked first / in the first five. Unreadable files are skipped\n"
@@ -371,7 +371,7 @@ int cmd_eval(int argc, char **argv)
     name_classes(&o, e.classes, e.nclasses);
     list_class_files(&e, o.root);
     if (e.total == 0) {
-        cli_warn("%s: no JPEG or PNG files in its sub-folders", o.root);
+        cli_warn("%s: no image files in its sub-folders", o.root);
         return EXIT_RUNTIME;
     }
     jaclip_model *model = load_model(&o.m);

@@ -50,7 +50,7 @@ static const char index_usage[] =
     "       jaclip index merge OUTPUT SHARD... [--unique]   (see jaclip index merge --help)\n"
     "       jaclip index ann build|info INDEX   (approximate search; see 'jaclip index ann --help')\n"
     "\n"
-    "build    embeds every JPEG and PNG file under each DIR that INDEX lacks (see 'index sync --help').\n"
+    "build    embeds every image file under each DIR that INDEX lacks (see 'index sync --help').\n"
     "sync     makes INDEX match the DIRs: adds new files, removes rows of gone files, re-embeds changed\n"
     "         ones; resumable and idempotent ('jaclip index sync --help').\n"
     "remove   deletes every row whose label is one of the LABELs (exact bytes), durably.\n"

@@ -9,8 +9,9 @@ static const char sync_usage[] =
     "usage: jaclip index sync --model MODEL DIR... -o INDEX [--root ROOT] [--batch N] [--wait] [--fp16] [--force]\n"
     "       jaclip index build --model MODEL DIR... -o INDEX [same options]\n"
     "\n"
-    "sync   makes INDEX hold exactly the JPEG and PNG files under the DIRs (recursively, skipping names\n"
-    "       that start with '.'): adds new files, removes the rows of files that are gone, re-embeds\n"
+    "sync   makes INDEX hold exactly the image files under the DIRs (recursively, skipping names that\n"
+    "       start with '.'; images are files named .jpg .jpeg .jpe .jfif .mpo .png .webp .gif .bmp .dib\n"
+    "       .tif .tiff .heic .heif .hif .avif, decoded by content): adds new files, removes the rows of files that are gone, re-embeds\n"
     "       files whose content changed (size and modification time, then a content hash when those\n"
     "       differ). Only rows under the DIRs are touched. Running it again changes nothing.\n"
     "build  adds the files INDEX lacks and leaves every existing row alone.\n"
@@ -538,7 +539,7 @@ static int report_update(const update_run *u, double start)
                  u->skipped, now_seconds() - start);
     }
     if (u->nfiles == 0)
-        cli_warn("no JPEG or PNG files found");
+        cli_warn("no image files found");
     return rc;
 }
 

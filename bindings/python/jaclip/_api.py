@@ -105,7 +105,7 @@ class Image(Owned):
 
     @classmethod
     def from_bytes(cls, data, max_pixels=0, exif_transpose=False):
-        """Decodes a JPEG or PNG held in memory (the bytes are not kept)."""
+        """Decodes an encoded image (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIF) held in memory (not kept)."""
         data = bytes(data)
         self = cls.__new__(cls)
         self._adopt(lambda out: lib.jaclip_image_load_memory(out, data, len(data), max_pixels,
@@ -408,7 +408,7 @@ class Model(Owned):
 
     # -- encoding
     def encode_images(self, images, errors="raise"):
-        """float32 [n, D] for a list of image paths, encoded bytes (JPEG/PNG) or jaclip.Images.
+        """float32 [n, D] for a list of image paths, encoded image bytes or jaclip.Images.
         errors="skip": an image that cannot be read, decoded or is over the pixel limit is left out
         instead of failing the batch, and the result is SkippedImages(features [k, D], kept: the
         input indices of the k rows, skipped: [(index, exception)]); other errors still raise."""

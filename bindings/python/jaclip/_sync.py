@@ -13,7 +13,9 @@ from ._index import Index, _label_list
 from ._lib import check, lib
 from ._tensor import FLOAT32, CTensors
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# The file names the jaclip command's walker takes (tools/jaclip/common.c): the formats libjaclip decodes.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".gif", ".bmp", ".dib",
+                    ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif")
 
 
 class _Stamp(ctypes.Structure):
@@ -72,7 +74,7 @@ def _under_any(path, paths):
 
 
 def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=False, force=False):
-    """Makes the index file at index_path hold exactly the JPEG and PNG files under dirs, embedded by
+    """Makes the index file at index_path hold exactly the image files under dirs, embedded by
     model: adds new files, removes rows of files that are gone (under dirs only), re-embeds files whose
     content changed. Labels are absolute paths, or relative to root. Returns a dict of counts (added,
     reembedded, removed, unchanged, skipped, kept: rows kept unverified because a folder above them

@@ -135,7 +135,7 @@ class Client:
         return np.asarray(self._json("POST", "/v1/embed/text", {"texts": list(texts)})["embeddings"], np.float32)
 
     def embed_images(self, images):
-        """float32 [n, D] for a list of image paths or encoded JPEG/PNG bytes."""
+        """float32 [n, D] for a list of image paths or encoded image bytes."""
         if isinstance(images, (str, bytes)):
             raise TypeError("expected a list of images")
         body, ctype = self._multipart([("image", f"{i}", self._image_bytes(x)) for i, x in enumerate(images)])

@@ -133,7 +133,7 @@ module Jaclip
       @handle = Handle.new(out.read_pointer, :jaclip_image_free, "image")
     end
 
-    # Decodes a JPEG or PNG held in a String (the bytes are not kept).
+    # Decodes an encoded image (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIF) held in a String (not kept).
     def self.from_bytes(data, max_pixels: 0, exif_transpose: false)
       buf = FFI::MemoryPointer.from_string(data.b)
       new(nil, _loader: ->(out) { Native.jaclip_image_load_memory(out, buf, data.bytesize, max_pixels, exif_transpose ? EXIF_TRANSPOSE : 0) })
@@ -333,7 +333,7 @@ module Jaclip
       end
     end
 
-    # [n][D] Floats for an Array of encoded JPEG/PNG files held in Strings; errors: as encode_images.
+    # [n][D] Floats for an Array of encoded image files held in Strings; errors: as encode_images.
     def encode_image_buffers(blobs, errors: :raise)
       return encode_skipping(blobs, :buffer) if skip_errors?(errors)
 

@@ -48,7 +48,7 @@ module Jaclip
       float32(json(:post, "/v1/embed/text", { "texts" => texts })["embeddings"])
     end
 
-    # [n][D] Floats for an Array of image paths or Strings holding JPEG/PNG bytes (binary encoding).
+    # [n][D] Floats for an Array of image paths or Strings holding encoded image bytes (binary encoding).
     def embed_images(images)
       raise TypeError, "expected an Array of images" unless images.is_a?(Array)
 
