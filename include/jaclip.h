@@ -468,10 +468,13 @@ JACLIP_API const char *jaclip_cpu_features(void);
  * the same dim. The output is built beside path under a temporary name and renamed over path only
  * when complete, so on any failure path is left as it was (absent or the old file) and nothing else
  * remains; path may be one of the shards. Memory: one block of rows at a time, not the whole output.
- * Uses only the public index API, so the result is what jaclip_index_save would write for those rows.
+ * The output records what the shards record: their model fingerprint, the first shard's row format
+ * and each row's stamp (jaclip_index_stamp_of), so it syncs like the shards would.
  * Errors: INVALID_ARGUMENT (NULL path or shards, a NULL shard, n == 0, an unknown flag, a duplicate
  * label under JACLIP_INDEX_MERGE_UNIQUE_LABELS), IO, INDEX_FORMAT (a damaged, truncated or foreign
- * shard), SHAPE (a shard's dim differs from the first's), OUT_OF_MEMORY; the message names the shard.
+ * shard), SHAPE (a shard's dim differs from the first's), MODEL_MISMATCH (a shard records another
+ * fingerprint than the first, or none where the first records one), OUT_OF_MEMORY; the message names
+ * the shard.
  * Thread-safe for distinct paths. */
 JACLIP_API jaclip_status jaclip_index_merge(const char *path, const char *const *shards, size_t n, uint32_t flags);
 
