@@ -547,6 +547,29 @@ JACLIP_API jaclip_status jaclip_index_remove_file(const char *path, const char *
  * fingerprint (NULL: keep the file's) is recorded. Errors: INVALID_ARGUMENT, IO, INDEX_FORMAT,
  * OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_index_compact_file(const char *path, const char *fingerprint);
+
+/* Metadata of an index: up to 64 key = value strings saying how its rows were made, saved in the file
+ * (format version 3, written only by files that hold some, so files without stay readable by older
+ * libraries) and kept by append, removal, compaction and merge. Keys: 1..64 characters of a-z 0-9 _ . -;
+ * values: UTF-8, at most 4096 bytes. The keys the jaclip command writes (docs/index-format.md): */
+#define JACLIP_INDEX_META_ROOT "root"               /* absolute folder that relative labels start from */
+#define JACLIP_INDEX_META_LABELS "labels"           /* "absolute" or "relative" (to root) */
+#define JACLIP_INDEX_META_ORIENTATION "orientation" /* "exif-transpose" or "as-stored" */
+/* The value of key, borrowed (valid until the next set_metadata of that key or the free); NULL when
+ * absent, or for NULL. Thread-safe like the other const functions. */
+JACLIP_API const char *jaclip_index_metadata(const jaclip_index *index, const char *key);
+/* Sets key to value (copied) in memory, or removes it (value NULL); saved by jaclip_index_save. Needs
+ * the index to itself, like add. Errors: INVALID_ARGUMENT (NULL index or key, a bad key, a value over
+ * 4096 bytes, a 65th key), INVALID_UTF8, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_index_set_metadata(jaclip_index *index, const char *key, const char *value);
+/* Sets or removes key in the index file at path in one durable commit under the file's flock() (as
+ * jaclip_index_replace_file; a version 1 or 2 file becomes version 3, its rows untouched). Setting
+ * the value it already has writes nothing. Errors: those of jaclip_index_set_metadata, IO,
+ * INDEX_FORMAT. */
+JACLIP_API jaclip_status jaclip_index_set_metadata_file(const char *path, const char *key, const char *value);
+/* jaclip_index_metadata(index, JACLIP_INDEX_META_ROOT): the folder that the labels are relative to,
+ * recorded by `jaclip index build --root`; NULL when labels are absolute or nothing is recorded. */
+JACLIP_API const char *jaclip_index_root(const jaclip_index *index);
 /* ---- Approximate search (ANN) over an index -------------------------------------------------- */
 
 /* A faiss structure (lib/ann/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside

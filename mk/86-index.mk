@@ -13,6 +13,19 @@ test-index-files: lib $(INDEX_FILES_TEST)
 
 TEST_STEPS += test-index-files
 
+# Index metadata, format version 3 (issue 25): test/index/test_index_meta.c, same limits.
+INDEX_META_TEST := $(BUILD)/test/test_index_meta
+
+$(INDEX_META_TEST): test/index/test_index_meta.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -Itest/c -o $@ $< -L$(BUILD) -ljaclip \
+		-Wl,-rpath,$(abspath $(BUILD)) -lz -lm -lpthread
+
+.PHONY: test-index-meta
+test-index-meta: lib $(INDEX_META_TEST)
+	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_META_TEST)
+
+TEST_STEPS += test-index-meta
+
 # jaclip index sync hashes file contents with OpenSSL's SHA-256.
 CLI_LDLIBS += -lcrypto
 

@@ -1,8 +1,9 @@
-/* jaclip_index_merge: many index files (the shards of a distributed run) into one. Written on the
- * public index API only (load, label, embeddings, stamps, save, replace_file), so it follows whatever
+/* jaclip_index_merge: many index files (the shards of a distributed run) into one. Rows are copied on
+ * the public index API (load, label, embeddings, stamps, save, replace_file), so it follows whatever
  * the index file format becomes. What the shards know about their rows travels with them: the model
- * fingerprint, the row format and each row's file stamp (so a merged index syncs without re-embedding). */
-#include "common/internal.h"
+ * fingerprint, the row format, the metadata and each row's file stamp (so a merged index syncs without
+ * re-embedding). */
+#include "index/index_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +62,8 @@ static jaclip_status start_output(const char *tmp, const jaclip_index *first)
     if (!st)
         st = jaclip_index_set_row_format(empty, jaclip_index_row_format(first));
     if (!st)
+        st = jc_index_meta_copy(&empty->meta, &first->meta);
+    if (!st)
         st = jaclip_index_save(empty, tmp);
     jaclip_index_free(empty);
     return st;
@@ -78,6 +81,16 @@ static jaclip_status check_same_origin(const jaclip_index *shard, const char *na
         return jc_fail(JACLIP_ERROR_MODEL_MISMATCH,
                        "%s was made by model %s but %s by model %s: shards of different models cannot be merged",
                        name, shown_fingerprint(a), first_name, shown_fingerprint(b));
+    /* Labels relative to two roots, or rows made under two orientation rules, do not mix either. */
+    const jc_meta *m = &shard->meta, *f = &first->meta;
+    for (size_t i = 0; i < m->count + f->count; i++) {
+        const char *key = i < m->count ? m->keys[i] : f->keys[i - m->count];
+        const char *x = jaclip_index_metadata(shard, key), *y = jaclip_index_metadata(first, key);
+        if (!x || !y || strcmp(x, y) != 0)
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s records %s = %s but %s records %s: shards made with "
+                           "different settings cannot be merged", name, key, x ? x : "(nothing)", first_name,
+                           y ? y : "(nothing)");
+    }
     return JACLIP_OK;
 }
 

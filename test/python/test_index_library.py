@@ -1,6 +1,7 @@
 """Issue 25, the index side: what an index knows survives `jaclip index merge` (fingerprint, stamps),
 so a merged index syncs with nothing re-embedded; shards of two models are refused. Generated folders
 and the tiny model; every expected count comes from the folder the test wrote."""
+import json
 import os
 import subprocess
 import sys
@@ -64,3 +65,154 @@ def test_cli_merge_refuses_shards_of_two_models(tmp_path):
     assert r.returncode != 0 and "other.jci" in r.stderr and "cloob-32-0123456789abcdef" in r.stderr
     assert "different models" in r.stderr
     assert not (tmp_path / "m.jci").exists()
+
+
+def labels_of(index):
+    with jaclip.Index.load(index) as ix:
+        return ix.labels()
+
+
+def test_root_recorded_and_used_by_sync(tmp_path):
+    photos = make_photos(tmp_path / "lib" / "photos", 6)
+    index = tmp_path / "x.jci"
+    sync(photos, index, "--root", tmp_path / "lib")
+    assert sorted(labels_of(index)) == sorted(f"photos/{d}/p{i:02d}.png" for i in range(6) for d in "ab"
+                                              if (d == "a") == bool(i % 2))
+    with jaclip.Index.load(index) as ix:
+        assert ix.metadata("root") == str((tmp_path / "lib").resolve()) and ix.metadata("labels") == "relative"
+        assert ix.metadata("orientation") == "as-stored"
+    info = run("index", "info", index, check=0).stdout
+    assert f"root: {(tmp_path / 'lib').resolve()}" in info and "labels: relative" in info
+    # Forgetting --root used to add every file again under its absolute path (6 added, 12 rows).
+    r = sync(photos, index)
+    assert "0 added, 0 re-embedded, 0 removed, 6 unchanged" in r.stderr
+    assert len(labels_of(index)) == 6
+    (photos / "a" / "p01.png").unlink()
+    r = sync(photos, index)
+    assert "0 added, 0 re-embedded, 1 removed, 5 unchanged" in r.stderr
+    # Another root is refused, saying what to do; nothing is written.
+    before = index.read_bytes()
+    r = sync(photos, index, "--root", photos, check=1)
+    assert "relative to" in r.stderr and "--moved" in r.stderr
+    assert index.read_bytes() == before
+    # The folder moved: --moved records the new root, and labels stay the same rows.
+    (tmp_path / "lib").rename(tmp_path / "moved")
+    r = sync(tmp_path / "moved" / "photos", index, check=1)  # the recorded root is gone
+    assert "gone" in r.stderr and "--moved" in r.stderr
+    r = sync(tmp_path / "moved" / "photos", index, "--root", tmp_path / "moved", "--moved")
+    assert "0 added, 0 re-embedded, 0 removed, 5 unchanged" in r.stderr
+    with jaclip.Index.load(index) as ix:
+        assert ix.metadata("root") == str((tmp_path / "moved").resolve()) and len(ix) == 5
+
+
+def test_absolute_labels_recorded_and_root_refused(tmp_path):
+    photos = make_photos(tmp_path / "photos", 3)
+    index = tmp_path / "abs.jci"
+    run("index", "build", "--model", TINY_MODEL, photos, "-o", index, check=0)
+    with jaclip.Index.load(index) as ix:
+        assert ix.metadata("labels") == "absolute" and ix.metadata("root") is None
+    r = sync(photos, index, "--root", tmp_path, check=1)
+    assert "absolute paths" in r.stderr
+    assert len(labels_of(index)) == 3
+    r = sync(photos, index, "--moved", check=1)
+    assert "--moved needs --root" in r.stderr
+
+
+def test_index_from_before_roots_were_recorded(tmp_path):
+    """An index with relative labels and no recorded root (written by an older jaclip): sync without
+    --root is refused instead of doubling it; with --root the root is recorded from then on."""
+    photos = make_photos(tmp_path / "photos", 4)
+    index = tmp_path / "old.jci"
+    sync(photos, index, "--root", tmp_path)
+    with jaclip.Index.load(index) as ix:  # rewritten without metadata, as older writers left it
+        for key in ("root", "labels", "orientation"):
+            ix.set_metadata(key, None)
+        ix.save(index)
+    assert index.read_bytes()[8] == 2  # no metadata: still format version 2
+    r = sync(photos, index, check=1)
+    assert "records no root" in r.stderr
+    r = sync(photos, index, "--root", tmp_path)
+    assert "0 added, 0 re-embedded, 0 removed, 4 unchanged" in r.stderr
+    with jaclip.Index.load(index) as ix:
+        assert ix.metadata("root") == str(tmp_path.resolve())
+    assert index.read_bytes()[8] == 3
+
+
+def test_python_sync_index_uses_the_recorded_root(tmp_path):
+    photos = make_photos(tmp_path / "photos", 4)
+    index = tmp_path / "py.jci"
+    with jaclip.Model(TINY_MODEL) as model:
+        counts = jaclip.sync_index(photos, index, model, root=tmp_path)
+        assert counts["added"] == 4
+        counts = jaclip.sync_index(photos, index, model)  # root forgotten: the recorded one is used
+        assert counts["added"] == 0 and counts["unchanged"] == 4
+        try:
+            jaclip.sync_index(photos, index, model, root=photos)
+            raise AssertionError("another root was accepted")
+        except jaclip.InvalidArgumentError as e:
+            assert "relative to" in str(e)
+    assert len(labels_of(index)) == 4
+    r = sync(photos, index)  # the command reads what the binding recorded
+    assert "0 added, 0 re-embedded, 0 removed, 4 unchanged" in r.stderr
+
+
+def write_phone_photo(path, seed):
+    """A JPEG whose EXIF Orientation (6) says: turn 90 degrees clockwise to view."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(rng.integers(0, 256, (40, 72, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(path, format="JPEG", exif=exif.tobytes(), quality=95)
+
+
+def embed_file(path, tmp_path, *extra):
+    out = tmp_path / f"e-{path.stem}-{len(extra)}.npy"
+    run("embed", "--model", TINY_MODEL, "--image", path, "--normalize", "-o", out, *extra, check=0)
+    return np.load(out)[0]
+
+
+def test_exif_transpose_is_an_index_property(tmp_path):
+    photos = tmp_path / "phone"
+    write_phone_photo(photos / "a.jpg", 1)
+    index = tmp_path / "phone.jci"
+    run("index", "build", "--model", TINY_MODEL, photos, "-o", index, "--exif-transpose", check=0)
+    assert "orientation: exif-transpose" in run("index", "info", index, check=0).stdout
+    upright = embed_file(photos / "a.jpg", tmp_path, "--exif-transpose")
+    sideways = embed_file(photos / "a.jpg", tmp_path)
+    assert np.abs(upright - sideways).max() > 1e-3  # the orientation matters to these pixels
+    rows = rows_of(index)
+    np.testing.assert_allclose(rows[str((photos / "a.jpg").resolve())], upright, atol=1e-5, rtol=0)
+    # A later sync, without the option, embeds new photos by the recorded rule too.
+    write_phone_photo(photos / "b.jpg", 2)
+    r = sync(photos, index)
+    assert "1 added" in r.stderr
+    np.testing.assert_allclose(rows_of(index)[str((photos / "b.jpg").resolve())],
+                               embed_file(photos / "b.jpg", tmp_path, "--exif-transpose"), atol=1e-5, rtol=0)
+    # An index embedded as stored refuses --exif-transpose (the rows would mix two orientations).
+    plain = tmp_path / "plain.jci"
+    sync(photos, plain)
+    assert "orientation: as-stored" in run("index", "info", plain, check=0).stdout
+    r = sync(photos, plain, "--exif-transpose", check=1)
+    assert "two orientations" in r.stderr
+    np.testing.assert_allclose(rows_of(plain)[str((photos / "a.jpg").resolve())], sideways, atol=1e-5, rtol=0)
+
+
+def rows_of(index):
+    with jaclip.Index.load(index) as ix:
+        return dict(zip(ix.labels(), ix.embeddings()))
+
+
+def test_search_by_image_follows_the_index_orientation(tmp_path):
+    photos = tmp_path / "phone"
+    write_phone_photo(photos / "a.jpg", 3)
+    for exif in (True, False):
+        index = tmp_path / f"s{exif}.jci"
+        run("index", "build", "--model", TINY_MODEL, photos, "-o", index, *(["--exif-transpose"] if exif else []),
+            check=0)
+        out = run("search", "--model", TINY_MODEL, "--index", index, "--image", photos / "a.jpg", "--json",
+                  check=0).stdout
+        score = json.loads(out)[0]["results"][0]["score"]
+        assert abs(score - 1.0) < 1e-4  # the query was embedded as the row was
+    r = run("search", "--model", TINY_MODEL, "--index", index, "--image", tmp_path / "none.jpg")
+    assert r.returncode == 1 and "none.jpg" in r.stderr

@@ -132,6 +132,16 @@ int index_update(int argc, char **argv, bool sync);
 /* Takes INDEX.lock, the lock every jaclip writer of INDEX holds for its whole run: refuses with a
  * message if another holds it, or waits when wait. Returns the descriptor (held until exit). */
 int index_writer_lock(const char *index_path, bool wait);
+/* How an index labels and embeds its files (tools/jaclip/index_settings.c). root_arg, moved and
+ * exif_given are the options; settle reads what the index records (before anything is written),
+ * replaces a missing root_arg by the recorded root, sets exif, and returns false after saying why when
+ * the options contradict the index. record writes root (NULL: labels absolute) and exif into it. */
+typedef struct {
+    const char *root_arg;
+    bool moved, exif_given, exif;
+} index_settings;
+bool index_settings_settle(const char *output, index_settings *s);
+void index_settings_record(const char *output, const char *root, bool exif);
 /* index ann (tools/jaclip/ann.c); load_ann_beside: INDEX.ann if present and current, else NULL with a
  * warning when it exists but is refused. */
 int cmd_index_ann(int argc, char **argv);

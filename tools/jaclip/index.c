@@ -3,8 +3,9 @@
 /* ---- index: build, sync (sync.c), remove, compact, info, list ------------------------------------ */
 
 static const char index_usage[] =
-    "usage: jaclip index build --model MODEL DIR... -o INDEX [--batch N] [--root ROOT] [--wait] [--fp16]\n"
-    "       jaclip index sync --model MODEL DIR... -o INDEX [same options as build] [--force]\n"
+    "usage: jaclip index build --model MODEL DIR... -o INDEX [--batch N] [--root ROOT] [--exif-transpose] [--wait]\n"
+    "                          [--fp16]\n"
+    "       jaclip index sync --model MODEL DIR... -o INDEX [same options as build] [--moved] [--force]\n"
     "       jaclip index remove INDEX LABEL... [--wait]\n"
     "       jaclip index compact INDEX [--wait]\n"
     "       jaclip index info INDEX [--json]\n"
@@ -17,7 +18,8 @@ static const char index_usage[] =
     "         ones; resumable and idempotent ('jaclip index sync --help').\n"
     "remove   deletes every row whose label is one of the LABELs (exact bytes), durably.\n"
     "compact  rewrites INDEX without its deleted rows, atomically.\n"
-    "info     prints the number of rows, their width and storage, and the model fingerprint.\n"
+    "info     prints the number of rows, their width and storage, the model fingerprint, and how labels\n"
+    "         and orientation were recorded (labels, root, orientation).\n"
     "list     prints the labels in row order, one per line (-0: each ended by a NUL byte).\n"
     "\n"
     "Writers (build, sync, remove, compact) of one INDEX run one at a time: another is refused, or\n"
@@ -62,6 +64,10 @@ static int index_remove_or_compact(int argc, char **argv, bool compact)
     return 0;
 }
 
+/* The metadata that index info shows (docs/index-format.md). */
+static const char *const meta_keys[] = {JACLIP_INDEX_META_LABELS, JACLIP_INDEX_META_ROOT,
+                                        JACLIP_INDEX_META_ORIENTATION};
+
 static int index_info_or_list(int argc, char **argv, bool list)
 {
     /* clang-format off */
@@ -101,10 +107,27 @@ static int index_info_or_list(int argc, char **argv, bool list)
             cli_json_string(stdout, fp);
         else
             fputs("null", stdout);
+        for (size_t k = 0; k < sizeof meta_keys / sizeof *meta_keys; k++) {
+            const char *v = jaclip_index_metadata(index, meta_keys[k]);
+            printf(", \"%s\": ", meta_keys[k]);
+            if (v)
+                cli_json_string(stdout, v);
+            else
+                fputs("null", stdout);
+        }
         puts("}");
     } else {
         printf("rows: %zu\ndim: %zu\nstorage: %s\nfingerprint: %s\n", n, jaclip_index_dim(index), rows_as,
                fp[0] ? fp : "(none recorded)");
+        for (size_t k = 0; k < sizeof meta_keys / sizeof *meta_keys; k++) {
+            const char *v = jaclip_index_metadata(index, meta_keys[k]);
+            printf("%s: ", meta_keys[k]);
+            if (v)
+                print_escaped(stdout, v);
+            else
+                fputs("(not recorded)", stdout);
+            putchar('\n');
+        }
     }
     jaclip_index_free(index);
     return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;

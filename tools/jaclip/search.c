@@ -87,8 +87,27 @@ static bool index_fits_model(const search_options *o, const jaclip_index *index,
     return true;
 }
 
+/* Query images embedded as the index's rows were: rotated by EXIF when it records exif-transpose. */
+static jaclip_status encode_query_images(jaclip_tensor **out, const jaclip_model *model, const string_list *paths,
+                                         const jaclip_index *index)
+{
+    const char *orientation = jaclip_index_metadata(index, JACLIP_INDEX_META_ORIENTATION);
+    uint32_t flags = orientation && !strcmp(orientation, "exif-transpose") ? JACLIP_IMAGE_EXIF_TRANSPOSE : 0;
+    jaclip_image **images = xcalloc(paths->count, sizeof *images);
+    jaclip_status st = JACLIP_OK;
+    for (size_t i = 0; i < paths->count && !st; i++)
+        if ((st = jaclip_image_load(&images[i], paths->items[i], 0, flags)))
+            report(paths->items[i], st);
+    if (!st && (st = jaclip_model_encode_images(out, model, (const jaclip_image *const *)images, paths->count)))
+        report(NULL, st);
+    for (size_t i = 0; i < paths->count; i++)
+        jaclip_image_free(images[i]);
+    free(images);
+    return st;
+}
+
 /* The queries in one tensor: texts first, then images. */
-static jaclip_tensor *encode_queries(const search_options *o, const jaclip_model *model)
+static jaclip_tensor *encode_queries(const search_options *o, const jaclip_model *model, const jaclip_index *index)
 {
     size_t ntexts = o->ntexts, nimages = o->query_images.count, dim = (size_t)jaclip_model_embedding_dim(model);
     int64_t shape[2] = {(int64_t)(ntexts + nimages), (int64_t)dim};
@@ -104,8 +123,8 @@ static jaclip_tensor *encode_queries(const search_options *o, const jaclip_model
         jaclip_tensor_free(part);
     }
     if (nimages) {
-        if ((st = jaclip_model_encode_image_files(&part, model, (const char *const *)o->query_images.items, nimages)))
-            die(NULL, st);
+        if ((st = encode_query_images(&part, model, &o->query_images, index)))
+            exit(EXIT_RUNTIME);
         memcpy(q + ntexts * dim, jaclip_tensor_data(part), jaclip_tensor_nbytes(part));
         jaclip_tensor_free(part);
     }
@@ -160,7 +179,7 @@ int cmd_search(int argc, char **argv)
     jaclip_model *model = load_model(&o.m);
     if (!index_fits_model(&o, index, model))
         return EXIT_RUNTIME;
-    jaclip_tensor *queries = encode_queries(&o, model), *idx = NULL, *scores = NULL;
+    jaclip_tensor *queries = encode_queries(&o, model, index), *idx = NULL, *scores = NULL;
     jaclip_status st;
     jaclip_ann *ann = o.exact ? NULL : load_ann_beside(o.index_path, index);
     if (ann && o.nprobe && (st = jaclip_ann_set_params(ann, o.nprobe, 0, 0)))

@@ -184,6 +184,24 @@ class Index(Owned):
         with _Using(self._lock.exclusive(), self._h) as p:
             check(lib.jaclip_index_set_fingerprint(p, None if value is None else _text_bytes(value)))
 
+    def metadata(self, key):
+        """The index's metadata value of key (str), or None: "root" (the folder relative labels start
+        from), "labels" ("absolute" or "relative"), "orientation" ("exif-transpose" or "as-stored")."""
+        with self._read() as p:
+            raw = lib.jaclip_index_metadata(p, _text_bytes(key))
+        return None if raw is None else raw.decode("utf-8")
+
+    def set_metadata(self, key, value):
+        """Sets (or, with None, removes) a metadata value in memory; saved by save()."""
+        with _Using(self._lock.exclusive(), self._h) as p:
+            check(lib.jaclip_index_set_metadata(p, _text_bytes(key), None if value is None else _text_bytes(value)))
+
+    @staticmethod
+    def set_metadata_file(path, key, value):
+        """Sets (or, with None, removes) a metadata value in the index file at path, in one durable commit."""
+        check(lib.jaclip_index_set_metadata_file(os.fsencode(path), _text_bytes(key),
+                                                 None if value is None else _text_bytes(value)))
+
     def check_model(self, model, allow_unknown=True):
         """ModelMismatchError unless the index records model's fingerprint (or none, if allow_unknown)."""
         fp = model.fingerprint.encode("ascii")

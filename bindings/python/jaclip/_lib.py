@@ -107,6 +107,11 @@ _SIGNATURES = {
     # stamps: jaclip_index_stamp arrays (_sync._Stamp)
     "jaclip_index_replace_file": (i32, [ctypes.c_char_p, c_char_pp, sz, P, c_char_pp, P, c_size_p]),
     "jaclip_index_stamp_of": (i32, [P, P, sz]),
+    # metadata (format version 3): root, label style, orientation
+    "jaclip_index_metadata": (ctypes.c_char_p, [P, ctypes.c_char_p]),
+    "jaclip_index_set_metadata": (i32, [P, ctypes.c_char_p, ctypes.c_char_p]),
+    "jaclip_index_set_metadata_file": (i32, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]),
+    "jaclip_index_root": (ctypes.c_char_p, [P]),
     # zero-shot classifiers and presets (_classifier.py)
     "jaclip_model_family": (ctypes.c_char_p, [P]),
     "jaclip_model_default_scale": (ctypes.c_float, [P]),

@@ -50,13 +50,14 @@ def _walk(dirs):
 def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=False, force=False):
     """Makes the index file at index_path hold exactly the JPEG and PNG files under dirs, embedded by
     model: adds new files, removes rows of files that are gone (under dirs only), re-embeds files whose
-    content changed. Labels are absolute paths, or relative to root. Returns a dict of counts (added,
+    content changed. Labels are absolute paths, or relative to root (None: the root the index records;
+    another root than it records is refused). Returns a dict of counts (added,
     reembedded, removed, unchanged, skipped). Resumable after any interruption; refuses (or waits for)
     another writer; refuses an index of another model unless force."""
     if isinstance(dirs, (str, bytes, os.PathLike)):
         dirs = [dirs]
     index_path = os.fspath(index_path)
-    root = os.path.realpath(root) if root is not None else None
+    root = _settle_root(index_path, os.path.realpath(root) if root is not None else None)
     roots, paths, skipped = _walk(dirs)
     files = {}
     for path in paths:
@@ -73,6 +74,9 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
         if not os.path.exists(index_path):
             with Index(model.embedding_dim, fp16=fp16) as fresh:
                 fresh.fingerprint = model.fingerprint
+                fresh.set_metadata("labels", "relative" if root else "absolute")
+                fresh.set_metadata("root", root)
+                fresh.set_metadata("orientation", "as-stored")
                 fresh.save(index_path)
         with Index.load(index_path, mmap=True) as ix:
             if not force:
@@ -104,6 +108,20 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
         return counts
     finally:
         lock.close()
+
+
+def _settle_root(index_path, root):
+    """The root to label by: as given, else the one the index records; an index recording another
+    root (or absolute labels) is refused, as `jaclip index sync` refuses it."""
+    if not os.path.exists(index_path):
+        return root
+    with Index.load(index_path, mmap=True, verify=False) as ix:
+        style, recorded = ix.metadata("labels"), ix.metadata("root")
+    if style == "absolute" and root:
+        raise _errors.InvalidArgumentError(f"{index_path}: its labels are absolute paths; drop root", 1)
+    if style == "relative" and root and recorded and root != recorded:
+        raise _errors.InvalidArgumentError(f"{index_path}: its labels are relative to {recorded}, not to {root}", 1)
+    return root if root else recorded
 
 
 def _plan(ix, files, roots, root):
