@@ -570,6 +570,10 @@ JACLIP_API jaclip_status jaclip_index_set_metadata_file(const char *path, const 
 /* jaclip_index_metadata(index, JACLIP_INDEX_META_ROOT): the folder that the labels are relative to,
  * recorded by `jaclip index build --root`; NULL when labels are absolute or nothing is recorded. */
 JACLIP_API const char *jaclip_index_root(const jaclip_index *index);
+/* Rows deleted in the file the index was loaded from but still stored there (tombstoned; they take
+ * space and load time until jaclip_index_compact_file drops them); 0 for an index not loaded from a
+ * file, and for NULL. */
+JACLIP_API size_t jaclip_index_deleted_rows(const jaclip_index *index);
 /* ---- Approximate search (ANN) over an index -------------------------------------------------- */
 
 /* A faiss structure (lib/ann/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside

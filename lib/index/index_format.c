@@ -412,6 +412,7 @@ jaclip_status jc_index_load_fd(jaclip_index **out, int fd, const char *path, uin
         return st;
     index->row_format = jc_index_row_format_of(fh);
     memcpy(index->fingerprint, fh->fingerprint, sizeof index->fingerprint);
+    index->file_deleted = (size_t)fh->deleted;
     /* Only the committed part is used: bytes past it are an unfinished append. */
     index->file_size = (size_t)fh->committed;
     if (flags & JACLIP_INDEX_MMAP) {

@@ -76,6 +76,7 @@ struct jaclip_index {
     jc_run *runs;
     size_t nruns;
     size_t file_rows; /* live rows from the file: rows 0..file_rows-1 */
+    size_t file_deleted; /* rows the loaded file's tombstones delete (space compaction frees) */
     /* Rows added in memory, after the file's rows. */
     void *added_vectors;
     uint64_t *added_offsets;

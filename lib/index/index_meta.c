@@ -197,3 +197,5 @@ const char *jaclip_index_root(const jaclip_index *index)
 {
     return jaclip_index_metadata(index, JACLIP_INDEX_META_ROOT);
 }
+
+size_t jaclip_index_deleted_rows(const jaclip_index *index) { return index ? index->file_deleted : 0; }

@@ -32,6 +32,8 @@ static void test_in_memory_and_saved(void)
     jaclip_index *ix = NULL;
     CHECK_OK(jaclip_index_create(&ix, 4));
     CHECK(jaclip_index_metadata(ix, "root") == NULL && jaclip_index_root(ix) == NULL);
+    CHECK(jaclip_index_deleted_rows(ix) == 0 && jaclip_index_deleted_rows(NULL) == 0);
+    CHECK(jaclip_index_metadata(NULL, "root") == NULL && jaclip_index_metadata(ix, NULL) == NULL);
     CHECK_OK(jaclip_index_save(ix, tmp_path("plain.jci")));
     CHECK(file_version(tmp_path("plain.jci")) == 2); /* nothing recorded: still version 2 */
     CHECK_OK(jaclip_index_set_metadata(ix, JACLIP_INDEX_META_ROOT, "/写真/家族"));
@@ -99,6 +101,7 @@ static void test_set_on_file_kept_by_writers(void)
         const char *o = jaclip_index_metadata(ix, "orientation"), *l = jaclip_index_metadata(ix, "labels");
         CHECK(o && strcmp(o, "exif-transpose") == 0 && l && strcmp(l, "absolute") == 0);
         CHECK(jaclip_index_root(ix) == NULL);
+        CHECK(jaclip_index_deleted_rows(ix) == (round == 0 ? 1u : 0u)); /* compaction drops it */
         jaclip_index_free(ix);
         if (round == 0)
             CHECK_OK(jaclip_index_compact_file(tmp_path("f.jci"), NULL));

@@ -216,3 +216,69 @@ def test_search_by_image_follows_the_index_orientation(tmp_path):
         assert abs(score - 1.0) < 1e-4  # the query was embedded as the row was
     r = run("search", "--model", TINY_MODEL, "--index", index, "--image", tmp_path / "none.jpg")
     assert r.returncode == 1 and "none.jpg" in r.stderr
+
+
+def test_labels_file_with_bom_comments_and_blank_lines(tmp_path):
+    """A labels file saved by a Windows editor (UTF-8 BOM, CRLF) with # comments and blank lines: the
+    labels are the lines that remain, as --labels would give them."""
+    photo = tmp_path / "p.png"
+    write_image(photo, 5)
+    (tmp_path / "labels.txt").write_bytes("\ufeff犬\r\n# 動物のラベル\r\n\r\n   \r\n猫\r\n  # indented comment\r\nラーメン\r\n"
+                                          .encode("utf-8"))
+    got = json.loads(run("classify", "--model", TINY_MODEL, "--labels-file", tmp_path / "labels.txt", "--json",
+                         photo, check=0).stdout)
+    want = json.loads(run("classify", "--model", TINY_MODEL, "--labels", "犬,猫,ラーメン", "--json", photo,
+                          check=0).stdout)
+    assert sorted(e["label"] for e in got[0]["labels"]) == sorted(["犬", "猫", "ラーメン"])
+    assert got == want
+
+
+def test_remove_of_an_unknown_label_says_why_and_info_shows_deleted_rows(tmp_path, monkeypatch):
+    photos = make_photos(tmp_path / "lib", 10)
+    index = tmp_path / "r.jci"
+    sync(photos, index, "--root", tmp_path)
+    # A path as typed from inside the folder is not how labels are stored (relative to the root).
+    monkeypatch.chdir(photos / "a")
+    r = run("index", "remove", index, "p01.png")
+    assert r.returncode == 1 and "0 rows removed" in r.stderr and "no row is labelled 'p01.png'" in r.stderr
+    assert f"did you mean 'lib/a/p01.png'?" in r.stderr
+    r = run("index", "remove", index, "nothing/like/this.png", "lib/a/p01.png")
+    assert r.returncode == 1 and "1 rows removed" in r.stderr and "relative to" in r.stderr
+    assert len(labels_of(index)) == 9
+    info = run("index", "info", index, check=0).stdout
+    assert "rows: 9" in info and "deleted: 1 rows still stored (10% of the file's rows)" in info
+    assert "jaclip index compact" in info
+    r = run("index", "remove", index, "lib/b/p00.png", check=0)  # all known: status 0
+    assert json.loads(run("index", "info", "--json", index, check=0).stdout)["deleted"] == 2
+    with jaclip.Index.load(index) as ix:
+        assert ix.deleted_rows == 2 and len(ix) == 8
+    run("index", "compact", index, check=0)
+    info = run("index", "info", index, check=0).stdout
+    assert "deleted: 0 rows still stored (0% of the file's rows)\n" in info and "compact" not in info
+    # Absolute labels: the path of an existing file, typed relative, is offered absolute.
+    absolute = tmp_path / "abs.jci"
+    sync(photos, absolute)
+    r = run("index", "remove", absolute, "p03.png")
+    assert r.returncode == 1 and f"did you mean '{(photos / 'a' / 'p03.png').resolve()}'?" in r.stderr
+    info = run("index", "info", absolute, check=0).stdout
+    assert "deleted: 0 rows" in info and "compact" not in info
+
+
+def test_man_page_documents_every_option_of_search_ann_serve_and_index():
+    """Every --option that `jaclip search|index ann|index sync|index build --help` prints is in
+    docs/jaclip.1, and serve's options of issue 25's time (serve is being reworked elsewhere: its new
+    options are that work's to document)."""
+    import re
+    with open(os.path.join(ROOT, "docs", "jaclip.1"), encoding="utf-8") as f:
+        man = f.read().replace("\\-", "-")
+    serve = ["--model", "--index", "--classifier", "--host", "--port", "--token", "--threads", "--max-batch",
+             "--model-threads", "--max-requests", "--max-body", "--timeout", "--device"]
+    assert not [o for o in serve if o not in man]
+    for args in (["search"], ["index", "ann"], ["index", "sync"], ["index", "build"]):
+        help_text = run(*args, "--help", check=0).stdout
+        options = set(re.findall(r"(--[a-z][a-z0-9-]+)", help_text)) - {"--help"}
+        assert options, args
+        missing = sorted(o for o in options if o not in man)
+        assert not missing, f"{args}: {missing} not in docs/jaclip.1"
+    for command in ("index ann build", "index ann info"):
+        assert command in man

@@ -113,7 +113,8 @@ void expand_image_args(char **args, size_t n, string_list *out);
 /* Features [kept, D] of paths in order; an unreadable file is warned about once and removed from paths
  * (strict: exit 1 instead). Other failures exit 1. prog (may be NULL) is advanced per chunk. */
 jaclip_tensor *encode_image_batch(const jaclip_model *model, string_list *paths, bool strict, progress *prog);
-/* Non-empty lines of a UTF-8 file (CR/LF stripped). */
+/* The lines of a UTF-8 file (CR/LF stripped, a leading BOM dropped), less blank lines and lines
+ * whose first non-blank character is '#' (comments). */
 void read_lines(const char *path, string_list *out, const char *what);
 void add_template_preset(string_list *templates, const char *name);
 jaclip_classifier *build_or_load_classifier(const jaclip_model *model, const char *load_path, const string_list *labels,

@@ -184,6 +184,12 @@ class Index(Owned):
         with _Using(self._lock.exclusive(), self._h) as p:
             check(lib.jaclip_index_set_fingerprint(p, None if value is None else _text_bytes(value)))
 
+    @property
+    def deleted_rows(self):
+        """Rows deleted in the loaded file but still stored there (Index.compact_file drops them)."""
+        with self._read() as p:
+            return lib.jaclip_index_deleted_rows(p)
+
     def metadata(self, key):
         """The index's metadata value of key (str), or None: "root" (the folder relative labels start
         from), "labels" ("absolute" or "relative"), "orientation" ("exif-transpose" or "as-stored")."""

@@ -112,6 +112,7 @@ _SIGNATURES = {
     "jaclip_index_set_metadata": (i32, [P, ctypes.c_char_p, ctypes.c_char_p]),
     "jaclip_index_set_metadata_file": (i32, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]),
     "jaclip_index_root": (ctypes.c_char_p, [P]),
+    "jaclip_index_deleted_rows": (sz, [P]),
     # zero-shot classifiers and presets (_classifier.py)
     "jaclip_model_family": (ctypes.c_char_p, [P]),
     "jaclip_model_default_scale": (ctypes.c_float, [P]),
