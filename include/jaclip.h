@@ -574,6 +574,39 @@ JACLIP_API const char *jaclip_index_root(const jaclip_index *index);
  * space and load time until jaclip_index_compact_file drops them); 0 for an index not loaded from a
  * file, and for NULL. */
 JACLIP_API size_t jaclip_index_deleted_rows(const jaclip_index *index);
+
+/* Search options: which rows a search may return and which ranks it returns. Filters are applied
+ * before ranking, so k results come back whenever k rows pass. Scores are cosines in [-1, 1].
+ * Created with no filter, offset 0 and no threshold; free(NULL) is a no-op. An options object may be
+ * used by any number of concurrent searches while nobody sets it. */
+typedef struct jaclip_search_options jaclip_search_options;
+JACLIP_API jaclip_status jaclip_search_options_create(jaclip_search_options **out);
+JACLIP_API void jaclip_search_options_free(jaclip_search_options *options);
+/* Skip the offset best results (pagination: page p of size k is offset p * k). */
+JACLIP_API jaclip_status jaclip_search_options_set_offset(jaclip_search_options *options, size_t offset);
+/* Results scoring below min_score (a cosine; -INFINITY: none) come back as row -1, score -INFINITY,
+ * after the results above it. Errors: INVALID_ARGUMENT (NaN, above 1). */
+JACLIP_API jaclip_status jaclip_search_options_set_threshold(jaclip_search_options *options, float min_score);
+/* Only rows whose label lies in folder: the label starts with folder followed by '/' (a trailing '/'
+ * of folder is ignored; "/" is every absolute label), so "a/b" holds "a/b/c.jpg" and "a/b/d/e.jpg"
+ * but not "a/bc.jpg". Compared as labels are stored (absolute, or relative to the index's root).
+ * NULL or "" removes the filter. Errors: INVALID_ARGUMENT, INVALID_UTF8, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_search_options_set_folder(jaclip_search_options *options, const char *folder);
+/* Only rows whose file stamp's modification time (jaclip_index_stamp.mtime_ns, recorded by jaclip
+ * index build/sync) is in [from_ns, to_ns); rows without a stamp never pass. INT64_MIN, INT64_MAX
+ * removes the filter. Errors: INVALID_ARGUMENT (from_ns >= to_ns). */
+JACLIP_API jaclip_status jaclip_search_options_set_time_range(jaclip_search_options *options, int64_t from_ns,
+                                                              int64_t to_ns);
+/* Adds a file type: rows whose label ends in "." extension (letter case ignored; a leading '.' of
+ * extension is dropped) pass; with several, any of them. Errors: INVALID_ARGUMENT (NULL, empty, over
+ * 15 characters, a 33rd type). */
+JACLIP_API jaclip_status jaclip_search_options_add_file_type(jaclip_search_options *options, const char *extension);
+/* jaclip_index_search restricted and paged by options (NULL: jaclip_index_search itself). k' =
+ * min(k, rows passing - offset), 0 when none are left; rows below the threshold are -1 / -INFINITY.
+ * Errors: those of jaclip_index_search, OUT_OF_MEMORY. Thread-safe like jaclip_index_search. */
+JACLIP_API jaclip_status jaclip_index_search_with(jaclip_tensor **out_indices, jaclip_tensor **out_scores,
+                                                  const jaclip_index *index, const jaclip_tensor *queries, size_t k,
+                                                  const jaclip_search_options *options);
 /* ---- Approximate search (ANN) over an index -------------------------------------------------- */
 
 /* A faiss structure (lib/ann/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside

@@ -26,6 +26,19 @@ test-index-meta: lib $(INDEX_META_TEST)
 
 TEST_STEPS += test-index-meta
 
+# Filter-then-rank search options against brute force (issue 25): test/index/test_index_filter.c.
+INDEX_FILTER_TEST := $(BUILD)/test/test_index_filter
+
+$(INDEX_FILTER_TEST): test/index/test_index_filter.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -Itest/c -o $@ $< -L$(BUILD) -ljaclip \
+		-Wl,-rpath,$(abspath $(BUILD)) -lm -lpthread
+
+.PHONY: test-index-filter
+test-index-filter: lib $(INDEX_FILTER_TEST)
+	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_FILTER_TEST)
+
+TEST_STEPS += test-index-filter
+
 # jaclip index sync hashes file contents with OpenSSL's SHA-256.
 CLI_LDLIBS += -lcrypto
 

@@ -172,6 +172,15 @@ jaclip_status jc_index_meta_parse(jc_meta *m, const unsigned char *payload, uint
 /* Writes a JMET segment of m at offset. */
 jaclip_status jc_index_meta_write(int fd, uint64_t offset, const jc_meta *m, const char *path, uint64_t *segment_bytes);
 
+/* ---- index_filter.c: search options ---- */
+size_t jc_search_offset(const jaclip_search_options *o);
+float jc_search_threshold(const jaclip_search_options *o);
+/* Whether o (may be NULL) restricts the rows at all. */
+bool jc_search_filters(const jaclip_search_options *o);
+/* The ids of the rows that o lets a search return, increasing (malloc'd). */
+jaclip_status jc_search_passing_rows(const jaclip_index *index, const jaclip_search_options *o, size_t **out_rows,
+                                     size_t *out_n);
+
 /* ---- index_format.c: reading files ---- */
 uint32_t jc_index_header_size(uint32_t version);
 void jc_index_encode_file_header(unsigned char *h, const jc_file_header *fh);

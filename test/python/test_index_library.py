@@ -282,3 +282,120 @@ def test_man_page_documents_every_option_of_search_ann_serve_and_index():
         assert not missing, f"{args}: {missing} not in docs/jaclip.1"
     for command in ("index ann build", "index ann info"):
         assert command in man
+
+
+def _brute_force_pages(index, query, keep, offset, k, threshold=-2.0):
+    """The scores of ranks offset.. offset+k-1 among the rows keep(label, stamp) lets through, from the
+    index's stored rows and the query, in float64 (the expected values come from here, not jaclip)."""
+    with jaclip.Index.load(index) as ix:
+        labels, rows = ix.labels(), ix.embeddings().astype(np.float64)
+    q = query.astype(np.float64) / np.linalg.norm(query)
+    scores = rows @ q
+    passing = sorted(((scores[i], labels[i]) for i in range(len(labels)) if keep(labels[i], i)), key=lambda t: -t[0])
+    page = passing[offset:offset + k]
+    return [(s, label) for s, label in page if s >= threshold], len(passing)
+
+
+def test_search_filters_pages_and_threshold_against_brute_force(tmp_path):
+    root = tmp_path / "lib"
+    rng = np.random.default_rng(4)
+    mtimes = {}
+    for i in range(40):
+        folder = root / ("2023" if i % 3 == 0 else "2024") / ("旅行" if i % 2 else "家")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (f"p{i:02d}.png" if i % 4 else f"p{i:02d}.JPG")
+        img = Image.fromarray(rng.integers(0, 256, (30 + i % 5, 33, 3), dtype=np.uint8))
+        img.save(path, format="PNG" if i % 4 else "JPEG")
+        t = 1_700_000_000 + i * 86_400  # one day apart, from 2023-11-14 (UTC)
+        os.utime(path, (t, t))
+        mtimes[str(path.relative_to(root))] = t
+    index = tmp_path / "f.jci"
+    sync(root, index, "--root", root)
+    qfile = tmp_path / "q.npy"
+    run("embed", "--model", TINY_MODEL, "--text", "犬", "-o", qfile, check=0)
+    query = np.load(qfile)[0]
+    env = dict(os.environ, TZ="UTC")
+
+    def search(*extra):
+        r = subprocess.run([CLI, "search", "--model", TINY_MODEL, "--index", str(index), "犬", "--json", *map(str, extra)],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)[0]["results"]
+
+    every, _ = _brute_force_pages(index, query, lambda label, i: True, 0, 40)
+    # A cutoff midway in a clear gap (far beyond float rounding) after about the 12th best.
+    above = next(n for n in range(12, 39) if every[n - 1][0] - every[n][0] > 1e-4)
+    cut = float((every[above - 1][0] + every[above][0]) / 2)
+    cases = [
+        ((), lambda label, i: True, 0, 10, -2.0),
+        (("--folder", root / "2024" / "旅行"), lambda label, i: label.startswith("2024/旅行/"), 0, 10, -2.0),
+        (("--folder", "2023", "--offset", 3), lambda label, i: label.startswith("2023/"), 3, 4, -2.0),
+        (("--type", "jpg"), lambda label, i: label.endswith(".JPG"), 0, 20, -2.0),
+        (("--type", "png,jpeg", "--offset", 5), lambda label, i: label.endswith(".png"), 5, 5, -2.0),
+        (("--after", "2023-12-01", "--before", "2023-12-10T12:00"),
+         lambda label, i: 1_701_388_800 <= mtimes[label] < 1_702_209_600, 0, 30, -2.0),
+        (("--offset", 10), lambda label, i: True, 10, 10, -2.0),
+        (("--threshold", repr(cut)), lambda label, i: True, 0, 40, cut),
+    ]
+    for extra, keep, offset, k, threshold in cases:
+        got = search("-k", k, *extra)
+        want, npass = _brute_force_pages(index, query, keep, offset, k, threshold)
+        assert len(got) == len(want), (extra, got, want)
+        for g, (score, label) in zip(got, want):
+            assert keep(g["label"], None), (extra, g)
+            assert abs(g["score"] - score) < 1e-5, (extra, g, score)
+        assert [g["rank"] for g in got] == list(range(offset + 1, offset + 1 + len(got)))
+        if threshold > -2:
+            assert len(got) == above  # the cutoff bites
+        else:
+            assert len(got) == min(k, max(npass - offset, 0))
+    # The binding's date filter, from datetimes, finds the same rows as the command's.
+    from datetime import datetime, timezone
+    with jaclip.Index.load(index) as ix:
+        got = ix.search(query[None, :], 30, after=datetime(2023, 12, 1, tzinfo=timezone.utc),
+                        before=datetime(2023, 12, 10, 12, tzinfo=timezone.utc))[0][0]
+        py_labels = sorted(ix.label(int(i)) for i in got)
+    assert py_labels == sorted(g["label"] for g in search("-k", 30, "--after", "2023-12-01", "--before", "2023-12-10T12:00"))
+    assert len(py_labels) == 9  # files 17..25: modified 2023-12-01 and later, before 12-10 12:00
+    r = subprocess.run([CLI, "search", "--model", TINY_MODEL, "--index", str(index), "犬", "--threshold", "1.5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--threshold" in r.stderr
+    r = subprocess.run([CLI, "search", "--model", TINY_MODEL, "--index", str(index), "犬", "--after", "yesterday"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not a date" in r.stderr
+
+
+def test_python_search_filters_against_numpy():
+    rng = np.random.default_rng(9)
+    rows = rng.standard_normal((300, 16)).astype(np.float32)
+    labels = [f"{'a' if i % 3 else 'b'}/{i % 7}/x{i}.{'jpg' if i % 2 else 'PNG'}" for i in range(300)]
+    q = rng.standard_normal((2, 16)).astype(np.float32)
+    unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    scores = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float64) @ unit.T.astype(np.float64)
+    with jaclip.Index(16) as ix:
+        ix.add(rows, labels)
+        for kw, keep in (({"folder": "a/3"}, lambda s: s.startswith("a/3/")),
+                         ({"types": ["png"], "offset": 4}, lambda s: s.endswith(".PNG")),
+                         ({"folder": "b/", "types": "jpg", "offset": 2}, lambda s: s.startswith("b/") and s.endswith(".jpg"))):
+            idx, val = ix.search(q, 8, **kw)
+            passing = [i for i in range(300) if keep(labels[i])]
+            off = kw.get("offset", 0)
+            assert idx.shape == (2, min(8, len(passing) - off))
+            for qi in range(2):
+                want = sorted((scores[qi, i] for i in passing), reverse=True)[off:off + 8]
+                assert all(keep(labels[i]) for i in idx[qi])
+                np.testing.assert_allclose(val[qi], want, atol=1e-5)
+        idx, val = ix.search(q, 300, threshold=0.3)
+        for qi in range(2):
+            n = int((scores[qi] >= 0.3 + 1e-5).sum())
+            assert (idx[qi][:n] >= 0).all() and (idx[qi][int((scores[qi] >= 0.3 - 1e-5).sum()):] == -1).all()
+        hits = ix._hits(q[:1], 300, threshold=0.3)
+        assert all(h.score >= 0.3 - 1e-5 for h in hits) and len(hits) < 300
+        # rows added in memory have no stamp: no date range lets them through
+        idx, _ = ix.search(q, 5, after=0)
+        assert idx.shape == (2, 0)
+        try:
+            ix.search(q, 5, threshold=float("nan"))
+            raise AssertionError("NaN threshold accepted")
+        except jaclip.InvalidArgumentError:
+            pass

@@ -126,6 +126,27 @@ int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_index_merge(int argc, char **argv); /* merge.c */
 int cmd_search(int argc, char **argv);
+/* jaclip search's filters, offset and threshold (tools/jaclip/search_filter.c). */
+enum {
+    OPT_SEARCH_FOLDER = OPT_COMMAND_BASE + 70,
+    OPT_SEARCH_AFTER,
+    OPT_SEARCH_BEFORE,
+    OPT_SEARCH_TYPE,
+    OPT_SEARCH_OFFSET,
+    OPT_SEARCH_THRESHOLD
+};
+typedef struct {
+    const char *folder;
+    string_list types;
+    int64_t after, before;
+    size_t offset;
+    double threshold;
+    bool has_after, has_before, has_threshold;
+} search_filter;
+void search_filter_option(search_filter *f, int opt, const char *arg);
+bool search_filter_used(const search_filter *f);
+/* The options for jaclip_index_search_with (exits 2 on a bad value). */
+jaclip_search_options *search_filter_options(const search_filter *f, const jaclip_index *index);
 int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 /* index build (sync false) and index sync (tools/jaclip/sync.c). */

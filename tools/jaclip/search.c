@@ -4,8 +4,12 @@
 
 static const char search_usage[] =
     "usage: jaclip search --model MODEL --index INDEX [TEXT...] [--image FILE]... [-k N] [--json]\n"
+    "                     [--threshold S] [--offset N] [--folder DIR] [--after DATE] [--before DATE]\n"
+    "                     [--type EXT]...\n"
     "\n"
     "Finds the k rows of INDEX most similar (cosine) to each query: each TEXT, and each --image.\n"
+    "Scores are cosines in [-1, 1]. Filters choose the rows first, then the best k of them are ranked,\n"
+    "so k results come back whenever k rows pass (a filter, --offset or --threshold searches exactly).\n"
     "\n"
     "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
     "  -i, --index INDEX     an index made by 'jaclip index build'\n"
@@ -13,6 +17,12 @@ static const char search_usage[] =
     "  -k N                  results per query (default: 10)\n"
     "      --exact           exact search even when INDEX.ann ('jaclip index ann build') is present\n"
     "      --nprobe N        approximate search: inverted lists visited (more: slower, better recall)\n"
+    "      --threshold S     leave out results scoring below S (a cosine, -1..1)\n"
+    "      --offset N        skip the N best results (pages: --offset 20 -k 20 is page 2)\n"
+    "      --folder DIR      only rows under DIR (an existing folder, or a label prefix as stored)\n"
+    "      --after DATE      only files modified at or after DATE (YYYY-MM-DD[THH:MM[:SS]], local)\n"
+    "      --before DATE     only files modified before DATE\n"
+    "      --type EXT        only files ending in .EXT (letter case ignored; repeatable, or jpg,png)\n"
     "      --json            JSON instead of a table\n"
     "      --force           search even if INDEX records another model's fingerprint\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
@@ -26,6 +36,7 @@ typedef struct {
     char **texts;
     size_t ntexts, k, nprobe;
     bool json, force, exact;
+    search_filter filter;
 } search_options;
 
 static void parse_search_args(search_options *o, int argc, char **argv)
@@ -37,6 +48,10 @@ static void parse_search_args(search_options *o, int argc, char **argv)
         {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
         {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
         {"exact", no_argument, NULL, OPT_COMMAND_BASE}, {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
+        {"folder", required_argument, NULL, OPT_SEARCH_FOLDER}, {"after", required_argument, NULL, OPT_SEARCH_AFTER},
+        {"before", required_argument, NULL, OPT_SEARCH_BEFORE}, {"type", required_argument, NULL, OPT_SEARCH_TYPE},
+        {"offset", required_argument, NULL, OPT_SEARCH_OFFSET},
+        {"threshold", required_argument, NULL, OPT_SEARCH_THRESHOLD},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;
@@ -52,6 +67,12 @@ static void parse_search_args(search_options *o, int argc, char **argv)
         case OPT_COMMAND_BASE: o->exact = true; break;
         case OPT_COMMAND_BASE + 1: o->nprobe = (size_t)parse_long(optarg, "--nprobe", 1, 65536); break;
         case 'h': exit(help_requested(search_usage));
+        case OPT_SEARCH_FOLDER:
+        case OPT_SEARCH_AFTER:
+        case OPT_SEARCH_BEFORE:
+        case OPT_SEARCH_TYPE:
+        case OPT_SEARCH_OFFSET:
+        case OPT_SEARCH_THRESHOLD: search_filter_option(&o->filter, opt, optarg); break;
         default: bad_option(opt, argv);
         }
     if (!o->index_path)
@@ -145,7 +166,7 @@ static void print_hits(const search_options *o, const jaclip_index *index, const
             cli_json_string(stdout, query);
             printf(", \"kind\": \"%s\", \"results\": [", i < ntexts ? "text" : "image");
             for (size_t j = 0; j < kk && rows[i * kk + j] >= 0; j++) {
-                printf("%s{\"rank\": %zu, \"row\": %lld, \"score\": ", j ? ", " : "", j + 1,
+                printf("%s{\"rank\": %zu, \"row\": %lld, \"score\": ", j ? ", " : "", o->filter.offset + j + 1,
                        (long long)rows[i * kk + j]);
                 json_float(stdout, s[i * kk + j]);
                 fputs(", \"label\": ", stdout);
@@ -160,7 +181,7 @@ static void print_hits(const search_options *o, const jaclip_index *index, const
                 putchar('\n');
             }
             for (size_t j = 0; j < kk && rows[i * kk + j] >= 0; j++) {
-                printf("%3zu  %.4f  ", j + 1, (double)s[i * kk + j]);
+                printf("%3zu  %.4f  ", o->filter.offset + j + 1, (double)s[i * kk + j]);
                 print_escaped(stdout, jaclip_index_label(index, (size_t)rows[i * kk + j]));
                 putchar('\n');
             }
@@ -181,12 +202,16 @@ int cmd_search(int argc, char **argv)
         return EXIT_RUNTIME;
     jaclip_tensor *queries = encode_queries(&o, model, index), *idx = NULL, *scores = NULL;
     jaclip_status st;
-    jaclip_ann *ann = o.exact ? NULL : load_ann_beside(o.index_path, index);
+    /* Filters, pages and cutoffs are the library's exact filter-then-rank. */
+    jaclip_search_options *filter = search_filter_used(&o.filter) ? search_filter_options(&o.filter, index) : NULL;
+    jaclip_ann *ann = o.exact || filter ? NULL : load_ann_beside(o.index_path, index);
     if (ann && o.nprobe && (st = jaclip_ann_set_params(ann, o.nprobe, 0, 0)))
         die(NULL, st);
     if ((st = ann ? jaclip_ann_search(&idx, &scores, ann, queries, o.k)
-                  : jaclip_index_search(&idx, &scores, index, queries, o.k)))
+                  : jaclip_index_search_with(&idx, &scores, index, queries, o.k, filter)))
         die(o.index_path, st);
+    jaclip_search_options_free(filter);
+    free(o.filter.types.items);
     print_hits(&o, index, jaclip_tensor_data(idx), jaclip_tensor_data(scores), (size_t)jaclip_tensor_dim(idx, 1));
     jaclip_tensor_free(idx);
     jaclip_tensor_free(scores);
