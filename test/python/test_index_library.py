@@ -399,3 +399,15 @@ def test_python_search_filters_against_numpy():
             raise AssertionError("NaN threshold accepted")
         except jaclip.InvalidArgumentError:
             pass
+
+
+def test_python_sync_index_follows_the_recorded_orientation(tmp_path):
+    photos = tmp_path / "phone"
+    write_phone_photo(photos / "a.jpg", 6)
+    index = tmp_path / "o.jci"
+    run("index", "build", "--model", TINY_MODEL, photos, "-o", index, "--exif-transpose", check=0)
+    write_phone_photo(photos / "b.jpg", 7)
+    with jaclip.Model(TINY_MODEL) as model:
+        assert jaclip.sync_index(photos, index, model)["added"] == 1
+    np.testing.assert_allclose(rows_of(index)[str((photos / "b.jpg").resolve())],
+                               embed_file(photos / "b.jpg", tmp_path, "--exif-transpose"), atol=1e-5, rtol=0)

@@ -82,6 +82,7 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
             if not force:
                 ix.check_model(model)
             plan, counts = _plan(ix, files, roots, root)
+            upright = ix.metadata("orientation") == "exif-transpose"  # embed as the index's rows were
         _commit(index_path, plan["gone"], None, [], [])
         counts["removed"] = len(plan["gone"])
         counts["skipped"] += skipped
@@ -93,7 +94,7 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
                     with open(files[label], "rb") as f:
                         st = os.fstat(f.fileno())
                         data = f.read()
-                    images.append(Image.from_bytes(data))
+                    images.append(Image.from_bytes(data, exif_transpose=upright))
                 except (OSError, _errors.Error):
                     counts["skipped"] += 1
                     continue
