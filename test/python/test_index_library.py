@@ -411,3 +411,15 @@ def test_python_sync_index_follows_the_recorded_orientation(tmp_path):
         assert jaclip.sync_index(photos, index, model)["added"] == 1
     np.testing.assert_allclose(rows_of(index)[str((photos / "b.jpg").resolve())],
                                embed_file(photos / "b.jpg", tmp_path, "--exif-transpose"), atol=1e-5, rtol=0)
+
+
+def test_python_search_image_follows_the_index_orientation(tmp_path):
+    photos = tmp_path / "phone"
+    write_phone_photo(photos / "a.jpg", 8)
+    for exif in (True, False):
+        index = tmp_path / f"p{exif}.jci"
+        run("index", "build", "--model", TINY_MODEL, photos, "-o", index, *(["--exif-transpose"] if exif else []),
+            check=0)
+        with jaclip.Index.load(index) as ix, jaclip.Model(TINY_MODEL) as model:
+            for query in (photos / "a.jpg", (photos / "a.jpg").read_bytes()):
+                assert abs(ix.search_image(model, query, k=1)[0].score - 1.0) < 1e-4

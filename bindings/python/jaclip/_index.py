@@ -338,9 +338,19 @@ class Index(Owned):
 
     def search_image(self, model, image, k=10, force=False, **filters):
         """The k rows best matching one image (path, bytes or jaclip.Image), encoded by model: a list of
-        Hit(label, score, row). ModelMismatchError as search_text."""
+        Hit(label, score, row). ModelMismatchError as search_text. A path or bytes is turned upright by
+        its EXIF orientation when the index records that its rows were (orientation exif-transpose)."""
         if not force:
             self.check_model(model)
+        if self.metadata("orientation") == "exif-transpose" and isinstance(image, (str, bytes, bytearray, os.PathLike)):
+            # embedded upright, as the index's rows were (a jaclip.Image is taken as given)
+            from ._api import Image
+            loaded = (Image.from_bytes(image, exif_transpose=True) if isinstance(image, (bytes, bytearray))
+                      else Image(image, exif_transpose=True))
+            try:
+                return self._hits(model.encode_images([loaded]), k, **filters)
+            finally:
+                loaded.close()
         return self._hits(model.encode_images([image]), k, **filters)
 
     # -- files
