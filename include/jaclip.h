@@ -472,10 +472,13 @@ JACLIP_API const char *jaclip_cpu_features(void);
  * the same dim. The output is built beside path under a temporary name and renamed over path only
  * when complete, so on any failure path is left as it was (absent or the old file) and nothing else
  * remains; path may be one of the shards. Memory: one block of rows at a time, not the whole output.
- * Uses only the public index API, so the result is what jaclip_index_save would write for those rows.
+ * The output records what the shards record: their model fingerprint, the first shard's row format
+ * and each row's stamp (jaclip_index_stamp_of), so it syncs like the shards would.
  * Errors: INVALID_ARGUMENT (NULL path or shards, a NULL shard, n == 0, an unknown flag, a duplicate
  * label under JACLIP_INDEX_MERGE_UNIQUE_LABELS), IO, INDEX_FORMAT (a damaged, truncated or foreign
- * shard), SHAPE (a shard's dim differs from the first's), OUT_OF_MEMORY; the message names the shard.
+ * shard), SHAPE (a shard's dim differs from the first's), MODEL_MISMATCH (a shard records another
+ * fingerprint than the first, or none where the first records one), OUT_OF_MEMORY; the message names
+ * the shard.
  * Thread-safe for distinct paths. */
 JACLIP_API jaclip_status jaclip_index_merge(const char *path, const char *const *shards, size_t n, uint32_t flags);
 
@@ -548,6 +551,66 @@ JACLIP_API jaclip_status jaclip_index_remove_file(const char *path, const char *
  * fingerprint (NULL: keep the file's) is recorded. Errors: INVALID_ARGUMENT, IO, INDEX_FORMAT,
  * OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_index_compact_file(const char *path, const char *fingerprint);
+
+/* Metadata of an index: up to 64 key = value strings saying how its rows were made, saved in the file
+ * (format version 3, written only by files that hold some, so files without stay readable by older
+ * libraries) and kept by append, removal, compaction and merge. Keys: 1..64 characters of a-z 0-9 _ . -;
+ * values: UTF-8, at most 4096 bytes. The keys the jaclip command writes (docs/index-format.md): */
+#define JACLIP_INDEX_META_ROOT "root"               /* absolute folder that relative labels start from */
+#define JACLIP_INDEX_META_LABELS "labels"           /* "absolute" or "relative" (to root) */
+#define JACLIP_INDEX_META_ORIENTATION "orientation" /* "exif-transpose" or "as-stored" */
+/* The value of key, borrowed (valid until the next set_metadata of that key or the free); NULL when
+ * absent, or for NULL. Thread-safe like the other const functions. */
+JACLIP_API const char *jaclip_index_metadata(const jaclip_index *index, const char *key);
+/* Sets key to value (copied) in memory, or removes it (value NULL); saved by jaclip_index_save. Needs
+ * the index to itself, like add. Errors: INVALID_ARGUMENT (NULL index or key, a bad key, a value over
+ * 4096 bytes, a 65th key), INVALID_UTF8, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_index_set_metadata(jaclip_index *index, const char *key, const char *value);
+/* Sets or removes key in the index file at path in one durable commit under the file's flock() (as
+ * jaclip_index_replace_file; a version 1 or 2 file becomes version 3, its rows untouched). Setting
+ * the value it already has writes nothing. Errors: those of jaclip_index_set_metadata, IO,
+ * INDEX_FORMAT. */
+JACLIP_API jaclip_status jaclip_index_set_metadata_file(const char *path, const char *key, const char *value);
+/* jaclip_index_metadata(index, JACLIP_INDEX_META_ROOT): the folder that the labels are relative to,
+ * recorded by `jaclip index build --root`; NULL when labels are absolute or nothing is recorded. */
+JACLIP_API const char *jaclip_index_root(const jaclip_index *index);
+/* Rows deleted in the file the index was loaded from but still stored there (tombstoned; they take
+ * space and load time until jaclip_index_compact_file drops them); 0 for an index not loaded from a
+ * file, and for NULL. */
+JACLIP_API size_t jaclip_index_deleted_rows(const jaclip_index *index);
+
+/* Search options: which rows a search may return and which ranks it returns. Filters are applied
+ * before ranking, so k results come back whenever k rows pass. Scores are cosines in [-1, 1].
+ * Created with no filter, offset 0 and no threshold; free(NULL) is a no-op. An options object may be
+ * used by any number of concurrent searches while nobody sets it. */
+typedef struct jaclip_search_options jaclip_search_options;
+JACLIP_API jaclip_status jaclip_search_options_create(jaclip_search_options **out);
+JACLIP_API void jaclip_search_options_free(jaclip_search_options *options);
+/* Skip the offset best results (pagination: page p of size k is offset p * k). */
+JACLIP_API jaclip_status jaclip_search_options_set_offset(jaclip_search_options *options, size_t offset);
+/* Results scoring below min_score (a cosine; -INFINITY: none) come back as row -1, score -INFINITY,
+ * after the results above it. Errors: INVALID_ARGUMENT (NaN, above 1). */
+JACLIP_API jaclip_status jaclip_search_options_set_threshold(jaclip_search_options *options, float min_score);
+/* Only rows whose label lies in folder: the label starts with folder followed by '/' (a trailing '/'
+ * of folder is ignored; "/" is every absolute label), so "a/b" holds "a/b/c.jpg" and "a/b/d/e.jpg"
+ * but not "a/bc.jpg". Compared as labels are stored (absolute, or relative to the index's root).
+ * NULL or "" removes the filter. Errors: INVALID_ARGUMENT, INVALID_UTF8, OUT_OF_MEMORY. */
+JACLIP_API jaclip_status jaclip_search_options_set_folder(jaclip_search_options *options, const char *folder);
+/* Only rows whose file stamp's modification time (jaclip_index_stamp.mtime_ns, recorded by jaclip
+ * index build/sync) is in [from_ns, to_ns); rows without a stamp never pass. INT64_MIN, INT64_MAX
+ * removes the filter. Errors: INVALID_ARGUMENT (from_ns >= to_ns). */
+JACLIP_API jaclip_status jaclip_search_options_set_time_range(jaclip_search_options *options, int64_t from_ns,
+                                                              int64_t to_ns);
+/* Adds a file type: rows whose label ends in "." extension (letter case ignored; a leading '.' of
+ * extension is dropped) pass; with several, any of them. Errors: INVALID_ARGUMENT (NULL, empty, over
+ * 15 characters, a 33rd type). */
+JACLIP_API jaclip_status jaclip_search_options_add_file_type(jaclip_search_options *options, const char *extension);
+/* jaclip_index_search restricted and paged by options (NULL: jaclip_index_search itself). k' =
+ * min(k, rows passing - offset), 0 when none are left; rows below the threshold are -1 / -INFINITY.
+ * Errors: those of jaclip_index_search, OUT_OF_MEMORY. Thread-safe like jaclip_index_search. */
+JACLIP_API jaclip_status jaclip_index_search_with(jaclip_tensor **out_indices, jaclip_tensor **out_scores,
+                                                  const jaclip_index *index, const jaclip_tensor *queries, size_t k,
+                                                  const jaclip_search_options *options);
 /* ---- Approximate search (ANN) over an index -------------------------------------------------- */
 
 /* A faiss structure (lib/ann/ann.c; faiss itself lives in the plugin libjaclip-faiss.so.1, beside

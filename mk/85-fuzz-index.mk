@@ -1,7 +1,7 @@
 # Index files (lib/index/): a bounded libFuzzer run in make test (test-fuzz-index, INDEX_FUZZ_SECONDS,
 # default 20) and a long one in make fuzz (fuzz-index). Seeds are written at run time by the Python
 # binding: an empty index, a small one, one grown by an append, one with a tombstone and a fingerprint,
-# a float16 one, and a version 1 file (test/fixtures).
+# a float16 one, one with metadata segments (version 3), and a version 1 file (test/fixtures).
 INDEX_FUZZ_DIR := $(BUILD)/fuzz-index
 INDEX_FUZZ := $(INDEX_FUZZ_DIR)/fuzz_index
 INDEX_FUZZ_SECONDS ?= 20
@@ -22,7 +22,9 @@ $(INDEX_FUZZ_DIR)/seed/.done: $(SHLIB)
 	  ix.fingerprint = "cloob-4-0123456789abcdef"; ix.save(d + "/tombstones.jci"); \
 	  jaclip.Index.remove_file(d + "/tombstones.jci", ["犬.png"]); \
 	  h = jaclip.Index(4, fp16=True); h.add([[1, 0, 0, 0], [0, 1, 1, 0]], ["h1", "h2"]); h.save(d + "/fp16.jci"); \
-	  jaclip.Index.remove_file(d + "/fp16.jci", ["h1"])' $(INDEX_FUZZ_DIR)/seed
+	  jaclip.Index.remove_file(d + "/fp16.jci", ["h1"]); \
+	  ix.set_metadata("root", "/写真"); ix.set_metadata("labels", "relative"); ix.save(d + "/meta.jci"); \
+	  jaclip.Index.set_metadata_file(d + "/meta.jci", "orientation", "exif-transpose")' $(INDEX_FUZZ_DIR)/seed
 	cp test/fixtures/index-v1.jci $(INDEX_FUZZ_DIR)/seed/version1.jci
 	touch $@
 

@@ -1,7 +1,8 @@
 /* The embedding index in memory (lib/index/): L2-normalised float32 or float16 rows with UTF-8 labels,
  * their getters, fingerprints and deletion. The module's other files: index_labels.c (the label table),
  * index_vectors.c (rows as stored), index_search.c (exact top-k), index_format.c (reading files of
- * docs/index-format.md), index_write.c (writing them), index_merge.c (merging files). Plain C; no
+ * docs/index-format.md), index_write.c (writing them), index_merge.c (merging files), index_meta.c
+ * (metadata: root, label style, orientation). Plain C; no
  * libtorch. */
 #include "index/index_internal.h"
 
@@ -94,6 +95,7 @@ void jaclip_index_free(jaclip_index *index)
     free(index->added_labels);
     free(index->added_stamps);
     free(index->label_slots);
+    jc_index_meta_clear(&index->meta);
     free(index);
 }
 

@@ -45,9 +45,9 @@ static jaclip_status decode_file_header(jc_file_header *fh, const unsigned char 
     if (got < 12)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: truncated: %zu bytes, shorter than the file header", path, got);
     uint32_t version = jc_get_u32le(h + 8);
-    if (version != 1 && version != 2)
-        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: index format version %u; this library reads versions 1 and 2",
-                       path, version);
+    if (version < 1 || version > JC_FORMAT_VERSION_META)
+        return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: index format version %u; this library reads versions 1 to %u",
+                       path, version, JC_FORMAT_VERSION_META);
     uint32_t hs = jc_index_header_size(version);
     if (got < hs)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: truncated: %zu bytes, shorter than the %u-byte header", path,
@@ -69,7 +69,7 @@ static jaclip_status decode_file_header(jc_file_header *fh, const unsigned char 
         fh->deleted = jc_get_u64le(h + 56);
         if (jc_get_u32le(h + 12) != hs || (fh->flags & ~JC_FLAG_FLOAT16) || jc_get_u32le(h + 120) != 0)
             return jc_fail(JACLIP_ERROR_INDEX_FORMAT,
-                           "%s: header size, flags or reserved field not as version 2 writes", path);
+                           "%s: header size, flags or reserved field not as version %u writes", path, version);
         const char *fp = (const char *)h + 64;
         size_t len = strnlen(fp, JC_FINGERPRINT_FIELD);
         for (size_t i = len; i < JC_FINGERPRINT_FIELD; i++)
@@ -186,7 +186,7 @@ static jaclip_status apply_tombstones(const unsigned char *ids, uint64_t count, 
 
 /* One segment as its header describes it, after check_segment. */
 typedef struct {
-    bool is_tomb;
+    bool is_tomb, is_meta;
     uint64_t count, label_bytes, payload_bytes;
     jc_segment_layout layout; /* row segments */
     const unsigned char *payload;
@@ -206,16 +206,22 @@ static jaclip_status check_segment(jc_segment *sg, const unsigned char *data, ui
                        seg, (unsigned long long)pos);
     bool is_rows = memcmp(h, JC_SEGMENT_MAGIC, 4) == 0;
     bool is_tomb = fh->version >= 2 && memcmp(h, JC_TOMBSTONE_MAGIC, 4) == 0;
-    if ((!is_rows && !is_tomb) || jc_get_u32le(h + 60) != jc_crc32(0, h, 60))
+    bool is_meta = fh->version >= JC_FORMAT_VERSION_META && memcmp(h, JC_META_MAGIC, 4) == 0;
+    if ((!is_rows && !is_tomb && !is_meta) || jc_get_u32le(h + 60) != jc_crc32(0, h, 60))
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: segment %zu header at byte %llu is damaged", path,
                        seg, (unsigned long long)pos);
     sg->is_tomb = is_tomb;
+    sg->is_meta = is_meta;
     sg->count = jc_get_u64le(h + 8), sg->label_bytes = jc_get_u64le(h + 16), sg->payload_bytes = jc_get_u64le(h + 24);
-    bool lengths_ok = jc_get_u32le(h + 4) == JC_SEGMENT_HEADER_SIZE && sg->count != 0;
+    /* A metadata segment may hold no entry (it then clears what earlier ones set). */
+    bool lengths_ok = jc_get_u32le(h + 4) == JC_SEGMENT_HEADER_SIZE && (sg->count != 0 || is_meta);
     if (lengths_ok && is_rows)
         lengths_ok =
             jc_index_segment_layout(&sg->layout, sg->count, fh->dim, value_bytes, fh->version >= 2, sg->label_bytes) &&
             sg->layout.payload_bytes == sg->payload_bytes;
+    if (lengths_ok && is_meta)
+        lengths_ok = sg->label_bytes <= (uint64_t)JC_META_MAX_ENTRIES * (JC_META_MAX_KEY + JC_META_MAX_VALUE + 2) &&
+                     sg->payload_bytes == jc_index_meta_payload_bytes(sg->label_bytes);
     if (lengths_ok && is_tomb)
         lengths_ok = sg->label_bytes == 0 && sg->count <= UINT64_MAX / 16 &&
                      sg->payload_bytes == jc_align_up(sg->count * 8, JC_ALIGN);
@@ -303,7 +309,11 @@ static jaclip_status parse_segments(jaclip_index *index, const unsigned char *da
         jc_segment sg;
         if ((st = check_segment(&sg, data, pos, seg, fh, value_bytes, flags, path)))
             goto done;
-        if (sg.is_tomb) {
+        if (sg.is_meta) {
+            /* The last metadata segment holds the whole set. */
+            if ((st = jc_index_meta_parse(&index->meta, sg.payload, sg.count, sg.label_bytes, path, seg)))
+                goto done;
+        } else if (sg.is_tomb) {
             if (sg.count > fh->deleted - deleted || !dead) {
                 st =
                     jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: more deletions than the %llu the header records",
@@ -402,6 +412,7 @@ jaclip_status jc_index_load_fd(jaclip_index **out, int fd, const char *path, uin
         return st;
     index->row_format = jc_index_row_format_of(fh);
     memcpy(index->fingerprint, fh->fingerprint, sizeof index->fingerprint);
+    index->file_deleted = (size_t)fh->deleted;
     /* Only the committed part is used: bytes past it are an unfinished append. */
     index->file_size = (size_t)fh->committed;
     if (flags & JACLIP_INDEX_MMAP) {

@@ -17,7 +17,14 @@
 #define JC_FILE_MAGIC "JACLIPIX"
 #define JC_SEGMENT_MAGIC "JSEG"
 #define JC_TOMBSTONE_MAGIC "JDEL"
+#define JC_META_MAGIC "JMET"
 #define JC_FORMAT_VERSION 2u
+/* Written only by files that record metadata, so that files without any stay readable by older
+ * libraries. */
+#define JC_FORMAT_VERSION_META 3u
+#define JC_META_MAX_ENTRIES 64
+#define JC_META_MAX_KEY 64
+#define JC_META_MAX_VALUE 4096
 #define JC_HEADER_SIZE_V1 64u
 #define JC_HEADER_SIZE 128u
 #define JC_SEGMENT_HEADER_SIZE 64u
@@ -49,11 +56,19 @@ typedef struct {
     uint64_t file_row;
 } jc_run;
 
+/* Index metadata: key = value strings (malloc'd), in the order set. */
+typedef struct {
+    char *keys[JC_META_MAX_ENTRIES];
+    char *values[JC_META_MAX_ENTRIES];
+    size_t count;
+} jc_meta;
+
 struct jaclip_index {
     size_t dim;
     size_t count;
     uint32_t row_format; /* JACLIP_INDEX_ROWS_* */
     char fingerprint[JC_FINGERPRINT_FIELD];
+    jc_meta meta;
     /* The loaded file: mapped, or read into malloc'd memory. Runs point into it. */
     void *file_data;
     size_t file_size;
@@ -61,6 +76,7 @@ struct jaclip_index {
     jc_run *runs;
     size_t nruns;
     size_t file_rows; /* live rows from the file: rows 0..file_rows-1 */
+    size_t file_deleted; /* rows the loaded file's tombstones delete (space compaction frees) */
     /* Rows added in memory, after the file's rows. */
     void *added_vectors;
     uint64_t *added_offsets;
@@ -141,6 +157,29 @@ size_t jc_index_first_bad_value(const void *vectors, size_t n, uint32_t row_form
 jaclip_status jc_index_check_rows(const jaclip_tensor *embeddings, const char *const *labels, size_t dim, size_t *rows,
                                   size_t *label_bytes);
 void jc_index_put_stamp(unsigned char *p, const jaclip_index_stamp *s);
+
+/* ---- index_meta.c: metadata (format version 3) ---- */
+void jc_index_meta_clear(jc_meta *m);
+jaclip_status jc_index_meta_copy(jc_meta *dst, const jc_meta *src);
+/* Checked like jaclip_index_set_metadata; value NULL removes key. */
+jaclip_status jc_index_meta_set_checked(jc_meta *m, const char *key, const char *value);
+/* Bytes of the entries' text ("key\0value\0" each) and of the segment payload holding them. */
+uint64_t jc_index_meta_bytes(const jc_meta *m);
+uint64_t jc_index_meta_payload_bytes(uint64_t text_bytes);
+/* Replaces *m by the count entries of a JMET payload of bytes text bytes (checked). */
+jaclip_status jc_index_meta_parse(jc_meta *m, const unsigned char *payload, uint64_t count, uint64_t bytes,
+                                  const char *path, size_t seg);
+/* Writes a JMET segment of m at offset. */
+jaclip_status jc_index_meta_write(int fd, uint64_t offset, const jc_meta *m, const char *path, uint64_t *segment_bytes);
+
+/* ---- index_filter.c: search options ---- */
+size_t jc_search_offset(const jaclip_search_options *o);
+float jc_search_threshold(const jaclip_search_options *o);
+/* Whether o (may be NULL) restricts the rows at all. */
+bool jc_search_filters(const jaclip_search_options *o);
+/* The ids of the rows that o lets a search return, increasing (malloc'd). */
+jaclip_status jc_search_passing_rows(const jaclip_index *index, const jaclip_search_options *o, size_t **out_rows,
+                                     size_t *out_n);
 
 /* ---- index_format.c: reading files ---- */
 uint32_t jc_index_header_size(uint32_t version);

@@ -1,7 +1,9 @@
-/* jaclip_index_merge: many index files (the shards of a distributed run) into one. Written on the
- * public index API only (load, label, embeddings, save, append_file), so it follows whatever the index
- * file format becomes. */
-#include "common/internal.h"
+/* jaclip_index_merge: many index files (the shards of a distributed run) into one. Rows are copied on
+ * the public index API (load, label, embeddings, stamps, save, replace_file), so it follows whatever
+ * the index file format becomes. What the shards know about their rows travels with them: the model
+ * fingerprint, the row format, the metadata and each row's file stamp (so a merged index syncs without
+ * re-embedding). */
+#include "index/index_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,16 +20,64 @@ static jaclip_status append_block(const char *out, const jaclip_index *shard, si
 {
     jaclip_tensor *rows = NULL;
     const char **labels = malloc(count * sizeof *labels);
-    if (!labels)
-        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory for %zu labels", count);
-    for (size_t i = 0; i < count; i++)
+    jaclip_index_stamp *stamps = malloc(count * sizeof *stamps);
+    jaclip_status st = JACLIP_OK;
+    if (!labels || !stamps)
+        st = jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory for %zu labels", count);
+    for (size_t i = 0; i < count && !st; i++) {
         labels[i] = jaclip_index_label(shard, first + i);
-    jaclip_status st = jaclip_index_embeddings(&rows, shard, first, count);
+        st = jaclip_index_stamp_of(&stamps[i], shard, first + i);
+    }
     if (!st)
-        st = jaclip_index_append_file(out, rows, labels);
+        st = jaclip_index_embeddings(&rows, shard, first, count);
+    if (!st)
+        st = jaclip_index_replace_file(out, NULL, 0, rows, labels, stamps, NULL);
     jaclip_tensor_free(rows);
     free(labels);
+    free(stamps);
     return st;
+}
+
+/* An empty index file at tmp recording what the first shard records: fingerprint, row format. */
+static jaclip_status start_output(const char *tmp, const jaclip_index *first)
+{
+    jaclip_index *empty = NULL;
+    jaclip_status st = jaclip_index_create(&empty, jaclip_index_dim(first));
+    if (!st)
+        st = jaclip_index_set_fingerprint(empty, jaclip_index_fingerprint(first));
+    if (!st)
+        st = jaclip_index_set_row_format(empty, jaclip_index_row_format(first));
+    if (!st)
+        st = jc_index_meta_copy(&empty->meta, &first->meta);
+    if (!st)
+        st = jaclip_index_save(empty, tmp);
+    jaclip_index_free(empty);
+    return st;
+}
+
+static const char *shown_fingerprint(const char *fp) { return fp[0] ? fp : "(none recorded)"; }
+
+/* MODEL_MISMATCH unless shard was made by the same model as the first shard (both record the same
+ * fingerprint, or neither records one): rows of two models must never share an index. */
+static jaclip_status check_same_origin(const jaclip_index *shard, const char *name, const jaclip_index *first,
+                                       const char *first_name)
+{
+    const char *a = jaclip_index_fingerprint(shard), *b = jaclip_index_fingerprint(first);
+    if (strcmp(a, b) != 0)
+        return jc_fail(JACLIP_ERROR_MODEL_MISMATCH,
+                       "%s was made by model %s but %s by model %s: shards of different models cannot be merged",
+                       name, shown_fingerprint(a), first_name, shown_fingerprint(b));
+    /* Labels relative to two roots, or rows made under two orientation rules, do not mix either. */
+    const jc_meta *m = &shard->meta, *f = &first->meta;
+    for (size_t i = 0; i < m->count + f->count; i++) {
+        const char *key = i < m->count ? m->keys[i] : f->keys[i - m->count];
+        const char *x = jaclip_index_metadata(shard, key), *y = jaclip_index_metadata(first, key);
+        if (!x || !y || strcmp(x, y) != 0)
+            return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "%s records %s = %s but %s records %s: shards made with "
+                           "different settings cannot be merged", name, key, x ? x : "(nothing)", first_name,
+                           y ? y : "(nothing)");
+    }
+    return JACLIP_OK;
 }
 
 /* The shard holding merged row `row`, given each shard's first row. */
@@ -93,19 +143,19 @@ jaclip_status jaclip_index_merge(const char *path, const char *const *shards, si
 
     jaclip_status st = JACLIP_OK;
     size_t dim = 0, total = 0;
+    jaclip_index *first_shard = NULL; /* kept (mapped) to compare the others with */
     for (size_t s = 0; s < n && !st; s++) {
         jaclip_index *shard = NULL;
         if ((st = jaclip_index_load(&shard, shards[s], JACLIP_INDEX_MMAP)))
             break; /* the message names the file */
         if (s == 0) {
             dim = jaclip_index_dim(shard);
-            jaclip_index *empty = NULL;
-            if (!(st = jaclip_index_create(&empty, dim)))
-                st = jaclip_index_save(empty, tmp);
-            jaclip_index_free(empty);
+            st = start_output(tmp, shard);
         } else if (jaclip_index_dim(shard) != dim) {
             st = jc_fail(JACLIP_ERROR_SHAPE, "%s holds %zu-wide rows but %s holds %zu-wide ones", shards[s],
                          jaclip_index_dim(shard), shards[0], dim);
+        } else {
+            st = check_same_origin(shard, shards[s], first_shard, shards[0]);
         }
         size_t rows = jaclip_index_size(shard), block = MERGE_BLOCK_BYTES / (dim * sizeof(float));
         if (block == 0)
@@ -115,8 +165,12 @@ jaclip_status jaclip_index_merge(const char *path, const char *const *shards, si
             if ((st = append_block(tmp, shard, first, rows - first < block ? rows - first : block)))
                 jc_fail_prefix(st, "merging %s: ", shards[s]);
         total += rows;
-        jaclip_index_free(shard);
+        if (s == 0)
+            first_shard = shard;
+        else
+            jaclip_index_free(shard);
     }
+    jaclip_index_free(first_shard);
     if (!st && (flags & JACLIP_INDEX_MERGE_UNIQUE_LABELS))
         st = check_unique(tmp, shards, starts, n);
     if (!st && rename(tmp, path) != 0)

@@ -3,6 +3,7 @@
  * (mk/lib.mk) so the scan vectorises. */
 #include "index/index_internal.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -146,11 +147,34 @@ static void scan(const jc_run *runs, size_t nruns, size_t rows, size_t dim, uint
     }
 }
 
-jaclip_status jaclip_index_search(jaclip_tensor **out_indices, jaclip_tensor **out_scores, const jaclip_index *index,
-                                  const jaclip_tensor *queries, size_t k)
+/* The ranks offset..offset+kk-1 of one query's scores over rows (all rows, or the passing ones:
+ * pass[0..npass)), below-threshold ones as -1 / -INFINITY. top and topv hold offset + kk entries. */
+static void rank_query(const float *scores, const size_t *pass, size_t npass, float *gathered, size_t offset,
+                       size_t kk, float threshold, int64_t *top, float *topv, int64_t *out_idx, float *out_val)
+{
+    const float *from = scores;
+    if (pass) {
+        for (size_t i = 0; i < npass; i++)
+            gathered[i] = scores[pass[i]];
+        from = gathered;
+    }
+    jc_topk_row(from, (int64_t)npass, offset + kk, top, topv);
+    for (size_t i = 0; i < kk; i++) {
+        int64_t row = top[offset + i];
+        float v = topv[offset + i];
+        bool keep = v >= threshold;
+        out_idx[i] = keep ? (pass ? (int64_t)pass[row] : row) : -1;
+        out_val[i] = keep ? v : -INFINITY;
+    }
+}
+
+jaclip_status jaclip_index_search_with(jaclip_tensor **out_indices, jaclip_tensor **out_scores,
+                                       const jaclip_index *index, const jaclip_tensor *queries, size_t k,
+                                       const jaclip_search_options *options)
 {
     jaclip_tensor *idx = NULL, *val = NULL;
     jaclip_status st;
+    size_t *pass = NULL, npass = 0;
     if ((st = jc_outputs_begin(out_indices, out_scores, "out_indices and out_scores")))
         return st;
     if (!index)
@@ -165,7 +189,12 @@ jaclip_status jaclip_index_search(jaclip_tensor **out_indices, jaclip_tensor **o
     size_t nq = (size_t)queries->shape[0], dim = index->dim, rows = index->count;
     if ((st = jc_index_check_finite(queries->data, nq, dim, "queries")))
         return st;
-    size_t kk = k < rows ? k : rows;
+    /* Filters first: k results whenever k rows pass. */
+    npass = rows;
+    if (jc_search_filters(options) && (st = jc_search_passing_rows(index, options, &pass, &npass)))
+        return st;
+    size_t offset = jc_search_offset(options), left = npass > offset ? npass - offset : 0;
+    size_t kk = k < left ? k : left;
     if ((st = jc_tensor_new_2d(&idx, JACLIP_DTYPE_INT64, (int64_t)nq, (int64_t)kk)) ||
         (st = jc_tensor_new_2d(&val, JACLIP_DTYPE_FLOAT32, (int64_t)nq, (int64_t)kk)))
         goto done;
@@ -173,29 +202,37 @@ jaclip_status jaclip_index_search(jaclip_tensor **out_indices, jaclip_tensor **o
         jc_run *runs = malloc((index->nruns + 1) * sizeof *runs);
         float *block = malloc(JC_QUERY_BLOCK * dim * sizeof *block);
         float *scores = malloc(JC_QUERY_BLOCK * rows * sizeof *scores);
+        float *gathered = pass ? malloc(npass * sizeof *gathered) : NULL;
+        int64_t *top = malloc((offset + kk) * sizeof *top);
+        float *topv = malloc((offset + kk) * sizeof *topv);
         bool f16 = index->row_format == JACLIP_INDEX_ROWS_FLOAT16;
         float *widened = f16 ? malloc(JC_MAX_THREADS * JC_F16_CHUNK * dim * sizeof *widened) : NULL;
-        if (!runs || !block || !scores || (f16 && !widened)) {
+        if (!runs || !block || !scores || (pass && !gathered) || !top || !topv || (f16 && !widened)) {
             st = jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory searching %zu rows", rows);
         } else {
             size_t nruns = jc_index_build_runs(index, runs);
             const float *q = queries->data;
+            float threshold = jc_search_threshold(options);
             for (size_t first = 0; first < nq; first += JC_QUERY_BLOCK) {
                 size_t n = nq - first < JC_QUERY_BLOCK ? nq - first : JC_QUERY_BLOCK;
                 for (size_t j = 0; j < n; j++)
                     jc_normalize_row(block + j * dim, q + (first + j) * dim, dim);
                 scan(runs, nruns, rows, dim, index->row_format, block, n, scores, widened);
                 for (size_t j = 0; j < n; j++)
-                    jc_topk_row(scores + j * rows, (int64_t)rows, kk, (int64_t *)idx->data + (first + j) * kk,
-                                (float *)val->data + (first + j) * kk);
+                    rank_query(scores + j * rows, pass, npass, gathered, offset, kk, threshold, top, topv,
+                               (int64_t *)idx->data + (first + j) * kk, (float *)val->data + (first + j) * kk);
             }
         }
         free(runs);
         free(block);
         free(scores);
+        free(gathered);
+        free(top);
+        free(topv);
         free(widened);
     }
 done:
+    free(pass);
     if (st) {
         jaclip_tensor_free(idx);
         jaclip_tensor_free(val);
@@ -203,4 +240,10 @@ done:
     }
     jc_outputs_give(out_indices, idx, out_scores, val);
     return JACLIP_OK;
+}
+
+jaclip_status jaclip_index_search(jaclip_tensor **out_indices, jaclip_tensor **out_scores, const jaclip_index *index,
+                                  const jaclip_tensor *queries, size_t k)
+{
+    return jaclip_index_search_with(out_indices, out_scores, index, queries, k, NULL);
 }

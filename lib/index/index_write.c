@@ -175,19 +175,26 @@ jaclip_status jaclip_index_save(const jaclip_index *index, const char *path)
     const char *tmp = t.tmp;
     size_t nruns = jc_index_build_runs(index, runs);
     jc_file_header fh = {0};
-    fh.version = JC_FORMAT_VERSION;
+    /* Version 3 only when there is metadata: older readers keep reading the rest. */
+    fh.version = index->meta.count ? JC_FORMAT_VERSION_META : JC_FORMAT_VERSION;
     fh.dim = (uint32_t)index->dim;
     fh.flags = index->row_format == JACLIP_INDEX_ROWS_FLOAT16 ? JC_FLAG_FLOAT16 : 0;
     fh.committed = JC_HEADER_SIZE;
     fh.rows = index->count;
     fh.sequence = 1;
     memcpy(fh.fingerprint, index->fingerprint, sizeof fh.fingerprint);
-    if (index->count > 0) {
+    if (index->meta.count) {
         uint64_t seg_bytes = 0;
-        st = write_segment(fd, JC_HEADER_SIZE, runs, nruns, index->count, &fh, run_label_bytes(runs, nruns), tmp,
+        st = jc_index_meta_write(fd, fh.committed, &index->meta, tmp, &seg_bytes);
+        fh.committed += seg_bytes;
+        fh.segments += 1;
+    }
+    if (index->count > 0 && !st) {
+        uint64_t seg_bytes = 0;
+        st = write_segment(fd, fh.committed, runs, nruns, index->count, &fh, run_label_bytes(runs, nruns), tmp,
                            &seg_bytes);
         fh.committed += seg_bytes;
-        fh.segments = 1;
+        fh.segments += 1;
     }
     unsigned char h[JC_HEADER_SIZE];
     jc_index_encode_file_header(h, &fh);
@@ -360,12 +367,19 @@ static jaclip_status stage_rows(jc_staged_rows *s, const jaclip_tensor *embeddin
  * ids[0..nids) and the segment of rows (if any), and only then commits them by rewriting the header
  * (one write in the first sector). */
 static jaclip_status commit_segments(int fd, jc_file_header *fh, const uint64_t *ids, size_t nids, const jc_run *rows,
-                                     uint64_t label_bytes, const char *path)
+                                     uint64_t label_bytes, const jc_meta *meta, const char *path)
 {
     jaclip_status st;
     uint64_t pos = fh->committed, seg_bytes = 0;
     if (ftruncate(fd, (off_t)fh->committed) != 0)
         return jc_io_fail("cannot truncate the unfinished tail of", path);
+    if (meta) {
+        if ((st = jc_index_meta_write(fd, pos, meta, path, &seg_bytes)))
+            return st;
+        pos += seg_bytes;
+        fh->segments += 1;
+        fh->version = JC_FORMAT_VERSION_META; /* committed with the header below */
+    }
     if (nids > 0) {
         if ((st = write_tombstones(fd, pos, ids, nids, path, &seg_bytes)))
             return st;
@@ -428,7 +442,7 @@ jaclip_status jaclip_index_replace_file(const char *path, const char *const *rem
     if (rows > 0 && (st = stage_rows(&staged, embeddings, labels, stamps, rows, label_bytes, dim,
                                      jc_index_row_format_of(&fh), path)))
         goto done;
-    if ((st = commit_segments(fd, &fh, ids, nids, &staged.run, label_bytes, path)))
+    if ((st = commit_segments(fd, &fh, ids, nids, &staged.run, label_bytes, NULL, path)))
         goto done;
     if (out_removed)
         *out_removed = nids;
@@ -450,4 +464,35 @@ jaclip_status jaclip_index_append_file(const char *path, const jaclip_tensor *em
 jaclip_status jaclip_index_remove_file(const char *path, const char *const *labels, size_t n, size_t *out_removed)
 {
     return jaclip_index_replace_file(path, labels, n, NULL, NULL, NULL, out_removed);
+}
+
+jaclip_status jaclip_index_set_metadata_file(const char *path, const char *key, const char *value)
+{
+    int fd = -1;
+    jc_file_header fh;
+    jaclip_index *index = NULL;
+    jc_meta meta = {0};
+    if (!path)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "path is NULL");
+    jaclip_status st = jc_index_meta_set_checked(&meta, key, value); /* checks key and value first */
+    jc_index_meta_clear(&meta);
+    if (st)
+        return st;
+    if (!JC_INDEX_HOST_LE)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "index files are written on little-endian hosts only");
+    if ((st = open_for_update(path, true, &fd, &fh)))
+        return st;
+    /* The whole set is written again: the last metadata segment is the file's metadata. */
+    if (!(st = jc_index_load_fd(&index, fd, path, JACLIP_INDEX_MMAP | JACLIP_INDEX_NO_CHECKSUM, &fh)) &&
+        !(st = jc_index_meta_copy(&meta, &index->meta)) && !(st = jc_index_meta_set_checked(&meta, key, value))) {
+        const char *old = jaclip_index_metadata(index, key);
+        bool same = value ? old && strcmp(old, value) == 0 : !old;
+        jc_run none = {0};
+        if (!same)
+            st = commit_segments(fd, &fh, NULL, 0, &none, 0, &meta, path);
+    }
+    jc_index_meta_clear(&meta);
+    jaclip_index_free(index);
+    close(fd);
+    return st;
 }

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -201,6 +202,71 @@ static void test_refused_shards(void)
     jaclip_index_free(m);
 }
 
+/* Shards recording a fingerprint, float16 rows and per-row stamps (written with replace_file, as sync
+ * writes them): the merged file records all three, row for row. */
+static void write_stamped_shard(const char *path, size_t rows, const char *prefix, const char *fp, bool fp16,
+                                uint64_t stamp_base)
+{
+    enum { DIM = 5 };
+    jaclip_index *index = NULL;
+    CHECK_OK(jaclip_index_create(&index, DIM));
+    if (fp)
+        CHECK_OK(jaclip_index_set_fingerprint(index, fp));
+    if (fp16)
+        CHECK_OK(jaclip_index_set_row_format(index, JACLIP_INDEX_ROWS_FLOAT16));
+    CHECK_OK(jaclip_index_save(index, path));
+    jaclip_index_free(index);
+    float x[8 * DIM];
+    char names[8][32];
+    const char *labels[8];
+    jaclip_index_stamp stamps[8];
+    fill(x, rows * DIM, (uint32_t)stamp_base);
+    for (size_t i = 0; i < rows; i++) {
+        snprintf(names[i], sizeof names[i], "%s%zu", prefix, i);
+        labels[i] = names[i];
+        stamps[i] = (jaclip_index_stamp){stamp_base + i, (int64_t)(stamp_base * 1000 + i), 0x1234 + stamp_base + i};
+    }
+    int64_t shape[2] = {(int64_t)rows, DIM};
+    jaclip_tensor *t = NULL;
+    CHECK_OK(jaclip_tensor_create(&t, JACLIP_DTYPE_FLOAT32, 2, shape, x));
+    CHECK_OK(jaclip_index_replace_file(path, NULL, 0, t, labels, stamps, NULL));
+    jaclip_tensor_free(t);
+}
+
+static void test_merge_keeps_what_the_index_knows(void)
+{
+    write_stamped_shard(tmp_path("k1.jci"), 3, "k1/", "cloob-512-00000000000000aa", true, 100);
+    write_stamped_shard(tmp_path("k2.jci"), 4, "k2/", "cloob-512-00000000000000aa", true, 200);
+    const char *shards[2] = {tmp_path("k1.jci"), tmp_path("k2.jci")};
+    CHECK_OK(jaclip_index_merge(tmp_path("known.jci"), shards, 2, JACLIP_INDEX_MERGE_UNIQUE_LABELS));
+    jaclip_index *m = NULL;
+    CHECK_OK(jaclip_index_load(&m, tmp_path("known.jci"), JACLIP_INDEX_DEFAULT));
+    CHECK(jaclip_index_size(m) == 7);
+    CHECK(strcmp(jaclip_index_fingerprint(m), "cloob-512-00000000000000aa") == 0);
+    CHECK(jaclip_index_row_format(m) == JACLIP_INDEX_ROWS_FLOAT16);
+    for (size_t i = 0; i < 7 && jaclip_index_size(m) == 7; i++) {
+        uint64_t base = i < 3 ? 100 : 200, j = i < 3 ? i : i - 3;
+        jaclip_index_stamp s;
+        CHECK_OK(jaclip_index_stamp_of(&s, m, i));
+        CHECK(s.size == base + j && s.mtime_ns == (int64_t)(base * 1000 + j) && s.content_hash == 0x1234 + base + j);
+    }
+    jaclip_index_free(m);
+
+    /* Another model's shard, or one recording none beside one that does: MODEL_MISMATCH naming both,
+     * and the output is not written. */
+    write_stamped_shard(tmp_path("other.jci"), 2, "o/", "cloob-512-00000000000000bb", true, 300);
+    write_stamped_shard(tmp_path("nofp.jci"), 2, "n/", NULL, true, 400);
+    const char *mixed[2] = {tmp_path("k1.jci"), tmp_path("other.jci")};
+    CHECK_ERROR(jaclip_index_merge(tmp_path("mixed.jci"), mixed, 2, 0), JACLIP_ERROR_MODEL_MISMATCH);
+    CHECK(strstr(jaclip_last_error(), "other.jci") && strstr(jaclip_last_error(), "00000000000000bb") &&
+          strstr(jaclip_last_error(), "00000000000000aa"));
+    const char *unknown[2] = {tmp_path("k1.jci"), tmp_path("nofp.jci")};
+    CHECK_ERROR(jaclip_index_merge(tmp_path("mixed.jci"), unknown, 2, 0), JACLIP_ERROR_MODEL_MISMATCH);
+    CHECK(strstr(jaclip_last_error(), "(none recorded)") != NULL);
+    CHECK(access(tmp_path("mixed.jci"), F_OK) != 0);
+    CHECK(count_files("mixed.jci.") == 0);
+}
+
 int main(void)
 {
     if (!check_make_dir("merge"))
@@ -209,6 +275,7 @@ int main(void)
     test_merge_blocks();
     test_bad_arguments();
     test_refused_shards();
+    test_merge_keeps_what_the_index_knows();
     check_remove_dir();
     return check_summary("test_index_merge");
 }

@@ -91,7 +91,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def run(folder, client, tmp_path_factory):
-    """One completed run in 6 shards of 4 (the last of 2) and its summary."""
+    """One completed run in shards of about 4 (jd.plan: cut where a path's hash says) and its summary."""
     out = tmp_path_factory.mktemp("run") / "out"
     summary = jd.embed([folder], out, TINY_MODEL, client=client, partition_size=4, num_threads=1, progress=False)
     return out, summary
@@ -100,7 +100,8 @@ def run(folder, client, tmp_path_factory):
 def test_merged_equals_single_process(run, folder, reference, tmp_path):
     out, summary = run
     labels, rows = reference
-    assert summary["partitions"] == 6 and summary["embedded"] == 6 and summary["reused"] == 0
+    parts = len(jd.plan(jd.list_images([folder])[0], 4))
+    assert summary["partitions"] == parts and summary["embedded"] == parts and summary["reused"] == 0
     assert summary["images"] == 23 and summary["rows"] == 22 == len(labels)
     assert [s["path"] for s in summary["skipped"]] == [os.path.join(os.path.realpath(folder), "broken.jpg")]
     assert re.search("JPEG|truncated|decode", summary["skipped"][0]["error"])  # the decoder's reason
@@ -136,31 +137,32 @@ def test_shards_read_directly(run, reference):
 
 def test_rerun_skips_finished_shards(run, folder, client):
     out, _ = run
-    shard = out / "shards" / "part-00002.jci"
+    shard = out / "shards" / "part-00000.jci"
     before = shard.stat().st_mtime_ns
     summary = jd.embed([folder], out, TINY_MODEL, client=client, partition_size=4, num_threads=1, progress=False)
-    assert summary["reused"] == 6 and summary["embedded"] == 0 and summary["rows"] == 22
+    assert summary["reused"] == summary["partitions"] and summary["embedded"] == 0 and summary["rows"] == 22
     assert shard.stat().st_mtime_ns == before
 
 
 def test_damaged_shard_refused_then_redone(run, folder, client, reference, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(run[0], out)
-    shard = out / "shards" / "part-00003.jci"
+    n = next(e["partition"] for e in jd.load_manifest(out)["shards"] if e["rows"])
+    shard = out / "shards" / f"part-{n:05d}.jci"
     data = bytearray(shard.read_bytes())
     data[64 + 64 + 5] ^= 0x01  # one bit of the first row's vector
     shard.write_bytes(bytes(data))
-    with pytest.raises(jaclip.IndexFormatError, match="shard 3"):  # the manifest's SHA-256
+    with pytest.raises(jaclip.IndexFormatError, match=f"shard {n}"):  # the manifest's SHA-256
         jd.merge(out, tmp_path / "merged.jci")
-    with pytest.raises(jaclip.IndexFormatError, match="part-00003.jci"):  # the library's own CRC32
+    with pytest.raises(jaclip.IndexFormatError, match=f"part-{n:05d}.jci"):  # the library's own CRC32
         jaclip.Index.merge(tmp_path / "merged.jci", sorted(str(p) for p in (out / "shards").iterdir()))
     cli = subprocess.run([CLI, "index", "merge", str(tmp_path / "merged.jci"), *sorted(map(str, (out / "shards").iterdir()))],
                          capture_output=True, text=True, timeout=60)
-    assert cli.returncode == 1 and "part-00003.jci" in cli.stderr
+    assert cli.returncode == 1 and f"part-{n:05d}.jci" in cli.stderr
     assert not (tmp_path / "merged.jci").exists()
 
     summary = jd.embed([folder], out, TINY_MODEL, client=client, partition_size=4, num_threads=1, progress=False)
-    assert summary["reused"] == 5 and summary["embedded"] == 1
+    assert summary["reused"] == summary["partitions"] - 1 and summary["embedded"] == 1
     jd.merge(out, tmp_path / "merged.jci")
     _assert_same(tmp_path / "merged.jci", *reference)
 
@@ -199,7 +201,8 @@ def test_module_command(folder, reference, tmp_path):
                              "--merge", str(tmp_path / "m.jci"), str(folder)],
                             capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stderr
-    assert "3/3 partitions" in result.stderr and "broken.jpg: skipped" in result.stderr
+    parts = len(jd.plan(jd.list_images([folder])[0], 8))
+    assert f"{parts}/{parts} partitions" in result.stderr and "broken.jpg: skipped" in result.stderr
     _assert_same(tmp_path / "m.jci", *reference)
     bad = subprocess.run([sys.executable, "-m", "jaclip.distributed", "--model", str(tmp_path / "none.jaclip"),
                           "--out", str(tmp_path / "out2"), str(folder)],
@@ -236,7 +239,8 @@ def test_killed_worker_loses_and_duplicates_nothing(tmp_path):
         summary = jd.embed([photos], tmp_path / "out", TINY_MODEL, client=client, partition_size=2, num_threads=1,
                            progress=False, on_entry=kill_one)
         assert killed, "no worker was executing a partition when the first shard completed"
-        assert summary["partitions"] == 16 and summary["rows"] == 30  # 31 files, broken.jpg skipped
+        parts = len(jd.plan(jd.list_images([photos])[0], 2))
+        assert summary["partitions"] == parts and summary["rows"] == 30  # 31 files, broken.jpg skipped
         # the dead worker was replaced by a new process
         deadline = time.monotonic() + 30
         while len(client.run(os.getpid)) < 2 and time.monotonic() < deadline:
@@ -247,11 +251,11 @@ def test_killed_worker_loses_and_duplicates_nothing(tmp_path):
         cluster.close()
     manifest = jd.load_manifest(tmp_path / "out")
     by_partition = {e["partition"]: e for e in manifest["shards"]}
-    assert sorted(by_partition) == list(range(16))
+    assert sorted(by_partition) == list(range(parts))
     for key in killed["keys"]:  # the partitions the killed worker held are complete
         entry = by_partition[int(key.split("-")[2])]
         assert jd.verify_entry(tmp_path / "out", entry) is None
-        assert entry["rows"] + len(entry["skipped"]) == entry["planned"] == 2
+        assert entry["rows"] + len(entry["skipped"]) == entry["planned"] >= 1
     jd.merge(tmp_path / "out", tmp_path / "merged.jci")
     _assert_same(tmp_path / "merged.jci", labels, rows)
     out = tmp_path / "out"
@@ -359,3 +363,52 @@ def test_manifest_shape_and_paths_are_checked(tmp_path):
     # A shard entry read back when a run resumes: a malformed one is not reusable, and says why.
     assert "no 'files' object" in jd.verify_entry(out, no_files["shards"][0])
     assert "inside the run folder" in jd.verify_entry(out, manifest("../outside.jci")["shards"][0])
+
+
+def test_plan_cuts_by_path_hash():
+    """Partitions end where a path's hash says (or at 4 x the size): deleting a file that does not end
+    its partition changes that partition only; the rest keep their files, numbers and digests."""
+    paths = [f"/photos/{i:04d}.jpg" for i in range(400)]
+    parts = jd.plan(paths, 8)
+    assert [p for _, files, _ in parts for p in files] == paths
+    assert all(1 <= len(files) <= 32 for _, files, _ in parts) and 25 <= len(parts) <= 80
+    assert jd.plan(paths, 8) == parts
+    n, files, _ = next(pt for pt in parts[1:] if len(pt[1]) >= 2 and jd._cuts_after(pt[1][-1], 8))
+    gone = files[0]
+    after = jd.plan([p for p in paths if p != gone], 8)
+    assert len(after) == len(parts)
+    changed = [i for i in range(len(parts)) if after[i] != parts[i]]
+    assert changed == [n]
+    # Position-based cutting would have shifted every partition after n.
+    assert len(jd.plan(paths[:1], 8)) == 1 and jd.plan([], 8) == []
+
+
+def test_rerun_after_a_deletion_reuses_the_rest_and_merge_syncs_with_nothing_reembedded(client, tmp_path):
+    """Issue 25: shards record the model and each file's stamp; merged, the index syncs with 0
+    re-embedded; a re-run after one file went redoes only the partition that held it."""
+    photos = _make_folder(tmp_path / "photos", 24)
+    out = tmp_path / "out"
+    first = jd.embed([photos], out, TINY_MODEL, client=client, partition_size=3, num_threads=1, progress=False)
+    jd.merge(out, tmp_path / "merged.jci")
+    with jaclip.Index.load(tmp_path / "merged.jci") as merged, jaclip.Model(TINY_MODEL) as model:
+        assert merged.fingerprint == model.fingerprint
+    sync = [CLI, "index", "sync", "--model", TINY_MODEL, "--threads", "1", str(photos), "-o", str(tmp_path / "merged.jci")]
+    r = subprocess.run(sync, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "0 added, 0 re-embedded, 0 removed, 24 unchanged" in r.stderr  # broken.jpg: skipped again
+
+    paths, _ = jd.list_images([photos])
+    parts = jd.plan(paths, 3)
+    # a file that does not end its partition (a file that does joins two partitions: both are redone)
+    n, files, _ = next(p for p in parts if len(p[1]) >= 2 and (jd._cuts_after(p[1][-1], 3) or p[1][-1] == paths[-1])
+                       and not p[1][0].endswith("broken.jpg"))
+    os.unlink(files[0])
+    again = jd.embed([photos], out, TINY_MODEL, client=client, partition_size=3, num_threads=1, progress=False)
+    assert again["partitions"] == first["partitions"]
+    assert again["embedded"] == 1 and again["reused"] == first["partitions"] - 1
+    assert jd.load_manifest(out)["shards"][n]["planned"] == len(files) - 1
+    jd.merge(out, tmp_path / "merged2.jci")
+    sync[-1] = str(tmp_path / "merged2.jci")
+    r = subprocess.run(sync, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "0 added, 0 re-embedded, 0 removed, 23 unchanged" in r.stderr

@@ -87,11 +87,12 @@ def test_sync_add_delete_overwrite_touch_rename(tmp_path):
     r = sync(photos, index, "--root", tmp_path)
     assert "3 added, 1 re-embedded, 2 removed, 7 unchanged (1 re-stamped)" in r.stderr, r.stderr
     assert_same_as_fresh_build(index, photos, tmp_path, root=str(tmp_path))
-    # The whole tree moves; labels relative to the root stay valid.
+    # The whole tree moves; labels relative to the root stay valid (--moved: the index records the
+    # new root; without it another --root is refused, test_index_library.py).
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.move(str(photos), str(moved / "photos"))
-    r = sync(moved / "photos", index, "--root", moved)
+    r = sync(moved / "photos", index, "--root", moved, "--moved")
     assert "0 added, 0 re-embedded, 0 removed, 11 unchanged" in r.stderr, r.stderr
     assert_same_as_fresh_build(index, moved / "photos", tmp_path, root=str(moved))
     # Without --root labels are absolute paths.

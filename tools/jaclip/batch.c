@@ -104,11 +104,16 @@ void read_lines(const char *path, string_list *out, const char *what)
         number++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
-        if (len == 0)
-            continue;
-        if ((size_t)len != strlen(line) || !is_utf8(line))
+        char *text = line;
+        /* Editors on Windows start UTF-8 files with a BOM; it is not part of the first label. */
+        if (number == 1 && len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
+            text += 3;
+        size_t lead = strspn(text, " \t");
+        if (text[lead] == '\0' || text[lead] == '#')
+            continue; /* blank lines and # comments */
+        if ((size_t)len != strlen(line) || !is_utf8(text))
             usage_error("%s: line %zu is not UTF-8 text", path, number);
-        list_push(out, xstrdup(line));
+        list_push(out, xstrdup(text));
     }
     bool failed = ferror(f);
     free(line);

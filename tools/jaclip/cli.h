@@ -116,7 +116,8 @@ void expand_image_args(char **args, size_t n, string_list *out);
 /* Features [kept, D] of paths in order; an unreadable file is warned about once and removed from paths
  * (strict: exit 1 instead). Other failures exit 1. prog (may be NULL) is advanced per chunk. */
 jaclip_tensor *encode_image_batch(const jaclip_model *model, string_list *paths, bool strict, progress *prog);
-/* Non-empty lines of a UTF-8 file (CR/LF stripped). */
+/* The lines of a UTF-8 file (CR/LF stripped, a leading BOM dropped), less blank lines and lines
+ * whose first non-blank character is '#' (comments). */
 void read_lines(const char *path, string_list *out, const char *what);
 void add_template_preset(string_list *templates, const char *name);
 jaclip_classifier *build_or_load_classifier(const jaclip_model *model, const char *load_path, const string_list *labels,
@@ -128,6 +129,27 @@ int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_index_merge(int argc, char **argv); /* merge.c */
 int cmd_search(int argc, char **argv);
+/* jaclip search's filters, offset and threshold (tools/jaclip/search_filter.c). */
+enum {
+    OPT_SEARCH_FOLDER = OPT_COMMAND_BASE + 70,
+    OPT_SEARCH_AFTER,
+    OPT_SEARCH_BEFORE,
+    OPT_SEARCH_TYPE,
+    OPT_SEARCH_OFFSET,
+    OPT_SEARCH_THRESHOLD
+};
+typedef struct {
+    const char *folder;
+    string_list types;
+    int64_t after, before;
+    size_t offset;
+    double threshold;
+    bool has_after, has_before, has_threshold;
+} search_filter;
+void search_filter_option(search_filter *f, int opt, const char *arg);
+bool search_filter_used(const search_filter *f);
+/* The options for jaclip_index_search_with (exits 2 on a bad value). */
+jaclip_search_options *search_filter_options(const search_filter *f, const jaclip_index *index);
 int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 /* index build (sync false) and index sync (tools/jaclip/sync.c). */
@@ -135,6 +157,16 @@ int index_update(int argc, char **argv, bool sync);
 /* Takes INDEX.lock, the lock every jaclip writer of INDEX holds for its whole run: refuses with a
  * message if another holds it, or waits when wait. Returns the descriptor (held until exit). */
 int index_writer_lock(const char *index_path, bool wait);
+/* How an index labels and embeds its files (tools/jaclip/index_settings.c). root_arg, moved and
+ * exif_given are the options; settle reads what the index records (before anything is written),
+ * replaces a missing root_arg by the recorded root, sets exif, and returns false after saying why when
+ * the options contradict the index. record writes root (NULL: labels absolute) and exif into it. */
+typedef struct {
+    const char *root_arg;
+    bool moved, exif_given, exif;
+} index_settings;
+bool index_settings_settle(const char *output, index_settings *s);
+void index_settings_record(const char *output, const char *root, bool exif);
 /* index ann (tools/jaclip/ann.c); load_ann_beside: INDEX.ann if present and current, else NULL with a
  * warning when it exists but is refused. */
 int cmd_index_ann(int argc, char **argv);

@@ -4,8 +4,12 @@
 
 static const char search_usage[] =
     "usage: jaclip search --model MODEL --index INDEX [TEXT...] [--image FILE]... [-k N] [--json]\n"
+    "                     [--threshold S] [--offset N] [--folder DIR] [--after DATE] [--before DATE]\n"
+    "                     [--type EXT]...\n"
     "\n"
     "Finds the k rows of INDEX most similar (cosine) to each query: each TEXT, and each --image.\n"
+    "Scores are cosines in [-1, 1]. Filters choose the rows first, then the best k of them are ranked,\n"
+    "so k results come back whenever k rows pass (a filter, --offset or --threshold searches exactly).\n"
     "\n"
     "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
     "  -i, --index INDEX     an index made by 'jaclip index build'\n"
@@ -13,6 +17,12 @@ static const char search_usage[] =
     "  -k N                  results per query (default: 10)\n"
     "      --exact           exact search even when INDEX.ann ('jaclip index ann build') is present\n"
     "      --nprobe N        approximate search: inverted lists visited (more: slower, better recall)\n"
+    "      --threshold S     leave out results scoring below S (a cosine, -1..1)\n"
+    "      --offset N        skip the N best results (pages: --offset 20 -k 20 is page 2)\n"
+    "      --folder DIR      only rows under DIR (an existing folder, or a label prefix as stored)\n"
+    "      --after DATE      only files modified at or after DATE (YYYY-MM-DD[THH:MM[:SS]], local)\n"
+    "      --before DATE     only files modified before DATE\n"
+    "      --type EXT        only files ending in .EXT (letter case ignored; repeatable, or jpg,png)\n"
     "      --json            JSON instead of a table\n"
     "      --force           search even if INDEX records another model's fingerprint\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
@@ -26,6 +36,7 @@ typedef struct {
     char **texts;
     size_t ntexts, k, nprobe;
     bool json, force, exact;
+    search_filter filter;
 } search_options;
 
 static void parse_search_args(search_options *o, int argc, char **argv)
@@ -37,6 +48,10 @@ static void parse_search_args(search_options *o, int argc, char **argv)
         {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
         {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
         {"exact", no_argument, NULL, OPT_COMMAND_BASE}, {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
+        {"folder", required_argument, NULL, OPT_SEARCH_FOLDER}, {"after", required_argument, NULL, OPT_SEARCH_AFTER},
+        {"before", required_argument, NULL, OPT_SEARCH_BEFORE}, {"type", required_argument, NULL, OPT_SEARCH_TYPE},
+        {"offset", required_argument, NULL, OPT_SEARCH_OFFSET},
+        {"threshold", required_argument, NULL, OPT_SEARCH_THRESHOLD},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;
@@ -52,6 +67,12 @@ static void parse_search_args(search_options *o, int argc, char **argv)
         case OPT_COMMAND_BASE: o->exact = true; break;
         case OPT_COMMAND_BASE + 1: o->nprobe = (size_t)parse_long(optarg, "--nprobe", 1, 65536); break;
         case 'h': exit(help_requested(search_usage));
+        case OPT_SEARCH_FOLDER:
+        case OPT_SEARCH_AFTER:
+        case OPT_SEARCH_BEFORE:
+        case OPT_SEARCH_TYPE:
+        case OPT_SEARCH_OFFSET:
+        case OPT_SEARCH_THRESHOLD: search_filter_option(&o->filter, opt, optarg); break;
         default: bad_option(opt, argv);
         }
     if (!o->index_path)
@@ -87,8 +108,27 @@ static bool index_fits_model(const search_options *o, const jaclip_index *index,
     return true;
 }
 
+/* Query images embedded as the index's rows were: rotated by EXIF when it records exif-transpose. */
+static jaclip_status encode_query_images(jaclip_tensor **out, const jaclip_model *model, const string_list *paths,
+                                         const jaclip_index *index)
+{
+    const char *orientation = jaclip_index_metadata(index, JACLIP_INDEX_META_ORIENTATION);
+    uint32_t flags = orientation && !strcmp(orientation, "exif-transpose") ? JACLIP_IMAGE_EXIF_TRANSPOSE : 0;
+    jaclip_image **images = xcalloc(paths->count, sizeof *images);
+    jaclip_status st = JACLIP_OK;
+    for (size_t i = 0; i < paths->count && !st; i++)
+        if ((st = jaclip_image_load(&images[i], paths->items[i], 0, flags)))
+            report(paths->items[i], st);
+    if (!st && (st = jaclip_model_encode_images(out, model, (const jaclip_image *const *)images, paths->count)))
+        report(NULL, st);
+    for (size_t i = 0; i < paths->count; i++)
+        jaclip_image_free(images[i]);
+    free(images);
+    return st;
+}
+
 /* The queries in one tensor: texts first, then images. */
-static jaclip_tensor *encode_queries(const search_options *o, const jaclip_model *model)
+static jaclip_tensor *encode_queries(const search_options *o, const jaclip_model *model, const jaclip_index *index)
 {
     size_t ntexts = o->ntexts, nimages = o->query_images.count, dim = (size_t)jaclip_model_embedding_dim(model);
     int64_t shape[2] = {(int64_t)(ntexts + nimages), (int64_t)dim};
@@ -104,8 +144,8 @@ static jaclip_tensor *encode_queries(const search_options *o, const jaclip_model
         jaclip_tensor_free(part);
     }
     if (nimages) {
-        if ((st = jaclip_model_encode_image_files(&part, model, (const char *const *)o->query_images.items, nimages)))
-            die(NULL, st);
+        if ((st = encode_query_images(&part, model, &o->query_images, index)))
+            exit(EXIT_RUNTIME);
         memcpy(q + ntexts * dim, jaclip_tensor_data(part), jaclip_tensor_nbytes(part));
         jaclip_tensor_free(part);
     }
@@ -126,7 +166,7 @@ static void print_hits(const search_options *o, const jaclip_index *index, const
             cli_json_string(stdout, query);
             printf(", \"kind\": \"%s\", \"results\": [", i < ntexts ? "text" : "image");
             for (size_t j = 0; j < kk && rows[i * kk + j] >= 0; j++) {
-                printf("%s{\"rank\": %zu, \"row\": %lld, \"score\": ", j ? ", " : "", j + 1,
+                printf("%s{\"rank\": %zu, \"row\": %lld, \"score\": ", j ? ", " : "", o->filter.offset + j + 1,
                        (long long)rows[i * kk + j]);
                 json_float(stdout, s[i * kk + j]);
                 fputs(", \"label\": ", stdout);
@@ -141,7 +181,7 @@ static void print_hits(const search_options *o, const jaclip_index *index, const
                 putchar('\n');
             }
             for (size_t j = 0; j < kk && rows[i * kk + j] >= 0; j++) {
-                printf("%3zu  %.4f  ", j + 1, (double)s[i * kk + j]);
+                printf("%3zu  %.4f  ", o->filter.offset + j + 1, (double)s[i * kk + j]);
                 print_escaped(stdout, jaclip_index_label(index, (size_t)rows[i * kk + j]));
                 putchar('\n');
             }
@@ -160,14 +200,18 @@ int cmd_search(int argc, char **argv)
     jaclip_model *model = load_model(&o.m);
     if (!index_fits_model(&o, index, model))
         return EXIT_RUNTIME;
-    jaclip_tensor *queries = encode_queries(&o, model), *idx = NULL, *scores = NULL;
+    jaclip_tensor *queries = encode_queries(&o, model, index), *idx = NULL, *scores = NULL;
     jaclip_status st;
-    jaclip_ann *ann = o.exact ? NULL : load_ann_beside(o.index_path, index);
+    /* Filters, pages and cutoffs are the library's exact filter-then-rank. */
+    jaclip_search_options *filter = search_filter_used(&o.filter) ? search_filter_options(&o.filter, index) : NULL;
+    jaclip_ann *ann = o.exact || filter ? NULL : load_ann_beside(o.index_path, index);
     if (ann && o.nprobe && (st = jaclip_ann_set_params(ann, o.nprobe, 0, 0)))
         die(NULL, st);
     if ((st = ann ? jaclip_ann_search(&idx, &scores, ann, queries, o.k)
-                  : jaclip_index_search(&idx, &scores, index, queries, o.k)))
+                  : jaclip_index_search_with(&idx, &scores, index, queries, o.k, filter)))
         die(o.index_path, st);
+    jaclip_search_options_free(filter);
+    free(o.filter.types.items);
     print_hits(&o, index, jaclip_tensor_data(idx), jaclip_tensor_data(scores), (size_t)jaclip_tensor_dim(idx, 1));
     jaclip_tensor_free(idx);
     jaclip_tensor_free(scores);

@@ -6,7 +6,8 @@
 /* ---- index build / sync: one writer keeps an index in step with folders ------------------------- */
 
 static const char sync_usage[] =
-    "usage: jaclip index sync --model MODEL DIR... -o INDEX [--root ROOT] [--batch N] [--wait] [--fp16] [--force]\n"
+    "usage: jaclip index sync --model MODEL DIR... -o INDEX [--root ROOT [--moved]] [--exif-transpose] [--batch N]\n"
+    "                         [--wait] [--fp16] [--force]\n"
     "       jaclip index build --model MODEL DIR... -o INDEX [same options]\n"
     "\n"
     "sync   makes INDEX hold exactly the image files under the DIRs (recursively, skipping names that\n"
@@ -19,14 +20,19 @@ static const char sync_usage[] =
     "Each batch is one durable commit, so an interruption (Ctrl-C, kill -9, a crash) at any moment\n"
     "loses nothing done before it and duplicates nothing: run the same command again to finish. One\n"
     "writer at a time: a second build or sync of the same INDEX is refused (or waits, with --wait).\n"
-    "Labels are absolute paths, or paths relative to ROOT with --root (then the folder can move: sync\n"
-    "with the new ROOT). Files that cannot be read or decoded, and names that are not UTF-8, are\n"
-    "skipped, warned about and counted. Rows under a folder that cannot be listed (no permission, too many\n"
-    "open files) are kept, not removed, and counted as kept unverified.\n"
+    "Labels are absolute paths, or paths relative to ROOT with --root. INDEX records which, with the\n"
+    "root and the orientation rule, when it is created: a later sync uses the recorded root without\n"
+    "--root and refuses options that contradict INDEX (another --root: add --moved if the folder moved\n"
+    "there; --exif-transpose on an index embedded as stored). Files that cannot be read or decoded, and\n"
+    "names that are not UTF-8, are skipped, warned about and counted. Rows under a folder that cannot be\n"
+    "listed (no permission, too many open files) are kept, not removed, and counted as kept unverified.\n"
     "\n"
     "  -m, --model FILE      model file (default: $JACLIP_MODEL)\n"
     "  -o, --output INDEX    the index file to create or update\n"
-    "      --root ROOT       store labels relative to ROOT (every DIR must be inside it)\n"
+    "      --root ROOT       store labels relative to ROOT (every DIR must be inside it); recorded\n"
+    "      --moved           the folder moved to --root: record it as INDEX's new root\n"
+    "      --exif-transpose  rotate photos by their EXIF orientation before embedding (phone photos);\n"
+    "                        chosen when INDEX is created, recorded, and used by every later sync\n"
     "  -b, --batch N         images per batch (default: 16)\n"
     "      --wait            wait for another writer of INDEX instead of refusing\n"
     "      --fp16            store rows as float16 (when INDEX is created; half the size)\n"
@@ -35,7 +41,7 @@ static const char sync_usage[] =
     "      --threads N       libtorch threads (default: all cores)\n"
     "  -h, --help            this help\n";
 
-enum { OPT_ROOT = OPT_COMMAND_BASE + 20, OPT_WAIT, OPT_FP16, OPT_FORCE };
+enum { OPT_ROOT = OPT_COMMAND_BASE + 20, OPT_WAIT, OPT_FP16, OPT_FORCE, OPT_MOVED, OPT_EXIF_INDEX };
 
 /* A file under the DIRs, as found. */
 typedef struct {
@@ -193,7 +199,8 @@ static jaclip_status encode_preprocessed(jaclip_tensor **out, const jaclip_model
 /* The options of index build / sync. */
 typedef struct {
     model_args m;
-    const char *output, *root_arg;
+    const char *output;
+    index_settings settings; /* --root, --moved, --exif-transpose and what INDEX records */
     size_t batch;
     bool wait, fp16, force;
 } update_options;
@@ -202,7 +209,8 @@ typedef struct {
 typedef struct {
     bool sync;
     const char *output;
-    char *root; /* --root, resolved; NULL without */
+    char *root; /* --root (or the recorded root), resolved; NULL without */
+    uint32_t image_flags; /* JACLIP_IMAGE_EXIF_TRANSPOSE when the index says so */
     size_t root_len;
     string_list roots;
     found_file *files; /* sorted by label */
@@ -227,6 +235,7 @@ static void parse_update_args(update_options *o, int argc, char **argv, bool syn
         {"threads", required_argument, NULL, OPT_THREADS}, {"root", required_argument, NULL, OPT_ROOT},
         {"wait", no_argument, NULL, OPT_WAIT},         {"fp16", no_argument, NULL, OPT_FP16},
         {"force", no_argument, NULL, OPT_FORCE},       {"help", no_argument, NULL, 'h'},
+        {"moved", no_argument, NULL, OPT_MOVED},       {"exif-transpose", no_argument, NULL, OPT_EXIF_INDEX},
         {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;
@@ -236,7 +245,9 @@ static void parse_update_args(update_options *o, int argc, char **argv, bool syn
         switch (opt) {
         case 'o': o->output = optarg; break;
         case 'b': o->batch = (size_t)parse_long(optarg, "--batch", 1, 4096); break;
-        case OPT_ROOT: o->root_arg = optarg; break;
+        case OPT_ROOT: o->settings.root_arg = optarg; break;
+        case OPT_MOVED: o->settings.moved = true; break;
+        case OPT_EXIF_INDEX: o->settings.exif_given = true; break;
         case OPT_WAIT: o->wait = true; break;
         case OPT_FP16: o->fp16 = true; break;
         case OPT_FORCE: o->force = true; break;
@@ -454,7 +465,7 @@ static bool prepare_file(update_run *u, update_batch *b, size_t n, found_file *f
     size_t size = 0;
     unsigned char *bytes = read_stamped(f->path, &size, &b->stamps[n]);
     jaclip_image *image = NULL;
-    jaclip_status st = bytes ? jaclip_image_load_memory(&image, bytes, size, 0, JACLIP_IMAGE_DEFAULT) : JACLIP_ERROR_IO;
+    jaclip_status st = bytes ? jaclip_image_load_memory(&image, bytes, size, 0, u->image_flags) : JACLIP_ERROR_IO;
     int err = errno;
     free(bytes);
     if (st == JACLIP_OK) {
@@ -572,14 +583,17 @@ int index_update(int argc, char **argv, bool sync)
     parse_update_args(&o, argc, argv, sync);
     u.output = o.output;
     catch_stop_signals();
-    if (!resolve_roots(&u, o.root_arg, argv + optind, argc - optind))
+    if (!index_settings_settle(u.output, &o.settings) ||
+        !resolve_roots(&u, o.settings.root_arg, argv + optind, argc - optind))
         return EXIT_RUNTIME;
+    u.image_flags = o.settings.exif ? JACLIP_IMAGE_EXIF_TRANSPOSE : JACLIP_IMAGE_DEFAULT;
     find_files(&u);
     u.model = load_model(&o.m);
     int lock_fd = index_writer_lock(u.output, o.wait);
     (void)lock_fd;
     if (!open_index(&u, o.fp16, o.force))
         return EXIT_RUNTIME;
+    index_settings_record(u.output, u.root, o.settings.exif);
     plan_update(&u);
     double start = now_seconds();
     remove_and_restamp(&u);

@@ -91,6 +91,36 @@ class _SharedLock:
                 self._cond.notify_all()
 
 
+def _time_ns(value):
+    if hasattr(value, "timestamp"):  # a datetime (naive ones are local time, as datetime.timestamp says)
+        return int(round(value.timestamp() * 1e9))
+    return int(value)
+
+
+def _search_options(offset, threshold, folder, after, before, types):
+    """A jaclip_search_options for these filters, or None when there are none (the caller frees it)."""
+    if not offset and threshold is None and folder is None and after is None and before is None and not types:
+        return None
+    opts = P()
+    check(lib.jaclip_search_options_create(ctypes.byref(opts)))
+    try:
+        check(lib.jaclip_search_options_set_offset(opts, _count(offset, "offset") if offset else 0))
+        if threshold is not None:
+            check(lib.jaclip_search_options_set_threshold(opts, float(threshold)))
+        if folder is not None:
+            check(lib.jaclip_search_options_set_folder(opts, _text_bytes(os.fspath(folder))))
+        if after is not None or before is not None:
+            lo = -(1 << 63) if after is None else _time_ns(after)
+            hi = (1 << 63) - 1 if before is None else _time_ns(before)
+            check(lib.jaclip_search_options_set_time_range(opts, lo, hi))
+        for t in [types] if isinstance(types, str) else (types or []):
+            check(lib.jaclip_search_options_add_file_type(opts, _text_bytes(t)))
+    except BaseException:
+        lib.jaclip_search_options_free(opts)
+        raise
+    return opts
+
+
 class Index(Owned):
     """An exact cosine-similarity index of labelled rows (jaclip_index): Index(dim) for an empty one,
     Index.load(path) for a saved one. Rows are stored L2-normalised. Any number of threads may search
@@ -184,6 +214,30 @@ class Index(Owned):
         with _Using(self._lock.exclusive(), self._h) as p:
             check(lib.jaclip_index_set_fingerprint(p, None if value is None else _text_bytes(value)))
 
+    @property
+    def deleted_rows(self):
+        """Rows deleted in the loaded file but still stored there (Index.compact_file drops them)."""
+        with self._read() as p:
+            return lib.jaclip_index_deleted_rows(p)
+
+    def metadata(self, key):
+        """The index's metadata value of key (str), or None: "root" (the folder relative labels start
+        from), "labels" ("absolute" or "relative"), "orientation" ("exif-transpose" or "as-stored")."""
+        with self._read() as p:
+            raw = lib.jaclip_index_metadata(p, _text_bytes(key))
+        return None if raw is None else raw.decode("utf-8")
+
+    def set_metadata(self, key, value):
+        """Sets (or, with None, removes) a metadata value in memory; saved by save()."""
+        with _Using(self._lock.exclusive(), self._h) as p:
+            check(lib.jaclip_index_set_metadata(p, _text_bytes(key), None if value is None else _text_bytes(value)))
+
+    @staticmethod
+    def set_metadata_file(path, key, value):
+        """Sets (or, with None, removes) a metadata value in the index file at path, in one durable commit."""
+        check(lib.jaclip_index_set_metadata_file(os.fsencode(path), _text_bytes(key),
+                                                 None if value is None else _text_bytes(value)))
+
     def check_model(self, model, allow_unknown=True):
         """ModelMismatchError unless the index records model's fingerprint (or none, if allow_unknown)."""
         fp = model.fingerprint.encode("ascii")
@@ -245,37 +299,59 @@ class Index(Owned):
             return call(lib.jaclip_index_embeddings, p, first, _count(count, "count"))
 
     # -- search
-    def search(self, queries, k=10):
+    def search(self, queries, k=10, *, offset=0, threshold=None, folder=None, after=None, before=None,
+               types=None):
         """(indices int64 [Q, k'], scores float32 [Q, k']) of the k rows most cosine-similar to each row
-        of queries (float32 [Q, dim]), best first, ties to the lower row; k' = min(k, len(self))."""
+        of queries (float32 [Q, dim]), best first, ties to the lower row; k' = min(k, len(self)).
+
+        Filter, then rank (jaclip_index_search_with): folder (rows whose label lies under it, as labels
+        are stored), after / before (the file's modification time from its stamp: datetime, or ns since
+        the epoch; after inclusive, before exclusive), types (extensions, e.g. ["jpg", "png"]). k results
+        come back whenever k rows pass. offset skips the best ones (pages); threshold (a cosine) turns
+        lower results into row -1, score -inf. Then k' = min(k, passing rows - offset)."""
         k = _count(k, "k")
         idx, val = P(), P()
-        with CTensors((queries, FLOAT32)) as (t,), self._read() as p:
-            check(lib.jaclip_index_search(ctypes.byref(idx), ctypes.byref(val), p, t, k))
+        opts = _search_options(offset, threshold, folder, after, before, types)
+        try:
+            with CTensors((queries, FLOAT32)) as (t,), self._read() as p:
+                check(lib.jaclip_index_search_with(ctypes.byref(idx), ctypes.byref(val), p, t, k, opts))
+        finally:
+            lib.jaclip_search_options_free(opts)
         return take(idx), take(val)
 
-    def _hits(self, features, k):
-        idx, val = self.search(features, k)
+    def _hits(self, features, k, **filters):
+        idx, val = self.search(features, k, **filters)
         with self._read() as p:
             # The rows found are still there: a concurrent add() only appends.
             return [Hit(lib.jaclip_index_label(p, int(i)).decode("utf-8"), float(v), int(i))
-                    for i, v in zip(idx.tolist()[0], val.tolist()[0])]
+                    for i, v in zip(idx.tolist()[0], val.tolist()[0]) if i >= 0]
 
-    def search_text(self, model, text, k=10, force=False):
+    def search_text(self, model, text, k=10, force=False, **filters):
         """The k rows best matching one text, encoded by model: a list of Hit(label, score, row).
-        ModelMismatchError if the index records another model's fingerprint, unless force."""
+        ModelMismatchError if the index records another model's fingerprint, unless force. filters:
+        those of search() (offset, threshold, folder, after, before, types)."""
         if not isinstance(text, (str, bytes)):
             raise TypeError(f"expected one text, not {type(text).__name__}")
         if not force:
             self.check_model(model)
-        return self._hits(model.encode_texts([text]), k)
+        return self._hits(model.encode_texts([text]), k, **filters)
 
-    def search_image(self, model, image, k=10, force=False):
+    def search_image(self, model, image, k=10, force=False, **filters):
         """The k rows best matching one image (path, bytes or jaclip.Image), encoded by model: a list of
-        Hit(label, score, row). ModelMismatchError as search_text."""
+        Hit(label, score, row). ModelMismatchError as search_text. A path or bytes is turned upright by
+        its EXIF orientation when the index records that its rows were (orientation exif-transpose)."""
         if not force:
             self.check_model(model)
-        return self._hits(model.encode_images([image]), k)
+        if self.metadata("orientation") == "exif-transpose" and isinstance(image, (str, bytes, bytearray, os.PathLike)):
+            # embedded upright, as the index's rows were (a jaclip.Image is taken as given)
+            from ._api import Image
+            loaded = (Image.from_bytes(image, exif_transpose=True) if isinstance(image, (bytes, bytearray))
+                      else Image(image, exif_transpose=True))
+            try:
+                return self._hits(model.encode_images([loaded]), k, **filters)
+            finally:
+                loaded.close()
+        return self._hits(model.encode_images([image]), k, **filters)
 
     # -- files
     def save(self, path):

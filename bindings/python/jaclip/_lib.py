@@ -107,6 +107,21 @@ _SIGNATURES = {
     # stamps: jaclip_index_stamp arrays (_sync._Stamp)
     "jaclip_index_replace_file": (i32, [ctypes.c_char_p, c_char_pp, sz, P, c_char_pp, P, c_size_p]),
     "jaclip_index_stamp_of": (i32, [P, P, sz]),
+    # metadata (format version 3): root, label style, orientation
+    "jaclip_index_metadata": (ctypes.c_char_p, [P, ctypes.c_char_p]),
+    "jaclip_index_set_metadata": (i32, [P, ctypes.c_char_p, ctypes.c_char_p]),
+    "jaclip_index_set_metadata_file": (i32, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]),
+    "jaclip_index_root": (ctypes.c_char_p, [P]),
+    "jaclip_index_deleted_rows": (sz, [P]),
+    # filter-then-rank search options
+    "jaclip_search_options_create": (i32, [PP]),
+    "jaclip_search_options_free": (None, [P]),
+    "jaclip_search_options_set_offset": (i32, [P, sz]),
+    "jaclip_search_options_set_threshold": (i32, [P, ctypes.c_float]),
+    "jaclip_search_options_set_folder": (i32, [P, ctypes.c_char_p]),
+    "jaclip_search_options_set_time_range": (i32, [P, ctypes.c_int64, ctypes.c_int64]),
+    "jaclip_search_options_add_file_type": (i32, [P, ctypes.c_char_p]),
+    "jaclip_index_search_with": (i32, [PP, PP, P, P, sz, P]),
     # zero-shot classifiers and presets (_classifier.py)
     "jaclip_model_family": (ctypes.c_char_p, [P]),
     "jaclip_model_default_scale": (ctypes.c_float, [P]),

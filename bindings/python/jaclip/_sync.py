@@ -76,14 +76,15 @@ def _under_any(path, paths):
 def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=False, force=False):
     """Makes the index file at index_path hold exactly the image files under dirs, embedded by
     model: adds new files, removes rows of files that are gone (under dirs only), re-embeds files whose
-    content changed. Labels are absolute paths, or relative to root. Returns a dict of counts (added,
-    reembedded, removed, unchanged, skipped, kept: rows kept unverified because a folder above them
-    could not be listed, e.g. no permission; they are never removed on such grounds). Resumable after any interruption; refuses (or waits for)
+    content changed. Labels are absolute paths, or relative to root (None: the root the index records;
+    another root than it records is refused). Returns a dict of counts (added, reembedded, removed,
+    unchanged, skipped, kept: rows kept unverified because a folder above them could not be listed,
+    e.g. no permission; they are never removed on such grounds). Resumable after any interruption; refuses (or waits for)
     another writer; refuses an index of another model unless force."""
     if isinstance(dirs, (str, bytes, os.PathLike)):
         dirs = [dirs]
     index_path = os.fspath(index_path)
-    root = os.path.realpath(root) if root is not None else None
+    root = _settle_root(index_path, os.path.realpath(root) if root is not None else None)
     roots, paths, skipped, unverified = _walk(dirs)
     files = {}
     for path in paths:
@@ -100,11 +101,15 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
         if not os.path.exists(index_path):
             with Index(model.embedding_dim, fp16=fp16) as fresh:
                 fresh.fingerprint = model.fingerprint
+                fresh.set_metadata("labels", "relative" if root else "absolute")
+                fresh.set_metadata("root", root)
+                fresh.set_metadata("orientation", "as-stored")
                 fresh.save(index_path)
         with Index.load(index_path, mmap=True) as ix:
             if not force:
                 ix.check_model(model)
             plan, counts = _plan(ix, files, roots, root, unverified)
+            upright = ix.metadata("orientation") == "exif-transpose"  # embed as the index's rows were
         _commit(index_path, plan["gone"], None, [], [])
         counts["removed"] = len(plan["gone"])
         counts["skipped"] += skipped
@@ -116,7 +121,7 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
                     with open(files[label], "rb") as f:
                         st = os.fstat(f.fileno())
                         data = f.read()
-                    images.append(Image.from_bytes(data))
+                    images.append(Image.from_bytes(data, exif_transpose=upright))
                 except (OSError, _errors.Error):
                     counts["skipped"] += 1
                     continue
@@ -131,6 +136,20 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
         return counts
     finally:
         lock.close()
+
+
+def _settle_root(index_path, root):
+    """The root to label by: as given, else the one the index records; an index recording another
+    root (or absolute labels) is refused, as `jaclip index sync` refuses it."""
+    if not os.path.exists(index_path):
+        return root
+    with Index.load(index_path, mmap=True, verify=False) as ix:
+        style, recorded = ix.metadata("labels"), ix.metadata("root")
+    if style == "absolute" and root:
+        raise _errors.InvalidArgumentError(f"{index_path}: its labels are absolute paths; drop root", 1)
+    if style == "relative" and root and recorded and root != recorded:
+        raise _errors.InvalidArgumentError(f"{index_path}: its labels are relative to {recorded}, not to {root}", 1)
+    return root if root else recorded
 
 
 def _plan(ix, files, roots, root, unverified):

@@ -9,7 +9,9 @@ or from a shell: python3 -m jaclip.distributed --scheduler tcp://10.0.0.1:8786 -
 (without --scheduler it starts a LocalCluster on this machine). docs/distributed.md has the details.
 
 The client lists the files (walking folders as `jaclip index build` does) and cuts the list into
-partitions of consecutive files. Each worker loads the model once (a WorkerPlugin) and writes each
+partitions of consecutive files, ending a partition after a path whose hash says so (about
+partition_size files each), so that a re-run after files were added or deleted redoes only the
+partitions that hold them. Each worker loads the model once (a WorkerPlugin) and writes each
 partition it is given as a shard in OUT:
 
     shards/part-NNNNN.jci         a jaclip index file (labels + L2-normalised float32 rows, CRC32-checked)
@@ -38,7 +40,7 @@ import sys
 import time
 import uuid
 
-from . import _errors
+from . import _errors, _sync
 from ._api import Image, Model
 from ._index import Index
 from ._manifest import FORMAT, MANIFEST, ManifestError, inside_run, load_manifest, verify_entry  # noqa: F401
@@ -122,12 +124,24 @@ def _digest(paths):
     return h.hexdigest()
 
 
+def _cuts_after(path, partition_size):
+    """Whether a partition ends after path: decided by the path alone (a stable hash), so removing or
+    adding one file changes only the partition that holds it, not every partition after it."""
+    h = int.from_bytes(hashlib.sha256(path.encode("utf-8", "surrogateescape")).digest()[:8], "big")
+    return h % partition_size == 0
+
+
 def plan(paths, partition_size):
-    """[(number, paths, digest)] of consecutive partitions; the same inputs give the same plan."""
+    """[(number, paths, digest)] of consecutive partitions of about partition_size files (a partition
+    ends after a path whose hash says so, or at 4 x partition_size); the same inputs give the same plan."""
     if partition_size < 1:
         raise ValueError("partition_size must be at least 1")
-    return [(n, paths[i:i + partition_size], _digest(paths[i:i + partition_size]))
-            for n, i in enumerate(range(0, len(paths), partition_size))]
+    parts, start = [], 0
+    for i, p in enumerate(paths):
+        if i + 1 == len(paths) or i + 1 - start >= 4 * partition_size or _cuts_after(p, partition_size):
+            parts.append(paths[start:i + 1])
+            start = i + 1
+    return [(n, part, _digest(part)) for n, part in enumerate(parts)]
 
 
 # ---- files ------------------------------------------------------------------------------------------
@@ -236,6 +250,17 @@ def _worker_fingerprint(dask_worker):
     return plugin.model.fingerprint if plugin is not None and plugin.model is not None else None
 
 
+def _read_stamped(path):
+    """(stamp, bytes) of a file from one open file, as `jaclip index sync` stamps it."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read()
+    except OSError as e:
+        raise _errors.InputOutputError(f"{path}: {e.strerror}", 3) from None
+    return _sync._Stamp(st.st_size, st.st_mtime_ns, _sync._content_hash(data)), data
+
+
 def _npy_bytes(array):
     import numpy as np
     buf = io.BytesIO()
@@ -257,14 +282,16 @@ def embed_partition(number, paths, digest, out_dir, batch_size=16, write_npy=Tru
         return old
 
     dim = model.embedding_dim
-    labels, blocks, skipped = [], [], []
+    labels, blocks, skipped, stamps = [], [], [], []
     for first in range(0, len(paths), batch_size):
         images, batch_labels = [], []
         try:
             for p in paths[first:first + batch_size]:
                 try:
-                    images.append(Image(p))
+                    stamp, data = _read_stamped(p)
+                    images.append(Image.from_bytes(data))
                     batch_labels.append(p)
+                    stamps.append(stamp)
                 except _SKIPPABLE as e:
                     why = str(e)
                     skipped.append({"path": p, "error": why[len(p) + 2:] if why.startswith(p + ": ") else why})
@@ -277,9 +304,12 @@ def embed_partition(number, paths, digest, out_dir, batch_size=16, write_npy=Tru
     rows = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
 
     index_path = os.path.join(out_dir, names["index"])
-    with Index(dim) as index:
-        index.add(rows, labels)
+    with Index(dim) as index:  # the model and each file's stamp recorded, as `jaclip index sync` does
+        index.fingerprint = fingerprint
         index.save(index_path)  # atomic and synced by the library
+    if labels:
+        _sync._commit(index_path, [], rows, labels, stamps)
+    with Index.load(index_path) as index:
         normalised = index.embeddings()
     files = {"index": _file_record(out_dir, names["index"])}
     meta = json.dumps(labels, ensure_ascii=False).encode("utf-8")

@@ -173,15 +173,60 @@ module Jaclip
 
     # [indices, scores], each [Q][k'], of the k rows most cosine-similar to each of the queries
     # ([Q][dim] Floats), best first, ties to the lower row; k' = min(k, size).
-    def search(queries, k = 10)
+    # Filters (folder:, after:/before: Time or ns since the epoch, types:) choose the rows before the
+    # top k, offset: skips the best ones (pages), threshold: turns lower results into row -1, score
+    # -Infinity (jaclip_index_search_with).
+    def search(queries, k = 10, offset: 0, threshold: nil, folder: nil, after: nil, before: nil, types: nil)
       k = Index.count(k, "k")
-      Tensor.with_c([queries, Tensor::FLOAT32]) do |t|
-        idx = FFI::MemoryPointer.new(:pointer)
-        val = FFI::MemoryPointer.new(:pointer)
-        read { |p| Native.check(Native.jaclip_index_search(idx, val, p, t, k)) }
-        [Tensor.take(idx.read_pointer), Tensor.take(val.read_pointer)]
+      opts = Index.search_options(offset, threshold, folder, after, before, types)
+      begin
+        Tensor.with_c([queries, Tensor::FLOAT32]) do |t|
+          idx = FFI::MemoryPointer.new(:pointer)
+          val = FFI::MemoryPointer.new(:pointer)
+          read { |p| Native.check(Native.jaclip_index_search_with(idx, val, p, t, k, opts)) }
+          [Tensor.take(idx.read_pointer), Tensor.take(val.read_pointer)]
+        end
+      ensure
+        Native.jaclip_search_options_free(opts) if opts
       end
     end
+
+    def self.time_ns(value) = value.respond_to?(:to_r) && value.is_a?(Time) ? (value.to_r * 1_000_000_000).to_i : Integer(value)
+
+    # A jaclip_search_options for these filters, or nil when there are none (the caller frees it).
+    def self.search_options(offset, threshold, folder, after, before, types)
+      return nil if offset.zero? && threshold.nil? && folder.nil? && after.nil? && before.nil? && types.nil?
+
+      out = FFI::MemoryPointer.new(:pointer)
+      Native.check(Native.jaclip_search_options_create(out))
+      opts = out.read_pointer
+      begin
+        Native.check(Native.jaclip_search_options_set_offset(opts, count(offset, "offset")))
+        Native.check(Native.jaclip_search_options_set_threshold(opts, Float(threshold))) unless threshold.nil?
+        Native.check(Native.jaclip_search_options_set_folder(opts, folder.to_s)) unless folder.nil?
+        unless after.nil? && before.nil?
+          lo = after.nil? ? -(2**63) : time_ns(after)
+          hi = before.nil? ? 2**63 - 1 : time_ns(before)
+          Native.check(Native.jaclip_search_options_set_time_range(opts, lo, hi))
+        end
+        Array(types).each { |t| Native.check(Native.jaclip_search_options_add_file_type(opts, t.to_s)) }
+      rescue StandardError
+        Native.jaclip_search_options_free(opts)
+        raise
+      end
+      opts
+    end
+
+    # The metadata value of key ("root", "labels", "orientation"), or nil.
+    def metadata(key) = read { |p| Native.jaclip_index_metadata(p, key.to_s)&.dup&.force_encoding(Encoding::UTF_8) }
+
+    # Sets (or, with nil, removes) a metadata value in memory; saved by save.
+    def set_metadata(key, value)
+      @lock.exclusive { @handle.use { |p| Native.check(Native.jaclip_index_set_metadata(p, key.to_s, value)) } }
+    end
+
+    # Rows deleted in the loaded file but still stored there (compact_file drops them).
+    def deleted_rows = read { |p| Native.jaclip_index_deleted_rows(p) }
 
     # The k rows best matching one text, encoded by model: Hits, best first.
     def search_text(model, text, k = 10)

@@ -156,6 +156,18 @@ module Jaclip
     attach_function :jaclip_index_compact_file, %i[string string], :status, blocking: true
     attach_function :jaclip_index_fingerprint, [:pointer], :string
     attach_function :jaclip_index_set_fingerprint, %i[pointer string], :status
+    # metadata (format version 3) and filter-then-rank search options
+    attach_function :jaclip_index_metadata, %i[pointer string], :string
+    attach_function :jaclip_index_set_metadata, %i[pointer string string], :status
+    attach_function :jaclip_index_deleted_rows, [:pointer], :size_t
+    attach_function :jaclip_search_options_create, [:out], :status
+    attach_function :jaclip_search_options_free, [:pointer], :void
+    attach_function :jaclip_search_options_set_offset, %i[pointer size_t], :status
+    attach_function :jaclip_search_options_set_threshold, %i[pointer float], :status
+    attach_function :jaclip_search_options_set_folder, %i[pointer string], :status
+    attach_function :jaclip_search_options_set_time_range, %i[pointer int64 int64], :status
+    attach_function :jaclip_search_options_add_file_type, %i[pointer string], :status
+    attach_function :jaclip_index_search_with, %i[out out pointer pointer size_t pointer], :status, blocking: true
 
     # Raises the Error subclass of a non-zero status with this thread's last-error detail.
     def self.check(status)
