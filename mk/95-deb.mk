@@ -3,7 +3,7 @@
 #   deb              dpkg-buildpackage -us -uc -b on a copy of the tree (tracked and untracked, not
 #                    ignored files: what a clean clone has, plus your edits) in build/deb/src; the
 #                    packages, .changes and lintian's report land in build/deb/
-#   test-deb         not in make test (it downloads Debian packages; DEB_TEST_TIME in docs/debian.md):
+#   test-deb         not in make test (downloads Debian packages; 6 to 10 min, docs/debian.md):
 #                    installs the packages into a clean debootstrap bookworm root cached under
 #                    build/deb-root and there, with nothing of the source tree, builds and runs
 #                    examples/classify.c with pkg-config, imports both bindings, runs jaclip classify
