@@ -54,17 +54,28 @@ $(TINY_MODEL_INT8): $(TINY_CKPT)/config.json $(TOKENIZER_MODEL)
 test-models: $(TINY_MODEL) $(TINY_MODEL_BF16) $(TINY_MODEL_INT8)
 
 # ---- install ------------------------------------------------------------------------------------
+# Everything a user of the library, the command and the bindings needs (fragments add theirs through
+# INSTALL_EXTRA). LIBDIR may be a multiarch folder (Debian's packages: LIBDIR=/usr/lib/x86_64-linux-gnu).
+# The dynamic linker knows these folders; installing into one of them (DESTDIR empty, as root) runs
+# ldconfig, as libtool's --finish does. README's Install section says what to set for other prefixes.
+# LINKER_DEFAULT_LIBDIRS are searched even without ld.so.cache: what is installed there carries no rpath
+# (the command, jaclip.pc); everything else does.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+LINKER_DEFAULT_LIBDIRS := /lib /usr/lib $(if $(MULTIARCH),/lib/$(MULTIARCH) /usr/lib/$(MULTIARCH))
+SYSTEM_LIBDIRS := $(LINKER_DEFAULT_LIBDIRS) /usr/local/lib $(if $(MULTIARCH),/usr/local/lib/$(MULTIARCH))
+LDCONFIG ?= ldconfig
 install: lib $(BUILD)/jaclip.pc
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 include/jaclip.h $(DESTDIR)$(INCLUDEDIR)/jaclip.h
 	$(if $(wildcard include/jaclip.hpp),install -m 644 include/jaclip.hpp $(DESTDIR)$(INCLUDEDIR)/jaclip.hpp)
-	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/libjaclip.so.$(VERSION)
-	install -m 755 $(PLUGIN) $(DESTDIR)$(LIBDIR)/libjaclip-torch.so.1
+	install -m 644 $(SHLIB) $(DESTDIR)$(LIBDIR)/libjaclip.so.$(VERSION)
+	install -m 644 $(PLUGIN) $(DESTDIR)$(LIBDIR)/libjaclip-torch.so.1
 	ln -sf libjaclip.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf libjaclip.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libjaclip.so
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/libjaclip.a
 	install -m 644 $(BUILD)/jaclip.pc $(DESTDIR)$(LIBDIR)/pkgconfig/jaclip.pc
 	$(INSTALL_EXTRA)
+	$(if $(DESTDIR),,$(if $(filter $(LIBDIR),$(SYSTEM_LIBDIRS)),@if [ "$$(id -u)" = 0 ]; then echo $(LDCONFIG); $(LDCONFIG); fi))
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/jaclip.h $(DESTDIR)$(INCLUDEDIR)/jaclip.hpp \

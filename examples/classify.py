@@ -22,7 +22,7 @@ def main():
     args = parser.parse_args()
     try:
         with jaclip.Model(args.model) as model:
-            for label, probability in model.classify(args.image, args.labels, args.template, args.scale):
+            for label, probability in model.classify(args.image, args.labels, template=args.template, scale=args.scale):
                 print(f"{probability:.9g}\t{label}")
     except jaclip.Error as e:
         print(f"classify: {e.message} ({jaclip.status_string(e.status)})", file=sys.stderr)

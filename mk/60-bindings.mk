@@ -38,3 +38,22 @@ test-examples: lib test-models $(EXAMPLE_BINS) $(EXAMPLE_IMAGES)/.done
 	$(TEST_ENV) $(RUBY) -Ibindings/ruby/lib examples/classify.rb $(TINY_MODEL) data/dog.jpeg 犬 猫 象 --template '{}の写真'
 
 TEST_STEPS += test-ruby test-examples
+
+# ---- install: the bindings where the system's Python 3 and Ruby look ---------------------------------
+# /usr: Debian's folders (python3-jaclip, ruby-jaclip); /usr/local: the site folders Debian's python3
+# and ruby search; another prefix: these folders, named in PYTHONPATH / RUBYLIB (README, Install).
+PYTHON_XY = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PYTHON_SITEDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYTHON_XY)/$(if $(filter /usr/local,$(PREFIX)),dist-packages,site-packages))
+RUBY_LIBDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/ruby/vendor_ruby,$(if $(filter /usr/local,$(PREFIX)),/usr/local/lib/site_ruby,$(PREFIX)/lib/ruby/site_ruby))
+INSTALL_EXTRA += install -d $(DESTDIR)$(PYTHON_SITEDIR)/jaclip $(DESTDIR)$(RUBY_LIBDIR)/jaclip && \
+	install -m 644 bindings/python/jaclip/*.py $(DESTDIR)$(PYTHON_SITEDIR)/jaclip/ && \
+	install -m 644 bindings/ruby/lib/jaclip.rb $(DESTDIR)$(RUBY_LIBDIR)/jaclip.rb && \
+	install -m 644 bindings/ruby/lib/jaclip/*.rb $(DESTDIR)$(RUBY_LIBDIR)/jaclip/;
+
+.PHONY: uninstall-bindings print-install-dirs
+uninstall: uninstall-bindings
+uninstall-bindings:
+	rm -rf $(DESTDIR)$(PYTHON_SITEDIR)/jaclip $(DESTDIR)$(RUBY_LIBDIR)/jaclip
+	rm -f $(DESTDIR)$(RUBY_LIBDIR)/jaclip.rb
+print-install-dirs:
+	@echo "LIBDIR=$(LIBDIR) PYTHON_SITEDIR=$(PYTHON_SITEDIR) RUBY_LIBDIR=$(RUBY_LIBDIR)"

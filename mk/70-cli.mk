@@ -22,9 +22,11 @@ CLI_DEPS := $(CLI_SRCS) $(wildcard tools/jaclip/*.h) include/jaclip.h $(SHLIB) $
 $(CLI): $(CLI_DEPS)
 	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $(CLI_SRCS) -L$(BUILD) -ljaclip -Wl,-rpath,'$$ORIGIN' -lm $(CLI_LDLIBS)
 
-# ...and installed, in $(LIBDIR) only.
+# ...and installed, in $(LIBDIR) only: through an rpath unless the dynamic linker searches it anyway
+# (Debian's packages: /usr/lib/<multiarch>, where lintian refuses an rpath).
 $(CLI_INSTALLED): $(CLI_DEPS) $(PREFIX_STAMP) $(MAN_PAGE)
-	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $(CLI_SRCS) -L$(BUILD) -ljaclip -Wl,-rpath,$(LIBDIR) -lm $(CLI_LDLIBS)
+	$(CC) $(JACLIP_CLI_CFLAGS) -o $@ $(CLI_SRCS) -L$(BUILD) -ljaclip \
+		$(if $(filter $(LIBDIR),$(LINKER_DEFAULT_LIBDIRS)),,-Wl,-rpath,$(LIBDIR)) -lm $(CLI_LDLIBS)
 
 INSTALL_EXTRA += install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(CONVERT_DIR)/jaclip_convert && \
 	install -m 755 $(CLI_INSTALLED) $(DESTDIR)$(BINDIR)/jaclip && \

@@ -2,7 +2,7 @@
 # built by mk/lib.mk. Tests: test/c/test_ann.c (test-c), test/python/test_ann.py (test-python),
 # test-fuzz-ann (mk/85-fuzz-ann.mk).
 # make bench-ann: bench/bench_ann.c at 100 k and 1 M.
-INSTALL_EXTRA += install -m 755 $(FAISS_PLUGIN) $(DESTDIR)$(LIBDIR)/libjaclip-faiss.so.1;
+INSTALL_EXTRA += install -m 644 $(FAISS_PLUGIN) $(DESTDIR)$(LIBDIR)/libjaclip-faiss.so.1;
 .PHONY: uninstall-ann
 uninstall: uninstall-ann
 uninstall-ann:

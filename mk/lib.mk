@@ -144,8 +144,12 @@ $(BUILD)/libjaclip.so: $(SHLIB)
 $(STLIB): $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
+# Outside the dynamic linker's default folders (LINKER_DEFAULT_LIBDIRS, Makefile) the .pc adds an rpath,
+# so a program built with `pkg-config --libs jaclip` runs without LD_LIBRARY_PATH or ldconfig.
+PC_RPATH = $(if $(filter $(LIBDIR),$(LINKER_DEFAULT_LIBDIRS)),,-Wl,-rpath,$${libdir} )
 $(BUILD)/jaclip.pc: pkgconfig/jaclip.pc.in include/jaclip.h mk/lib.mk $(PREFIX_STAMP) | $(BUILD)/obj
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@RPATH@|$(PC_RPATH)|' \
 	    -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES_PRIVATE@|$(PKGS)|' \
 	    -e 's|@LIBS_PRIVATE@|$(IMAGE_EXTRA_LIBS) -lstdc++ -ldl -lm -lpthread|' $< > $@
 

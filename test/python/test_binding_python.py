@@ -403,13 +403,28 @@ def test_classify(model, dog_bytes):
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-5
     ref = jaclip.probabilities(model.encode_images([DOG]), model.encode_labels(labels, "{}の写真"), scale=100.0)[0]
     assert {p.label: p.probability for p in ranked} == {label: float(ref[i]) for i, label in enumerate(labels)}
-    assert model.classify(dog_bytes, labels, "{}の写真") == ranked
-    flat = model.classify(DOG, labels, "{}の写真", scale=1.0)
+    assert model.classify(dog_bytes, labels, template="{}の写真") == ranked
+    flat = model.classify(DOG, labels, template="{}の写真", scale=1.0)
     assert max(p.probability for p in flat) < max(probs)  # a smaller scale spreads the probabilities
     with pytest.raises(jaclip.InvalidArgumentError):
         model.classify(DOG, labels, template="no placeholder")
     with pytest.raises(jaclip.InvalidArgumentError):
         model.classify(DOG, [])
+
+
+def test_classify_positional_options_still_work_deprecated(model):
+    """The options by keyword is the one form of Python and Ruby (docs/python.md); the positional form
+    of earlier releases gives the same answer with a DeprecationWarning."""
+    labels = ["犬", "猫", "象"]
+    want = model.classify(DOG, labels, template="{}の写真", scale=10.0)
+    with pytest.warns(DeprecationWarning, match="by keyword"):
+        assert model.classify(DOG, labels, "{}の写真", 10.0) == want
+    with pytest.warns(DeprecationWarning):
+        assert model.classify(DOG, labels, "{}の写真", scale=10.0) == want
+    with pytest.raises(TypeError), pytest.warns(DeprecationWarning):
+        model.classify(DOG, labels, "{}の写真", template="{}")
+    with pytest.raises(TypeError):
+        model.classify(DOG, labels, "{}", 1.0, 2.0)
 
 
 # ---- ownership -------------------------------------------------------------------------------------
@@ -506,7 +521,7 @@ assert ids.tolist() == [[4, 9, 1651, 3, 3]] and ids.dtype == "int64"
 assert m.encode_token_ids(ids, mask).tobytes() == m.encode_texts(["犬"]).tobytes()
 p = jaclip.probabilities(t, t)
 assert abs(sum(p.tolist()[0]) - 1) < 1e-6
-ranked = m.classify({DOG!r}, ["犬", "猫", "象"], ["{{}}の写真", "{{}}"])
+ranked = m.classify({DOG!r}, ["犬", "猫", "象"], template=["{{}}の写真", "{{}}"])
 assert abs(sum(r.probability for r in ranked) - 1) < 1e-5
 assert m.preprocess([{DOG!r}]).shape == (1, 3, 224, 224)
 print(t.tobytes().hex())

@@ -275,3 +275,33 @@ def test_bindings_load_the_installed_library(installed, how):
              env=env)
     path, dim = rb.stdout.splitlines()
     assert path.startswith(libdir) and dim == "32"
+
+
+def test_install_to_another_prefix_needs_only_pkg_config_path(installed, tmp_path):
+    """Issue 28: outside the dynamic linker's folders jaclip.pc carries an rpath, so a program built with
+    pkg-config runs with no LD_LIBRARY_PATH; the installed command carries its own; the bindings are
+    installed where PYTHONPATH / RUBYLIB name them (README, Install)."""
+    env = {k: v for k, v in pkg_env(installed).items() if k != "LD_LIBRARY_PATH"}
+    flags = run(["pkg-config", "--cflags", "--libs", "jaclip"], env=env).stdout.split()
+    assert f"-Wl,-rpath,{installed}/lib" in flags
+    prog = compile_c(os.path.join(ROOT, "test", "consumers", "features.c"), str(tmp_path / "c"), flags)
+    (tmp_path / "out").mkdir()
+    run([prog, TINY_MODEL, DOG, str(tmp_path / "out")] + TEXTS, env=env)
+    info = run([str(installed / "bin" / "jaclip"), "info", TINY_MODEL], env=env).stdout
+    assert "32" in info
+    site = [p for p in (installed / "lib").glob("python3.*/site-packages")]
+    assert len(site) == 1 and (site[0] / "jaclip" / "_version.py").exists()
+    py = run([PYTHON, "-c", "import jaclip; print(jaclip.__file__); print(jaclip.library_path())"],
+             env=dict(env, PYTHONPATH=str(site[0])), cwd=str(tmp_path)).stdout.splitlines()
+    assert py[0].startswith(str(site[0])) and py[1].startswith(str(installed / "lib"))
+    rb = run([RUBY, "-rjaclip", "-e", "puts $LOADED_FEATURES.grep(/jaclip.rb/).first, Jaclip.library_path"],
+             env=dict(env, RUBYLIB=str(installed / "lib" / "ruby" / "site_ruby")), cwd=str(tmp_path)).stdout.splitlines()
+    assert rb[0].startswith(str(installed)) and rb[1].startswith(str(installed / "lib"))
+
+
+def test_install_runs_ldconfig_only_into_the_linkers_folders_without_destdir():
+    def dry(*args):
+        return run(["make", "--no-print-directory", "-s", "-n", "-C", ROOT, "install", *args]).stdout
+    assert "ldconfig" in dry("PREFIX=/usr/local") and "id -u" in dry("PREFIX=/usr/local")
+    assert "ldconfig" not in dry("PREFIX=/opt/jaclip")
+    assert "ldconfig" not in dry("PREFIX=/usr/local", "DESTDIR=/tmp/staged")

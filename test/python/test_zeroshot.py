@@ -194,7 +194,7 @@ def test_python_ensemble_of_two_templates(model):
     weights = rinna_weights(feats, 2, 2)
     logits = 100 * unit(model.encode_images([DOG])) @ weights.T
     want = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    got = {p.label: p.probability for p in model.classify(DOG, labels, templates)}
+    got = {p.label: p.probability for p in model.classify(DOG, labels, template=templates)}
     np.testing.assert_allclose([got[label] for label in labels], want[0], atol=1e-6)
 
 

@@ -3,6 +3,7 @@ import collections
 import ctypes
 import operator
 import os
+import warnings
 
 from . import _errors
 from ._handle import Handle, Owned
@@ -517,11 +518,21 @@ class Model(Owned):
         with Classifier(self, labels, template) as classifier:
             return classifier.weights
 
-    def classify(self, image, labels, template=None, scale=None):
+    def classify(self, image, labels, *positional, template=None, scale=None):
         """Zero-shot classification of one image (path, bytes or Image): a list of
         Prediction(label, probability), best first, probabilities summing to 1. scale None = the
-        model's default_scale."""
+        model's default_scale. The inputs by position, the options by keyword, as in Ruby's binding
+        (docs/python.md); template and scale by position still work but are deprecated."""
         from ._classifier import Classifier
+        if positional:
+            if len(positional) > 2:
+                raise TypeError(f"classify() takes at most 4 positional arguments ({2 + len(positional)} given)")
+            warnings.warn("Model.classify(image, labels, template, scale): pass template= and scale= by keyword",
+                          DeprecationWarning, stacklevel=2)
+            given = dict(zip(("template", "scale"), positional))
+            if ("template" in given and template is not None) or ("scale" in given and scale is not None):
+                raise TypeError("classify() got template or scale both by position and by keyword")
+            template, scale = given.get("template", template), given.get("scale", scale)
         with Classifier(self, labels, template) as classifier:
             return classifier.predict(image, scale=scale)
 

@@ -12,6 +12,8 @@ require_relative "jaclip/tensor"
 require_relative "jaclip/handle"
 require_relative "jaclip/api"
 require_relative "jaclip/index"
+require_relative "jaclip/ann"
+require_relative "jaclip/sync"
 require_relative "jaclip/classifier"
 
 Jaclip.check_version

@@ -53,11 +53,38 @@ module Jaclip
       end
     end
 
-    def initialize(dim, _loader: nil)
+    ROWS_FLOAT16 = 1
+    FINGERPRINT_ALLOW_UNKNOWN = 1
+
+    # fp16: true stores rows as float16 (half the memory; scores within about 1e-3).
+    def initialize(dim, fp16: false, _loader: nil)
       out = FFI::MemoryPointer.new(:pointer)
       Native.check(_loader ? _loader.call(out) : Native.jaclip_index_create(out, Index.count(dim, "dim")))
       @handle = Handle.new(out.read_pointer, :jaclip_index_free, "index")
       @lock = SharedLock.new
+      @handle.use { |p| Native.check(Native.jaclip_index_set_row_format(p, ROWS_FLOAT16)) } if fp16
+    end
+
+    # Writes one index file at path with the rows of the index files shards, in order
+    # (jaclip_index_merge): each shard's checksums verified, path replaced only once complete.
+    # unique_labels: refuse (InvalidArgumentError) a label occurring twice. IndexFormatError names a
+    # damaged shard; ShapeError one of another width.
+    def self.merge(path, shards, unique_labels: false)
+      raise TypeError, "expected an Array of shard paths, not #{shards.class}" unless shards.is_a?(Array)
+
+      arr, _keep, n = plain_label_pointers(shards.map(&:to_s))
+      Native.check(Native.jaclip_index_merge(path.to_s, arr, n, unique_labels ? 1 : 0))
+      nil
+    end
+
+    # True when rows are stored as float16.
+    def fp16? = read { |p| Native.jaclip_index_row_format(p) == ROWS_FLOAT16 }
+
+    # ModelMismatchError unless the index records model's fingerprint (or none, if allow_unknown).
+    def check_model(model, allow_unknown: true)
+      fp = model.fingerprint
+      read { |p| Native.check(Native.jaclip_index_check_fingerprint(p, fp, allow_unknown ? FINGERPRINT_ALLOW_UNKNOWN : 0)) }
+      nil
     end
 
     # Opens an index file. mmap: use the rows where they lie in the page cache instead of copying them
@@ -286,9 +313,10 @@ module Jaclip
       [FFI::MemoryPointer.new(:pointer, [bufs.size, 1].max).put_array_of_pointer(0, bufs), bufs]
     end
 
-    private
-
+    # Internal (Ann, IndexSync): yields the C pointer under the shared lock, as searches hold it.
     def read(&block) = @lock.shared { @handle.use(&block) }
+
+    private
 
     def hits(features, k)
       idx, val = search(features, k)

@@ -168,6 +168,22 @@ module Jaclip
     attach_function :jaclip_search_options_set_time_range, %i[pointer int64 int64], :status
     attach_function :jaclip_search_options_add_file_type, %i[pointer string], :status
     attach_function :jaclip_index_search_with, %i[out out pointer pointer size_t pointer], :status, blocking: true
+    attach_function :jaclip_index_check_fingerprint, %i[pointer string uint32], :status
+    attach_function :jaclip_index_row_format, [:pointer], :uint32
+    attach_function :jaclip_index_set_row_format, %i[pointer uint32], :status
+    attach_function :jaclip_index_merge, %i[string pointer size_t uint32], :status, blocking: true
+    # stamps: arrays of Jaclip::IndexSync::Stamp (jaclip_index_stamp)
+    attach_function :jaclip_index_replace_file, %i[string pointer size_t pointer pointer pointer pointer], :status,
+                    blocking: true
+    attach_function :jaclip_index_stamp_of, %i[pointer pointer size_t], :status
+
+    attach_function :jaclip_ann_build, %i[out pointer int uint32], :status, blocking: true
+    attach_function :jaclip_ann_load, %i[out string pointer uint32], :status, blocking: true
+    attach_function :jaclip_ann_save, %i[pointer string], :status, blocking: true
+    attach_function :jaclip_ann_free, [:pointer], :void
+    attach_function :jaclip_ann_kind_of, [:pointer], :int
+    attach_function :jaclip_ann_set_params, %i[pointer size_t size_t size_t], :status
+    attach_function :jaclip_ann_search, %i[out out pointer pointer size_t], :status, blocking: true
 
     # Raises the Error subclass of a non-zero status with this thread's last-error detail.
     def self.check(status)
