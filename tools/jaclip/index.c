@@ -3,41 +3,6 @@
 #include <fcntl.h>
 #include <sys/file.h>
 
-/* The writer lock of an index: INDEX.lock, flock'd by every writing command (sync, build, remove, compact). */
-int index_writer_lock(const char *index_path, bool wait)
-{
-    size_t n = strlen(index_path) + 6;
-    char *lock_path = xcalloc(n, 1);
-    snprintf(lock_path, n, "%s.lock", index_path);
-    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        cli_warn("%s: cannot open the writer lock: %s", lock_path, strerror(errno));
-        exit(EXIT_RUNTIME);
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK) {
-            cli_warn("%s: cannot lock: %s", lock_path, strerror(errno));
-            exit(EXIT_RUNTIME);
-        }
-        if (!wait) {
-            cli_warn("%s: another jaclip is writing this index (it holds %s); try again when it is done, "
-                     "or pass --wait",
-                     index_path, lock_path);
-            exit(EXIT_RUNTIME);
-        }
-        cli_warn("%s: waiting for another jaclip writing this index", index_path);
-        while (flock(fd, LOCK_EX) != 0) {
-            if (errno != EINTR || stop_signal) {
-                cli_warn("%s: stopped while waiting for the writer lock", index_path);
-                exit(stop_signal ? 128 + stop_signal : EXIT_RUNTIME);
-            }
-        }
-    }
-    free(lock_path);
-    return fd; /* held until exit */
-}
-
-
 /* ---- index: build, sync (sync.c), remove, compact, info, list ------------------------------------ */
 
 static const char index_usage[] =
