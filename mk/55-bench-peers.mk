@@ -25,3 +25,8 @@ bench-peers: lib $(ORT_DIR)/node_modules/onnxruntime-node/package.json $(ONNX_DI
 	JACLIP_LIBRARY=$(abspath $(BUILD)/libjaclip.so) $(PYTHON) bench/peers/bench_peers.py --onnx-dir $(ONNX_DIR) \
 		--ort-modules $(ORT_DIR) --model $(FULL_MODEL) --model-bf16 $(FULL_MODEL_BF16) \
 		--model-int8 $(FULL_MODEL_INT8) --shared-data $(SHARED_DATA) --rounds $(PEERS_ROUNDS) $(PEERS_ARGS)
+
+# The thread-layout and oneDNN levers alone, on the fp32 model libjaclip runs (bench/peers/levers.py).
+.PHONY: bench-levers
+bench-levers: $(FULL_MODEL)
+	$(PYTHON) bench/peers/levers.py $(FULL_MODEL) $(PEERS_ROUNDS)
