@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdlib.h>
 
 static jc_torch_api plugin_api;
 static const jc_torch_host host = {jc_vfail};
@@ -29,7 +30,16 @@ static jc_plugin plugin = {"libtorch",
                            ""};
 static pthread_once_t plugin_once = PTHREAD_ONCE_INIT;
 
-static void open_plugin(void) { jc_plugin_load(&plugin); }
+/* libgomp (libtorch's OpenMP) reads its wait policy once, when it is loaded with the plugin. Its default
+ * spins idle threads, and where other processes share the cores a spinning pool collapses: bf16 on the
+ * 2-core Zen 5 under load 7-11 ran 7x slower per image with 2 spinning threads than with passive ones
+ * (docs/benchmarks.md, make bench-levers). Passive unless the host chose a policy, set once under
+ * pthread_once before the plugin loads; a host that loaded libgomp already keeps whatever it has. */
+static void open_plugin(void)
+{
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+    jc_plugin_load(&plugin);
+}
 
 const jc_torch_api *jc_torch(jaclip_status *status)
 {
