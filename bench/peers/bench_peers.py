@@ -284,8 +284,10 @@ def main():
 
 
 def write_docs(report, flags, label):
-    kind = ("amx" if "amx_tile" in flags else "avx512-bf16" if "avx512_bf16" in flags else
-            "avx512" if "avx512f" in flags else "avx2")
+    # One section per CPU kind, named as make bench names it (Zen 4, Zen 5 and the AMX Xeon share flags).
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from bench_model import cpu_kind
+    kind = cpu_kind()
     key = f"{kind}-{label}" if label else kind
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     with open(path, encoding="utf-8") as f:
