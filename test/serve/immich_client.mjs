@@ -28,7 +28,14 @@ for (const c of cases) {
     if (c.text !== undefined) {
       formData.append('text', c.text);
     }
-    response = await fetch(new URL('/predict', base), { method: 'POST', body: formData, signal });
+    try {
+      response = await fetch(new URL('/predict', base), { method: 'POST', body: formData, signal });
+    } catch (error) {
+      // What Immich's server logs as "failed: fetch failed": no answer read (e.g. the connection
+      // closed by an answer sent before the body was read).
+      results.push({ name: c.name, ok: false, status: 0, error: String(error.cause?.code ?? error.message) });
+      continue;
+    }
   }
   const type = response.headers.get('content-type') ?? '';
   const raw = await response.text();

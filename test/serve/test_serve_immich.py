@@ -200,6 +200,9 @@ def test_with_token_ping_is_public_and_predict_is_not(tmp_path):
                          {"name": "predict", "entries": {"clip": {"textual": {"modelName": MODEL_NAME}}}, "text": "犬"}],
                      tmp_path)
         assert got["ping"]["status"] == 200
-        assert got["predict"]["status"] == 401  # Immich sends no token: docs/immich.md
+        # Immich sends no token (docs/immich.md). serve refuses before reading the body, so the client
+        # may get the 401 or, still writing its form, a closed connection: never an answer.
+        r = got["predict"]
+        assert r["status"] == 401 or (r["status"] == 0 and r["error"] in ("EPIPE", "ECONNRESET")), r
     finally:
         assert s.stop() == 0

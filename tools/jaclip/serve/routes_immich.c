@@ -67,15 +67,19 @@ static json_t *clip_entry(json_t *entries, const char **type, reply *out)
     return json_object_get(types, *type);
 }
 
-/* The features as Immich stores them: a JSON array of numbers, itself a string ("[0.0123,...]"). */
+/* The features as Immich stores them: a JSON array of numbers, itself a string ("[0.0123,...]");
+ * NULL if one is not finite (JSON has no NaN: Immich would store a vector it cannot read). */
 static char *vector_text(const jaclip_tensor *features)
 {
     size_t n = (size_t)jaclip_tensor_dim(features, 1);
     const float *v = jaclip_tensor_data(features);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return NULL;
     char *text = xcalloc(n * 18 + 3, 1), *p = text;
     *p++ = '[';
     for (size_t i = 0; i < n; i++)
-        p += sprintf(p, "%s%.9g", i ? "," : "", (double)v[i]); /* finite: normalised features */
+        p += sprintf(p, "%s%.9g", i ? "," : "", (double)v[i]); /* at most 16 bytes: |v| <= 1 */
     *p++ = ']';
     return text;
 }
@@ -142,6 +146,11 @@ void route_immich_predict(routes *rt, const route_request *r, reply *out)
         reply_library_error(out, st, jaclip_last_error());
     } else {
         char *vector = vector_text(unit);
+        if (!vector) {
+            reply_error(out, HTTP_INTERNAL_ERROR, "JACLIP_ERROR_BACKEND",
+                        "the model gave a feature that is not finite");
+            goto done_features;
+        }
         json_t *answer = json_pack("{s:s}", "clip", vector);
         if (answer && !textual) {
             json_object_set_new(answer, "imageHeight", json_integer(height));
@@ -150,6 +159,7 @@ void route_immich_predict(routes *rt, const route_request *r, reply *out)
         reply_json(out, HTTP_OK, answer);
         free(vector);
     }
+done_features:
     jaclip_tensor_free(features);
     jaclip_tensor_free(unit);
 done:
