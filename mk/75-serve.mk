@@ -5,6 +5,8 @@
 #   test-serve   test/serve: every endpoint against the Python binding, hostile HTTP input, graceful
 #                stop, and the page in headless Chromium (screenshot: build/serve-page.png)
 #   bench-serve  bench/bench_serve.py (not in make test): 1, 4, 16 concurrent clients on loopback
+#   bench-immich bench/bench_immich.py (not in make test): images/s through Immich's /predict, 1 and 4
+#                clients, against in-process encoding (docs/immich.md)
 SERVE_LIBS := $(shell pkg-config --libs libmicrohttpd jansson libturbojpeg 2>/dev/null || echo -lmicrohttpd -ljansson -lturbojpeg)
 CLI_LDLIBS += $(SERVE_LIBS) -lpthread
 SERVE_SRCS := $(sort $(wildcard tools/jaclip/serve/*.c))
@@ -12,7 +14,7 @@ SERVE_WEB := $(wildcard tools/jaclip/serve/web/*)
 CLI_SRCS += $(SERVE_SRCS)
 $(CLI) $(CLI_INSTALLED): $(SERVE_SRCS) $(wildcard tools/jaclip/serve/*.h) $(SERVE_WEB)
 
-.PHONY: test-serve bench-serve
+.PHONY: test-serve bench-serve bench-immich
 test-serve: lib test-models $(CLI)
 	$(TEST_ENV) JACLIP_CLI=$(abspath $(CLI)) JACLIP_SCREENSHOT=$(abspath $(BUILD))/serve-page.png \
 		PYTHONPATH=bindings/python $(PYTHON) -m pytest -q -rs -p no:cacheprovider test/serve
@@ -27,3 +29,9 @@ BENCH_SERVE_ARGS ?=
 bench-serve: lib $(CLI) $(BENCH_SERVE_MODEL)
 	$(TEST_ENV) JACLIP_CLI=$(abspath $(CLI)) PYTHONPATH=bindings/python \
 		$(PYTHON) bench/bench_serve.py --model $(BENCH_SERVE_MODEL) --out $(BUILD)/bench-serve.json $(BENCH_SERVE_ARGS)
+
+# Immich's Smart Search job: one image per /predict request (BENCH_SERVE_MODEL=build/models/tiny.jaclip
+# for a quick run).
+bench-immich: lib $(CLI) $(BENCH_SERVE_MODEL)
+	$(TEST_ENV) JACLIP_CLI=$(abspath $(CLI)) PYTHONPATH=bindings/python \
+		$(PYTHON) bench/bench_immich.py --model $(BENCH_SERVE_MODEL) --out $(BUILD)/bench-immich.json

@@ -170,6 +170,29 @@ bool engine_encode_images(engine *e, const void *const *data, const size_t *size
     return st ? fail_library(why, st) : true;
 }
 
+bool engine_encode_image_sized(engine *e, const void *data, size_t size, jaclip_tensor **out, uint32_t *width,
+                               uint32_t *height, engine_result *why)
+{
+    *out = NULL;
+    *width = *height = 0;
+    if (!take_slot(e, why))
+        return false;
+    /* The model's own flags are the library's default (serve has no --exif-transpose): decoding here
+     * and encoding the decoded image is what jaclip_model_encode_image_buffers does. */
+    jaclip_image *image = NULL;
+    jaclip_status st = jaclip_image_load_memory(&image, data, size, 0, JACLIP_IMAGE_DEFAULT);
+    if (!st) {
+        *width = jaclip_image_width(image);
+        *height = jaclip_image_height(image);
+        st = jaclip_model_encode_images(out, e->model, (const jaclip_image *const *)&image, 1);
+    }
+    give_slot(e);
+    if (st)
+        fail_library(why, st); /* the message before freeing: jaclip_last_error is per thread */
+    jaclip_image_free(image);
+    return !st;
+}
+
 bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, jaclip_tensor **rows,
                    jaclip_tensor **scores, engine_result *why)
 {

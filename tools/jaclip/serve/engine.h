@@ -64,6 +64,10 @@ bool engine_encode_texts(engine *e, const char *const *texts, const size_t *leng
                          engine_result *why);
 bool engine_encode_images(engine *e, const void *const *data, const size_t *sizes, size_t n, jaclip_tensor **out,
                           engine_result *why);
+/* Features [1, D] of one encoded image and its decoded size (no EXIF transpose), for Immich's
+ * /predict: decoded once, inside the model slot. */
+bool engine_encode_image_sized(engine *e, const void *data, size_t size, jaclip_tensor **out, uint32_t *width,
+                               uint32_t *height, engine_result *why);
 /* Top k rows and scores [1, <=k] of a [1, D] query in x; may be batched with other searches of x. */
 bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, jaclip_tensor **rows,
                    jaclip_tensor **scores, engine_result *why);

@@ -2,9 +2,9 @@
  * dispatch to the routes, metrics. */
 #include "http_internal.h"
 
-static const char *const route_names[ROUTE_COUNT] = {"page",    "healthz",    "metrics",     "info",
-                                                     "indexes", "embed_text", "embed_image", "classify",
-                                                     "search",  "thumbnail",  "unknown"};
+static const char *const route_names[ROUTE_COUNT] = {"page",        "healthz",        "metrics",  "info",   "indexes",
+                                                     "embed_text",  "embed_image",    "classify", "search", "thumbnail",
+                                                     "immich_ping", "immich_predict", "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
 static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -139,7 +139,8 @@ static route_id route_of(const char *url, const char **rest)
     } exact[] = {
         {"/healthz", ROUTE_HEALTHZ},      {"/metrics", ROUTE_METRICS},          {"/v1/info", ROUTE_INFO},
         {"/v1/indexes", ROUTE_INDEXES},   {"/v1/embed/text", ROUTE_EMBED_TEXT}, {"/v1/embed/image", ROUTE_EMBED_IMAGE},
-        {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},         {"/v1/thumbnail", ROUTE_THUMBNAIL}};
+        {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},         {"/v1/thumbnail", ROUTE_THUMBNAIL},
+        {"/ping", ROUTE_IMMICH_PING},     {"/predict", ROUTE_IMMICH_PREDICT}};
     *rest = NULL;
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (!strcmp(url, exact[i].path))
@@ -158,11 +159,12 @@ static route_id route_of(const char *url, const char **rest)
 
 static bool wants_post(route_id r)
 {
-    return r == ROUTE_EMBED_TEXT || r == ROUTE_EMBED_IMAGE || r == ROUTE_CLASSIFY || r == ROUTE_SEARCH;
+    return r == ROUTE_EMBED_TEXT || r == ROUTE_EMBED_IMAGE || r == ROUTE_CLASSIFY || r == ROUTE_SEARCH ||
+           r == ROUTE_IMMICH_PREDICT;
 }
 
 /* Routes that anyone may reach when --token is set: the page's own files and the health check. */
-static bool is_public(route_id r) { return r == ROUTE_PAGE || r == ROUTE_HEALTHZ; }
+static bool is_public(route_id r) { return r == ROUTE_PAGE || r == ROUTE_HEALTHZ || r == ROUTE_IMMICH_PING; }
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, reply *out)
 {
@@ -249,7 +251,8 @@ static bool admit(http_server *s, request *r, const char *method, reply *out)
                     json ? "JSON " : "", r->limit);
         return false;
     }
-    if (r->route != ROUTE_HEALTHZ && r->route != ROUTE_METRICS && r->route != ROUTE_PAGE) {
+    if (r->route != ROUTE_HEALTHZ && r->route != ROUTE_METRICS && r->route != ROUTE_PAGE &&
+        r->route != ROUTE_IMMICH_PING) {
         r->counted = true;
         unsigned now = atomic_fetch_add(&s->in_flight, 1) + 1;
         if (atomic_load(&s->stopping) || now > s->max_requests) {
@@ -334,6 +337,8 @@ static void dispatch(http_server *s, request *r, const char *rest, reply *out)
     case ROUTE_CLASSIFY: route_classify(s->routes, &q, out); break;
     case ROUTE_SEARCH: route_search(s->routes, &q, out); break;
     case ROUTE_THUMBNAIL: route_thumbnail(s->routes, &q, out); break;
+    case ROUTE_IMMICH_PING: route_immich_ping(s->routes, &q, out); break;
+    case ROUTE_IMMICH_PREDICT: route_immich_predict(s->routes, &q, out); break;
     default: break;
     }
     free(args.items);
@@ -424,6 +429,8 @@ http_server *http_start(routes *rt, const http_options *o, unsigned *port)
     s->token = o->token;
     s->token_len = o->token ? strlen(o->token) : 0;
     s->bound_host = o->bound_host;
+    s->allow_hosts = o->allow_hosts;
+    s->nallow_hosts = o->nallow_hosts;
     s->max_body = o->max_body;
     s->max_requests = o->max_requests;
     s->timeout = o->timeout;

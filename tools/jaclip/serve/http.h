@@ -12,8 +12,10 @@ typedef struct http_server http_server;
 typedef struct {
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    const char *bound_host; /* the --host address as a Host header writes it ("[::1]" for IPv6) */
-    const char *token;      /* NULL: none */
+    const char *bound_host;         /* the --host address as a Host header writes it ("[::1]" for IPv6) */
+    const char *const *allow_hosts; /* --allow-host NAME: more Host names served without a token */
+    size_t nallow_hosts;
+    const char *token; /* NULL: none */
     size_t max_body;
     unsigned max_requests;
     double timeout; /* idle connection, body arrival, and the graceful stop */

@@ -48,7 +48,8 @@ bool framing_ok(request *r)
     return !(f.lengths && f.encodings) && !f.lengths_differ && f.encodings <= 1;
 }
 
-/* host[:port] names this server on loopback: localhost, or the bound address. */
+/* host[:port] names this server: localhost, the bound address, or an --allow-host name (the name a
+ * container or host on a private network reaches it by, e.g. http://jaclip:3003 from Immich). */
 static bool local_host(const http_server *s, const char *host, size_t n)
 {
     const char *colon = NULL;
@@ -67,6 +68,9 @@ static bool local_host(const http_server *s, const char *host, size_t n)
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (n == strlen(names[i]) && !strncasecmp(host, names[i], n))
             return true;
+    for (size_t i = 0; i < s->nallow_hosts; i++)
+        if (n == strlen(s->allow_hosts[i]) && !strncasecmp(host, s->allow_hosts[i], n))
+            return true;
     return n == strlen(s->bound_host) && !strncasecmp(host, s->bound_host, n);
 }
 
@@ -80,7 +84,7 @@ bool same_site(const http_server *s, request *r, const char **why)
         *why = "the Host header does not name this server (localhost or its address)";
         return false;
     }
-    if (r->route == ROUTE_PAGE || r->route == ROUTE_HEALTHZ)
+    if (r->route == ROUTE_PAGE || r->route == ROUTE_HEALTHZ || r->route == ROUTE_IMMICH_PING)
         return true;
     const char *site = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
     if (site && strcasecmp(site, "same-origin") && strcasecmp(site, "none")) {

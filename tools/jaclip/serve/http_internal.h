@@ -19,6 +19,8 @@ typedef enum {
     ROUTE_CLASSIFY,
     ROUTE_SEARCH,
     ROUTE_THUMBNAIL,
+    ROUTE_IMMICH_PING,
+    ROUTE_IMMICH_PREDICT,
     ROUTE_UNKNOWN,
     ROUTE_COUNT
 } route_id;
@@ -43,7 +45,9 @@ struct http_server {
     struct MHD_Daemon *daemon;
     const char *token;
     size_t token_len;
-    const char *bound_host; /* the bound address as a Host value names it: "127.0.0.1", "[::1]" */
+    const char *bound_host;         /* the bound address as a Host value names it: "127.0.0.1", "[::1]" */
+    const char *const *allow_hosts; /* --allow-host: more names the Host header may give */
+    size_t nallow_hosts;
     size_t max_body;
     unsigned max_requests;
     double timeout;

@@ -177,36 +177,9 @@ json_t *json_body(const route_request *r, const char *const *allowed, reply *out
         BAD_REQUEST(out, "empty body: expected a JSON object");
         return NULL;
     }
-    size_t elements, depth;
-    if (r->len > ROUTES_JSON_MAX_BODY) {
-        reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "a JSON body is at most %d bytes",
-                    ROUTES_JSON_MAX_BODY);
+    json_t *root = json_parse_limited(r->body, r->len, HTTP_BAD_REQUEST, out);
+    if (!root)
         return NULL;
-    }
-    if (!json_within(r->body, r->len, JSON_MAX_ELEMENTS, JSON_MAX_DEPTH, &elements, &depth)) {
-        if (depth > JSON_MAX_DEPTH)
-            BAD_REQUEST(out, "the JSON body is nested over %d deep", JSON_MAX_DEPTH);
-        else
-            reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the JSON body has over %d values",
-                        JSON_MAX_ELEMENTS);
-        return NULL;
-    }
-    json_error_t err;
-    budget.armed = true;
-    budget.left = JSON_MAX_TREE;
-    json_t *root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &err);
-    budget.armed = false; /* the tree is freed later, unarmed: the budget is set afresh per parse */
-    if (!root) {
-        if (json_error_code(&err) == json_error_out_of_memory)
-            reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE",
-                        "the JSON body needs over %d bytes to parse", JSON_MAX_TREE);
-        else if (json_error_code(&err) == json_error_invalid_utf8)
-            reply_error(out, HTTP_BAD_REQUEST, "JACLIP_ERROR_INVALID_UTF8", "invalid UTF-8 in the JSON body at byte %d",
-                        err.position);
-        else
-            BAD_REQUEST(out, "malformed JSON at byte %d: %s", err.position, err.text);
-        return NULL;
-    }
     if (!json_is_object(root)) {
         json_decref(root);
         BAD_REQUEST(out, "expected a JSON object");
@@ -224,6 +197,43 @@ json_t *json_body(const route_request *r, const char *const *allowed, reply *out
             json_decref(root);
             return NULL;
         }
+    }
+    return root;
+}
+
+/* A JSON text under the body limits (size, values, nesting, parse budget); malformed is bad_http. */
+json_t *json_parse_limited(const char *text, size_t len, unsigned bad_http, reply *out)
+{
+    const char *bad_name = "JACLIP_ERROR_INVALID_ARGUMENT";
+    size_t elements, depth;
+    if (len > ROUTES_JSON_MAX_BODY) {
+        reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "a JSON text is at most %d bytes",
+                    ROUTES_JSON_MAX_BODY);
+        return NULL;
+    }
+    if (!json_within(text, len, JSON_MAX_ELEMENTS, JSON_MAX_DEPTH, &elements, &depth)) {
+        if (depth > JSON_MAX_DEPTH)
+            reply_error(out, bad_http, bad_name, "the JSON is nested over %d deep", JSON_MAX_DEPTH);
+        else
+            reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the JSON has over %d values",
+                        JSON_MAX_ELEMENTS);
+        return NULL;
+    }
+    json_error_t err;
+    budget.armed = true;
+    budget.left = JSON_MAX_TREE;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    budget.armed = false; /* the tree is freed later, unarmed: the budget is set afresh per parse */
+    if (!root) {
+        if (json_error_code(&err) == json_error_out_of_memory)
+            reply_error(out, HTTP_CONTENT_TOO_LARGE, "SERVE_BODY_TOO_LARGE", "the JSON needs over %d bytes to parse",
+                        JSON_MAX_TREE);
+        else if (json_error_code(&err) == json_error_invalid_utf8)
+            reply_error(out, bad_http, "JACLIP_ERROR_INVALID_UTF8", "invalid UTF-8 in the JSON at byte %d",
+                        err.position);
+        else
+            reply_error(out, bad_http, bad_name, "malformed JSON at byte %d: %s", err.position, err.text);
+        return NULL;
     }
     return root;
 }

@@ -52,6 +52,7 @@ typedef struct {
     size_t max_body;
     unsigned max_requests;
     bool token_required;
+    const char *immich_model; /* --immich-model: the only modelName /predict accepts; NULL: any */
 } routes;
 
 /* Once, before any request: jansson's allocator (see routes.c). */
@@ -68,6 +69,9 @@ void route_embed_image(routes *rt, const route_request *r, reply *out);
 void route_classify(routes *rt, const route_request *r, reply *out);
 void route_search(routes *rt, const route_request *r, reply *out);
 void route_thumbnail(routes *rt, const route_request *r, reply *out);
+/* Immich's machine-learning protocol (routes_immich.c, docs/immich.md): GET /ping, POST /predict. */
+void route_immich_ping(routes *rt, const route_request *r, reply *out);
+void route_immich_predict(routes *rt, const route_request *r, reply *out);
 /* Appends the engine's Prometheus lines to the HTTP layer's. */
 void route_metrics(routes *rt, FILE *f);
 

@@ -29,6 +29,7 @@ enum {
 #define HTTP_NOT_FOUND 404
 #define HTTP_UNSUPPORTED_MEDIA_TYPE 415
 #define HTTP_CONTENT_TOO_LARGE 413
+#define HTTP_UNPROCESSABLE 422
 #define HTTP_INTERNAL_ERROR 500
 #define HTTP_UNAVAILABLE 503
 
@@ -39,6 +40,8 @@ void reply_library_error(reply *out, jaclip_status st, const char *message);
 void reply_failure(reply *out, const engine_result *why); /* the engine's refusal as HTTP */
 bool content_type_is(const route_request *r, const char *type);
 json_t *json_body(const route_request *r, const char *const *allowed, reply *out);
+/* Any JSON value of text, under the JSON body limits; malformed text is answered bad_http. */
+json_t *json_parse_limited(const char *text, size_t len, unsigned bad_http, reply *out);
 bool int_option(json_t *value, const char *text, const char *name, long min, long max, long def, long *v, reply *out);
 bool number_option(json_t *value, const char *text, const char *name, double def, double *v, reply *out);
 const char *query_arg(const route_request *r, const char *name); /* the first, or NULL */

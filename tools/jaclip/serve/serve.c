@@ -9,7 +9,8 @@ static const char serve_usage[] =
     "usage: jaclip serve --model MODEL [--index [NAME=]INDEX]... [--host ADDR] [--port N] [options]\n"
     "\n"
     "An HTTP service: the JSON API of docs/serve.md (embed, classify, search, index info, /healthz,\n"
-    "/metrics) and a search page at /. The model is loaded once and shared.\n"
+    "/metrics), a search page at /, and Immich's machine-learning protocol (/ping, /predict: CLIP only,\n"
+    "docs/immich.md). The model is loaded once and shared.\n"
     "\n"
     "  -m, --model FILE          model file (default: $JACLIP_MODEL)\n"
     "  -i, --index [NAME=]FILE   an index to search (repeatable); NAME defaults to the file's base name\n"
@@ -18,6 +19,11 @@ static const char serve_usage[] =
     "      --host ADDR           address to bind (default: 127.0.0.1); a non-loopback one needs --token\n"
     "  -p, --port N              port (default: 8080; 0 picks a free one, printed on stdout)\n"
     "      --token TOKEN         require 'Authorization: Bearer TOKEN' (default: $JACLIP_SERVE_TOKEN)\n"
+    "      --trust-network       allow a non-loopback --host without --token: anyone who reaches ADDR\n"
+    "                            may use the API (a private network, e.g. for Immich: docs/immich.md)\n"
+    "      --allow-host NAME     also serve requests whose Host header is NAME (any port) without a\n"
+    "                            token, e.g. the container name Immich reaches this server by (repeatable)\n"
+    "      --immich-model NAME   answer Immich's /predict only for this CLIP modelName (default: any)\n"
     "      --threads N           requests running library work at once (default: 1)\n"
     "      --max-batch N         single text queries, and single searches of one index, that queue\n"
     "                            while the model is busy run as one library call of up to N\n"
@@ -32,7 +38,7 @@ static const char serve_usage[] =
     "\n"
     "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout; then they are\n"
     "answered 503 or cut), and exits 0 within --timeout + 1 s. Without --token, only Host values naming\n"
-    "localhost or ADDR are served, and the API refuses cross-site requests (docs/serve.md).\n";
+    "localhost, ADDR or an --allow-host NAME are served, and the API refuses cross-site requests (docs/serve.md).\n";
 
 enum {
     OPT_HOST = OPT_COMMAND_BASE,
@@ -41,7 +47,10 @@ enum {
     OPT_MAX_REQUESTS,
     OPT_MAX_BODY,
     OPT_TIMEOUT,
-    OPT_MAX_BATCH
+    OPT_MAX_BATCH,
+    OPT_TRUST_NETWORK,
+    OPT_ALLOW_HOST,
+    OPT_IMMICH_MODEL
 };
 
 static bool is_loopback(const struct sockaddr_storage *a)
@@ -72,8 +81,9 @@ static void parse_host(const char *host, long port, struct sockaddr_storage *out
 
 typedef struct {
     model_args m;
-    string_list index_args;
-    const char *host, *token, *classifier_path;
+    string_list index_args, allow_hosts;
+    const char *host, *token, *classifier_path, *immich_model;
+    bool trust_network;
     long port, workers, max_requests, max_body, timeout, max_batch;
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -91,6 +101,9 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         {"max-body", required_argument, NULL, OPT_MAX_BODY}, {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'},
         {"classifier", required_argument, NULL, 'c'},    {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
+        {"trust-network", no_argument, NULL, OPT_TRUST_NETWORK},
+        {"allow-host", required_argument, NULL, OPT_ALLOW_HOST},
+        {"immich-model", required_argument, NULL, OPT_IMMICH_MODEL},
         {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;
@@ -114,6 +127,20 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         case OPT_TIMEOUT: o->timeout = parse_long(optarg, "--timeout", 1, 3600); break;
         case OPT_MAX_BATCH: o->max_batch = parse_long(optarg, "--max-batch", 1, 256); break;
         case 'c': o->classifier_path = optarg; break;
+        case OPT_TRUST_NETWORK: o->trust_network = true; break;
+        case OPT_ALLOW_HOST:
+            /* A Host value is a name or address without port; [v6] as Host writes it. */
+            if (!*optarg || strlen(optarg) > 255 ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789.-_[]:") != strlen(optarg))
+                usage_error("--allow-host takes a host name or address as the Host header gives it, got '%s'", optarg);
+            list_push(&o->allow_hosts, optarg);
+            break;
+        case OPT_IMMICH_MODEL:
+            if (!*optarg || !is_utf8(optarg))
+                usage_error("--immich-model must be a non-empty UTF-8 name");
+            o->immich_model = optarg;
+            break;
         case 'h': exit(help_requested(serve_usage));
         default: bad_option(opt, argv);
         }
@@ -125,8 +152,12 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
     if (o->token && !is_utf8(o->token))
         usage_error("--token must be UTF-8");
     parse_host(o->host, o->port, &o->addr, &o->addr_len);
+    if (!is_loopback(&o->addr) && !o->token && !o->trust_network)
+        usage_error("--host %s is not a loopback address: give --token (or JACLIP_SERVE_TOKEN) too, or "
+                    "--trust-network on a private network",
+                    o->host);
     if (!is_loopback(&o->addr) && !o->token)
-        usage_error("--host %s is not a loopback address: give --token (or JACLIP_SERVE_TOKEN) too", o->host);
+        cli_warn("no --token on %s: every client that reaches it may use the API (--trust-network)", o->host);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -155,10 +186,13 @@ int cmd_serve(int argc, char **argv)
     routes rt = {.engine = e,
                  .max_body = (size_t)o.max_body,
                  .max_requests = (unsigned)o.max_requests,
-                 .token_required = o.token != NULL};
+                 .token_required = o.token != NULL,
+                 .immich_model = o.immich_model};
     char bound_host[64];
     snprintf(bound_host, sizeof bound_host, o.addr.ss_family == AF_INET6 ? "[%s]" : "%s", o.host);
     http_options ho = {.bound_host = bound_host,
+                       .allow_hosts = (const char *const *)o.allow_hosts.items,
+                       .nallow_hosts = o.allow_hosts.count,
                        .addr = o.addr,
                        .addr_len = o.addr_len,
                        .token = o.token,
@@ -192,5 +226,6 @@ int cmd_serve(int argc, char **argv)
     }
     engine_close(e);
     free(o.index_args.items);
+    free(o.allow_hosts.items);
     return 0;
 }
