@@ -15,35 +15,11 @@ import time
 
 import numpy as np
 from PIL import Image
-import torchvision.transforms as T
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIBRARY = os.environ.get("JACLIP_LIBRARY", os.path.join(ROOT, "build", "libjaclip.so"))
+# The ctypes table and the reference preprocessing are bench_image.py's (same folder).
+from bench_image import MEAN, P, REFERENCE, ROOT, STD, load_library
+
 PHOTO = os.path.join(ROOT, os.environ.get("JACLIP_PROJECT_DATA", "data"), "dog.jpeg")
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
-P = ctypes.c_void_p
-
-REFERENCE = T.Compose([
-    T.Resize(224, interpolation=T.InterpolationMode.BILINEAR),
-    T.CenterCrop(224),
-    lambda image: image.convert("RGB"),
-    T.ToTensor(),
-    T.Normalize(MEAN, STD),
-])
-
-
-def load_library():
-    c = ctypes.CDLL(LIBRARY)
-    c.jaclip_image_load.argtypes = [ctypes.POINTER(P), ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint32]
-    c.jaclip_image_preprocess.argtypes = [ctypes.POINTER(P), ctypes.POINTER(P), ctypes.c_size_t, ctypes.c_uint32,
-                                          ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
-    c.jaclip_image_free.argtypes = [P]
-    c.jaclip_tensor_free.argtypes = [P]
-    c.jaclip_tensor_data.argtypes = [P]
-    c.jaclip_tensor_data.restype = P
-    c.jaclip_last_error.restype = ctypes.c_char_p
-    return c
 
 
 def jaclip_decode(c, path):

@@ -15,20 +15,8 @@ os.environ.setdefault("JACLIP_LIBRARY", LIBRARY)
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 import jaclip  # noqa: E402
 
-CLI = os.environ.get("JACLIP_CLI", os.path.join(ROOT, "build", "jaclip"))
-
-
-def run(*args, check=None, timeout=120):
-    result = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, errors="replace", timeout=timeout)
-    if check is not None:
-        assert result.returncode == check, f"rc {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def write_image(path, seed):
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (36 + seed % 7, 40, 3), dtype=np.uint8)).save(path, format="PNG")
+# The CLI runner and the image writer are test_index_sync.py's.
+from test_index_sync import CLI, run, write_image  # noqa: E402,F401
 
 
 def make_photos(root, count):
