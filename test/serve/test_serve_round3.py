@@ -144,6 +144,38 @@ def test_thumbnail_refuses_a_folder_swapped_for_a_symlink(tmp_path, model, photo
         assert s.stop() == 0
 
 
+def test_thumbnails_below_a_recorded_root(tmp_path, model, photos):
+    """An index built with --root records it (issue 25): its relative labels get thumbnails, a photo that
+    is a symbolic link resolving below the root is served, one resolving outside it is not."""
+    import subprocess
+    from conftest import CLI, TINY_MODEL as MODEL
+    lib, outside = tmp_path / "library", tmp_path / "outside"
+    (lib / "trip").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(photos["paths"][0], lib / "trip" / "a.jpg")
+    shutil.copy(photos["paths"][1], outside / "secret.jpg")
+    (lib / "inside-link.jpg").symlink_to(lib / "trip" / "a.jpg")
+    (lib / "outside-link.jpg").symlink_to(outside / "secret.jpg")
+    index = tmp_path / "rooted.jci"
+    r = subprocess.run([CLI, "index", "build", "--model", MODEL, "--root", str(lib), str(lib), "-o", str(index)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    import jaclip
+    with jaclip.Index.load(str(index)) as ix:
+        labels = [ix.label(i) for i in range(len(ix))]
+    assert sorted(labels) == ["inside-link.jpg", "outside-link.jpg", "trip/a.jpg"], labels
+    s = Server("--index", str(index), address_space=AS)
+    try:
+        for label in ("trip/a.jpg", "inside-link.jpg"):
+            code, _, data = s.request("GET", f"/v1/thumbnail?row={labels.index(label)}")
+            assert code == 200 and data[:2] == b"\xff\xd8", (label, code, data[:200])
+        code, _, data = s.request("GET", f"/v1/thumbnail?row={labels.index('outside-link.jpg')}")
+        assert code == 404 and b"outside the folder" in data, data
+        alive(s)
+    finally:
+        assert s.stop() == 0
+
+
 # ---- 4: Host, Origin and Sec-Fetch-Site without a token ----
 
 def test_dns_rebinding_and_cross_site_requests_are_refused(bounded):

@@ -24,6 +24,13 @@ static bool same_stamp(const file_stamp *a, const file_stamp *b)
  * an absolute path. */
 static void find_root(engine_index *x)
 {
+    const char *recorded = jaclip_index_root(x->index);
+    if (recorded) { /* built with --root: labels are relative to it (issue 25, "Roots and links") */
+        x->recorded_root = true;
+        if ((x->root = strdup(recorded)))
+            x->resolved_root = realpath(recorded, NULL);
+        return;
+    }
     const char *first = NULL;
     size_t len = 0, n = jaclip_index_size(x->index);
     for (size_t i = 0; i < n; i++) {

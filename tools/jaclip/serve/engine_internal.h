@@ -19,6 +19,7 @@ struct engine_index {
     /* The folder the rows' files lie under (their common parent, "" for "/"), and where it resolved to
      * when loaded; NULL when no row is an absolute path. Thumbnails are served only below it. */
     char *root, *resolved_root;
+    bool recorded_root; /* root is the one the index records (jaclip_index_root): labels are relative */
 };
 
 /* What identifies a file's content for reload detection. */

@@ -34,17 +34,32 @@ static bool under_root(const engine_index *x, const char *path, int fd)
         return false;
     actual[n] = '\0';
     size_t resolved_len = strlen(x->resolved_root);
-    return !strncmp(actual, x->resolved_root, resolved_len) && !strcmp(actual + resolved_len, path + root_len);
+    if (strncmp(actual, x->resolved_root, resolved_len) || actual[resolved_len] != '/')
+        return false;
+    /* A recorded root was chosen by whoever built the index: any file resolving below it may be served,
+     * symbolic links included. Otherwise the root is only inferred from the labels: the path must resolve
+     * to itself, so no link at all may lead elsewhere. */
+    return x->recorded_root || !strcmp(actual + resolved_len, path + root_len);
 }
 
 /* The file of a row, read only if it is a regular file, not a symbolic link, and below the index's root. */
-static char *read_row_file(const engine_index *x, const char *path, size_t *len, engine_result *why)
+static char *read_row_file(const engine_index *x, const char *label, size_t *len, engine_result *why)
 {
+    char joined[PATH_MAX];
+    const char *path = label;
+    if (x->recorded_root && label[0] != '/') { /* relative to the recorded root */
+        if ((size_t)snprintf(joined, sizeof joined, "%s/%s", x->root, label) >= sizeof joined) {
+            fail(why, ENGINE_NOT_FOUND, "this row's path is too long");
+            return NULL;
+        }
+        path = joined;
+    }
     if (path[0] != '/') {
         fail(why, ENGINE_NOT_FOUND, "this row's label is not a file path");
         return NULL;
     }
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    /* Links are followed only below a recorded root (under_root then checks where they lead). */
+    int fd = open(path, O_RDONLY | (x->recorded_root ? 0 : O_NOFOLLOW) | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     bool inside = fd >= 0 && under_root(x, path, fd);
     if (fd < 0 || !inside || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > THUMB_MAX_FILE) {
