@@ -240,7 +240,8 @@ def machine(library_features):
     have = ", ".join(f"{label} {'yes' if flag in flags else 'no'}" for flag, label in FEATURES)
     return (f"{cpu}, {os.cpu_count()} cores ({have}; libjaclip detects: {library_features or 'none'}), "
             f"{platform.system()} {platform.release()}, torch {torch.__version__} (Debian), "
-            f"{os.cpu_count()} threads for both sides")
+            f"{os.cpu_count()} threads for both sides; load average {' / '.join(map(str, os.getloadavg()))} "
+            f"when the report was written (other work on the machine slows both sides, not alike)")
 
 
 def main():
