@@ -19,6 +19,7 @@ typedef struct {
     unsigned workers;    /* model slots */
     unsigned max_batch;  /* single queries per batched library call */
     double slot_timeout; /* longest wait for a model slot, seconds */
+    bool force;          /* --force: serve indexes recording another model's fingerprint (every index) */
 } engine_options;
 
 /* Why a call failed: the library's status and message, or one of the engine's own. */

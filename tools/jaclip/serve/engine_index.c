@@ -80,8 +80,30 @@ static void free_index(engine_index *x)
     free(x);
 }
 
+/* Whether the engine may serve x: the model's width, and jaclip search's fingerprint rule (an index
+ * recording another model's fingerprint is refused unless --force; one recording none passes). false
+ * with message set. */
+static bool fits_model(const engine *e, const engine_index *x, const char *path, char *message, size_t size)
+{
+    if (jaclip_index_dim(x->index) != e->dim) {
+        snprintf(message, size, "holds %zu-wide embeddings, the model makes %zu-wide ones", jaclip_index_dim(x->index),
+                 e->dim);
+        return false;
+    }
+    jaclip_status st = jaclip_index_check_fingerprint(x->index, jaclip_model_fingerprint(e->model),
+                                                      JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN);
+    if (!st)
+        return true;
+    if (e->force) {
+        fprintf(stderr, "jaclip serve: %s: %s (served anyway: --force)\n", path, jaclip_last_error());
+        return true;
+    }
+    snprintf(message, size, "%s (start with --force to serve it with this model anyway)", jaclip_last_error());
+    return false;
+}
+
 /* "NAME=PATH" or "PATH" (NAME: the base name without its extension). */
-static void open_entry(index_entry *entry, const char *arg, size_t dim)
+static void open_entry(const engine *e, index_entry *entry, const char *arg)
 {
     const char *eq = strchr(arg, '=');
     const char *path = eq ? eq + 1 : arg;
@@ -104,9 +126,9 @@ static void open_entry(index_entry *entry, const char *arg, size_t dim)
     jaclip_status st;
     if (!(entry->current = load_index(name, path, &st)))
         die(path, st);
-    if (jaclip_index_dim(entry->current->index) != dim) {
-        cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", path,
-                 jaclip_index_dim(entry->current->index), dim);
+    char message[768];
+    if (!fits_model(e, entry->current, path, message, sizeof message)) {
+        cli_warn("%s: %s", path, message);
         exit(EXIT_RUNTIME);
     }
 }
@@ -115,7 +137,7 @@ void engine_indexes_open(engine *e, const char *const *args, size_t n)
 {
     e->indexes = xcalloc(n ? n : 1, sizeof *e->indexes);
     for (size_t i = 0; i < n; i++) {
-        open_entry(&e->indexes[i], args[i], e->dim);
+        open_entry(e, &e->indexes[i], args[i]);
         e->nindexes = i + 1;
         for (size_t j = 0; j < i; j++)
             if (!strcmp(e->indexes[i].name, e->indexes[j].name))
@@ -151,14 +173,13 @@ static void maybe_reload(engine *e, index_entry *entry)
         return;
     jaclip_status st = JACLIP_OK;
     engine_index *x = now.known ? load_index(entry->name, entry->path, &st) : NULL;
-    char message[512] = "";
+    char message[768] = "";
     if (!now.known)
         snprintf(message, sizeof message, "%s", strerror(errno));
     else if (!x)
         snprintf(message, sizeof message, "%s", jaclip_last_error());
-    else if (jaclip_index_dim(x->index) != e->dim)
-        snprintf(message, sizeof message, "holds %zu-wide embeddings, the model makes %zu-wide ones",
-                 jaclip_index_dim(x->index), e->dim);
+    else
+        fits_model(e, x, entry->path, message, sizeof message);
     if (message[0] && x) {
         free_index(x);
         x = NULL;

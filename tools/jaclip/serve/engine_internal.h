@@ -89,6 +89,7 @@ struct engine {
     pthread_mutex_t index_lock;
     index_entry *indexes;
     size_t nindexes;
+    bool force; /* --force: another model's fingerprint is served (with a warning) */
     atomic_ulong reloads, reload_failures;
     /* Thumbnails. */
     pthread_mutex_t thumb_lock;

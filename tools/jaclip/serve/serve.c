@@ -34,6 +34,9 @@ static const char serve_usage[] =
     "      --timeout SECONDS     idle connection timeout, the longest wait for a model slot or a body,\n"
     "                            and how long a stop waits for requests in flight (default: 30)\n"
     "      --device DEV          cpu (default), cuda or cuda:N\n"
+    "      --force               serve every --index even if it records another model's fingerprint\n"
+    "                            (as 'jaclip search --force'; without it such an index is refused at\n"
+    "                            start and on reload)\n"
     "  -h, --help                this help\n"
     "\n"
     "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout; then they are\n"
@@ -50,7 +53,8 @@ enum {
     OPT_MAX_BATCH,
     OPT_TRUST_NETWORK,
     OPT_ALLOW_HOST,
-    OPT_IMMICH_MODEL
+    OPT_IMMICH_MODEL,
+    OPT_FORCE
 };
 
 static bool is_loopback(const struct sockaddr_storage *a)
@@ -83,7 +87,7 @@ typedef struct {
     model_args m;
     string_list index_args, allow_hosts;
     const char *host, *token, *classifier_path, *immich_model;
-    bool trust_network;
+    bool trust_network, force;
     long port, workers, max_requests, max_body, timeout, max_batch;
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -104,6 +108,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         {"trust-network", no_argument, NULL, OPT_TRUST_NETWORK},
         {"allow-host", required_argument, NULL, OPT_ALLOW_HOST},
         {"immich-model", required_argument, NULL, OPT_IMMICH_MODEL},
+        {"force", no_argument, NULL, OPT_FORCE},
         {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;
@@ -128,6 +133,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         case OPT_MAX_BATCH: o->max_batch = parse_long(optarg, "--max-batch", 1, 256); break;
         case 'c': o->classifier_path = optarg; break;
         case OPT_TRUST_NETWORK: o->trust_network = true; break;
+        case OPT_FORCE: o->force = true; break;
         case OPT_ALLOW_HOST:
             /* A Host value is a name or address without port; [v6] as Host writes it. */
             if (!*optarg || strlen(optarg) > 255 ||
@@ -180,7 +186,8 @@ int cmd_serve(int argc, char **argv)
                          .nindex_args = o.index_args.count,
                          .workers = (unsigned)o.workers,
                          .max_batch = (unsigned)o.max_batch,
-                         .slot_timeout = (double)o.timeout};
+                         .slot_timeout = (double)o.timeout,
+                         .force = o.force};
     engine *e = engine_open(&eo);
     routes_init();
     routes rt = {.engine = e,
