@@ -105,3 +105,126 @@ def test_info_says_the_precision_that_runs_and_why(name):
             assert m["precision"] == "int8"  # the old answer was "fp32"
     finally:
         assert s.stop() == 0
+
+
+# ---- 2: reload on demand and under load ----
+
+def write_photos(folder, names, seed):
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for name in names:
+        pixels = np.clip(rng.integers(0, 256, 3) + rng.normal(0, 30, (40, 48, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / name, format="JPEG", quality=85)
+
+
+def index_cli(*args):
+    p = subprocess.run([CLI, "index", *args], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, (args, p.stderr)
+    return p
+
+
+def test_admin_reload_access(tmp_path, photos):
+    live = tmp_path / "live.jaclip-index"
+    shutil.copy(photos["index_path"], live)
+    s = Server("--index", f"live={live}", address_space=AS)
+    try:
+        got = s.json("POST", "/v1/admin/reload", {})
+        assert got["failed"] == 0 and got["indexes"][0]["name"] == "live" and got["indexes"][0]["reloaded"]
+        assert s.request("GET", "/v1/admin/reload")[0] == 405
+        # The Host / Origin rule of every route holds here too.
+        assert s.request("POST", "/v1/admin/reload", b"", {"Origin": "http://evil.example"})[0] == 403
+        assert s.request("POST", "/v1/admin/reload", b"", {"Host": "evil.example"})[0] == 403
+        metrics = s.request("GET", "/metrics")[2].decode()
+        assert 'jaclip_index_reloads_total{result="ok"} 1' in metrics, metrics[-400:]
+    finally:
+        assert s.stop() == 0
+    s = Server("--index", f"live={live}", "--token", "sekrit", address_space=AS)
+    try:
+        assert s.request("POST", "/v1/admin/reload", b"")[0] == 401
+        got = s.json("POST", "/v1/admin/reload", b"", {"Authorization": "Bearer sekrit"})
+        assert got["failed"] == 0
+    finally:
+        assert s.stop() == 0
+
+
+def test_sighup_reloads_every_index(tmp_path, photos):
+    import signal
+    import time
+    live = tmp_path / "live.jaclip-index"
+    shutil.copy(photos["index_path"], live)
+    s = Server("--index", f"live={live}", "--index", f"v={photos['vectors_path']}", address_space=AS)
+    try:
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            metrics = s.request("GET", "/metrics")[2].decode()
+            if 'jaclip_index_reloads_total{result="ok"} 2' in metrics:
+                break
+            time.sleep(0.05)
+        assert 'jaclip_index_reloads_total{result="ok"} 2' in metrics, metrics[-400:]
+        alive(s)
+    finally:
+        assert s.stop() == 0
+
+
+def test_reload_under_load_while_sync_removes_and_adds_rows(tmp_path, model):
+    import threading
+    import time
+    folder = tmp_path / "library"
+    folder.mkdir()
+    first = [f"p{i:02d}.jpg" for i in range(24)]
+    write_photos(folder, first, 25)
+    index = tmp_path / "lib.jaclip-index"
+    index_cli("build", "--model", TINY_MODEL, str(folder), "-o", str(index))
+    s = Server("--index", f"lib={index}", "--threads", "2", address_space=AS)
+    queries = [q.tolist() for q in model.encode_texts(["犬", "海", "夕日", "猫"])]
+    stop, log, lock = threading.Event(), [], threading.Lock()
+
+    def client(n):
+        for i in range(3000):  # bounded (stop ends it sooner)
+            if stop.is_set():
+                break
+            start = time.monotonic()
+            try:
+                code, _, data = s.request("POST", "/v1/search", {"embedding": queries[(n + i) % 4], "k": 40},
+                                          timeout=30)
+                labels = [h["label"] for h in json.loads(data)["results"]] if code == 200 else []
+            except Exception as e:  # a failed request is counted, not raised in the thread
+                code, labels = repr(e), []
+            with lock:
+                log.append((start, code, labels))
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        gone = first[:6]
+        for name in gone:
+            os.unlink(folder / name)
+        added = [f"n{i:02d}.jpg" for i in range(6)]
+        write_photos(folder, added, 26)
+        index_cli("sync", "--model", TINY_MODEL, str(folder), "-o", str(index))
+        reloaded = s.json("POST", "/v1/admin/reload", {})
+        after = time.monotonic()
+        assert reloaded["failed"] == 0 and reloaded["indexes"][0]["rows"] == 24
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        rc = s.stop()
+    assert rc == 0
+    gone_labels = {str(folder / n) for n in gone}
+    added_labels = {str(folder / n) for n in added}
+    failures = [c for _, c, _ in log if c != 200]
+    late = [labels for start, c, labels in log if start > after]
+    stale = sum(1 for labels in late if gone_labels & set(labels))
+    print(f"reload under load: {len(log)} requests, {len(failures)} failures, {len(late)} after the reload, "
+          f"{stale} of them returned a deleted row")
+    assert not failures, failures[:5]
+    assert late, "no search ran after the reload"
+    assert stale == 0
+    assert all(added_labels <= set(labels) and len(labels) == 24 for labels in late)

@@ -19,6 +19,7 @@ engine *engine_open(const engine_options *o)
     pthread_mutex_init(&e->batch_lock, NULL);
     pthread_cond_init(&e->batch_wake, NULL);
     pthread_mutex_init(&e->index_lock, NULL);
+    pthread_cond_init(&e->reload_done, NULL);
     pthread_mutex_init(&e->thumb_lock, NULL);
     e->force = o->force;
     engine_indexes_open(e, o->index_args, o->nindex_args);

@@ -57,6 +57,13 @@ engine_index *engine_index_get(engine *e, const char *name, engine_result *why);
 engine_index *engine_index_get_at(engine *e, size_t i);
 void engine_index_put(engine *e, engine_index *x);
 const char *engine_index_name(const engine_index *x);
+/* Reloads every index from its file now (SIGHUP, POST /v1/admin/reload), changed or not, one at a
+ * time; requests holding an old view finish on it, later ones get the new one. A file that fails to
+ * load (or is another model's, without --force) leaves the old view serving. each (may be NULL) is
+ * called per index with the view now served, whether it was reloaded, and why not. Returns how many
+ * failed. */
+typedef void (*engine_reload_fn)(void *ctx, const engine_index *x, bool reloaded, const char *why);
+size_t engine_reload_all(engine *e, engine_reload_fn each, void *ctx);
 const jaclip_index *engine_index_handle(const engine_index *x);
 
 /* ---- work: each takes a model slot (waiting up to slot_timeout); false with *why set ---- */

@@ -159,18 +159,29 @@ size_t engine_index_count(const engine *e) { return e->nindexes; }
 const char *engine_index_name(const engine_index *x) { return x->name; }
 const jaclip_index *engine_index_handle(const engine_index *x) { return x->index; }
 
-/* If entry's file changed since it was loaded, load it (in this thread; other requests keep the old
- * view meanwhile) and swap it in, or log why not. */
-static void maybe_reload(engine *e, index_entry *entry)
+/* Loads entry's file again when it changed since it was loaded (always: in any case) and swaps it in
+ * (in this thread; requests holding the old view finish on it), or logs why not (message, when given).
+ * A request finding the file changed while another thread reloads it waits for that reload, so that no
+ * request starting after the file changed is answered from the old one. true when a new view went in. */
+static bool reload_entry(engine *e, index_entry *entry, bool always, char *why, size_t why_size)
 {
     file_stamp now = stamp_of(entry->path);
+    bool go;
     pthread_mutex_lock(&e->index_lock);
-    bool go = !entry->reloading && !same_stamp(&now, &entry->loaded) && !same_stamp(&now, &entry->failed);
+    for (;;) {
+        bool changed = !same_stamp(&now, &entry->loaded) && !same_stamp(&now, &entry->failed);
+        go = always || changed;
+        if (!go || !entry->reloading)
+            break;
+        pthread_cond_wait(&e->reload_done, &e->index_lock);
+        now = stamp_of(entry->path);
+        always = false; /* the reload waited for read the file as it is now, unless it changed again */
+    }
     if (go)
         entry->reloading = true;
     pthread_mutex_unlock(&e->index_lock);
     if (!go)
-        return;
+        return false;
     jaclip_status st = JACLIP_OK;
     engine_index *x = now.known ? load_index(entry->name, entry->path, &st) : NULL;
     char message[768] = "";
@@ -194,6 +205,7 @@ static void maybe_reload(engine *e, index_entry *entry)
         entry->failed = now;
     }
     entry->reloading = false;
+    pthread_cond_broadcast(&e->reload_done);
     pthread_mutex_unlock(&e->index_lock);
     if (x) {
         atomic_fetch_add(&e->reloads, 1);
@@ -202,17 +214,35 @@ static void maybe_reload(engine *e, index_entry *entry)
         engine_index_put(e, old);
     } else {
         atomic_fetch_add(&e->reload_failures, 1);
-        fprintf(stderr,
-                "jaclip serve: index '%s' changed but was not reloaded, serving the rows loaded before: %s: %s\n",
+        fprintf(stderr, "jaclip serve: index '%s' was not reloaded, serving the rows loaded before: %s: %s\n",
                 entry->name, entry->path, message);
     }
+    if (why)
+        snprintf(why, why_size, "%s", message);
+    return x != NULL;
+}
+
+size_t engine_reload_all(engine *e, engine_reload_fn each, void *ctx)
+{
+    size_t failed = 0;
+    for (size_t i = 0; i < e->nindexes; i++) {
+        char message[768] = "";
+        bool ok = reload_entry(e, &e->indexes[i], true, message, sizeof message);
+        failed += !ok;
+        if (each) {
+            engine_index *x = engine_index_get_at(e, i);
+            each(ctx, x, ok, message);
+            engine_index_put(e, x);
+        }
+    }
+    return failed;
 }
 
 engine_index *engine_index_get_at(engine *e, size_t i)
 {
     if (i >= e->nindexes)
         return NULL;
-    maybe_reload(e, &e->indexes[i]);
+    reload_entry(e, &e->indexes[i], false, NULL, 0);
     pthread_mutex_lock(&e->index_lock);
     engine_index *x = e->indexes[i].current;
     x->refs++;

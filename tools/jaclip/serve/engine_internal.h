@@ -87,6 +87,7 @@ struct engine {
     atomic_ulong batches[BATCH_KINDS], batched_jobs[BATCH_KINDS];
     /* The registry of indexes. */
     pthread_mutex_t index_lock;
+    pthread_cond_t reload_done; /* an entry's reloading went false */
     index_entry *indexes;
     size_t nindexes;
     bool force; /* --force: another model's fingerprint is served (with a warning) */

@@ -421,4 +421,22 @@ void route_indexes(routes *rt, const route_request *r, const char *name, reply *
     reply_json(out, HTTP_OK, json_pack("{s:o*}", "indexes", indexes_json(rt)));
 }
 
+/* ---- admin ---- */
+
+static void reload_one(void *ctx, const engine_index *x, bool reloaded, const char *why)
+{
+    json_t *entry = index_json(x);
+    json_object_set_new(entry, "reloaded", json_boolean(reloaded));
+    if (!reloaded)
+        json_object_set_new(entry, "error", json_string(why));
+    json_array_append_new(ctx, entry);
+}
+
+void route_admin_reload(routes *rt, const route_request *r, reply *out)
+{
+    json_t *list = json_array();
+    size_t failed = engine_reload_all(rt->engine, reload_one, list);
+    reply_json(out, HTTP_OK, json_pack("{s:o,s:I}", "indexes", list, "failed", (json_int_t)failed));
+}
+
 void route_metrics(routes *rt, FILE *f) { engine_metrics(rt->engine, f); }

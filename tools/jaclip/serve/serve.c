@@ -39,7 +39,8 @@ static const char serve_usage[] =
     "                            start and on reload)\n"
     "  -h, --help                this help\n"
     "\n"
-    "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout; then they are\n"
+    "SIGHUP reloads every index (and its INDEX.ann) now, as POST /v1/admin/reload does; a changed\n"
+    "index file is also reloaded by itself at its next use. SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout; then they are\n"
     "answered 503 or cut), and exits 0 within --timeout + 1 s. Without --token, only Host values naming\n"
     "localhost, ADDR or an --allow-host NAME are served, and the API refuses cross-site requests (docs/serve.md).\n";
 
@@ -177,6 +178,7 @@ int cmd_serve(int argc, char **argv)
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -218,7 +220,11 @@ int cmd_serve(int argc, char **argv)
     fflush(stdout);
 
     int sig = 0;
-    sigwait(&stop, &sig);
+    /* SIGHUP reloads every index now (as POST /v1/admin/reload), then serving goes on. */
+    while (!sigwait(&stop, &sig) && sig == SIGHUP) {
+        size_t failed = engine_reload_all(e, NULL, NULL);
+        fprintf(stderr, "jaclip serve: SIGHUP: %zu of %zu index%s reloaded\n", n - failed, n, n == 1 ? "" : "es");
+    }
     /* Requests in flight get --timeout to finish; long work (classify) is abandoned at its next
      * library call after that, answering 503. */
     double deadline = now_seconds() + (double)o.timeout;
