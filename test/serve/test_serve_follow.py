@@ -228,3 +228,77 @@ def test_reload_under_load_while_sync_removes_and_adds_rows(tmp_path, model):
     assert late, "no search ran after the reload"
     assert stale == 0
     assert all(added_labels <= set(labels) and len(labels) == 24 for labels in late)
+
+
+# ---- 3: INDEX.ann in serve ----
+
+def ann_build(index_path, kind="ivf-flat"):
+    p = subprocess.run([CLI, "index", "ann", "build", str(index_path), "--kind", kind], capture_output=True,
+                       text=True, timeout=300)
+    if p.returncode and "plugin" in p.stderr:
+        pytest.skip(f"the faiss plugin is not available: {p.stderr.strip()}")
+    assert p.returncode == 0, p.stderr
+
+
+def brute_force(vectors, q, k):
+    import numpy as np
+    v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = v @ (q / np.linalg.norm(q))
+    order = sorted(range(len(v)), key=lambda i: (-scores[i], i))[:k]
+    return order, scores
+
+
+def test_serve_uses_a_current_index_ann_and_exact_on_request(tmp_path, model):
+    import jaclip
+    import numpy as np
+    rng = np.random.default_rng(31)
+    vectors = rng.normal(size=(400, model.embedding_dim)).astype(np.float32)
+    path = tmp_path / "vec.jaclip-index"
+    index = jaclip.Index(model.embedding_dim)
+    index.add(vectors, [f"v{i}" for i in range(400)])
+    index.save(str(path))
+    ann_build(path)
+    s = Server("--index", f"vec={path}", address_space=AS)
+    try:
+        assert s.json("GET", "/v1/indexes/vec")["ann"] == "ivf-flat"
+        for row in (0, 17, 399):
+            got = s.json("POST", "/v1/search", {"row": row, "k": 5})
+            assert got["search"] == "ann"
+            assert got["results"][0]["row"] == row  # its own list is always visited
+            _, scores = brute_force(vectors, vectors[row], 5)
+            for h in got["results"]:  # exact cosines, whichever rows were found
+                assert abs(h["score"] - scores[h["row"]]) < 1e-4
+            exact = s.json("POST", "/v1/search", {"row": row, "k": 5, "exact": True})
+            assert exact["search"] == "exact"
+            order, _ = brute_force(vectors, vectors[row], 5)
+            assert [h["row"] for h in exact["results"]] == order
+        assert s.request("POST", "/v1/search", {"row": 0, "exact": "yes"})[0] == 400
+        # The index grows: INDEX.ann is stale, so exact answers (and the new rows are found) ...
+        more = rng.normal(size=(10, model.embedding_dim)).astype(np.float32)
+        index.add(more, [f"w{i}" for i in range(10)])
+        index.save(str(tmp_path / "next.jaclip-index"))
+        os.replace(tmp_path / "next.jaclip-index", path)
+        got = s.json("POST", "/v1/search", {"embedding": more[3].tolist(), "k": 3})
+        assert got["search"] == "exact" and got["results"][0]["label"] == "w3"
+        assert s.json("GET", "/v1/indexes/vec")["ann"] is None
+        # ... until INDEX.ann is rebuilt: the new file is picked up by itself.
+        ann_build(path)
+        got = s.json("POST", "/v1/search", {"embedding": more[3].tolist(), "k": 3})
+        assert got["search"] == "ann" and got["results"][0]["label"] == "w3"
+    finally:
+        assert s.stop() == 0
+    # --exact: the ANN file is never used.
+    s = Server("--index", f"vec={path}", "--exact", address_space=AS)
+    try:
+        assert s.json("POST", "/v1/search", {"row": 3, "k": 3})["search"] == "exact"
+    finally:
+        assert s.stop() == 0
+    # A damaged INDEX.ann: the server starts and searches exactly.
+    with open(str(path) + ".ann", "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff" * 64)
+    s = Server("--index", f"vec={path}", address_space=AS)
+    try:
+        assert s.json("POST", "/v1/search", {"row": 3, "k": 3})["search"] == "exact"
+    finally:
+        assert s.stop() == 0

@@ -22,6 +22,7 @@ engine *engine_open(const engine_options *o)
     pthread_cond_init(&e->reload_done, NULL);
     pthread_mutex_init(&e->thumb_lock, NULL);
     e->force = o->force;
+    e->exact = o->exact;
     engine_indexes_open(e, o->index_args, o->nindex_args);
     return e;
 }
@@ -195,10 +196,11 @@ bool engine_encode_image_sized(engine *e, const void *data, size_t size, jaclip_
     return !st;
 }
 
-bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, jaclip_tensor **rows,
-                   jaclip_tensor **scores, engine_result *why)
+bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, bool exact, bool *used_ann,
+                   jaclip_tensor **rows, jaclip_tensor **scores, engine_result *why)
 {
-    batch_job job = {.kind = BATCH_SEARCH, .index = x, .query = query, .k = k};
+    batch_job job = {.kind = BATCH_SEARCH, .index = x, .query = query, .k = k, .ann = !exact && x->ann};
+    *used_ann = job.ann;
     bool ok = job_result(e, batch_run(e, &job), &job, why);
     *rows = job.rows;
     *scores = job.scores;

@@ -19,6 +19,7 @@ typedef struct {
     unsigned workers;    /* model slots */
     unsigned max_batch;  /* single queries per batched library call */
     double slot_timeout; /* longest wait for a model slot, seconds */
+    bool exact;          /* --exact: never use INDEX.ann */
     bool force;          /* --force: serve indexes recording another model's fingerprint (every index) */
 } engine_options;
 
@@ -76,9 +77,14 @@ bool engine_encode_images(engine *e, const void *const *data, const size_t *size
  * /predict: decoded once, inside the model slot. */
 bool engine_encode_image_sized(engine *e, const void *data, size_t size, jaclip_tensor **out, uint32_t *width,
                                uint32_t *height, engine_result *why);
-/* Top k rows and scores [1, <=k] of a [1, D] query in x; may be batched with other searches of x. */
-bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, jaclip_tensor **rows,
-                   jaclip_tensor **scores, engine_result *why);
+/* Top k rows and scores [1, <=k] of a [1, D] query in x; may be batched with other searches of x.
+ * Through x's INDEX.ann when it has a current one and exact is false (*used_ann says which answered;
+ * a row the ANN misses is -1). */
+bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, bool exact, bool *used_ann,
+                   jaclip_tensor **rows, jaclip_tensor **scores, engine_result *why);
+/* Whether x is searched through an INDEX.ann, and its kind's name. */
+bool engine_index_has_ann(const engine_index *x);
+const char *engine_index_ann_kind(const engine_index *x);
 
 /* ---- classify (engine_classify.c) ---- */
 typedef struct {

@@ -61,7 +61,26 @@ static void find_root(engine_index *x)
     }
 }
 
-static engine_index *load_index(const char *name, const char *path, jaclip_status *st)
+static char *ann_path(const char *path)
+{
+    size_t n = strlen(path) + 5;
+    char *p = xcalloc(n, 1);
+    snprintf(p, n, "%s.ann", path);
+    return p;
+}
+
+/* INDEX.ann beside path, as `jaclip search` takes it: used when present and current for x's rows; a
+ * stale or damaged one is logged and x is searched exactly. */
+static void load_ann(engine_index *x, const char *path)
+{
+    char *p = ann_path(path);
+    if (access(p, F_OK) == 0 && jaclip_ann_load(&x->ann, p, x->index, 0))
+        fprintf(stderr, "jaclip serve: index '%s': %s: %s; searching exactly (jaclip index ann build %s)\n", x->name,
+                p, jaclip_last_error(), path);
+    free(p);
+}
+
+static engine_index *load_index(const engine *e, const char *name, const char *path, jaclip_status *st)
 {
     jaclip_index *index = NULL;
     if ((*st = jaclip_index_load(&index, path, JACLIP_INDEX_DEFAULT)))
@@ -69,11 +88,14 @@ static engine_index *load_index(const char *name, const char *path, jaclip_statu
     engine_index *x = xcalloc(1, sizeof *x);
     *x = (engine_index){.name = name, .index = index, .id = atomic_fetch_add(&next_id, 1), .refs = 1};
     find_root(x);
+    if (!e->exact)
+        load_ann(x, path);
     return x;
 }
 
 static void free_index(engine_index *x)
 {
+    jaclip_ann_free(x->ann); /* it borrows the index */
     jaclip_index_free(x->index);
     free(x->root);
     free(x->resolved_root);
@@ -123,8 +145,11 @@ static void open_entry(const engine *e, index_entry *entry, const char *arg)
     entry->name = name;
     entry->path = xstrdup(path);
     entry->loaded = stamp_of(path);
+    char *ap = ann_path(path);
+    entry->ann_loaded = stamp_of(ap);
+    free(ap);
     jaclip_status st;
-    if (!(entry->current = load_index(name, path, &st)))
+    if (!(entry->current = load_index(e, name, path, &st)))
         die(path, st);
     char message[768];
     if (!fits_model(e, entry->current, path, message, sizeof message)) {
@@ -158,6 +183,8 @@ void engine_indexes_close(engine *e)
 size_t engine_index_count(const engine *e) { return e->nindexes; }
 const char *engine_index_name(const engine_index *x) { return x->name; }
 const jaclip_index *engine_index_handle(const engine_index *x) { return x->index; }
+bool engine_index_has_ann(const engine_index *x) { return x->ann != NULL; }
+const char *engine_index_ann_kind(const engine_index *x) { return jaclip_ann_kind_name(jaclip_ann_kind_of(x->ann)); }
 
 /* Loads entry's file again when it changed since it was loaded (always: in any case) and swaps it in
  * (in this thread; requests holding the old view finish on it), or logs why not (message, when given).
@@ -165,25 +192,30 @@ const jaclip_index *engine_index_handle(const engine_index *x) { return x->index
  * request starting after the file changed is answered from the old one. true when a new view went in. */
 static bool reload_entry(engine *e, index_entry *entry, bool always, char *why, size_t why_size)
 {
-    file_stamp now = stamp_of(entry->path);
+    char *ap = e->exact ? NULL : ann_path(entry->path);
+    file_stamp now = stamp_of(entry->path), ann_now = ap ? stamp_of(ap) : (file_stamp){0};
     bool go;
     pthread_mutex_lock(&e->index_lock);
     for (;;) {
-        bool changed = !same_stamp(&now, &entry->loaded) && !same_stamp(&now, &entry->failed);
+        /* A new INDEX.ann beside an unchanged index is a change too (not for a failed index file). */
+        bool changed = (!same_stamp(&now, &entry->loaded) && !same_stamp(&now, &entry->failed)) ||
+                       (same_stamp(&now, &entry->loaded) && !same_stamp(&ann_now, &entry->ann_loaded));
         go = always || changed;
         if (!go || !entry->reloading)
             break;
         pthread_cond_wait(&e->reload_done, &e->index_lock);
         now = stamp_of(entry->path);
+        ann_now = ap ? stamp_of(ap) : (file_stamp){0};
         always = false; /* the reload waited for read the file as it is now, unless it changed again */
     }
     if (go)
         entry->reloading = true;
     pthread_mutex_unlock(&e->index_lock);
+    free(ap);
     if (!go)
         return false;
     jaclip_status st = JACLIP_OK;
-    engine_index *x = now.known ? load_index(entry->name, entry->path, &st) : NULL;
+    engine_index *x = now.known ? load_index(e, entry->name, entry->path, &st) : NULL;
     char message[768] = "";
     if (!now.known)
         snprintf(message, sizeof message, "%s", strerror(errno));
@@ -201,6 +233,7 @@ static bool reload_entry(engine *e, index_entry *entry, bool always, char *why, 
         old = entry->current;
         entry->current = x;
         entry->loaded = now;
+        entry->ann_loaded = ann_now;
     } else {
         entry->failed = now;
     }

@@ -367,8 +367,9 @@ engine_index *pick_index(routes *rt, const char *name, reply *out)
 static json_t *index_json(const engine_index *x)
 {
     const jaclip_index *index = engine_index_handle(x);
-    return json_pack("{s:s,s:I,s:I}", "name", engine_index_name(x), "rows", (json_int_t)jaclip_index_size(index), "dim",
-                     (json_int_t)jaclip_index_dim(index));
+    return json_pack("{s:s,s:I,s:I,s:s?}", "name", engine_index_name(x), "rows", (json_int_t)jaclip_index_size(index),
+                     "dim", (json_int_t)jaclip_index_dim(index), "ann",
+                     engine_index_has_ann(x) ? engine_index_ann_kind(x) : NULL);
 }
 
 static json_t *indexes_json(routes *rt)

@@ -4,21 +4,32 @@
 /* The parameters of a search: from a JSON body (*root keeps it) or the form / query string. false
  * when a reply was made. */
 static bool search_params(const route_request *r, bool by_json, json_t **root, const char **index_name, long *k,
-                          double *threshold, reply *out)
+                          double *threshold, bool *exact, reply *out)
 {
-    static const char *const allowed[] = {"text", "embedding", "row", "k", "threshold", "index", NULL};
+    static const char *const allowed[] = {"text", "embedding", "row", "k", "threshold", "index", "exact", NULL};
     if (!by_json) {
         *index_name = arg(r, "index");
+        const char *e = arg(r, "exact");
+        if (e && strcmp(e, "true") && strcmp(e, "false") && strcmp(e, "1") && strcmp(e, "0")) {
+            BAD_REQUEST(out, "\"exact\" must be true, false, 1 or 0");
+            return false;
+        }
+        *exact = e && (!strcmp(e, "true") || !strcmp(e, "1"));
         return int_option(NULL, arg(r, "k"), "k", 1, MAX_K, DEFAULT_K, k, out) &&
                number_option(NULL, arg(r, "threshold"), "threshold", -INFINITY, threshold, out);
     }
     if (!(*root = json_body(r, allowed, out)))
         return false;
-    json_t *name = json_object_get(*root, "index");
+    json_t *name = json_object_get(*root, "index"), *ex = json_object_get(*root, "exact");
     if (name && !json_is_string(name)) {
         BAD_REQUEST(out, "\"index\" must be a string");
         return false;
     }
+    if (ex && !json_is_boolean(ex)) {
+        BAD_REQUEST(out, "\"exact\" must be true or false");
+        return false;
+    }
+    *exact = ex && json_is_true(ex);
     *index_name = json_string_value(name);
     return int_option(json_object_get(*root, "k"), NULL, "k", 1, MAX_K, DEFAULT_K, k, out) &&
            number_option(json_object_get(*root, "threshold"), NULL, "threshold", -INFINITY, threshold, out);
@@ -105,22 +116,23 @@ static bool image_query(routes *rt, const route_request *r, jaclip_tensor **quer
     return true;
 }
 
-/* {"results": [{label, score, row}...]}, the hits at or above threshold. */
+/* {"results": [{label, score, row}...], "search": "ann"|"exact"}, the hits at or above threshold (a row
+ * the ANN missed, -1, ends the list). */
 static void reply_hits(reply *out, const engine_index *x, const jaclip_tensor *rows, const jaclip_tensor *scores,
-                       double threshold)
+                       double threshold, bool used_ann)
 {
     size_t n = (size_t)jaclip_tensor_dim(rows, 1);
     const int64_t *row = jaclip_tensor_data(rows);
     const float *score = jaclip_tensor_data(scores);
     json_t *list = json_array();
-    for (size_t i = 0; list && i < n && score[i] >= threshold; i++) {
+    for (size_t i = 0; list && i < n && row[i] >= 0 && score[i] >= threshold; i++) {
         const char *label = jaclip_index_label(engine_index_handle(x), (size_t)row[i]);
         /* Labels need not be UTF-8-clean for jansson; the index checks them on add, but be safe. */
         json_t *l = json_string(label);
         json_array_append_new(list, json_pack("{s:o*,s:f,s:I}", "label", l ? l : json_string("\xef\xbf\xbd"), "score",
                                               (double)score[i], "row", (json_int_t)row[i]));
     }
-    reply_json(out, HTTP_OK, json_pack("{s:o*}", "results", list));
+    reply_json(out, HTTP_OK, json_pack("{s:o*,s:s}", "results", list, "search", used_ann ? "ann" : "exact"));
 }
 
 void route_search(routes *rt, const route_request *r, reply *out)
@@ -129,20 +141,21 @@ void route_search(routes *rt, const route_request *r, reply *out)
     const char *index_name = NULL;
     long k;
     double threshold;
+    bool exact = false, used_ann = false;
     bool by_json = !r->is_form && content_type_is(r, "application/json");
     jaclip_tensor *query = NULL, *rows = NULL, *scores = NULL;
     engine_index *x = NULL;
-    if (!search_params(r, by_json, &root, &index_name, &k, &threshold, out))
+    if (!search_params(r, by_json, &root, &index_name, &k, &threshold, &exact, out))
         goto done;
     if (!(x = pick_index(rt, index_name, out)))
         goto done;
     if (!(by_json ? json_query(rt, root, x, &query, out) : image_query(rt, r, &query, out)))
         goto done;
     engine_result why;
-    if (!engine_search(rt->engine, x, query, (size_t)k, &rows, &scores, &why))
+    if (!engine_search(rt->engine, x, query, (size_t)k, exact, &used_ann, &rows, &scores, &why))
         reply_failure(out, &why);
     else
-        reply_hits(out, x, rows, scores, threshold);
+        reply_hits(out, x, rows, scores, threshold, used_ann);
 done:
     engine_index_put(rt->engine, x);
     jaclip_tensor_free(query);

@@ -34,6 +34,8 @@ static const char serve_usage[] =
     "      --timeout SECONDS     idle connection timeout, the longest wait for a model slot or a body,\n"
     "                            and how long a stop waits for requests in flight (default: 30)\n"
     "      --device DEV          cpu (default), cuda or cuda:N\n"
+    "      --exact               never use INDEX.ann: every search is exact (a request may also ask\n"
+    "                            for exact search with \"exact\": true)\n"
     "      --force               serve every --index even if it records another model's fingerprint\n"
     "                            (as 'jaclip search --force'; without it such an index is refused at\n"
     "                            start and on reload)\n"
@@ -55,7 +57,8 @@ enum {
     OPT_TRUST_NETWORK,
     OPT_ALLOW_HOST,
     OPT_IMMICH_MODEL,
-    OPT_FORCE
+    OPT_FORCE,
+    OPT_EXACT
 };
 
 static bool is_loopback(const struct sockaddr_storage *a)
@@ -88,7 +91,7 @@ typedef struct {
     model_args m;
     string_list index_args, allow_hosts;
     const char *host, *token, *classifier_path, *immich_model;
-    bool trust_network, force;
+    bool trust_network, force, exact;
     long port, workers, max_requests, max_body, timeout, max_batch;
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -109,7 +112,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         {"trust-network", no_argument, NULL, OPT_TRUST_NETWORK},
         {"allow-host", required_argument, NULL, OPT_ALLOW_HOST},
         {"immich-model", required_argument, NULL, OPT_IMMICH_MODEL},
-        {"force", no_argument, NULL, OPT_FORCE},
+        {"force", no_argument, NULL, OPT_FORCE},          {"exact", no_argument, NULL, OPT_EXACT},
         {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;
@@ -135,6 +138,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         case 'c': o->classifier_path = optarg; break;
         case OPT_TRUST_NETWORK: o->trust_network = true; break;
         case OPT_FORCE: o->force = true; break;
+        case OPT_EXACT: o->exact = true; break;
         case OPT_ALLOW_HOST:
             /* A Host value is a name or address without port; [v6] as Host writes it. */
             if (!*optarg || strlen(optarg) > 255 ||
@@ -189,7 +193,8 @@ int cmd_serve(int argc, char **argv)
                          .workers = (unsigned)o.workers,
                          .max_batch = (unsigned)o.max_batch,
                          .slot_timeout = (double)o.timeout,
-                         .force = o.force};
+                         .force = o.force,
+                         .exact = o.exact};
     engine *e = engine_open(&eo);
     routes_init();
     routes rt = {.engine = e,
