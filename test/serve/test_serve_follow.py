@@ -302,3 +302,95 @@ def test_serve_uses_a_current_index_ann_and_exact_on_request(tmp_path, model):
         assert s.json("POST", "/v1/search", {"row": 3, "k": 3})["search"] == "exact"
     finally:
         assert s.stop() == 0
+
+
+# ---- 4: search options over HTTP, against brute force ----
+
+def test_search_offset_threshold_and_filters_equal_brute_force(tmp_path, model):
+    import time
+    import jaclip
+    import numpy as np
+    lib = tmp_path / "lib"
+    day = 86400
+    base = int(time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1)))  # local noon, as the server reads dates
+    mtimes = {}
+    for i in range(30):
+        folder = lib / ("a" if i % 3 == 0 else "b" if i % 3 == 1 else "a/deep")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"x{i:02d}.{'png' if i % 2 else 'jpg'}"
+        write_photos(folder, [name], 100 + i)
+        if name.endswith("png"):  # write_photos writes JPEG bytes: rewrite as PNG
+            from PIL import Image
+            Image.open(folder / name).save(folder / name, format="PNG")
+        t = base + (i % 10) * day
+        os.utime(folder / name, (t, t))
+        mtimes[str(folder / name)] = t
+    path = tmp_path / "lib.jaclip-index"
+    index_cli("build", "--model", TINY_MODEL, str(lib), "-o", str(path))
+    ann_build(path, "hnsw")  # a filter must still search exactly
+    idx = jaclip.Index.load(str(path))
+    labels, emb = idx.labels(), idx.embeddings()
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    q = model.encode_texts(["海"])[0]
+    scores = emb @ (q / np.linalg.norm(q))
+
+    def expect(k, offset=0, threshold=None, folder=None, after=None, before=None, types=None):
+        rows = []
+        for i, label in enumerate(labels):
+            if folder and not label.startswith(folder.rstrip("/") + "/"):
+                continue
+            if after is not None and mtimes[label] < after:
+                continue
+            if before is not None and mtimes[label] >= before:
+                continue
+            if types and label.rsplit(".", 1)[1].lower() not in types:
+                continue
+            rows.append(i)
+        rows.sort(key=lambda i: (-scores[i], i))
+        rows = rows[offset:offset + k]
+        return [i for i in rows if threshold is None or scores[i] >= threshold]
+
+    s = Server("--index", f"lib={path}", address_space=AS)
+    try:
+        def ask(**kw):
+            got = s.json("POST", "/v1/search", {"embedding": q.tolist(), **kw})
+            return got["search"], [h["row"] for h in got["results"]], got["results"]
+
+        mid = float(np.median(scores))
+        cases = [
+            (dict(k=5), {}),
+            (dict(k=5, offset=5), dict(offset=5)),
+            (dict(k=10, offset=25), dict(offset=25)),
+            (dict(k=5, offset=40), dict(offset=40)),
+            (dict(k=30, threshold=mid), dict(threshold=mid)),
+            (dict(k=30, folder=str(lib / "a")), dict(folder=str(lib / "a"))),
+            (dict(k=30, folder=str(lib / "a") + "/"), dict(folder=str(lib / "a"))),
+            (dict(k=30, folder=str(lib / "a/deep")), dict(folder=str(lib / "a/deep"))),
+            (dict(k=30, after="2024-05-04"), dict(after=base - 12 * 3600 + 3 * day)),
+            (dict(k=30, after="2024-05-03", before="2024-05-06T00:00"),
+             dict(after=base - 12 * 3600 + 2 * day, before=base - 12 * 3600 + 5 * day)),
+            (dict(k=30, types=["PNG"]), dict(types={"png"})),
+            (dict(k=4, offset=2, folder=str(lib / "b"), types=["jpg"], before="2024-05-08"),
+             dict(offset=2, folder=str(lib / "b"), types={"jpg"}, before=base - 12 * 3600 + 7 * day)),
+        ]
+        for asked, filt in cases:
+            path_used, rows, hits = ask(**asked)
+            assert rows == expect(asked["k"], **filt), asked
+            if set(asked) - {"k", "threshold"}:  # a threshold alone is a cut of any path's results
+                assert path_used == "exact", asked
+            for h in hits:
+                assert abs(h["score"] - scores[h["row"]]) < 1e-4
+        assert ask(k=5)[0] == "ann"
+        # Through the query string of an image search as well.
+        with open(lib / "a" / "x00.jpg", "rb") as f:
+            jpeg = f.read()
+        code, _, data = s.request("POST", f"/v1/search?k=30&types=png,jpg&folder={lib}/b&offset=1", jpeg,
+                                  {"Content-Type": "image/jpeg"})
+        assert code == 200 and all(h["label"].startswith(f"{lib}/b/") for h in json.loads(data)["results"])
+        assert len(json.loads(data)["results"]) == 9
+        for bad in ({"offset": -1}, {"after": "yesterday"}, {"types": "jpg"}, {"types": [""]}, {"folder": 3},
+                    {"after": "2024-05-05", "before": "2024-05-01"}):
+            code, _, data = s.request("POST", "/v1/search", {"embedding": q.tolist(), **bad})
+            assert code == 400, (bad, code, data[:200])
+    finally:
+        assert s.stop() == 0

@@ -207,6 +207,20 @@ bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_
     return ok;
 }
 
+bool engine_search_with(engine *e, engine_index *x, const jaclip_tensor *query, size_t k,
+                        const jaclip_search_options *options, jaclip_tensor **rows, jaclip_tensor **scores,
+                        engine_result *why)
+{
+    *rows = *scores = NULL;
+    if (!take_slot(e, why))
+        return false;
+    jaclip_status st = jaclip_index_search_with(rows, scores, x->index, query, k, options);
+    if (st)
+        fail_library(why, st);
+    give_slot(e);
+    return !st;
+}
+
 void engine_metrics(engine *e, FILE *f)
 {
     static const char *const batch_kinds[BATCH_KINDS] = {"text", "search"};

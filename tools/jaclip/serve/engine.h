@@ -82,6 +82,10 @@ bool engine_encode_image_sized(engine *e, const void *data, size_t size, jaclip_
  * a row the ANN misses is -1). */
 bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, bool exact, bool *used_ann,
                    jaclip_tensor **rows, jaclip_tensor **scores, engine_result *why);
+/* jaclip_index_search_with (filters, offset, threshold: exact, never batched, never the ANN). */
+bool engine_search_with(engine *e, engine_index *x, const jaclip_tensor *query, size_t k,
+                        const jaclip_search_options *options, jaclip_tensor **rows, jaclip_tensor **scores,
+                        engine_result *why);
 /* Whether x is searched through an INDEX.ann, and its kind's name. */
 bool engine_index_has_ann(const engine_index *x);
 const char *engine_index_ann_kind(const engine_index *x);
