@@ -168,7 +168,8 @@ def test_sighup_reloads_every_index(tmp_path, photos):
         assert s.stop() == 0
 
 
-def test_reload_under_load_while_sync_removes_and_adds_rows(tmp_path, model):
+@pytest.mark.parametrize("with_ann", [False, True], ids=["exact", "ann"])
+def test_reload_under_load_while_sync_removes_and_adds_rows(tmp_path, model, with_ann):
     import threading
     import time
     folder = tmp_path / "library"
@@ -177,6 +178,8 @@ def test_reload_under_load_while_sync_removes_and_adds_rows(tmp_path, model):
     write_photos(folder, first, 25)
     index = tmp_path / "lib.jaclip-index"
     index_cli("build", "--model", TINY_MODEL, str(folder), "-o", str(index))
+    if with_ann:  # sync rebuilds it after the index; the reload takes both
+        ann_build(index, "hnsw")
     s = Server("--index", f"lib={index}", "--threads", "2", address_space=AS)
     queries = [q.tolist() for q in model.encode_texts(["犬", "海", "夕日", "猫"])]
     stop, log, lock = threading.Event(), [], threading.Lock()
@@ -189,11 +192,12 @@ def test_reload_under_load_while_sync_removes_and_adds_rows(tmp_path, model):
             try:
                 code, _, data = s.request("POST", "/v1/search", {"embedding": queries[(n + i) % 4], "k": 40},
                                           timeout=30)
-                labels = [h["label"] for h in json.loads(data)["results"]] if code == 200 else []
+                got = json.loads(data) if code == 200 else {"results": [], "search": None}
+                labels = [h["label"] for h in got["results"]]
             except Exception as e:  # a failed request is counted, not raised in the thread
-                code, labels = repr(e), []
+                code, labels, got = repr(e), [], {"search": None}
             with lock:
-                log.append((start, code, labels))
+                log.append((start, code, labels, got["search"]))
             time.sleep(0.01)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
@@ -210,6 +214,7 @@ def test_reload_under_load_while_sync_removes_and_adds_rows(tmp_path, model):
         reloaded = s.json("POST", "/v1/admin/reload", {})
         after = time.monotonic()
         assert reloaded["failed"] == 0 and reloaded["indexes"][0]["rows"] == 24
+        assert reloaded["indexes"][0]["ann"] == ("hnsw" if with_ann else None)
         time.sleep(0.5)
     finally:
         stop.set()
@@ -219,10 +224,12 @@ def test_reload_under_load_while_sync_removes_and_adds_rows(tmp_path, model):
     assert rc == 0
     gone_labels = {str(folder / n) for n in gone}
     added_labels = {str(folder / n) for n in added}
-    failures = [c for _, c, _ in log if c != 200]
-    late = [labels for start, c, labels in log if start > after]
+    failures = [c for _, c, _, _ in log if c != 200]
+    late = [labels for start, c, labels, _ in log if start > after]
+    paths = {p for start, _, _, p in log if start > after}  # which path answered after the reload
     stale = sum(1 for labels in late if gone_labels & set(labels))
-    print(f"reload under load: {len(log)} requests, {len(failures)} failures, {len(late)} after the reload, "
+    assert paths <= {"ann" if with_ann else "exact"}, paths
+    print(f"reload under load ({'ann' if with_ann else 'exact'}): {len(log)} requests, {len(failures)} failures, {len(late)} after the reload, "
           f"{stale} of them returned a deleted row")
     assert not failures, failures[:5]
     assert late, "no search ran after the reload"

@@ -44,9 +44,9 @@ static void run_alone(engine *s, batch_job *job)
     if (job->kind == BATCH_TEXT) {
         if ((job->st = jaclip_model_encode_texts(&job->features, s->model, &job->text, &job->len, 1)))
             fail_job(job, job->st);
-    } else if ((job->st = job->ann ? jaclip_ann_search(&job->rows, &job->scores, job->index->ann, job->query, job->k)
-                                   : jaclip_index_search(&job->rows, &job->scores, job->index->index, job->query,
-                                                         job->k))) {
+    } else if ((job->st = job->ann
+                              ? jaclip_ann_search(&job->rows, &job->scores, job->index->ann, job->query, job->k)
+                              : jaclip_index_search(&job->rows, &job->scores, job->index->index, job->query, job->k))) {
         fail_job(job, job->st);
     }
 }

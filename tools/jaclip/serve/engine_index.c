@@ -75,8 +75,8 @@ static void load_ann(engine_index *x, const char *path)
 {
     char *p = ann_path(path);
     if (access(p, F_OK) == 0 && jaclip_ann_load(&x->ann, p, x->index, 0))
-        fprintf(stderr, "jaclip serve: index '%s': %s: %s; searching exactly (jaclip index ann build %s)\n", x->name,
-                p, jaclip_last_error(), path);
+        fprintf(stderr, "jaclip serve: index '%s': %s: %s; searching exactly (jaclip index ann build %s)\n", x->name, p,
+                jaclip_last_error(), path);
     free(p);
 }
 

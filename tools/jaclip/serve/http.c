@@ -5,9 +5,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-static const char *const route_names[ROUTE_COUNT] = {"page",        "healthz",        "metrics",  "info",   "indexes",
-                                                     "embed_text",  "embed_image",    "classify", "search", "thumbnail",
-                                                     "immich_ping", "immich_predict", "admin_reload", "unknown"};
+static const char *const route_names[ROUTE_COUNT] = {
+    "page",     "healthz", "metrics",   "info",        "indexes",        "embed_text",   "embed_image",
+    "classify", "search",  "thumbnail", "immich_ping", "immich_predict", "admin_reload", "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
 static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -139,11 +139,18 @@ static route_id route_of(const char *url, const char **rest)
     static const struct {
         const char *path;
         route_id route;
-    } exact[] = {
-        {"/healthz", ROUTE_HEALTHZ},      {"/metrics", ROUTE_METRICS},          {"/v1/info", ROUTE_INFO},
-        {"/v1/indexes", ROUTE_INDEXES},   {"/v1/embed/text", ROUTE_EMBED_TEXT}, {"/v1/embed/image", ROUTE_EMBED_IMAGE},
-        {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},         {"/v1/thumbnail", ROUTE_THUMBNAIL},
-        {"/ping", ROUTE_IMMICH_PING},     {"/predict", ROUTE_IMMICH_PREDICT},   {"/v1/admin/reload", ROUTE_ADMIN_RELOAD}};
+    } exact[] = {{"/healthz", ROUTE_HEALTHZ},
+                 {"/metrics", ROUTE_METRICS},
+                 {"/v1/info", ROUTE_INFO},
+                 {"/v1/indexes", ROUTE_INDEXES},
+                 {"/v1/embed/text", ROUTE_EMBED_TEXT},
+                 {"/v1/embed/image", ROUTE_EMBED_IMAGE},
+                 {"/v1/classify", ROUTE_CLASSIFY},
+                 {"/v1/search", ROUTE_SEARCH},
+                 {"/v1/thumbnail", ROUTE_THUMBNAIL},
+                 {"/ping", ROUTE_IMMICH_PING},
+                 {"/predict", ROUTE_IMMICH_PREDICT},
+                 {"/v1/admin/reload", ROUTE_ADMIN_RELOAD}};
     *rest = NULL;
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (!strcmp(url, exact[i].path))
@@ -249,7 +256,8 @@ static bool admit(http_server *s, request *r, const char *method, reply *out)
         return false;
     }
     if (!s->token && r->route == ROUTE_ADMIN_RELOAD && !peer_is_loopback(r->conn)) {
-        reply_error(out, MHD_HTTP_FORBIDDEN, "SERVE_FORBIDDEN", "without --token, only loopback clients may administer");
+        reply_error(out, MHD_HTTP_FORBIDDEN, "SERVE_FORBIDDEN",
+                    "without --token, only loopback clients may administer");
         return false;
     }
     if (s->token && !is_public(r->route) &&

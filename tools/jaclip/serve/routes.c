@@ -403,11 +403,10 @@ void route_info(routes *rt, const route_request *r, reply *out)
                          "image_size", (json_int_t)jaclip_model_image_size(m), "max_text_length",
                          (json_int_t)jaclip_model_max_text_length(m), "device", jaclip_model_device(m), "precision",
                          precision_name(jaclip_model_precision(m)), "precision_reason",
-                         jaclip_model_precision_reason(m), "fingerprint",
-                         jaclip_model_fingerprint(m), "indexes", indexes_json(rt), "limits", "max_body",
-                         (json_int_t)rt->max_body, "max_texts", (json_int_t)MAX_TEXTS, "max_labels",
-                         (json_int_t)MAX_LABELS, "max_k", (json_int_t)MAX_K, "max_requests",
-                         (json_int_t)rt->max_requests, "token_required", rt->token_required));
+                         jaclip_model_precision_reason(m), "fingerprint", jaclip_model_fingerprint(m), "indexes",
+                         indexes_json(rt), "limits", "max_body", (json_int_t)rt->max_body, "max_texts",
+                         (json_int_t)MAX_TEXTS, "max_labels", (json_int_t)MAX_LABELS, "max_k", (json_int_t)MAX_K,
+                         "max_requests", (json_int_t)rt->max_requests, "token_required", rt->token_required));
 }
 
 void route_indexes(routes *rt, const route_request *r, const char *name, reply *out)

@@ -6,8 +6,8 @@
 static bool search_params(const route_request *r, bool by_json, json_t **root, const char **index_name, long *k,
                           double *threshold, bool *exact, reply *out)
 {
-    static const char *const allowed[] = {"text",  "embedding", "row",    "k",     "threshold", "index", "exact",
-                                          "offset", "folder",   "after", "before", "types",     NULL};
+    static const char *const allowed[] = {"text",   "embedding", "row",   "k",      "threshold", "index", "exact",
+                                          "offset", "folder",    "after", "before", "types",     NULL};
     if (!by_json) {
         *index_name = arg(r, "index");
         const char *e = arg(r, "exact");
@@ -172,7 +172,7 @@ static bool text_field(const route_request *r, json_t *root, const char *name, c
 /* The library's search options for offset, folder, after, before and types (with threshold); *o stays
  * NULL when none is given. false when a reply was made. */
 static bool filter_options(const route_request *r, json_t *root, double threshold, jaclip_search_options **o,
-                          reply *out)
+                           reply *out)
 {
     long offset;
     const char *folder, *after, *before, *types_text = NULL;

@@ -42,7 +42,8 @@ static const char serve_usage[] =
     "  -h, --help                this help\n"
     "\n"
     "SIGHUP reloads every index (and its INDEX.ann) now, as POST /v1/admin/reload does; a changed\n"
-    "index file is also reloaded by itself at its next use. SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout; then they are\n"
+    "index file is also reloaded by itself at its next use. SIGINT or SIGTERM stops accepting, lets requests in flight "
+    "finish (up to --timeout; then they are\n"
     "answered 503 or cut), and exits 0 within --timeout + 1 s. Without --token, only Host values naming\n"
     "localhost, ADDR or an --allow-host NAME are served, and the API refuses cross-site requests (docs/serve.md).\n";
 
