@@ -19,7 +19,10 @@ engine *engine_open(const engine_options *o)
     pthread_mutex_init(&e->batch_lock, NULL);
     pthread_cond_init(&e->batch_wake, NULL);
     pthread_mutex_init(&e->index_lock, NULL);
+    pthread_cond_init(&e->reload_done, NULL);
     pthread_mutex_init(&e->thumb_lock, NULL);
+    e->force = o->force;
+    e->exact = o->exact;
     engine_indexes_open(e, o->index_args, o->nindex_args);
     return e;
 }
@@ -193,14 +196,29 @@ bool engine_encode_image_sized(engine *e, const void *data, size_t size, jaclip_
     return !st;
 }
 
-bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, jaclip_tensor **rows,
-                   jaclip_tensor **scores, engine_result *why)
+bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, bool exact, bool *used_ann,
+                   jaclip_tensor **rows, jaclip_tensor **scores, engine_result *why)
 {
-    batch_job job = {.kind = BATCH_SEARCH, .index = x, .query = query, .k = k};
+    batch_job job = {.kind = BATCH_SEARCH, .index = x, .query = query, .k = k, .ann = !exact && x->ann};
+    *used_ann = job.ann;
     bool ok = job_result(e, batch_run(e, &job), &job, why);
     *rows = job.rows;
     *scores = job.scores;
     return ok;
+}
+
+bool engine_search_with(engine *e, engine_index *x, const jaclip_tensor *query, size_t k,
+                        const jaclip_search_options *options, jaclip_tensor **rows, jaclip_tensor **scores,
+                        engine_result *why)
+{
+    *rows = *scores = NULL;
+    if (!take_slot(e, why))
+        return false;
+    jaclip_status st = jaclip_index_search_with(rows, scores, x->index, query, k, options);
+    if (st)
+        fail_library(why, st);
+    give_slot(e);
+    return !st;
 }
 
 void engine_metrics(engine *e, FILE *f)

@@ -19,6 +19,8 @@ typedef struct {
     unsigned workers;    /* model slots */
     unsigned max_batch;  /* single queries per batched library call */
     double slot_timeout; /* longest wait for a model slot, seconds */
+    bool exact;          /* --exact: never use INDEX.ann */
+    bool force;          /* --force: serve indexes recording another model's fingerprint (every index) */
 } engine_options;
 
 /* Why a call failed: the library's status and message, or one of the engine's own. */
@@ -56,6 +58,13 @@ engine_index *engine_index_get(engine *e, const char *name, engine_result *why);
 engine_index *engine_index_get_at(engine *e, size_t i);
 void engine_index_put(engine *e, engine_index *x);
 const char *engine_index_name(const engine_index *x);
+/* Reloads every index from its file now (SIGHUP, POST /v1/admin/reload), changed or not, one at a
+ * time; requests holding an old view finish on it, later ones get the new one. A file that fails to
+ * load (or is another model's, without --force) leaves the old view serving. each (may be NULL) is
+ * called per index with the view now served, whether it was reloaded, and why not. Returns how many
+ * failed. */
+typedef void (*engine_reload_fn)(void *ctx, const engine_index *x, bool reloaded, const char *why);
+size_t engine_reload_all(engine *e, engine_reload_fn each, void *ctx);
 const jaclip_index *engine_index_handle(const engine_index *x);
 
 /* ---- work: each takes a model slot (waiting up to slot_timeout); false with *why set ---- */
@@ -68,9 +77,18 @@ bool engine_encode_images(engine *e, const void *const *data, const size_t *size
  * /predict: decoded once, inside the model slot. */
 bool engine_encode_image_sized(engine *e, const void *data, size_t size, jaclip_tensor **out, uint32_t *width,
                                uint32_t *height, engine_result *why);
-/* Top k rows and scores [1, <=k] of a [1, D] query in x; may be batched with other searches of x. */
-bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, jaclip_tensor **rows,
-                   jaclip_tensor **scores, engine_result *why);
+/* Top k rows and scores [1, <=k] of a [1, D] query in x; may be batched with other searches of x.
+ * Through x's INDEX.ann when it has a current one and exact is false (*used_ann says which answered;
+ * a row the ANN misses is -1). */
+bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_t k, bool exact, bool *used_ann,
+                   jaclip_tensor **rows, jaclip_tensor **scores, engine_result *why);
+/* jaclip_index_search_with (filters, offset, threshold: exact, never batched, never the ANN). */
+bool engine_search_with(engine *e, engine_index *x, const jaclip_tensor *query, size_t k,
+                        const jaclip_search_options *options, jaclip_tensor **rows, jaclip_tensor **scores,
+                        engine_result *why);
+/* Whether x is searched through an INDEX.ann, and its kind's name. */
+bool engine_index_has_ann(const engine_index *x);
+const char *engine_index_ann_kind(const engine_index *x);
 
 /* ---- classify (engine_classify.c) ---- */
 typedef struct {

@@ -10,7 +10,10 @@
 
 #include <time.h>
 
-static bool same_batch(const batch_job *a, const batch_job *b) { return a->kind == b->kind && a->index == b->index; }
+static bool same_batch(const batch_job *a, const batch_job *b)
+{
+    return a->kind == b->kind && a->index == b->index && a->ann == b->ann;
+}
 
 static void unlink_job(engine *s, batch_job *job)
 {
@@ -41,7 +44,9 @@ static void run_alone(engine *s, batch_job *job)
     if (job->kind == BATCH_TEXT) {
         if ((job->st = jaclip_model_encode_texts(&job->features, s->model, &job->text, &job->len, 1)))
             fail_job(job, job->st);
-    } else if ((job->st = jaclip_index_search(&job->rows, &job->scores, job->index->index, job->query, job->k))) {
+    } else if ((job->st = job->ann
+                              ? jaclip_ann_search(&job->rows, &job->scores, job->index->ann, job->query, job->k)
+                              : jaclip_index_search(&job->rows, &job->scores, job->index->index, job->query, job->k))) {
         fail_job(job, job->st);
     }
 }
@@ -81,9 +86,11 @@ static void run_jobs(engine *s, batch_job **jobs, size_t n)
             memcpy((float *)jaclip_tensor_data(queries) + i * d, jaclip_tensor_data(q), d * sizeof(float));
             kmax = jobs[i]->k > kmax ? jobs[i]->k : kmax;
         }
-        /* The top k of a query is the prefix of its top kmax: the order is total (score, then row). */
+        /* The top k of a query is the prefix of its top kmax: the order is total (score, then row); through
+         * an ANN, the rows found among the same candidate lists (IVF visits nprobe lists whatever k). */
         if (!st)
-            st = jaclip_index_search(&rows, &scores, jobs[0]->index->index, queries, kmax);
+            st = jobs[0]->ann ? jaclip_ann_search(&rows, &scores, jobs[0]->index->ann, queries, kmax)
+                              : jaclip_index_search(&rows, &scores, jobs[0]->index->index, queries, kmax);
         for (size_t i = 0; !st && i < n; i++) {
             size_t k =
                 jobs[i]->k < (size_t)jaclip_tensor_dim(rows, 1) ? jobs[i]->k : (size_t)jaclip_tensor_dim(rows, 1);

@@ -61,7 +61,26 @@ static void find_root(engine_index *x)
     }
 }
 
-static engine_index *load_index(const char *name, const char *path, jaclip_status *st)
+static char *ann_path(const char *path)
+{
+    size_t n = strlen(path) + 5;
+    char *p = xcalloc(n, 1);
+    snprintf(p, n, "%s.ann", path);
+    return p;
+}
+
+/* INDEX.ann beside path, as `jaclip search` takes it: used when present and current for x's rows; a
+ * stale or damaged one is logged and x is searched exactly. */
+static void load_ann(engine_index *x, const char *path)
+{
+    char *p = ann_path(path);
+    if (access(p, F_OK) == 0 && jaclip_ann_load(&x->ann, p, x->index, 0))
+        fprintf(stderr, "jaclip serve: index '%s': %s: %s; searching exactly (jaclip index ann build %s)\n", x->name, p,
+                jaclip_last_error(), path);
+    free(p);
+}
+
+static engine_index *load_index(const engine *e, const char *name, const char *path, jaclip_status *st)
 {
     jaclip_index *index = NULL;
     if ((*st = jaclip_index_load(&index, path, JACLIP_INDEX_DEFAULT)))
@@ -69,19 +88,44 @@ static engine_index *load_index(const char *name, const char *path, jaclip_statu
     engine_index *x = xcalloc(1, sizeof *x);
     *x = (engine_index){.name = name, .index = index, .id = atomic_fetch_add(&next_id, 1), .refs = 1};
     find_root(x);
+    if (!e->exact)
+        load_ann(x, path);
     return x;
 }
 
 static void free_index(engine_index *x)
 {
+    jaclip_ann_free(x->ann); /* it borrows the index */
     jaclip_index_free(x->index);
     free(x->root);
     free(x->resolved_root);
     free(x);
 }
 
+/* Whether the engine may serve x: the model's width, and jaclip search's fingerprint rule (an index
+ * recording another model's fingerprint is refused unless --force; one recording none passes). false
+ * with message set. */
+static bool fits_model(const engine *e, const engine_index *x, const char *path, char *message, size_t size)
+{
+    if (jaclip_index_dim(x->index) != e->dim) {
+        snprintf(message, size, "holds %zu-wide embeddings, the model makes %zu-wide ones", jaclip_index_dim(x->index),
+                 e->dim);
+        return false;
+    }
+    jaclip_status st = jaclip_index_check_fingerprint(x->index, jaclip_model_fingerprint(e->model),
+                                                      JACLIP_INDEX_FINGERPRINT_ALLOW_UNKNOWN);
+    if (!st)
+        return true;
+    if (e->force) {
+        fprintf(stderr, "jaclip serve: %s: %s (served anyway: --force)\n", path, jaclip_last_error());
+        return true;
+    }
+    snprintf(message, size, "%s (start with --force to serve it with this model anyway)", jaclip_last_error());
+    return false;
+}
+
 /* "NAME=PATH" or "PATH" (NAME: the base name without its extension). */
-static void open_entry(index_entry *entry, const char *arg, size_t dim)
+static void open_entry(const engine *e, index_entry *entry, const char *arg)
 {
     const char *eq = strchr(arg, '=');
     const char *path = eq ? eq + 1 : arg;
@@ -101,12 +145,15 @@ static void open_entry(index_entry *entry, const char *arg, size_t dim)
     entry->name = name;
     entry->path = xstrdup(path);
     entry->loaded = stamp_of(path);
+    char *ap = ann_path(path);
+    entry->ann_loaded = stamp_of(ap);
+    free(ap);
     jaclip_status st;
-    if (!(entry->current = load_index(name, path, &st)))
+    if (!(entry->current = load_index(e, name, path, &st)))
         die(path, st);
-    if (jaclip_index_dim(entry->current->index) != dim) {
-        cli_warn("%s: holds %zu-wide embeddings, the model makes %zu-wide ones", path,
-                 jaclip_index_dim(entry->current->index), dim);
+    char message[768];
+    if (!fits_model(e, entry->current, path, message, sizeof message)) {
+        cli_warn("%s: %s", path, message);
         exit(EXIT_RUNTIME);
     }
 }
@@ -115,7 +162,7 @@ void engine_indexes_open(engine *e, const char *const *args, size_t n)
 {
     e->indexes = xcalloc(n ? n : 1, sizeof *e->indexes);
     for (size_t i = 0; i < n; i++) {
-        open_entry(&e->indexes[i], args[i], e->dim);
+        open_entry(e, &e->indexes[i], args[i]);
         e->nindexes = i + 1;
         for (size_t j = 0; j < i; j++)
             if (!strcmp(e->indexes[i].name, e->indexes[j].name))
@@ -136,29 +183,46 @@ void engine_indexes_close(engine *e)
 size_t engine_index_count(const engine *e) { return e->nindexes; }
 const char *engine_index_name(const engine_index *x) { return x->name; }
 const jaclip_index *engine_index_handle(const engine_index *x) { return x->index; }
+bool engine_index_has_ann(const engine_index *x) { return x->ann != NULL; }
+const char *engine_index_ann_kind(const engine_index *x) { return jaclip_ann_kind_name(jaclip_ann_kind_of(x->ann)); }
 
-/* If entry's file changed since it was loaded, load it (in this thread; other requests keep the old
- * view meanwhile) and swap it in, or log why not. */
-static void maybe_reload(engine *e, index_entry *entry)
+/* Loads entry's file again when it changed since it was loaded (always: in any case) and swaps it in
+ * (in this thread; requests holding the old view finish on it), or logs why not (message, when given).
+ * A request finding the file changed while another thread reloads it waits for that reload, so that no
+ * request starting after the file changed is answered from the old one. true when a new view went in. */
+static bool reload_entry(engine *e, index_entry *entry, bool always, char *why, size_t why_size)
 {
-    file_stamp now = stamp_of(entry->path);
+    char *ap = e->exact ? NULL : ann_path(entry->path);
+    file_stamp now = stamp_of(entry->path), ann_now = ap ? stamp_of(ap) : (file_stamp){0};
+    bool go;
     pthread_mutex_lock(&e->index_lock);
-    bool go = !entry->reloading && !same_stamp(&now, &entry->loaded) && !same_stamp(&now, &entry->failed);
+    for (;;) {
+        /* A new INDEX.ann beside an unchanged index is a change too (not for a failed index file). */
+        bool changed = (!same_stamp(&now, &entry->loaded) && !same_stamp(&now, &entry->failed)) ||
+                       (same_stamp(&now, &entry->loaded) && !same_stamp(&ann_now, &entry->ann_loaded));
+        go = always || changed;
+        if (!go || !entry->reloading)
+            break;
+        pthread_cond_wait(&e->reload_done, &e->index_lock);
+        now = stamp_of(entry->path);
+        ann_now = ap ? stamp_of(ap) : (file_stamp){0};
+        always = false; /* the reload waited for read the file as it is now, unless it changed again */
+    }
     if (go)
         entry->reloading = true;
     pthread_mutex_unlock(&e->index_lock);
+    free(ap);
     if (!go)
-        return;
+        return false;
     jaclip_status st = JACLIP_OK;
-    engine_index *x = now.known ? load_index(entry->name, entry->path, &st) : NULL;
-    char message[512] = "";
+    engine_index *x = now.known ? load_index(e, entry->name, entry->path, &st) : NULL;
+    char message[768] = "";
     if (!now.known)
         snprintf(message, sizeof message, "%s", strerror(errno));
     else if (!x)
         snprintf(message, sizeof message, "%s", jaclip_last_error());
-    else if (jaclip_index_dim(x->index) != e->dim)
-        snprintf(message, sizeof message, "holds %zu-wide embeddings, the model makes %zu-wide ones",
-                 jaclip_index_dim(x->index), e->dim);
+    else
+        fits_model(e, x, entry->path, message, sizeof message);
     if (message[0] && x) {
         free_index(x);
         x = NULL;
@@ -169,10 +233,12 @@ static void maybe_reload(engine *e, index_entry *entry)
         old = entry->current;
         entry->current = x;
         entry->loaded = now;
+        entry->ann_loaded = ann_now;
     } else {
         entry->failed = now;
     }
     entry->reloading = false;
+    pthread_cond_broadcast(&e->reload_done);
     pthread_mutex_unlock(&e->index_lock);
     if (x) {
         atomic_fetch_add(&e->reloads, 1);
@@ -181,17 +247,35 @@ static void maybe_reload(engine *e, index_entry *entry)
         engine_index_put(e, old);
     } else {
         atomic_fetch_add(&e->reload_failures, 1);
-        fprintf(stderr,
-                "jaclip serve: index '%s' changed but was not reloaded, serving the rows loaded before: %s: %s\n",
+        fprintf(stderr, "jaclip serve: index '%s' was not reloaded, serving the rows loaded before: %s: %s\n",
                 entry->name, entry->path, message);
     }
+    if (why)
+        snprintf(why, why_size, "%s", message);
+    return x != NULL;
+}
+
+size_t engine_reload_all(engine *e, engine_reload_fn each, void *ctx)
+{
+    size_t failed = 0;
+    for (size_t i = 0; i < e->nindexes; i++) {
+        char message[768] = "";
+        bool ok = reload_entry(e, &e->indexes[i], true, message, sizeof message);
+        failed += !ok;
+        if (each) {
+            engine_index *x = engine_index_get_at(e, i);
+            each(ctx, x, ok, message);
+            engine_index_put(e, x);
+        }
+    }
+    return failed;
 }
 
 engine_index *engine_index_get_at(engine *e, size_t i)
 {
     if (i >= e->nindexes)
         return NULL;
-    maybe_reload(e, &e->indexes[i]);
+    reload_entry(e, &e->indexes[i], false, NULL, 0);
     pthread_mutex_lock(&e->index_lock);
     engine_index *x = e->indexes[i].current;
     x->refs++;

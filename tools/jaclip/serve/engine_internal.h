@@ -20,6 +20,7 @@ struct engine_index {
      * when loaded; NULL when no row is an absolute path. Thumbnails are served only below it. */
     char *root, *resolved_root;
     bool recorded_root; /* root is the one the index records (jaclip_index_root): labels are relative */
+    jaclip_ann *ann;    /* INDEX.ann, when present and current for these rows (and no --exact); borrows index */
 };
 
 /* What identifies a file's content for reload detection. */
@@ -35,6 +36,7 @@ typedef struct {
     char *name, *path;
     engine_index *current; /* under index_lock */
     file_stamp loaded;     /* the file current was loaded from */
+    file_stamp ann_loaded; /* INDEX.ann as it was then (known false: absent) */
     file_stamp failed;     /* a changed file that failed to load: not retried until it changes again */
     bool reloading;        /* one request thread is loading the changed file */
 } index_entry;
@@ -50,6 +52,7 @@ typedef struct batch_job {
     size_t len;
     const jaclip_tensor *query; /* BATCH_SEARCH: [1, D] */
     size_t k;
+    bool ann; /* BATCH_SEARCH: through index->ann (batched only with others alike) */
     /* Results, owned by the caller after batch_run: features [1, D], or rows and scores [1, <=k]. */
     jaclip_status st;
     char message[512]; /* the library's message when st fails */
@@ -87,8 +90,11 @@ struct engine {
     atomic_ulong batches[BATCH_KINDS], batched_jobs[BATCH_KINDS];
     /* The registry of indexes. */
     pthread_mutex_t index_lock;
+    pthread_cond_t reload_done; /* an entry's reloading went false */
     index_entry *indexes;
     size_t nindexes;
+    bool force; /* --force: another model's fingerprint is served (with a warning) */
+    bool exact; /* --exact: INDEX.ann files are never loaded */
     atomic_ulong reloads, reload_failures;
     /* Thumbnails. */
     pthread_mutex_t thumb_lock;

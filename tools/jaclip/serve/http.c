@@ -2,9 +2,12 @@
  * dispatch to the routes, metrics. */
 #include "http_internal.h"
 
-static const char *const route_names[ROUTE_COUNT] = {"page",        "healthz",        "metrics",  "info",   "indexes",
-                                                     "embed_text",  "embed_image",    "classify", "search", "thumbnail",
-                                                     "immich_ping", "immich_predict", "unknown"};
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+static const char *const route_names[ROUTE_COUNT] = {
+    "page",     "healthz", "metrics",   "info",        "indexes",        "embed_text",   "embed_image",
+    "classify", "search",  "thumbnail", "immich_ping", "immich_predict", "admin_reload", "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
 static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -136,11 +139,18 @@ static route_id route_of(const char *url, const char **rest)
     static const struct {
         const char *path;
         route_id route;
-    } exact[] = {
-        {"/healthz", ROUTE_HEALTHZ},      {"/metrics", ROUTE_METRICS},          {"/v1/info", ROUTE_INFO},
-        {"/v1/indexes", ROUTE_INDEXES},   {"/v1/embed/text", ROUTE_EMBED_TEXT}, {"/v1/embed/image", ROUTE_EMBED_IMAGE},
-        {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},         {"/v1/thumbnail", ROUTE_THUMBNAIL},
-        {"/ping", ROUTE_IMMICH_PING},     {"/predict", ROUTE_IMMICH_PREDICT}};
+    } exact[] = {{"/healthz", ROUTE_HEALTHZ},
+                 {"/metrics", ROUTE_METRICS},
+                 {"/v1/info", ROUTE_INFO},
+                 {"/v1/indexes", ROUTE_INDEXES},
+                 {"/v1/embed/text", ROUTE_EMBED_TEXT},
+                 {"/v1/embed/image", ROUTE_EMBED_IMAGE},
+                 {"/v1/classify", ROUTE_CLASSIFY},
+                 {"/v1/search", ROUTE_SEARCH},
+                 {"/v1/thumbnail", ROUTE_THUMBNAIL},
+                 {"/ping", ROUTE_IMMICH_PING},
+                 {"/predict", ROUTE_IMMICH_PREDICT},
+                 {"/v1/admin/reload", ROUTE_ADMIN_RELOAD}};
     *rest = NULL;
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (!strcmp(url, exact[i].path))
@@ -160,7 +170,23 @@ static route_id route_of(const char *url, const char **rest)
 static bool wants_post(route_id r)
 {
     return r == ROUTE_EMBED_TEXT || r == ROUTE_EMBED_IMAGE || r == ROUTE_CLASSIFY || r == ROUTE_SEARCH ||
-           r == ROUTE_IMMICH_PREDICT;
+           r == ROUTE_IMMICH_PREDICT || r == ROUTE_ADMIN_RELOAD;
+}
+
+/* Whether the request's peer is a loopback address: without --token, admin routes answer only those
+ * (a --trust-network server's network may search, not administer). */
+static bool peer_is_loopback(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *a = info ? info->client_addr : NULL;
+    if (!a)
+        return false;
+    if (a->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->sa_family != AF_INET6)
+        return false;
+    const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
 }
 
 /* Routes that anyone may reach when --token is set: the page's own files and the health check. */
@@ -227,6 +253,11 @@ static bool admit(http_server *s, request *r, const char *method, reply *out)
     if (wants_post(r->route) ? !post : !get) {
         reply_error(out, MHD_HTTP_METHOD_NOT_ALLOWED, "JACLIP_ERROR_INVALID_ARGUMENT", "method %s not allowed here",
                     method);
+        return false;
+    }
+    if (!s->token && r->route == ROUTE_ADMIN_RELOAD && !peer_is_loopback(r->conn)) {
+        reply_error(out, MHD_HTTP_FORBIDDEN, "SERVE_FORBIDDEN",
+                    "without --token, only loopback clients may administer");
         return false;
     }
     if (s->token && !is_public(r->route) &&
@@ -339,6 +370,7 @@ static void dispatch(http_server *s, request *r, const char *rest, reply *out)
     case ROUTE_THUMBNAIL: route_thumbnail(s->routes, &q, out); break;
     case ROUTE_IMMICH_PING: route_immich_ping(s->routes, &q, out); break;
     case ROUTE_IMMICH_PREDICT: route_immich_predict(s->routes, &q, out); break;
+    case ROUTE_ADMIN_RELOAD: route_admin_reload(s->routes, &q, out); break;
     default: break;
     }
     free(args.items);

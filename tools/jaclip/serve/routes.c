@@ -367,8 +367,9 @@ engine_index *pick_index(routes *rt, const char *name, reply *out)
 static json_t *index_json(const engine_index *x)
 {
     const jaclip_index *index = engine_index_handle(x);
-    return json_pack("{s:s,s:I,s:I}", "name", engine_index_name(x), "rows", (json_int_t)jaclip_index_size(index), "dim",
-                     (json_int_t)jaclip_index_dim(index));
+    return json_pack("{s:s,s:I,s:I,s:s?}", "name", engine_index_name(x), "rows", (json_int_t)jaclip_index_size(index),
+                     "dim", (json_int_t)jaclip_index_dim(index), "ann",
+                     engine_index_has_ann(x) ? engine_index_ann_kind(x) : NULL);
 }
 
 static json_t *indexes_json(routes *rt)
@@ -383,19 +384,29 @@ static json_t *indexes_json(routes *rt)
     return list;
 }
 
+/* What runs (jaclip_model_precision), named as `jaclip info` names it. */
+static const char *precision_name(jaclip_precision p)
+{
+    switch (p) {
+    case JACLIP_PRECISION_BF16: return "bf16";
+    case JACLIP_PRECISION_INT8: return "int8";
+    default: return "fp32";
+    }
+}
+
 void route_info(routes *rt, const route_request *r, reply *out)
 {
     const jaclip_model *m = engine_model(rt->engine);
     reply_json(out, HTTP_OK,
-               json_pack("{s:s,s:{s:I,s:I,s:I,s:s,s:s,s:s},s:o*,s:{s:I,s:I,s:I,s:I,s:I},s:b}", "version",
+               json_pack("{s:s,s:{s:I,s:I,s:I,s:s,s:s,s:s,s:s},s:o*,s:{s:I,s:I,s:I,s:I,s:I},s:b}", "version",
                          jaclip_version_string(), "model", "dim", (json_int_t)jaclip_model_embedding_dim(m),
                          "image_size", (json_int_t)jaclip_model_image_size(m), "max_text_length",
                          (json_int_t)jaclip_model_max_text_length(m), "device", jaclip_model_device(m), "precision",
-                         jaclip_model_precision(m) == JACLIP_PRECISION_BF16 ? "bf16" : "fp32", "fingerprint",
-                         jaclip_model_fingerprint(m), "indexes", indexes_json(rt), "limits", "max_body",
-                         (json_int_t)rt->max_body, "max_texts", (json_int_t)MAX_TEXTS, "max_labels",
-                         (json_int_t)MAX_LABELS, "max_k", (json_int_t)MAX_K, "max_requests",
-                         (json_int_t)rt->max_requests, "token_required", rt->token_required));
+                         precision_name(jaclip_model_precision(m)), "precision_reason",
+                         jaclip_model_precision_reason(m), "fingerprint", jaclip_model_fingerprint(m), "indexes",
+                         indexes_json(rt), "limits", "max_body", (json_int_t)rt->max_body, "max_texts",
+                         (json_int_t)MAX_TEXTS, "max_labels", (json_int_t)MAX_LABELS, "max_k", (json_int_t)MAX_K,
+                         "max_requests", (json_int_t)rt->max_requests, "token_required", rt->token_required));
 }
 
 void route_indexes(routes *rt, const route_request *r, const char *name, reply *out)
@@ -408,6 +419,24 @@ void route_indexes(routes *rt, const route_request *r, const char *name, reply *
         return;
     }
     reply_json(out, HTTP_OK, json_pack("{s:o*}", "indexes", indexes_json(rt)));
+}
+
+/* ---- admin ---- */
+
+static void reload_one(void *ctx, const engine_index *x, bool reloaded, const char *why)
+{
+    json_t *entry = index_json(x);
+    json_object_set_new(entry, "reloaded", json_boolean(reloaded));
+    if (!reloaded)
+        json_object_set_new(entry, "error", json_string(why));
+    json_array_append_new(ctx, entry);
+}
+
+void route_admin_reload(routes *rt, const route_request *r, reply *out)
+{
+    json_t *list = json_array();
+    size_t failed = engine_reload_all(rt->engine, reload_one, list);
+    reply_json(out, HTTP_OK, json_pack("{s:o,s:I}", "indexes", list, "failed", (json_int_t)failed));
 }
 
 void route_metrics(routes *rt, FILE *f) { engine_metrics(rt->engine, f); }

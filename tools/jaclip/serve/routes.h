@@ -72,6 +72,9 @@ void route_thumbnail(routes *rt, const route_request *r, reply *out);
 /* Immich's machine-learning protocol (routes_immich.c, docs/immich.md): GET /ping, POST /predict. */
 void route_immich_ping(routes *rt, const route_request *r, reply *out);
 void route_immich_predict(routes *rt, const route_request *r, reply *out);
+/* POST /v1/admin/reload: every index reloaded now (the HTTP layer admits only the token's holder, or
+ * a loopback client when there is no token). */
+void route_admin_reload(routes *rt, const route_request *r, reply *out);
 /* Appends the engine's Prometheus lines to the HTTP layer's. */
 void route_metrics(routes *rt, FILE *f);
 

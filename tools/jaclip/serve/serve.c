@@ -34,9 +34,16 @@ static const char serve_usage[] =
     "      --timeout SECONDS     idle connection timeout, the longest wait for a model slot or a body,\n"
     "                            and how long a stop waits for requests in flight (default: 30)\n"
     "      --device DEV          cpu (default), cuda or cuda:N\n"
+    "      --exact               never use INDEX.ann: every search is exact (a request may also ask\n"
+    "                            for exact search with \"exact\": true)\n"
+    "      --force               serve every --index even if it records another model's fingerprint\n"
+    "                            (as 'jaclip search --force'; without it such an index is refused at\n"
+    "                            start and on reload)\n"
     "  -h, --help                this help\n"
     "\n"
-    "SIGINT or SIGTERM stops accepting, lets requests in flight finish (up to --timeout; then they are\n"
+    "SIGHUP reloads every index (and its INDEX.ann) now, as POST /v1/admin/reload does; a changed\n"
+    "index file is also reloaded by itself at its next use. SIGINT or SIGTERM stops accepting, lets requests in flight "
+    "finish (up to --timeout; then they are\n"
     "answered 503 or cut), and exits 0 within --timeout + 1 s. Without --token, only Host values naming\n"
     "localhost, ADDR or an --allow-host NAME are served, and the API refuses cross-site requests (docs/serve.md).\n";
 
@@ -50,7 +57,9 @@ enum {
     OPT_MAX_BATCH,
     OPT_TRUST_NETWORK,
     OPT_ALLOW_HOST,
-    OPT_IMMICH_MODEL
+    OPT_IMMICH_MODEL,
+    OPT_FORCE,
+    OPT_EXACT
 };
 
 static bool is_loopback(const struct sockaddr_storage *a)
@@ -83,7 +92,7 @@ typedef struct {
     model_args m;
     string_list index_args, allow_hosts;
     const char *host, *token, *classifier_path, *immich_model;
-    bool trust_network;
+    bool trust_network, force, exact;
     long port, workers, max_requests, max_body, timeout, max_batch;
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -104,6 +113,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         {"trust-network", no_argument, NULL, OPT_TRUST_NETWORK},
         {"allow-host", required_argument, NULL, OPT_ALLOW_HOST},
         {"immich-model", required_argument, NULL, OPT_IMMICH_MODEL},
+        {"force", no_argument, NULL, OPT_FORCE},          {"exact", no_argument, NULL, OPT_EXACT},
         {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;
@@ -128,6 +138,8 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         case OPT_MAX_BATCH: o->max_batch = parse_long(optarg, "--max-batch", 1, 256); break;
         case 'c': o->classifier_path = optarg; break;
         case OPT_TRUST_NETWORK: o->trust_network = true; break;
+        case OPT_FORCE: o->force = true; break;
+        case OPT_EXACT: o->exact = true; break;
         case OPT_ALLOW_HOST:
             /* A Host value is a name or address without port; [v6] as Host writes it. */
             if (!*optarg || strlen(optarg) > 255 ||
@@ -171,6 +183,7 @@ int cmd_serve(int argc, char **argv)
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -180,7 +193,9 @@ int cmd_serve(int argc, char **argv)
                          .nindex_args = o.index_args.count,
                          .workers = (unsigned)o.workers,
                          .max_batch = (unsigned)o.max_batch,
-                         .slot_timeout = (double)o.timeout};
+                         .slot_timeout = (double)o.timeout,
+                         .force = o.force,
+                         .exact = o.exact};
     engine *e = engine_open(&eo);
     routes_init();
     routes rt = {.engine = e,
@@ -211,7 +226,11 @@ int cmd_serve(int argc, char **argv)
     fflush(stdout);
 
     int sig = 0;
-    sigwait(&stop, &sig);
+    /* SIGHUP reloads every index now (as POST /v1/admin/reload), then serving goes on. */
+    while (!sigwait(&stop, &sig) && sig == SIGHUP) {
+        size_t failed = engine_reload_all(e, NULL, NULL);
+        fprintf(stderr, "jaclip serve: SIGHUP: %zu of %zu index%s reloaded\n", n - failed, n, n == 1 ? "" : "es");
+    }
     /* Requests in flight get --timeout to finish; long work (classify) is abandoned at its next
      * library call after that, answering 503. */
     double deadline = now_seconds() + (double)o.timeout;
