@@ -4,7 +4,7 @@
 
 static const char *const route_names[ROUTE_COUNT] = {"page",        "healthz",        "metrics",  "info",   "indexes",
                                                      "embed_text",  "embed_image",    "classify", "search", "thumbnail",
-                                                     "immich_ping", "immich_predict", "unknown"};
+                                                     "immich_ping", "immich_predict", "duplicates",     "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
 static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -140,7 +140,7 @@ static route_id route_of(const char *url, const char **rest)
         {"/healthz", ROUTE_HEALTHZ},      {"/metrics", ROUTE_METRICS},          {"/v1/info", ROUTE_INFO},
         {"/v1/indexes", ROUTE_INDEXES},   {"/v1/embed/text", ROUTE_EMBED_TEXT}, {"/v1/embed/image", ROUTE_EMBED_IMAGE},
         {"/v1/classify", ROUTE_CLASSIFY}, {"/v1/search", ROUTE_SEARCH},         {"/v1/thumbnail", ROUTE_THUMBNAIL},
-        {"/ping", ROUTE_IMMICH_PING},     {"/predict", ROUTE_IMMICH_PREDICT}};
+        {"/ping", ROUTE_IMMICH_PING},     {"/predict", ROUTE_IMMICH_PREDICT},   {"/v1/duplicates", ROUTE_DUPLICATES}};
     *rest = NULL;
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (!strcmp(url, exact[i].path))
@@ -339,6 +339,7 @@ static void dispatch(http_server *s, request *r, const char *rest, reply *out)
     case ROUTE_THUMBNAIL: route_thumbnail(s->routes, &q, out); break;
     case ROUTE_IMMICH_PING: route_immich_ping(s->routes, &q, out); break;
     case ROUTE_IMMICH_PREDICT: route_immich_predict(s->routes, &q, out); break;
+    case ROUTE_DUPLICATES: route_dupes(s->routes, &q, out); break;
     default: break;
     }
     free(args.items);

@@ -72,6 +72,7 @@ void route_thumbnail(routes *rt, const route_request *r, reply *out);
 /* Immich's machine-learning protocol (routes_immich.c, docs/immich.md): GET /ping, POST /predict. */
 void route_immich_ping(routes *rt, const route_request *r, reply *out);
 void route_immich_predict(routes *rt, const route_request *r, reply *out);
+void route_dupes(routes *rt, const route_request *r, reply *out); /* routes_dupes.c */
 /* Appends the engine's Prometheus lines to the HTTP layer's. */
 void route_metrics(routes *rt, FILE *f);
 
