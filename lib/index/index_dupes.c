@@ -211,6 +211,27 @@ static void join_bucket(const jc_rows *r, size_t *parent, const uint32_t *rows, 
     }
 }
 
+/* On x86-64 compiled for AVX2 and the baseline, picked at load time (as the search scan): each sum is
+ * element-wise in the same order, so both give the same bits, hence the same buckets. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__gnu_linux__)
+#define JC_DUP_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define JC_DUP_CLONES
+#endif
+
+/* acc[j] = sum over d of proj[d][j] * v[d]: the row's JC_DUP_PROJ projections (the cost of the run). */
+JC_DUP_CLONES static void project(float *restrict acc, const float *restrict proj, const float *restrict v,
+                                  size_t dim)
+{
+    memset(acc, 0, JC_DUP_PROJ * sizeof *acc);
+    for (size_t d = 0; d < dim; d++) {
+        const float *p = proj + d * JC_DUP_PROJ;
+        float x = v[d];
+        for (size_t j = 0; j < JC_DUP_PROJ; j++)
+            acc[j] += p[j] * x;
+    }
+}
+
 static jaclip_status join_near(const jc_rows *r, size_t *parent, float threshold)
 {
     size_t n = r->index->count, dim = r->index->dim;
@@ -237,14 +258,7 @@ static jaclip_status join_near(const jc_rows *r, size_t *parent, float threshold
     }
     float acc[JC_DUP_PROJ];
     for (size_t i = 0; i < n; i++) {
-        const float *v = row_at(r, i, scratch);
-        memset(acc, 0, sizeof acc);
-        for (size_t d = 0; d < dim; d++) {
-            const float *p = proj + d * JC_DUP_PROJ;
-            float x = v[d];
-            for (size_t j = 0; j < JC_DUP_PROJ; j++)
-                acc[j] += p[j] * x;
-        }
+        project(acc, proj, row_at(r, i, scratch), dim);
         for (size_t t = 0; t < JC_DUP_TABLES; t++) {
             uint16_t k = 0;
             for (size_t b = 0; b < JC_DUP_BITS; b++)
