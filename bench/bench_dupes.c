@@ -1,6 +1,6 @@
 /* make bench-dupes: jaclip_index_duplicates on generated clustered 512-d rows (2000 clusters, rows at
  * cosine about 0.7 to their centre, like photo embeddings of similar scenes) with 1 % planted near
- * duplicates (cosine 0.964, 0.984 or 0.996) and 0.5 % exact duplicates (equal content hash). Prints its time
+ * duplicates (cosine 0.964, 0.984 or 0.996) and 1 % exact duplicates (equal content hash). Prints its time
  * and memory, the exact-only time, and, as the peer measured in the same run, the exact scan
  * (jaclip_index_search, k = 10) of 200 rows, extrapolated to all rows: what a brute-force all-pairs
  * k-NN would cost. Recall: planted pairs found, and the pairs at cosine >= 0.95 that the exact scan of
