@@ -631,7 +631,8 @@ JACLIP_API jaclip_status jaclip_dupes_options_set_exact_only(jaclip_dupes_option
 JACLIP_API jaclip_status jaclip_dupes_options_set_page(jaclip_dupes_options *options, size_t offset, size_t limit);
 /* The duplicate groups of index (options NULL: the defaults) into *out (free with jaclip_dupes_free;
  * it does not borrow the index). Reads the index like a search: any number of calls and searches may
- * run at once while nobody adds to or removes from it. Uses about 60 bytes a row of working memory.
+ * run at once while nobody adds to or removes from it. Keys the rows on up to the usable cores (as a
+ * search scans them); uses about 60 bytes a row of working memory.
  * Errors: INVALID_ARGUMENT (NULL out or index), OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_index_duplicates(jaclip_dupes **out, const jaclip_index *index,
                                                  const jaclip_dupes_options *options);

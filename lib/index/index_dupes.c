@@ -7,6 +7,7 @@
 #include "index/index_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,6 +233,63 @@ JC_DUP_CLONES static void project(float *restrict acc, const float *restrict pro
     }
 }
 
+typedef struct {
+    const jc_rows *r;
+    const float *proj;
+    uint16_t *keys;
+    size_t begin, end;
+    bool ok;
+} jc_key_job;
+
+/* The bucket keys of rows begin..end-1: one 16-bit key per table. */
+static void *key_job(void *arg)
+{
+    jc_key_job *j = arg;
+    size_t dim = j->r->index->dim;
+    float acc[JC_DUP_PROJ], *scratch = malloc(dim * sizeof *scratch);
+    if (!(j->ok = scratch != NULL))
+        return NULL;
+    for (size_t i = j->begin; i < j->end; i++) {
+        project(acc, j->proj, row_at(j->r, i, scratch), dim);
+        for (size_t t = 0; t < JC_DUP_TABLES; t++) {
+            uint16_t k = 0;
+            for (size_t b = 0; b < JC_DUP_BITS; b++)
+                k = (uint16_t)(k << 1 | (acc[t * JC_DUP_BITS + b] > 0.0f));
+            j->keys[i * JC_DUP_TABLES + t] = k;
+        }
+    }
+    free(scratch);
+    return NULL;
+}
+
+/* Keys every row, the rows split between the usable cores (each row's keys do not depend on the
+ * split); a thread that cannot be started leaves its share to the calling thread. */
+static bool key_rows(const jc_rows *r, const float *proj, uint16_t *keys)
+{
+    size_t n = r->index->count, nthreads = jc_usable_cores();
+    if (nthreads > JC_MAX_THREADS)
+        nthreads = JC_MAX_THREADS;
+    if (nthreads < 1 || n * r->index->dim < JC_PARALLEL_MIN_WORK)
+        nthreads = 1;
+    jc_key_job jobs[JC_MAX_THREADS];
+    pthread_t threads[JC_MAX_THREADS];
+    bool started[JC_MAX_THREADS] = {false}, ok = true;
+    for (size_t t = 0; t < nthreads; t++)
+        jobs[t] = (jc_key_job){r, proj, keys, n * t / nthreads, n * (t + 1) / nthreads, false};
+    for (size_t t = 1; t < nthreads; t++)
+        started[t] = pthread_create(&threads[t], NULL, key_job, &jobs[t]) == 0;
+    key_job(&jobs[0]);
+    for (size_t t = 1; t < nthreads; t++) {
+        if (started[t])
+            pthread_join(threads[t], NULL);
+        else
+            key_job(&jobs[t]);
+    }
+    for (size_t t = 0; t < nthreads; t++)
+        ok = ok && jobs[t].ok;
+    return ok;
+}
+
 static jaclip_status join_near(const jc_rows *r, size_t *parent, float threshold)
 {
     size_t n = r->index->count, dim = r->index->dim;
@@ -256,15 +314,9 @@ static jaclip_status join_near(const jc_rows *r, size_t *parent, float threshold
         for (size_t j = i; j < i + 64 && j < dim * JC_DUP_PROJ; j++)
             proj[j] = (bits >> (j - i)) & 1 ? 1.0f : -1.0f;
     }
-    float acc[JC_DUP_PROJ];
-    for (size_t i = 0; i < n; i++) {
-        project(acc, proj, row_at(r, i, scratch), dim);
-        for (size_t t = 0; t < JC_DUP_TABLES; t++) {
-            uint16_t k = 0;
-            for (size_t b = 0; b < JC_DUP_BITS; b++)
-                k = (uint16_t)(k << 1 | (acc[t * JC_DUP_BITS + b] > 0.0f));
-            keys[i * JC_DUP_TABLES + t] = k;
-        }
+    if (!key_rows(r, proj, keys)) {
+        st = jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory for near-duplicate search over %zu rows", n);
+        goto done;
     }
     size_t nb = (size_t)1 << JC_DUP_BITS;
     for (size_t t = 0; t < JC_DUP_TABLES; t++) {
