@@ -614,7 +614,8 @@ JACLIP_API jaclip_status jaclip_index_search_with(jaclip_tensor **out_indices, j
 /* Duplicates (docs/duplicates.md): groups of rows that are exact duplicates (their file stamps record
  * the same nonzero content hash and size, as jaclip index build/sync write them) or near duplicates
  * (cosine at or above a threshold, default 0.95), joined transitively. Near pairs are found by
- * locality-sensitive hashing (24 tables of 16 random-hyperplane bits) and then scored exactly, never
+ * locality-sensitive hashing (24 tables of 16 random-hyperplane bits, up to 39 of 20 bits for more
+ * rows) and then scored exactly, never
  * by scoring all pairs (1 M rows: 0.2 % of an all-rows k-NN; docs/duplicates.md); a pair at cosine
  * 0.95 is found with probability 0.992, at 0.97 above 0.9995. Groups come in a stable order (by their lowest row), rows increasing; the
  * options choose a page of them. Options: created with threshold 0.95, exact and near, every group;
@@ -632,7 +633,7 @@ JACLIP_API jaclip_status jaclip_dupes_options_set_page(jaclip_dupes_options *opt
 /* The duplicate groups of index (options NULL: the defaults) into *out (free with jaclip_dupes_free;
  * it does not borrow the index). Reads the index like a search: any number of calls and searches may
  * run at once while nobody adds to or removes from it. Keys the rows on up to the usable cores (as a
- * search scans them); uses about 80 bytes a row of working memory.
+ * search scans them); uses at most about 190 bytes a row of working memory.
  * Errors: INVALID_ARGUMENT (NULL out or index), OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_index_duplicates(jaclip_dupes **out, const jaclip_index *index,
                                                  const jaclip_dupes_options *options);

@@ -1,7 +1,7 @@
 /* Duplicate groups of an index (jaclip_index_duplicates): rows whose file stamps record the same
  * content hash and size (exact), joined with rows whose cosine reaches a threshold (near). Near pairs
- * are found by blocking, never by scoring all n^2 pairs: sign-random-projection LSH (JC_DUP_TABLES
- * tables of JC_DUP_BITS bits each); rows sharing a bucket in any table are scored exactly and joined
+ * are found by blocking, never by scoring all n^2 pairs: sign-random-projection LSH (24 tables of 16
+ * bits up to 64 Ki rows, up to 39 of 20 bits from 512 Ki); rows sharing a bucket in any table are scored exactly and joined
  * when the cosine reaches the threshold. Groups are the connected components (union-find), ordered by
  * their lowest row, rows increasing. docs/duplicates.md derives the recall. */
 #include "index/index_internal.h"
@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A pair at cosine c shares one table's bucket with probability p^16, p = 1 - acos(c)/pi; missed by
- * all 24 tables with (1 - p^16)^24: 0.8 % at 0.95, under 0.05 % at 0.97. */
-#define JC_DUP_BITS 16
-#define JC_DUP_TABLES 24
-#define JC_DUP_PROJ (JC_DUP_BITS * JC_DUP_TABLES)
+/* A pair at cosine c shares one table's bucket with probability p^B, p = 1 - acos(c)/pi; missed by
+ * all L tables with (1 - p^B)^L: 0.8 % at 0.95 for B = 16, L = 24. Keys widen with the rows (B about
+ * log2 n, so that few rows share a key by chance) and tables are added to keep that 0.8 % at 0.95. */
+#define JC_DUP_MIN_BITS 16
+#define JC_DUP_MAX_BITS 20
+static const unsigned jc_dup_tables[JC_DUP_MAX_BITS - JC_DUP_MIN_BITS + 1] = {24, 27, 31, 35, 39};
+#define JC_DUP_PROJ (20 * 39) /* the most projections: B = 20, L = 39 */
 /* Buckets larger than this compare each row with the next JC_DUP_BUCKET_CAP rows of the bucket only,
  * so one crowded bucket cannot make the run quadratic. */
 #define JC_DUP_BUCKET_CAP 64
@@ -222,13 +224,13 @@ static void join_bucket(const jc_rows *r, size_t *parent, const uint32_t *rows, 
 
 /* acc[j] = sum over d of proj[d][j] * v[d]: the row's JC_DUP_PROJ projections (the cost of the run). */
 JC_DUP_CLONES static void project(float *restrict acc, const float *restrict proj, const float *restrict v,
-                                  size_t dim)
+                                  size_t dim, size_t nproj)
 {
-    memset(acc, 0, JC_DUP_PROJ * sizeof *acc);
+    memset(acc, 0, nproj * sizeof *acc);
     for (size_t d = 0; d < dim; d++) {
-        const float *p = proj + d * JC_DUP_PROJ;
+        const float *p = proj + d * nproj;
         float x = v[d];
-        for (size_t j = 0; j < JC_DUP_PROJ; j++)
+        for (size_t j = 0; j < nproj; j++)
             acc[j] += p[j] * x;
     }
 }
@@ -236,8 +238,8 @@ JC_DUP_CLONES static void project(float *restrict acc, const float *restrict pro
 typedef struct {
     const jc_rows *r;
     const float *proj;
-    uint16_t *keys;
-    size_t begin, end;
+    uint32_t *keys;
+    size_t begin, end, bits, tables;
     bool ok;
 } jc_key_job;
 
@@ -250,12 +252,12 @@ static void *key_job(void *arg)
     if (!(j->ok = scratch != NULL))
         return NULL;
     for (size_t i = j->begin; i < j->end; i++) {
-        project(acc, j->proj, row_at(j->r, i, scratch), dim);
-        for (size_t t = 0; t < JC_DUP_TABLES; t++) {
-            uint16_t k = 0;
-            for (size_t b = 0; b < JC_DUP_BITS; b++)
-                k = (uint16_t)(k << 1 | (acc[t * JC_DUP_BITS + b] > 0.0f));
-            j->keys[i * JC_DUP_TABLES + t] = k;
+        project(acc, j->proj, row_at(j->r, i, scratch), dim, j->bits * j->tables);
+        for (size_t t = 0; t < j->tables; t++) {
+            uint32_t k = 0;
+            for (size_t b = 0; b < j->bits; b++)
+                k = k << 1 | (acc[t * j->bits + b] > 0.0f);
+            j->keys[i * j->tables + t] = k;
         }
     }
     free(scratch);
@@ -264,7 +266,7 @@ static void *key_job(void *arg)
 
 /* Keys every row, the rows split between the usable cores (each row's keys do not depend on the
  * split); a thread that cannot be started leaves its share to the calling thread. */
-static bool key_rows(const jc_rows *r, const float *proj, uint16_t *keys)
+static bool key_rows(const jc_rows *r, const float *proj, uint32_t *keys, size_t bits, size_t tables)
 {
     size_t n = r->index->count, nthreads = jc_usable_cores();
     if (nthreads > JC_MAX_THREADS)
@@ -275,7 +277,7 @@ static bool key_rows(const jc_rows *r, const float *proj, uint16_t *keys)
     pthread_t threads[JC_MAX_THREADS];
     bool started[JC_MAX_THREADS] = {false}, ok = true;
     for (size_t t = 0; t < nthreads; t++)
-        jobs[t] = (jc_key_job){r, proj, keys, n * t / nthreads, n * (t + 1) / nthreads, false};
+        jobs[t] = (jc_key_job){r, proj, keys, n * t / nthreads, n * (t + 1) / nthreads, bits, tables, false};
     for (size_t t = 1; t < nthreads; t++)
         started[t] = pthread_create(&threads[t], NULL, key_job, &jobs[t]) == 0;
     key_job(&jobs[0]);
@@ -297,11 +299,15 @@ static jaclip_status join_near(const jc_rows *r, size_t *parent, float threshold
         return JACLIP_OK;
     if (n > UINT32_MAX)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "near duplicates handle at most %u rows", UINT32_MAX);
-    /* random +-1 hyperplanes, the same on every run: projections [dim][JC_DUP_PROJ] */
-    float *proj = malloc(dim * JC_DUP_PROJ * sizeof *proj);
-    uint16_t *keys = malloc(n * JC_DUP_TABLES * sizeof *keys);
+    size_t bits = JC_DUP_MIN_BITS;
+    while (bits < JC_DUP_MAX_BITS && ((size_t)1 << bits) < n)
+        bits++;
+    size_t tables = jc_dup_tables[bits - JC_DUP_MIN_BITS], nproj = bits * tables;
+    /* random +-1 hyperplanes, the same on every run: projections [dim][nproj] */
+    float *proj = malloc(dim * nproj * sizeof *proj);
+    uint32_t *keys = malloc(n * tables * sizeof *keys);
     uint32_t *order = malloc(n * sizeof *order);
-    size_t *counts = malloc(((size_t)1 << JC_DUP_BITS) * sizeof *counts + sizeof *counts);
+    size_t *counts = malloc(((size_t)1 << bits) * sizeof *counts + sizeof *counts);
     float *scratch = malloc(3 * dim * sizeof *scratch);
     jaclip_status st = JACLIP_OK;
     if (!proj || !keys || !order || !counts || !scratch) {
@@ -309,25 +315,25 @@ static jaclip_status join_near(const jc_rows *r, size_t *parent, float threshold
         goto done;
     }
     uint64_t seed = 0x6A61636C69704450ull; /* fixed: groups are reproducible */
-    for (size_t i = 0; i < dim * JC_DUP_PROJ; i += 64) {
-        uint64_t bits = splitmix64(&seed);
-        for (size_t j = i; j < i + 64 && j < dim * JC_DUP_PROJ; j++)
-            proj[j] = (bits >> (j - i)) & 1 ? 1.0f : -1.0f;
+    for (size_t i = 0; i < dim * nproj; i += 64) {
+        uint64_t random = splitmix64(&seed);
+        for (size_t j = i; j < i + 64 && j < dim * nproj; j++)
+            proj[j] = (random >> (j - i)) & 1 ? 1.0f : -1.0f;
     }
-    if (!key_rows(r, proj, keys)) {
+    if (!key_rows(r, proj, keys, bits, tables)) {
         st = jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory for near-duplicate search over %zu rows", n);
         goto done;
     }
-    size_t nb = (size_t)1 << JC_DUP_BITS;
-    for (size_t t = 0; t < JC_DUP_TABLES; t++) {
+    size_t nb = (size_t)1 << bits;
+    for (size_t t = 0; t < tables; t++) {
         /* counting sort by key: rows stay increasing inside a bucket */
         memset(counts, 0, (nb + 1) * sizeof *counts);
         for (size_t i = 0; i < n; i++)
-            counts[keys[i * JC_DUP_TABLES + t] + 1]++;
+            counts[keys[i * tables + t] + 1]++;
         for (size_t k = 0; k < nb; k++)
             counts[k + 1] += counts[k];
         for (size_t i = 0; i < n; i++)
-            order[counts[keys[i * JC_DUP_TABLES + t]]++] = (uint32_t)i;
+            order[counts[keys[i * tables + t]]++] = (uint32_t)i;
         /* counts[k] is now the end of bucket k */
         size_t begin = 0;
         for (size_t k = 0; k < nb; k++) {

@@ -114,6 +114,47 @@ static jaclip_index *make_index(uint32_t format, const char *name)
     return ix;
 }
 
+/* 70 000 random rows (over 64 Ki: wider keys, more tables) with 500 planted pairs at cosine >= 0.98:
+ * random 64-d rows lie 7 standard deviations below 0.95, so the planted pairs are the only groups. */
+static void check_wide_keys(void)
+{
+    enum { N = 70000, PAIRS = 500 };
+    float *v = malloc((size_t)N * DIM * sizeof *v);
+    const char **lp = malloc(N * sizeof *lp);
+    char (*names)[16] = malloc((size_t)N * sizeof *names);
+    for (size_t i = 0; i < N; i++) {
+        for (int d = 0; d < DIM; d++)
+            v[i * DIM + d] = (float)gauss();
+        normalize(v + i * DIM);
+        snprintf(names[i], sizeof names[i], "w/%zu", i);
+        lp[i] = names[i];
+    }
+    for (size_t p = 0; p < PAIRS; p++) /* row 140 p + 1 copies row 140 p */
+        near_copy(v + (140 * p + 1) * DIM, v + 140 * p * DIM, 0.006 + 0.012 * (double)(p % 2));
+    jaclip_index *ix = NULL;
+    jaclip_tensor *t = NULL;
+    int64_t shape[2] = {N, DIM};
+    CHECK_OK(jaclip_index_create(&ix, DIM));
+    CHECK_OK(jaclip_tensor_create(&t, JACLIP_DTYPE_FLOAT32, 2, shape, v));
+    CHECK_OK(jaclip_index_add(ix, t, lp));
+    jaclip_dupes *d = NULL;
+    CHECK_OK(jaclip_index_duplicates(&d, ix, NULL));
+    CHECK(jaclip_dupes_total(d) == PAIRS && jaclip_dupes_count(d) == PAIRS);
+    for (size_t g = 0; g < jaclip_dupes_count(d); g++) {
+        size_t r0 = SIZE_MAX, r1 = SIZE_MAX;
+        CHECK(jaclip_dupes_group_size(d, g) == 2);
+        CHECK_OK(jaclip_dupes_member(&r0, NULL, d, g, 0));
+        CHECK_OK(jaclip_dupes_member(&r1, NULL, d, g, 1));
+        CHECK(r0 == 140 * g && r1 == r0 + 1);
+    }
+    jaclip_dupes_free(d);
+    jaclip_tensor_free(t);
+    jaclip_index_free(ix);
+    free(v);
+    free(lp);
+    free(names);
+}
+
 int main(void)
 {
     const float thr = 0.95f;
@@ -287,6 +328,7 @@ int main(void)
     jaclip_dupes_free(de);
     jaclip_index_free(empty);
 
+    check_wide_keys();
     printf("dupes: %zu groups, %zu rows grouped, %zu/%zu planted near pairs found\n", jaclip_dupes_total(d), grouped,
            found, nplanted);
     jaclip_dupes_free(d);
