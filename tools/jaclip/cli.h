@@ -128,6 +128,7 @@ int cmd_classify(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_index_merge(int argc, char **argv); /* merge.c */
+int cmd_index_dupes(int argc, char **argv); /* dupes.c */
 int cmd_search(int argc, char **argv);
 /* jaclip search's filters, offset and threshold (tools/jaclip/search_filter.c). */
 enum {

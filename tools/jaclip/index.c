@@ -15,6 +15,7 @@ static const char index_usage[] =
     "       jaclip index list INDEX [-0]\n"
     "       jaclip index merge OUTPUT SHARD... [--unique]   (see jaclip index merge --help)\n"
     "       jaclip index ann build|info INDEX   (approximate search; see 'jaclip index ann --help')\n"
+    "       jaclip index dupes INDEX [--threshold T] [--exact-only] [--offset N --limit N] [--json]\n"
     "\n"
     "build    embeds every image file under each DIR that INDEX lacks (see 'index sync --help').\n"
     "sync     makes INDEX match the DIRs: adds new files, removes rows of gone files, re-embeds changed\n"
@@ -26,6 +27,7 @@ static const char index_usage[] =
     "         and orientation were recorded (labels, root, orientation), and the deleted rows still\n"
     "         stored (advising compact from 10%).\n"
     "list     prints the labels in row order, one per line (-0: each ended by a NUL byte).\n"
+    "dupes    groups exact and near duplicates ('jaclip index dupes --help').\n"
     "\n"
     "Writers (build, sync, remove, compact) of one INDEX run one at a time: another is refused, or\n"
     "waits with --wait.\n"
@@ -194,7 +196,7 @@ int cmd_index(int argc, char **argv)
 {
     command_name = "jaclip index";
     if (argc < 2)
-        usage_error("missing subcommand: build, sync, remove, compact, info, list, merge or ann");
+        usage_error("missing subcommand: build, sync, remove, compact, info, list, merge, ann or dupes");
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
         return help_requested(index_usage);
     if (!strcmp(argv[1], "build"))
@@ -213,5 +215,7 @@ int cmd_index(int argc, char **argv)
         return cmd_index_merge(argc - 1, argv + 1);
     if (!strcmp(argv[1], "ann"))
         return cmd_index_ann(argc - 1, argv + 1);
-    usage_error("unknown subcommand '%s': build, sync, remove, compact, info, list, merge or ann", argv[1]);
+    if (!strcmp(argv[1], "dupes"))
+        return cmd_index_dupes(argc - 1, argv + 1);
+    usage_error("unknown subcommand '%s': build, sync, remove, compact, info, list, merge, ann or dupes", argv[1]);
 }

@@ -14,7 +14,7 @@ from ._errors import (BackendError, ClosedError, DeviceUnavailableError, Error, 
                       OutOfMemoryError, ShapeError, TokenizerError, VersionError)
 from ._api import (Image, Model, Prediction, SkippedImages, Tokenizer, normalize, preprocess_images, probabilities,
                    similarity, softmax, topk)
-from ._index import Hit, Index
+from ._index import DuplicateGroup, Duplicates, Hit, Index
 from ._sync import sync_index
 from ._ann import Ann
 from ._classifier import Classifier, preset_labels, preset_templates
@@ -68,5 +68,5 @@ __all__ = [
     "TokenizerError", "VersionError", "Ann", "Hit", "Image", "Index", "Model", "Prediction", "Tensor", "Tokenizer",
     "normalize", "preprocess_images", "sync_index", "probabilities", "similarity", "softmax", "topk", "check_version",
     "version_number", "version_string", "status_string", "library_path", "EXPECTED_VERSION_NUMBER",
-    "Classifier", "preset_labels", "preset_templates", "SkippedImages",
+    "Classifier", "preset_labels", "preset_templates", "SkippedImages", "Duplicates", "DuplicateGroup",
 ]

@@ -17,6 +17,9 @@ ROWS_FLOAT32, ROWS_FLOAT16 = 0, 1
 FINGERPRINT_ALLOW_UNKNOWN = 1
 
 Hit = collections.namedtuple("Hit", "label score row")
+# Index.duplicates: the groups of one page and the number of groups in all pages.
+Duplicates = collections.namedtuple("Duplicates", "total groups")
+DuplicateGroup = collections.namedtuple("DuplicateGroup", "exact hits")
 
 
 def _count(value, what):
@@ -318,6 +321,35 @@ class Index(Owned):
         finally:
             lib.jaclip_search_options_free(opts)
         return take(idx), take(val)
+
+    def duplicates(self, threshold=0.95, *, exact_only=False, offset=0, limit=0):
+        """Groups of duplicate rows (jaclip_index_duplicates): rows whose file stamps record the same
+        content hash (exact) joined with rows at cosine >= threshold (near; 0.5 to 1). Groups ordered by
+        their first row; offset / limit (0: all) choose a page. Returns Duplicates(total, groups), each
+        group DuplicateGroup(exact, hits), hits Hit(label, score: cosine to the group's first, row)."""
+        opts, d = P(), P()
+        check(lib.jaclip_dupes_options_create(ctypes.byref(opts)))
+        try:
+            check(lib.jaclip_dupes_options_set_threshold(opts, float(threshold)))
+            check(lib.jaclip_dupes_options_set_exact_only(opts, 1 if exact_only else 0))
+            check(lib.jaclip_dupes_options_set_page(opts, _count(offset, "offset"), _count(limit, "limit")))
+            with self._read() as p:
+                check(lib.jaclip_index_duplicates(ctypes.byref(d), p, opts))
+                try:
+                    groups = []
+                    row, score = ctypes.c_size_t(), ctypes.c_float()
+                    for g in range(lib.jaclip_dupes_count(d)):
+                        hits = []
+                        for j in range(lib.jaclip_dupes_group_size(d, g)):
+                            check(lib.jaclip_dupes_member(ctypes.byref(row), ctypes.byref(score), d, g, j))
+                            label = lib.jaclip_index_label(p, row.value).decode("utf-8")
+                            hits.append(Hit(label, float(score.value), int(row.value)))
+                        groups.append(DuplicateGroup(bool(lib.jaclip_dupes_group_exact(d, g)), hits))
+                    return Duplicates(int(lib.jaclip_dupes_total(d)), groups)
+                finally:
+                    lib.jaclip_dupes_free(d)
+        finally:
+            lib.jaclip_dupes_options_free(opts)
 
     def _hits(self, features, k, **filters):
         idx, val = self.search(features, k, **filters)

@@ -7,7 +7,7 @@
 
 static const char *const route_names[ROUTE_COUNT] = {
     "page",     "healthz", "metrics",   "info",        "indexes",        "embed_text",   "embed_image",
-    "classify", "search",  "thumbnail", "immich_ping", "immich_predict", "admin_reload", "unknown"};
+    "classify", "search",  "thumbnail", "immich_ping", "immich_predict", "admin_reload", "duplicates", "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
 static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -150,7 +150,8 @@ static route_id route_of(const char *url, const char **rest)
                  {"/v1/thumbnail", ROUTE_THUMBNAIL},
                  {"/ping", ROUTE_IMMICH_PING},
                  {"/predict", ROUTE_IMMICH_PREDICT},
-                 {"/v1/admin/reload", ROUTE_ADMIN_RELOAD}};
+                 {"/v1/admin/reload", ROUTE_ADMIN_RELOAD},
+                 {"/v1/duplicates", ROUTE_DUPLICATES}};
     *rest = NULL;
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (!strcmp(url, exact[i].path))
@@ -371,6 +372,7 @@ static void dispatch(http_server *s, request *r, const char *rest, reply *out)
     case ROUTE_IMMICH_PING: route_immich_ping(s->routes, &q, out); break;
     case ROUTE_IMMICH_PREDICT: route_immich_predict(s->routes, &q, out); break;
     case ROUTE_ADMIN_RELOAD: route_admin_reload(s->routes, &q, out); break;
+    case ROUTE_DUPLICATES: route_dupes(s->routes, &q, out); break;
     default: break;
     }
     free(args.items);

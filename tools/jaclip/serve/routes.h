@@ -75,6 +75,7 @@ void route_immich_predict(routes *rt, const route_request *r, reply *out);
 /* POST /v1/admin/reload: every index reloaded now (the HTTP layer admits only the token's holder, or
  * a loopback client when there is no token). */
 void route_admin_reload(routes *rt, const route_request *r, reply *out);
+void route_dupes(routes *rt, const route_request *r, reply *out); /* routes_dupes.c */
 /* Appends the engine's Prometheus lines to the HTTP layer's. */
 void route_metrics(routes *rt, FILE *f);
 
