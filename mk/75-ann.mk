@@ -10,7 +10,7 @@ uninstall-ann:
 
 # Not in make test: speed is measured here only. BENCH_ANN_ROWS sizes; output also in build/bench/ann.md.
 BENCH_ANN_ROWS ?= 100000 1000000
-$(BUILD)/bench/bench_ann: bench/bench_ann.c include/jaclip.h $(SHLIB)
+$(BUILD)/bench/bench_ann: bench/bench_ann.c bench/bench_synth.h include/jaclip.h $(SHLIB)
 	@mkdir -p $(BUILD)/bench
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
 		-Wl,-rpath,$(abspath $(BUILD)) -lm
@@ -24,7 +24,7 @@ bench-ann: lib $(BUILD)/bench/bench_ann
 # make bench-dupes: bench/bench_dupes.c (jaclip_index_duplicates) at 100 k and 1 M rows; not in make
 # test. BENCH_DUPES_ROWS sizes; output also in build/bench/dupes.md.
 BENCH_DUPES_ROWS ?= 100000 1000000
-$(BUILD)/bench/bench_dupes: bench/bench_dupes.c include/jaclip.h $(SHLIB)
+$(BUILD)/bench/bench_dupes: bench/bench_dupes.c bench/bench_synth.h include/jaclip.h $(SHLIB)
 	@mkdir -p $(BUILD)/bench
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
 		-Wl,-rpath,$(abspath $(BUILD)) -lm
