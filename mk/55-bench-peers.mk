@@ -9,9 +9,12 @@ PEERS_ROUNDS ?= 5
 PEERS_ARGS ?=
 
 # --ignore-scripts: the package's postinstall fetches optional GPU providers from a host out of reach;
-# the CPU binding for linux x64 ships inside the package.
+# the CPU binding for linux x64 ships inside the package. npm itself (Debian's, some 300 node packages)
+# is installed here, not by tools/setup-deps: only this benchmark needs it.
 $(ORT_DIR)/node_modules/onnxruntime-node/package.json:
 	@mkdir -p $(ORT_DIR)
+	@command -v npm >/dev/null || { echo "bench-peers: installing Debian's npm (bench only)"; \
+	  apt-get install -y -q --no-install-recommends npm; }
 	npm install --ignore-scripts --no-audit --no-fund --prefix $(ORT_DIR) onnxruntime-node
 	@test -f $(ORT_DIR)/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node || \
 	  { echo "onnxruntime-node ships no linux x64 binding"; exit 1; }
