@@ -42,9 +42,15 @@ def load_library():
 
 
 def jaclip_once(c, path):
-    image, out = P(), P()
+    image = P()
     if c.jaclip_image_load(ctypes.byref(image), path.encode(), 0, 0) != 0:
         raise RuntimeError(c.jaclip_last_error().decode())
+    return jaclip_preprocess(c, image)
+
+
+def jaclip_preprocess(c, image):
+    """The model's pixels of a loaded image (freed here), as a (3, 224, 224) array."""
+    out = P()
     mean, std = (ctypes.c_float * 3)(*MEAN), (ctypes.c_float * 3)(*STD)
     status = c.jaclip_image_preprocess(ctypes.byref(out), (P * 1)(image), 1, 224, mean, std)
     c.jaclip_image_free(image)

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 # The ctypes table and the reference preprocessing are bench_image.py's (same folder).
-from bench_image import MEAN, P, REFERENCE, ROOT, STD, load_library
+from bench_image import P, REFERENCE, ROOT, jaclip_preprocess, load_library
 
 PHOTO = os.path.join(ROOT, os.environ.get("JACLIP_PROJECT_DATA", "data"), "dog.jpeg")
 
@@ -30,16 +30,7 @@ def jaclip_decode(c, path):
 
 
 def jaclip_full(c, path):
-    image, out = jaclip_decode(c, path), P()
-    mean, std = (ctypes.c_float * 3)(*MEAN), (ctypes.c_float * 3)(*STD)
-    status = c.jaclip_image_preprocess(ctypes.byref(out), (P * 1)(image), 1, 224, mean, std)
-    c.jaclip_image_free(image)
-    if status != 0:
-        raise RuntimeError(c.jaclip_last_error().decode())
-    values = np.ctypeslib.as_array(ctypes.cast(c.jaclip_tensor_data(out), ctypes.POINTER(ctypes.c_float)),
-                                   shape=(3, 224, 224)).copy()
-    c.jaclip_tensor_free(out)
-    return values
+    return jaclip_preprocess(c, jaclip_decode(c, path))
 
 
 def pil_decode(path):
