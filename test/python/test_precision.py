@@ -73,6 +73,36 @@ def test_both_paths_on_any_cpu_through_the_override(native):
     assert precision == "bf16" and (("not native" in reason) == (native == "0"))
 
 
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_auto_runs_bf16_exactly_where_bf16_is_native(native):
+    # "auto": bf16 for an fp32 file where bf16 is native; fp32 elsewhere; an int8 file stays int8.
+    precision, reason = load_in_subprocess(native, TINY_MODEL, '"auto"')
+    assert precision == ("bf16" if native == "1" else "fp32")
+    assert reason.startswith(f"{precision}: chosen by JACLIP_PRECISION_AUTO"), reason
+    precision, reason = load_in_subprocess(native, TINY_MODEL_BF16, '"auto"')
+    assert precision == ("bf16" if native == "1" else "fp32"), reason
+    precision, reason = load_in_subprocess(native, TINY_MODEL_INT8, '"auto"')
+    assert precision == "int8" and reason.startswith("int8: as stored"), reason
+
+
+def test_auto_on_this_cpu_follows_proc_cpuinfo_and_stays_near_fp32():
+    flags = cpuinfo_flags()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    with jaclip.Model(TINY_MODEL, precision="auto") as a, jaclip.Model(TINY_MODEL) as f:
+        assert a.precision == ("bf16" if native else "fp32"), a.precision_reason
+        ours, ref = np.asarray(a.encode_texts(TEXTS)), np.asarray(f.encode_texts(TEXTS))
+        # bf16 on the tiny random model, as in test_widened_bf16_file_gives_the_bf16_weights_in_fp32; the
+        # full-size figure (0.9998) is measured by make bench-peers.
+        assert cosine_rows(ours, ref).min() > 0.99
+    out = subprocess.run([CLI, "info", "--json", "--precision", "auto", TINY_MODEL], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["precision"] == ("bf16" if native else "fp32")
+    bad = subprocess.run([CLI, "embed", "--model", TINY_MODEL, "--precision", "fastest", "--text", "犬",
+                          "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "auto" in bad.stderr
+
+
 def test_widened_bf16_file_gives_the_bf16_weights_in_fp32():
     # Widening is exact (bf16 -> fp32), so the widened model equals the bf16 file asked for fp32.
     with jaclip.Model(TINY_MODEL_BF16, precision="fp32") as asked, \

@@ -87,15 +87,16 @@ def test_a_reload_to_another_models_index_keeps_the_old_view(tmp_path, model, ph
         assert s.stop() == 0
 
 
-@pytest.mark.parametrize("name", ["tiny.jaclip", "tiny-int8.jaclip", "tiny-bf16.jaclip"])
-def test_info_says_the_precision_that_runs_and_why(name):
+@pytest.mark.parametrize("name,precision", [("tiny.jaclip", "default"), ("tiny-int8.jaclip", "default"),
+                                            ("tiny-bf16.jaclip", "default"), ("tiny.jaclip", "auto")])
+def test_info_says_the_precision_that_runs_and_why(name, precision):
     path = os.path.join(os.path.dirname(TINY_MODEL), name)
     if not os.path.exists(path):
         pytest.skip(f"{path} is not built (make test-models)")
     # `jaclip info --json` is the reference: the same library calls, another program.
-    ref = json.loads(subprocess.run([CLI, "info", path, "--json"], capture_output=True, text=True, timeout=120,
-                                    check=True).stdout)
-    s = Server("--model", path, address_space=AS)
+    ref = json.loads(subprocess.run([CLI, "info", path, "--json", "--precision", precision], capture_output=True,
+                                    text=True, timeout=120, check=True).stdout)
+    s = Server("--model", path, "--precision", precision, address_space=AS)
     try:
         m = s.json("GET", "/v1/info")["model"]
         assert m["precision"] == ref["precision"]

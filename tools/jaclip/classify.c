@@ -29,6 +29,7 @@ static const char classify_usage[] =
     "      --json              JSON instead of a table\n"
     "      --device DEV        cpu (default), cuda or cuda:N\n"
     "      --threads N         libtorch threads (default: all cores)\n"
+    "      --precision P       default (as stored), fp32, bf16, int8 or auto\n"
     "  -h, --help              this help\n";
 
 /* Splits a comma-separated list, trimming ASCII spaces; empty items are a usage error. */
@@ -74,7 +75,7 @@ static void parse_classify_args(classify_options *o, int argc, char **argv)
         {"model", required_argument, NULL, 'm'},       {"labels", required_argument, NULL, 'l'},
         {"template", required_argument, NULL, 't'},    {"scale", required_argument, NULL, OPT_SCALE},
         {"json", no_argument, NULL, OPT_JSON},         {"device", required_argument, NULL, OPT_DEVICE},
-        {"threads", required_argument, NULL, OPT_THREADS}, {"help", no_argument, NULL, 'h'},
+        {"threads", required_argument, NULL, OPT_THREADS}, {"precision", required_argument, NULL, OPT_PRECISION}, {"help", no_argument, NULL, 'h'},
         {"labels-file", required_argument, NULL, OPT_LABELS_FILE},
         {"templates", required_argument, NULL, OPT_TEMPLATES},
         {"classifier", required_argument, NULL, OPT_CLASSIFIER},

@@ -38,6 +38,9 @@ char *xstrdup(const char *s);
 /* ---- options ---- */
 long parse_long(const char *text, const char *option, long min, long max);
 double parse_double(const char *text, const char *option);
+/* --precision's words: default, fp32, bf16, int8, auto (the jaclip_precision values, in order). */
+jaclip_precision parse_precision(const char *text);
+const char *precision_word(jaclip_precision precision);
 typedef struct {
     const char *model_path, *device;
     int threads;
@@ -57,6 +60,7 @@ enum {
     OPT_FORMAT,
     OPT_NORMALIZE,
     OPT_INDEX,
+    OPT_PRECISION,
     OPT_COMMAND_BASE = 1100,
     /* zero-shot options shared by classify, embed and eval */
     OPT_EXIF = 1200,

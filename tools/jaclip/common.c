@@ -101,13 +101,29 @@ int next_option(int argc, char **argv, const char *shortopts, const struct optio
     return -1;
 }
 
-/* Handles --model, --device and --threads; false if opt is none of them. */
+static const char *const precision_words[] = {"default", "fp32", "bf16", "int8", "auto"};
+
+jaclip_precision parse_precision(const char *text)
+{
+    for (size_t i = 0; i < sizeof precision_words / sizeof *precision_words; i++)
+        if (!strcmp(text, precision_words[i]))
+            return (jaclip_precision)i;
+    usage_error("--precision must be default, fp32, bf16, int8 or auto, got '%s'", text);
+}
+
+const char *precision_word(jaclip_precision precision)
+{
+    return (unsigned)precision < sizeof precision_words / sizeof *precision_words ? precision_words[precision] : "?";
+}
+
+/* Handles --model, --device, --threads and --precision; false if opt is none of them. */
 bool model_option(model_args *m, int opt)
 {
     switch (opt) {
     case 'm': m->model_path = optarg; return true;
     case OPT_DEVICE: m->device = optarg; return true;
     case OPT_THREADS: m->threads = (int)parse_long(optarg, "--threads", 0, 1024); return true;
+    case OPT_PRECISION: m->precision = parse_precision(optarg); return true;
     case OPT_EXIF: m->image_flags |= JACLIP_IMAGE_EXIF_TRANSPOSE; return true;
     }
     return false;

@@ -20,6 +20,7 @@ static const char embed_usage[] =
     "      --strict          an unreadable image is an error (exit 1) instead of a warning\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
     "      --threads N       libtorch threads (default: all cores)\n"
+    "      --precision P     default (as stored), fp32, bf16, int8 or auto\n"
     "  -h, --help            this help\n"
     "\n"
     "Texts that start with '-' go after '--'.\n";
@@ -56,7 +57,7 @@ static void parse_embed_args(embed_options *o, int argc, char **argv)
         {"model", required_argument, NULL, 'm'},      {"image", no_argument, NULL, OPT_IMAGE},
         {"text", no_argument, NULL, OPT_TEXT},        {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},     {"normalize", no_argument, NULL, OPT_NORMALIZE},
-        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS}, {"precision", required_argument, NULL, OPT_PRECISION},
         {"help", no_argument, NULL, 'h'},             {"exif-transpose", no_argument, NULL, OPT_EXIF},
         {"strict", no_argument, NULL, OPT_STRICT},    {NULL, 0, NULL, 0}};
     /* clang-format on */

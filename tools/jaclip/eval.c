@@ -28,6 +28,7 @@ static const char eval_usage[] =
     "      --strict            an unreadable file is an error (exit 1) instead of a warning\n"
     "      --device DEV        cpu (default), cuda or cuda:N\n"
     "      --threads N         libtorch threads (default: all cores)\n"
+    "      --precision P       default (as stored), fp32, bf16, int8 or auto\n"
     "  -h, --help              this help\n";
 
 typedef struct {
@@ -151,7 +152,7 @@ static void parse_eval_args(eval_options *o, int argc, char **argv)
         {"save-classifier", required_argument, NULL, OPT_SAVE_CLASSIFIER},
         {"confusions", required_argument, NULL, OPT_TOP}, {"json", no_argument, NULL, OPT_JSON},
         {"exif-transpose", no_argument, NULL, OPT_EXIF}, {"strict", no_argument, NULL, OPT_STRICT},
-        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS}, {"precision", required_argument, NULL, OPT_PRECISION},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
     /* clang-format on */
     int opt;

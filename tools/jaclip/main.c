@@ -20,7 +20,8 @@ static const char main_usage[] =
     "  info       what a model is and how it runs here (precision and why, CPU features)\n"
     "\n"
     "'jaclip COMMAND --help' describes each; 'man jaclip' all of them. Options common to the commands\n"
-    "that load a model: --model FILE (default: $JACLIP_MODEL), --device DEV, --threads N.\n"
+    "that load a model: --model FILE (default: $JACLIP_MODEL), --device DEV, --threads N,\n"
+    "--precision P (default, fp32, bf16, int8, or auto: bf16 where this CPU runs it natively).\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error.\n";
 
 int main(int argc, char **argv)

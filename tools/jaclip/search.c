@@ -27,6 +27,7 @@ static const char search_usage[] =
     "      --force           search even if INDEX records another model's fingerprint\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
     "      --threads N       libtorch threads (default: all cores)\n"
+    "      --precision P     default (as stored), fp32, bf16, int8 or auto\n"
     "  -h, --help            this help\n";
 
 typedef struct {
@@ -45,7 +46,7 @@ static void parse_search_args(search_options *o, int argc, char **argv)
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},    {"index", required_argument, NULL, 'i'},
         {"image", required_argument, NULL, OPT_IMAGE}, {"json", no_argument, NULL, OPT_JSON},
-        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"threads", required_argument, NULL, OPT_THREADS}, {"precision", required_argument, NULL, OPT_PRECISION},
         {"force", no_argument, NULL, OPT_COMMAND_BASE + 60},
         {"exact", no_argument, NULL, OPT_COMMAND_BASE}, {"nprobe", required_argument, NULL, OPT_COMMAND_BASE + 1},
         {"folder", required_argument, NULL, OPT_SEARCH_FOLDER}, {"after", required_argument, NULL, OPT_SEARCH_AFTER},

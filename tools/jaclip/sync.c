@@ -39,6 +39,7 @@ static const char sync_usage[] =
     "      --force           use INDEX even though it records another model's fingerprint\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
     "      --threads N       libtorch threads (default: all cores)\n"
+    "      --precision P     default (as stored), fp32, bf16, int8 or auto\n"
     "  -h, --help            this help\n";
 
 enum { OPT_ROOT = OPT_COMMAND_BASE + 20, OPT_WAIT, OPT_FP16, OPT_FORCE, OPT_MOVED, OPT_EXIF_INDEX };
@@ -232,7 +233,7 @@ static void parse_update_args(update_options *o, int argc, char **argv, bool syn
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},       {"output", required_argument, NULL, 'o'},
         {"batch", required_argument, NULL, 'b'},       {"device", required_argument, NULL, OPT_DEVICE},
-        {"threads", required_argument, NULL, OPT_THREADS}, {"root", required_argument, NULL, OPT_ROOT},
+        {"threads", required_argument, NULL, OPT_THREADS}, {"precision", required_argument, NULL, OPT_PRECISION}, {"root", required_argument, NULL, OPT_ROOT},
         {"wait", no_argument, NULL, OPT_WAIT},         {"fp16", no_argument, NULL, OPT_FP16},
         {"force", no_argument, NULL, OPT_FORCE},       {"help", no_argument, NULL, 'h'},
         {"moved", no_argument, NULL, OPT_MOVED},       {"exif-transpose", no_argument, NULL, OPT_EXIF_INDEX},

@@ -81,6 +81,14 @@ class ModelTest < Minitest::Test
     assert kept.closed?
     Jaclip::Model.open(TINY_MODEL_BF16, precision: :fp32, num_threads: 1) { |m| assert_equal :fp32, m.precision }
     Jaclip::Model.open(TINY_MODEL, precision: "bf16") { |m| assert_equal :bf16, m.precision }
+    # :auto runs bf16 exactly where bf16 is native (/proc/cpuinfo read here, not the library's cpuid).
+    flags = File.read("/proc/cpuinfo")[/^flags\s*:(.*)$/, 1].to_s.split
+    native = flags.include?("avx512_bf16") || flags.include?("amx_bf16")
+    Jaclip::Model.open(TINY_MODEL, precision: :auto) do |m|
+      assert_equal(native ? :bf16 : :fp32, m.precision)
+      assert m.precision_reason.include?("JACLIP_PRECISION_AUTO")
+    end
+    assert_raises(Jaclip::InvalidArgumentError) { Jaclip::Model.open(TINY_MODEL, precision: :fastest) }
   end
 
   def test_from_bytes_equals_from_file

@@ -34,6 +34,7 @@ static const char serve_usage[] =
     "      --timeout SECONDS     idle connection timeout, the longest wait for a model slot or a body,\n"
     "                            and how long a stop waits for requests in flight (default: 30)\n"
     "      --device DEV          cpu (default), cuda or cuda:N\n"
+    "      --precision P         default (as stored), fp32, bf16, int8 or auto (bf16 where native)\n"
     "      --exact               never use INDEX.ann: every search is exact (a request may also ask\n"
     "                            for exact search with \"exact\": true)\n"
     "      --force               serve every --index even if it records another model's fingerprint\n"
@@ -108,7 +109,8 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         {"model-threads", required_argument, NULL, OPT_MODEL_THREADS},
         {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
         {"max-body", required_argument, NULL, OPT_MAX_BODY}, {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"device", required_argument, NULL, OPT_DEVICE}, {"help", no_argument, NULL, 'h'},
+        {"device", required_argument, NULL, OPT_DEVICE}, {"precision", required_argument, NULL, OPT_PRECISION},
+        {"help", no_argument, NULL, 'h'},
         {"classifier", required_argument, NULL, 'c'},    {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
         {"trust-network", no_argument, NULL, OPT_TRUST_NETWORK},
         {"allow-host", required_argument, NULL, OPT_ALLOW_HOST},
@@ -126,6 +128,7 @@ static void parse_serve_args(serve_options *o, int argc, char **argv)
         switch (opt) {
         case 'm': o->m.model_path = optarg; break;
         case OPT_DEVICE: o->m.device = optarg; break;
+        case OPT_PRECISION: o->m.precision = parse_precision(optarg); break;
         case 'i': list_push(&o->index_args, optarg); break;
         case OPT_HOST: o->host = optarg; break;
         case 'p': o->port = parse_long(optarg, "--port", 0, 65535); break;
