@@ -245,6 +245,23 @@ module Jaclip
     end
 
     # The metadata value of key ("root", "labels", "orientation"), or nil.
+    # [ns since the epoch, :exif or :mtime] of row i, the time date filters compare
+    # (jaclip_index_row_time): the photo's recorded EXIF capture time, else its file's mtime;
+    # [nil, nil] when neither is recorded.
+    def row_time(i)
+      raise TypeError, "a row must be an Integer, not #{i.class}" unless i.is_a?(Integer)
+
+      out = FFI::MemoryPointer.new(:int64)
+      source = FFI::MemoryPointer.new(:int)
+      read do |p|
+        raise NotFoundError.new("row #{i} is not in the index", 13) if i.negative? || i >= Native.jaclip_index_size(p)
+
+        Native.check(Native.jaclip_index_row_time(out, source, p, i))
+      end
+      s = source.read_int
+      s.zero? ? [nil, nil] : [out.read_int64, s == 1 ? :exif : :mtime]
+    end
+
     def metadata(key) = read { |p| Native.jaclip_index_metadata(p, key.to_s)&.dup&.force_encoding(Encoding::UTF_8) }
 
     # Sets (or, with nil, removes) a metadata value in memory; saved by save.

@@ -176,6 +176,11 @@ module Jaclip
     attach_function :jaclip_index_replace_file, %i[string pointer size_t pointer pointer pointer pointer], :status,
                     blocking: true
     attach_function :jaclip_index_stamp_of, %i[pointer pointer size_t], :status
+    # capture times (format version 4): EXIF DateTimeOriginal per row, the date filters' time
+    attach_function :jaclip_index_replace_file_timed,
+                    %i[string pointer size_t pointer pointer pointer pointer pointer], :status, blocking: true
+    attach_function :jaclip_index_row_time, %i[pointer pointer pointer size_t], :status
+    attach_function :jaclip_image_capture_time, %i[pointer pointer size_t], :status
 
     attach_function :jaclip_ann_build, %i[out pointer int uint32], :status, blocking: true
     attach_function :jaclip_ann_load, %i[out string pointer uint32], :status, blocking: true
