@@ -197,6 +197,19 @@ JACLIP_API jaclip_status jaclip_image_resize_crop(jaclip_tensor **out, const jac
 JACLIP_API jaclip_status jaclip_image_preprocess(jaclip_tensor **out, const jaclip_image *const *images, size_t n,
                                                  uint32_t size, const float *mean, const float *std);
 
+/* A time that is not known (a photo without a capture date, a row without one). */
+#define JACLIP_TIME_NONE INT64_MIN
+/* When the photo in the encoded image file data[0..size) was taken, in ns since the epoch, from its
+ * EXIF DateTimeOriginal (tag 0x9003 of the Exif directory; JPEG APP1, PNG eXIf, WebP EXIF, TIFF, HEIF
+ * Exif item), read without decoding pixels. EXIF records the camera's wall clock: with
+ * OffsetTimeOriginal (0x9011, "+09:00") it is moved to UTC by that offset, without it the wall
+ * clock is read in this process's local time zone (TZ, as mktime), the zone the CLI's and serve's
+ * --after / --before dates are read in. Seconds resolution; years 1800..2200. DateTime (0x0132) is
+ * not used: editors rewrite it. *out_ns = JACLIP_TIME_NONE when there is no such date, or it is
+ * malformed ("0000:00:00 00:00:00", out of range, offsets outside the block): never an error.
+ * Errors: INVALID_ARGUMENT (NULL out_ns, NULL data with size > 0). Thread-safe. */
+JACLIP_API jaclip_status jaclip_image_capture_time(int64_t *out_ns, const void *data, size_t size);
+
 /* ---- Tokenizer ------------------------------------------------------------------------------ */
 
 /* rinna's Japanese tokenizer: per-character lower-casing, special-token splitting, SentencePiece,
@@ -514,6 +527,17 @@ JACLIP_API jaclip_status jaclip_index_remove(jaclip_index *index, const char *co
 /* The stamp of row i (zeros if none was recorded). Errors: INVALID_ARGUMENT (NULL, i >= size). */
 JACLIP_API jaclip_status jaclip_index_stamp_of(jaclip_index_stamp *out, const jaclip_index *index, size_t i);
 
+/* Where a row's time (jaclip_index_row_time) comes from. */
+#define JACLIP_ROW_TIME_NONE 0  /* nothing recorded: no capture time and no stamp */
+#define JACLIP_ROW_TIME_EXIF 1  /* the capture time recorded with the row (jaclip_image_capture_time) */
+#define JACLIP_ROW_TIME_MTIME 2 /* the file's modification time from its stamp (no capture time) */
+/* The time of row i that date filters (jaclip_search_options_set_time_range) compare: its recorded
+ * capture time, else its stamp's mtime_ns (rows of files without EXIF dates, and rows written before
+ * capture times were stored), else none (*out_ns = JACLIP_TIME_NONE). *out_source (may be NULL) gets
+ * JACLIP_ROW_TIME_*. Errors: INVALID_ARGUMENT (NULL out_ns or index, i >= size). Thread-safe like
+ * the other const functions. */
+JACLIP_API jaclip_status jaclip_index_row_time(int64_t *out_ns, int *out_source, const jaclip_index *index, size_t i);
+
 /* JACLIP_INDEX_ROWS_* of the index (FLOAT32 for NULL). A loaded index has its file's format. */
 JACLIP_API uint32_t jaclip_index_row_format(const jaclip_index *index);
 /* Chooses how rows are stored (before any row is added: INVALID_ARGUMENT otherwise). Rows are
@@ -548,6 +572,15 @@ JACLIP_API jaclip_status jaclip_index_check_fingerprint(const jaclip_index *inde
 JACLIP_API jaclip_status jaclip_index_replace_file(const char *path, const char *const *remove_labels, size_t nremove,
                                                    const jaclip_tensor *embeddings, const char *const *labels,
                                                    const jaclip_index_stamp *stamps, size_t *out_removed);
+/* jaclip_index_replace_file that also records each appended row's capture time: capture_ns[0..N-1]
+ * in ns since the epoch (jaclip_image_capture_time; JACLIP_TIME_NONE: none, the row's date is then
+ * its stamp's mtime), or capture_ns NULL for none. A file that records any capture time becomes index
+ * format version 4 (older libraries refuse it by its version; docs/index-format.md); rows without
+ * one are written as before. Errors: as jaclip_index_replace_file. */
+JACLIP_API jaclip_status jaclip_index_replace_file_timed(const char *path, const char *const *remove_labels,
+                                                         size_t nremove, const jaclip_tensor *embeddings,
+                                                         const char *const *labels, const jaclip_index_stamp *stamps,
+                                                         const int64_t *capture_ns, size_t *out_removed);
 /* jaclip_index_replace_file with nothing appended. */
 JACLIP_API jaclip_status jaclip_index_remove_file(const char *path, const char *const *labels, size_t n,
                                                   size_t *out_removed);
@@ -601,9 +634,9 @@ JACLIP_API jaclip_status jaclip_search_options_set_threshold(jaclip_search_optio
  * but not "a/bc.jpg". Compared as labels are stored (absolute, or relative to the index's root).
  * NULL or "" removes the filter. Errors: INVALID_ARGUMENT, INVALID_UTF8, OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_search_options_set_folder(jaclip_search_options *options, const char *folder);
-/* Only rows whose file stamp's modification time (jaclip_index_stamp.mtime_ns, recorded by jaclip
- * index build/sync) is in [from_ns, to_ns); rows without a stamp never pass. INT64_MIN, INT64_MAX
- * removes the filter. Errors: INVALID_ARGUMENT (from_ns >= to_ns). */
+/* Only rows whose time (jaclip_index_row_time: the photo's EXIF capture time recorded by jaclip index
+ * build/sync, else its file stamp's modification time) is in [from_ns, to_ns); rows with neither
+ * never pass. INT64_MIN, INT64_MAX removes the filter. Errors: INVALID_ARGUMENT (from_ns >= to_ns). */
 JACLIP_API jaclip_status jaclip_search_options_set_time_range(jaclip_search_options *options, int64_t from_ns,
                                                               int64_t to_ns);
 /* Adds a file type: rows whose label ends in "." extension (letter case ignored; a leading '.' of

@@ -55,3 +55,17 @@ bench-filters: lib
 bench-index-storage: lib
 	$(PYTHON) bench/bench_index.py --storage --rows 100000 --queries 50
 	$(PYTHON) bench/bench_index.py --storage --rows 1000000 --queries 20
+
+# Capture times (issue 25): EXIF DateTimeOriginal, hostile EXIF, per-row times in format version 4:
+# test/index/test_index_times.c, same limits.
+INDEX_TIMES_TEST := $(BUILD)/test/test_index_times
+
+$(INDEX_TIMES_TEST): test/index/test_index_times.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -Itest/c -o $@ $< -L$(BUILD) -ljaclip \
+		-Wl,-rpath,$(abspath $(BUILD)) -lz -lm -lpthread
+
+.PHONY: test-index-times
+test-index-times: lib $(INDEX_TIMES_TEST)
+	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_TIMES_TEST)
+
+TEST_STEPS += test-index-times

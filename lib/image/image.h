@@ -99,6 +99,15 @@ jaclip_status jc_image_check_resizable(uint32_t width, uint32_t height, uint32_t
 /* EXIF: orientation 1..8 from a TIFF-structured EXIF block (without the "Exif\0\0" prefix); 0 if
  * absent or unreadable. */
 int jc_exif_orientation(const uint8_t *tiff, size_t size);
+/* EXIF: DateTimeOriginal of the Exif directory in ns since the epoch, moved to UTC by
+ * OffsetTimeOriginal when it is there, else read in the process's local time zone (mktime); years
+ * JC_EXIF_MIN_YEAR..JC_EXIF_MAX_YEAR. JACLIP_TIME_NONE if absent, malformed or out of range. */
+#define JC_EXIF_MIN_YEAR 1800
+#define JC_EXIF_MAX_YEAR 2200
+int64_t jc_exif_capture_time(const uint8_t *tiff, size_t size);
+/* The EXIF block of a HEIF file's primary image, malloc'd into *out (TIFF-structured, prefix
+ * dropped); false when there is none or libheif cannot read the file. */
+bool jc_heif_exif(const uint8_t *data, size_t size, uint8_t **out, size_t *out_size);
 /* Replaces *image with a copy transposed as PIL's ImageOps.exif_transpose does for orientation. */
 jaclip_status jc_image_apply_orientation(jaclip_image **image, int orientation);
 /* A decoder's last step: *out = image turned by orientation (1 or less: as it is); frees image on error. */

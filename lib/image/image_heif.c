@@ -2,9 +2,11 @@
  * applied as libheif applies them, in 8-bit RGB (RGBA when it has an alpha image), which is what
  * Debian's heif-convert writes. PIL 9.4 has no HEIF reader, so heif-convert is the reference. An EXIF
  * orientation is not applied on top: HEIF's transformations are the orientation (ISO 23008-12). */
+#include "common/bytes.h"
 #include "image/image.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <libheif/heif.h>
@@ -109,4 +111,35 @@ done:
         return st;
     *out = image;
     return JACLIP_OK;
+}
+
+bool jc_heif_exif(const uint8_t *data, size_t size, uint8_t **out, size_t *out_size)
+{
+    struct heif_context *context;
+    struct heif_image_handle *handle = NULL;
+    heif_item_id id;
+    bool found = false;
+    *out = NULL;
+    pthread_once(&heif_once, heif_start);
+    if (!(context = heif_context_alloc()))
+        return false;
+    if (heif_context_read_from_memory_without_copy(context, data, size, NULL).code == heif_error_Ok &&
+        heif_context_get_primary_image_handle(context, &handle).code == heif_error_Ok &&
+        heif_image_handle_get_list_of_metadata_block_IDs(handle, "Exif", &id, 1) == 1) {
+        size_t n = heif_image_handle_get_metadata_size(handle, id);
+        uint8_t *block = n >= 4 ? malloc(n) : NULL;
+        if (block && heif_image_handle_get_metadata(handle, id, block).code == heif_error_Ok) {
+            /* The item starts with a big-endian offset to the TIFF header (past an "Exif\0\0"). */
+            uint32_t skip = jc_get_u32be(block);
+            if (skip <= n - 4) {
+                memmove(block, block + 4 + skip, n - 4 - skip);
+                *out = block, *out_size = n - 4 - skip, found = true;
+            }
+        }
+        if (!found)
+            free(block);
+    }
+    heif_image_handle_release(handle);
+    heif_context_free(context);
+    return found;
 }

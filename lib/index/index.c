@@ -13,7 +13,7 @@
 jc_run jc_index_added_run(const jaclip_index *index)
 {
     return (jc_run){index->added_vectors, index->added_offsets, index->added_labels, index->added_stamps,
-                    index->added_count,   index->file_rows,     UINT64_MAX};
+                    index->added_count,   index->file_rows,     UINT64_MAX,           NULL};
 }
 
 size_t jc_index_build_runs(const jaclip_index *index, jc_run *runs)
@@ -220,6 +220,26 @@ jaclip_status jaclip_index_stamp_of(jaclip_index_stamp *out, const jaclip_index 
     return JACLIP_OK;
 }
 
+jaclip_status jaclip_index_row_time(int64_t *out_ns, int *out_source, const jaclip_index *index, size_t i)
+{
+    int source = JACLIP_ROW_TIME_NONE;
+    if (out_source)
+        *out_source = source;
+    if (!out_ns)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out_ns is NULL");
+    *out_ns = JACLIP_TIME_NONE;
+    if (!index)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "index is NULL");
+    if (i >= index->count)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "row %zu is past the end of an index of %zu rows", i,
+                       index->count);
+    jc_run run = run_of(index, i);
+    *out_ns = jc_run_time(&run, i - run.first, &source);
+    if (out_source)
+        *out_source = source;
+    return JACLIP_OK;
+}
+
 uint32_t jaclip_index_row_format(const jaclip_index *index)
 {
     return index ? index->row_format : JACLIP_INDEX_ROWS_FLOAT32;
@@ -317,7 +337,8 @@ void jc_index_split_run(jc_run *out, size_t *n, const jc_run *run, const unsigne
                                    .stamps = run->stamps ? run->stamps + start * JC_STAMP_BYTES : NULL,
                                    .count = j - start,
                                    .first = *next,
-                                   .file_row = run->file_row + start};
+                                   .file_row = run->file_row + start,
+                                   .times = run->times ? run->times + start * JC_TIME_BYTES : NULL};
             *next += j - start;
         }
     }

@@ -1,5 +1,5 @@
 /* Search options (jaclip_search_options): which rows a search may return (a folder, a time range of
- * the row's file stamp, file types), from which rank (offset) and above which score (threshold). The
+ * the row's capture time or else its file stamp's mtime, file types), from which rank (offset) and above which score (threshold). The
  * rows that pass are chosen before ranking, so k results come back whenever k rows pass. */
 #include "index/index_internal.h"
 
@@ -143,11 +143,10 @@ static bool passes(const jc_run *run, size_t j, const jaclip_search_options *o)
     if (o->ntypes && !of_type(label, o))
         return false;
     if (o->has_time) {
-        /* A row without a stamp has no known date: outside every range. */
-        int64_t t = run->stamps ? (int64_t)jc_get_u64le(run->stamps + j * JC_STAMP_BYTES + 8) : 0;
-        bool stamped = run->stamps && (jc_get_u64le(run->stamps + j * JC_STAMP_BYTES) | (uint64_t)t |
-                                       jc_get_u64le(run->stamps + j * JC_STAMP_BYTES + 16)) != 0;
-        if (!stamped || t < o->time_from || t >= o->time_to)
+        /* The capture time, else the stamp's mtime; a row with neither is outside every range. */
+        int source;
+        int64_t t = jc_run_time(run, j, &source);
+        if (source == JACLIP_ROW_TIME_NONE || t < o->time_from || t >= o->time_to)
             return false;
     }
     return true;

@@ -45,9 +45,9 @@ static jaclip_status decode_file_header(jc_file_header *fh, const unsigned char 
     if (got < 12)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: truncated: %zu bytes, shorter than the file header", path, got);
     uint32_t version = jc_get_u32le(h + 8);
-    if (version < 1 || version > JC_FORMAT_VERSION_META)
+    if (version < 1 || version > JC_FORMAT_VERSION_TIMES)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: index format version %u; this library reads versions 1 to %u",
-                       path, version, JC_FORMAT_VERSION_META);
+                       path, version, JC_FORMAT_VERSION_TIMES);
     uint32_t hs = jc_index_header_size(version);
     if (got < hs)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: truncated: %zu bytes, shorter than the %u-byte header", path,
@@ -106,24 +106,25 @@ uint32_t jc_index_row_format_of(const jc_file_header *fh)
 }
 
 bool jc_index_segment_layout(jc_segment_layout *l, uint64_t rows, uint64_t dim, uint64_t value_bytes, bool stamps,
-                             uint64_t label_bytes)
+                             bool times, uint64_t label_bytes)
 {
-    uint64_t v, o, s;
+    uint64_t v, o, s, t;
     if (!jc_mul_add_u64(rows, dim * value_bytes, 0, &v) || v > UINT64_MAX - 8)
         return false;
     l->vector_bytes = v;
     l->offsets_at = jc_align_up(v, 8);
     if (!jc_mul_add_u64(rows, 8, l->offsets_at, &o) || !jc_mul_add_u64(rows, stamps ? JC_STAMP_BYTES : 0, o, &s) ||
-        s > UINT64_MAX - label_bytes - JC_ALIGN)
+        !jc_mul_add_u64(rows, times ? JC_TIME_BYTES : 0, s, &t) || t > UINT64_MAX - label_bytes - JC_ALIGN)
         return false;
     l->stamps_at = o;
-    l->labels_at = s;
-    l->payload_bytes = jc_align_up(s + label_bytes, JC_ALIGN);
+    l->times_at = s;
+    l->labels_at = t;
+    l->payload_bytes = jc_align_up(t + label_bytes, JC_ALIGN);
     return true;
 }
 
 void jc_index_encode_segment_header(unsigned char *h, const char *magic, uint64_t rows, uint64_t label_bytes,
-                                    uint64_t payload_bytes, uint32_t payload_crc)
+                                    uint64_t payload_bytes, uint32_t payload_crc, uint32_t segment_flags)
 {
     memset(h, 0, JC_SEGMENT_HEADER_SIZE);
     memcpy(h, magic, 4);
@@ -132,6 +133,7 @@ void jc_index_encode_segment_header(unsigned char *h, const char *magic, uint64_
     jc_put_u64le(h + 16, label_bytes);
     jc_put_u64le(h + 24, payload_bytes);
     jc_put_u32le(h + 32, payload_crc);
+    jc_put_u32le(h + 36, segment_flags);
     jc_put_u32le(h + 60, jc_crc32(0, h, 60));
 }
 
@@ -186,7 +188,7 @@ static jaclip_status apply_tombstones(const unsigned char *ids, uint64_t count, 
 
 /* One segment as its header describes it, after check_segment. */
 typedef struct {
-    bool is_tomb, is_meta;
+    bool is_tomb, is_meta, has_times;
     uint64_t count, label_bytes, payload_bytes;
     jc_segment_layout layout; /* row segments */
     const unsigned char *payload;
@@ -213,19 +215,23 @@ static jaclip_status check_segment(jc_segment *sg, const unsigned char *data, ui
     sg->is_tomb = is_tomb;
     sg->is_meta = is_meta;
     sg->count = jc_get_u64le(h + 8), sg->label_bytes = jc_get_u64le(h + 16), sg->payload_bytes = jc_get_u64le(h + 24);
+    /* Segment flags: only a row segment of a version 4 file may record capture times. */
+    uint32_t seg_flags = jc_get_u32le(h + 36);
+    sg->has_times = seg_flags == JC_SEGMENT_TIMES;
+    bool flags_ok = seg_flags == 0 || (sg->has_times && is_rows && fh->version >= JC_FORMAT_VERSION_TIMES);
     /* A metadata segment may hold no entry (it then clears what earlier ones set). */
-    bool lengths_ok = jc_get_u32le(h + 4) == JC_SEGMENT_HEADER_SIZE && (sg->count != 0 || is_meta);
+    bool lengths_ok = flags_ok && jc_get_u32le(h + 4) == JC_SEGMENT_HEADER_SIZE && (sg->count != 0 || is_meta);
     if (lengths_ok && is_rows)
-        lengths_ok =
-            jc_index_segment_layout(&sg->layout, sg->count, fh->dim, value_bytes, fh->version >= 2, sg->label_bytes) &&
-            sg->layout.payload_bytes == sg->payload_bytes;
+        lengths_ok = jc_index_segment_layout(&sg->layout, sg->count, fh->dim, value_bytes, fh->version >= 2,
+                                             sg->has_times, sg->label_bytes) &&
+                     sg->layout.payload_bytes == sg->payload_bytes;
     if (lengths_ok && is_meta)
         lengths_ok = sg->label_bytes <= (uint64_t)JC_META_MAX_ENTRIES * (JC_META_MAX_KEY + JC_META_MAX_VALUE + 2) &&
                      sg->payload_bytes == jc_index_meta_payload_bytes(sg->label_bytes);
     if (lengths_ok && is_tomb)
         lengths_ok = sg->label_bytes == 0 && sg->count <= UINT64_MAX / 16 &&
                      sg->payload_bytes == jc_align_up(sg->count * 8, JC_ALIGN);
-    if (!lengths_ok || (jc_get_u32le(h + 36) | jc_get_u32le(h + 40)) != 0)
+    if (!lengths_ok || jc_get_u32le(h + 40) != 0)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: segment %zu has inconsistent lengths", path, seg);
     if (sg->payload_bytes > fh->committed - pos - JC_SEGMENT_HEADER_SIZE)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: corrupted: segment %zu (%llu bytes) runs past the end", path,
@@ -264,7 +270,8 @@ static jaclip_status check_row_segment(jc_run *run, const jc_segment *sg, const 
                     fh->version >= 2 ? payload + sg->layout.stamps_at : NULL,
                     (size_t)sg->count,
                     0,
-                    rows};
+                    rows,
+                    sg->has_times ? payload + sg->layout.times_at : NULL};
     return JACLIP_OK;
 }
 

@@ -22,6 +22,12 @@
 /* Written only by files that record metadata, so that files without any stay readable by older
  * libraries. */
 #define JC_FORMAT_VERSION_META 3u
+/* Written only by files whose row segments record capture times (JC_SEGMENT_TIMES). */
+#define JC_FORMAT_VERSION_TIMES 4u
+/* Row segment header flag (u32 at offset 36, version 4): the payload holds an int64 capture time per
+ * row after the stamps. */
+#define JC_SEGMENT_TIMES 1u
+#define JC_TIME_BYTES 8u
 #define JC_META_MAX_ENTRIES 64
 #define JC_META_MAX_KEY 64
 #define JC_META_MAX_VALUE 4096
@@ -54,6 +60,8 @@ typedef struct {
     /* the first row's number among the file's stored rows (tombstones name these); UINT64_MAX for
      * added rows */
     uint64_t file_row;
+    /* JC_TIME_BYTES per row: capture time in ns, little-endian, INT64_MIN = none; NULL: none recorded */
+    const unsigned char *times;
 } jc_run;
 
 /* Index metadata: key = value strings (malloc'd), in the order set. */
@@ -102,10 +110,10 @@ typedef struct {
     char fingerprint[JC_FINGERPRINT_FIELD];
 } jc_file_header;
 
-/* Layout of a row segment's payload: vectors, label offsets (8-aligned), stamps (version 2), labels,
- * padding. */
+/* Layout of a row segment's payload: vectors, label offsets (8-aligned), stamps (version 2), capture
+ * times (JC_SEGMENT_TIMES), labels, padding. */
 typedef struct {
-    uint64_t vector_bytes, offsets_at, stamps_at, labels_at, payload_bytes;
+    uint64_t vector_bytes, offsets_at, stamps_at, times_at, labels_at, payload_bytes;
 } jc_segment_layout;
 
 static inline size_t jc_row_bytes(uint32_t row_format) { return row_format == JACLIP_INDEX_ROWS_FLOAT16 ? 2 : 4; }
@@ -122,6 +130,31 @@ static inline bool jc_mul_add_u64(uint64_t a, uint64_t b, uint64_t c, uint64_t *
 }
 
 static inline const char *jc_run_label(const jc_run *run, size_t j) { return run->labels + run->label_offsets[j]; }
+
+/* The capture time of the run's row j, INT64_MIN when none is recorded. */
+static inline int64_t jc_run_capture(const jc_run *run, size_t j)
+{
+    return run->times ? (int64_t)jc_get_u64le(run->times + j * JC_TIME_BYTES) : INT64_MIN;
+}
+
+/* The time date filters compare for the run's row j (jaclip_index_row_time): the capture time, else
+ * the stamp's mtime, else none (source JACLIP_ROW_TIME_NONE). */
+static inline int64_t jc_run_time(const jc_run *run, size_t j, int *source)
+{
+    int64_t t = jc_run_capture(run, j);
+    if (t != INT64_MIN) {
+        *source = JACLIP_ROW_TIME_EXIF;
+        return t;
+    }
+    const unsigned char *s = run->stamps ? run->stamps + j * JC_STAMP_BYTES : NULL;
+    /* A stamp of all zeros was never recorded. */
+    if (s && (jc_get_u64le(s) | jc_get_u64le(s + 8) | jc_get_u64le(s + 16)) != 0) {
+        *source = JACLIP_ROW_TIME_MTIME;
+        return (int64_t)jc_get_u64le(s + 8);
+    }
+    *source = JACLIP_ROW_TIME_NONE;
+    return INT64_MIN;
+}
 
 /* ---- index.c: rows in memory ---- */
 /* The added rows as a run (row ids file_rows..count-1). */
@@ -181,14 +214,27 @@ bool jc_search_filters(const jaclip_search_options *o);
 jaclip_status jc_search_passing_rows(const jaclip_index *index, const jaclip_search_options *o, size_t **out_rows,
                                      size_t *out_n);
 
+/* ---- index_segments.c: writing segments ---- */
+/* Whether any row of runs[0..nruns) records a capture time (its segment then needs JC_SEGMENT_TIMES). */
+bool jc_index_runs_have_times(const jc_run *runs, size_t nruns);
+/* Writes one row segment of the rows of runs (labels re-based into one blob) at offset; capture times
+ * too when times (the file must then be version 4). */
+jaclip_status jc_index_write_segment(int fd, uint64_t offset, const jc_run *runs, size_t nruns, size_t rows,
+                                     const jc_file_header *fh, bool times, uint64_t label_bytes, const char *path,
+                                     uint64_t *segment_bytes);
+/* Writes a tombstone segment deleting the stored rows ids[0..n) (increasing) at offset. */
+jaclip_status jc_index_write_tombstones(int fd, uint64_t offset, const uint64_t *ids, size_t n, const char *path,
+                                        uint64_t *segment_bytes);
+uint64_t jc_index_run_label_bytes(const jc_run *runs, size_t nruns);
+
 /* ---- index_format.c: reading files ---- */
 uint32_t jc_index_header_size(uint32_t version);
 void jc_index_encode_file_header(unsigned char *h, const jc_file_header *fh);
 uint32_t jc_index_row_format_of(const jc_file_header *fh);
 bool jc_index_segment_layout(jc_segment_layout *l, uint64_t rows, uint64_t dim, uint64_t value_bytes, bool stamps,
-                             uint64_t label_bytes);
+                             bool times, uint64_t label_bytes);
 void jc_index_encode_segment_header(unsigned char *h, const char *magic, uint64_t rows, uint64_t label_bytes,
-                                    uint64_t payload_bytes, uint32_t payload_crc);
+                                    uint64_t payload_bytes, uint32_t payload_crc, uint32_t segment_flags);
 jaclip_status jc_index_read_header(int fd, jc_file_header *fh, const char *path);
 jaclip_status jc_index_load_fd(jaclip_index **out, int fd, const char *path, uint32_t flags, jc_file_header *fh);
 

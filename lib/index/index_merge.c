@@ -1,8 +1,8 @@
 /* jaclip_index_merge: many index files (the shards of a distributed run) into one. Rows are copied on
  * the public index API (load, label, embeddings, stamps, save, replace_file), so it follows whatever
  * the index file format becomes. What the shards know about their rows travels with them: the model
- * fingerprint, the row format, the metadata and each row's file stamp (so a merged index syncs without
- * re-embedding). */
+ * fingerprint, the row format, the metadata, each row's file stamp (so a merged index syncs without
+ * re-embedding) and its capture time. */
 #include "index/index_internal.h"
 
 #include <errno.h>
@@ -21,20 +21,27 @@ static jaclip_status append_block(const char *out, const jaclip_index *shard, si
     jaclip_tensor *rows = NULL;
     const char **labels = malloc(count * sizeof *labels);
     jaclip_index_stamp *stamps = malloc(count * sizeof *stamps);
+    int64_t *times = malloc(count * sizeof *times);
     jaclip_status st = JACLIP_OK;
-    if (!labels || !stamps)
+    if (!labels || !stamps || !times)
         st = jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory for %zu labels", count);
     for (size_t i = 0; i < count && !st; i++) {
+        int source = JACLIP_ROW_TIME_NONE;
         labels[i] = jaclip_index_label(shard, first + i);
         st = jaclip_index_stamp_of(&stamps[i], shard, first + i);
+        if (!st)
+            st = jaclip_index_row_time(&times[i], &source, shard, first + i);
+        if (source != JACLIP_ROW_TIME_EXIF) /* only the capture time is the row's own; mtime is in the stamp */
+            times[i] = JACLIP_TIME_NONE;
     }
     if (!st)
         st = jaclip_index_embeddings(&rows, shard, first, count);
     if (!st)
-        st = jaclip_index_replace_file(out, NULL, 0, rows, labels, stamps, NULL);
+        st = jaclip_index_replace_file_timed(out, NULL, 0, rows, labels, stamps, times, NULL);
     jaclip_tensor_free(rows);
     free(labels);
     free(stamps);
+    free(times);
     return st;
 }
 

@@ -162,7 +162,7 @@ jaclip_status jc_index_meta_write(int fd, uint64_t offset, const jc_meta *m, con
         at += k + v;
     }
     unsigned char h[JC_SEGMENT_HEADER_SIZE];
-    jc_index_encode_segment_header(h, JC_META_MAGIC, m->count, text, payload, jc_crc32(0, buf, (size_t)payload));
+    jc_index_encode_segment_header(h, JC_META_MAGIC, m->count, text, payload, jc_crc32(0, buf, (size_t)payload), 0);
     jaclip_status st = jc_write_at(fd, buf, (size_t)payload, offset + JC_SEGMENT_HEADER_SIZE, path);
     if (!st)
         st = jc_write_at(fd, h, sizeof h, offset, path);

@@ -11,146 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Streams a segment payload to fd at offset, keeping its CRC32. */
-typedef struct {
-    int fd;
-    uint64_t offset;
-    uint32_t crc;
-    const char *path;
-    unsigned char buf[1 << 16];
-    size_t used;
-} jc_writer;
-
-static jaclip_status writer_flush(jc_writer *w)
-{
-    jaclip_status st = jc_write_at(w->fd, w->buf, w->used, w->offset, w->path);
-    w->offset += w->used;
-    w->used = 0;
-    return st;
-}
-
-static jaclip_status writer_put(jc_writer *w, const void *data, size_t size)
-{
-    const unsigned char *p = data;
-    w->crc = jc_crc32(w->crc, data, size);
-    while (size > 0) {
-        size_t n = sizeof w->buf - w->used < size ? sizeof w->buf - w->used : size;
-        memcpy(w->buf + w->used, p, n);
-        w->used += n, p += n, size -= n;
-        if (w->used == sizeof w->buf) {
-            jaclip_status st = writer_flush(w);
-            if (st)
-                return st;
-        }
-    }
-    return JACLIP_OK;
-}
-
-static jaclip_status writer_zeros(jc_writer *w, size_t n)
-{
-    static const unsigned char zeros[JC_ALIGN];
-    return writer_put(w, zeros, n);
-}
-
-static jc_writer *writer_new(int fd, uint64_t payload_offset, const char *path)
-{
-    jc_writer *w = malloc(sizeof *w);
-    if (w)
-        w->fd = fd, w->offset = payload_offset, w->crc = 0, w->path = path, w->used = 0;
-    return w;
-}
-
-/* Writes one row segment of the rows of runs (labels re-based into one blob) at offset. */
-static jaclip_status write_segment(int fd, uint64_t offset, const jc_run *runs, size_t nruns, size_t rows,
-                                   const jc_file_header *fh, uint64_t label_bytes, const char *path,
-                                   uint64_t *segment_bytes)
-{
-    jc_segment_layout l;
-    jaclip_status st = JACLIP_OK;
-    size_t dim = fh->dim, es = jc_row_bytes(jc_index_row_format_of(fh));
-    bool stamps = fh->version >= 2;
-    if (!jc_index_segment_layout(&l, rows, dim, es, stamps, label_bytes))
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "index too large to write");
-    jc_writer *w = writer_new(fd, offset + JC_SEGMENT_HEADER_SIZE, path);
-    if (!w)
-        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory writing %s", path);
-    for (size_t i = 0; i < nruns && !st; i++)
-        st = writer_put(w, runs[i].vectors, runs[i].count * dim * es);
-    if (!st)
-        st = writer_zeros(w, (size_t)(l.offsets_at - l.vector_bytes));
-    uint64_t base = 0;
-    for (size_t i = 0; i < nruns && !st; i++) {
-        for (size_t r = 0; r < runs[i].count && !st; r++) {
-            unsigned char le[8];
-            jc_put_u64le(le, base);
-            st = writer_put(w, le, 8);
-            base += strlen(jc_run_label(&runs[i], r)) + 1;
-        }
-    }
-    for (size_t i = 0; i < nruns && stamps && !st; i++) {
-        if (runs[i].stamps) {
-            st = writer_put(w, runs[i].stamps, runs[i].count * JC_STAMP_BYTES);
-        } else {
-            for (size_t r = 0; r < runs[i].count && !st; r++)
-                st = writer_zeros(w, JC_STAMP_BYTES);
-        }
-    }
-    for (size_t i = 0; i < nruns && !st; i++)
-        for (size_t r = 0; r < runs[i].count && !st; r++) {
-            const char *s = jc_run_label(&runs[i], r);
-            st = writer_put(w, s, strlen(s) + 1);
-        }
-    if (!st)
-        st = writer_zeros(w, (size_t)(l.payload_bytes - l.labels_at - label_bytes));
-    if (!st)
-        st = writer_flush(w);
-    if (!st) {
-        unsigned char h[JC_SEGMENT_HEADER_SIZE];
-        jc_index_encode_segment_header(h, JC_SEGMENT_MAGIC, rows, label_bytes, l.payload_bytes, w->crc);
-        st = jc_write_at(fd, h, sizeof h, offset, path);
-    }
-    free(w);
-    *segment_bytes = JC_SEGMENT_HEADER_SIZE + l.payload_bytes;
-    return st;
-}
-
-/* Writes a tombstone segment deleting the stored rows ids[0..n) (increasing) at offset. */
-static jaclip_status write_tombstones(int fd, uint64_t offset, const uint64_t *ids, size_t n, const char *path,
-                                      uint64_t *segment_bytes)
-{
-    jaclip_status st = JACLIP_OK;
-    uint64_t payload = jc_align_up((uint64_t)n * 8, JC_ALIGN);
-    jc_writer *w = writer_new(fd, offset + JC_SEGMENT_HEADER_SIZE, path);
-    if (!w)
-        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory writing %s", path);
-    for (size_t i = 0; i < n && !st; i++) {
-        unsigned char le[8];
-        jc_put_u64le(le, ids[i]);
-        st = writer_put(w, le, 8);
-    }
-    if (!st)
-        st = writer_zeros(w, (size_t)(payload - (uint64_t)n * 8));
-    if (!st)
-        st = writer_flush(w);
-    if (!st) {
-        unsigned char h[JC_SEGMENT_HEADER_SIZE];
-        jc_index_encode_segment_header(h, JC_TOMBSTONE_MAGIC, n, 0, payload, w->crc);
-        st = jc_write_at(fd, h, sizeof h, offset, path);
-    }
-    free(w);
-    *segment_bytes = JC_SEGMENT_HEADER_SIZE + payload;
-    return st;
-}
-
-static uint64_t run_label_bytes(const jc_run *runs, size_t nruns)
-{
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < nruns; i++)
-        for (size_t r = 0; r < runs[i].count; r++)
-            bytes += strlen(jc_run_label(&runs[i], r)) + 1;
-    return bytes;
-}
-
 static jaclip_status sync_fd(int fd, const char *path)
 {
     return fdatasync(fd) == 0 ? JACLIP_OK : jc_io_fail("cannot sync", path);
@@ -175,8 +35,10 @@ jaclip_status jaclip_index_save(const jaclip_index *index, const char *path)
     const char *tmp = t.tmp;
     size_t nruns = jc_index_build_runs(index, runs);
     jc_file_header fh = {0};
-    /* Version 3 only when there is metadata: older readers keep reading the rest. */
-    fh.version = index->meta.count ? JC_FORMAT_VERSION_META : JC_FORMAT_VERSION;
+    /* Version 3 only when there is metadata, 4 only with capture times: older readers keep reading the
+     * rest. */
+    bool times = jc_index_runs_have_times(runs, nruns);
+    fh.version = times ? JC_FORMAT_VERSION_TIMES : index->meta.count ? JC_FORMAT_VERSION_META : JC_FORMAT_VERSION;
     fh.dim = (uint32_t)index->dim;
     fh.flags = index->row_format == JACLIP_INDEX_ROWS_FLOAT16 ? JC_FLAG_FLOAT16 : 0;
     fh.committed = JC_HEADER_SIZE;
@@ -191,8 +53,8 @@ jaclip_status jaclip_index_save(const jaclip_index *index, const char *path)
     }
     if (index->count > 0 && !st) {
         uint64_t seg_bytes = 0;
-        st = write_segment(fd, fh.committed, runs, nruns, index->count, &fh, run_label_bytes(runs, nruns), tmp,
-                           &seg_bytes);
+        st = jc_index_write_segment(fd, fh.committed, runs, nruns, index->count, &fh, times,
+                                    jc_index_run_label_bytes(runs, nruns), tmp, &seg_bytes);
         fh.committed += seg_bytes;
         fh.segments += 1;
     }
@@ -324,6 +186,7 @@ typedef struct {
     uint64_t *offsets;
     char *labels;
     unsigned char *stamps;
+    unsigned char *times; /* NULL when no row has a capture time */
     jc_run run;
 } jc_staged_rows;
 
@@ -333,13 +196,21 @@ static void staged_free(jc_staged_rows *s)
     free(s->offsets);
     free(s->labels);
     free(s->stamps);
+    free(s->times);
 }
 
 static jaclip_status stage_rows(jc_staged_rows *s, const jaclip_tensor *embeddings, const char *const *labels,
-                                const jaclip_index_stamp *stamps, size_t rows, size_t label_bytes, size_t dim,
-                                uint32_t row_format, const char *path)
+                                const jaclip_index_stamp *stamps, const int64_t *capture_ns, size_t rows,
+                                size_t label_bytes, size_t dim, uint32_t row_format, const char *path)
 {
     memset(s, 0, sizeof *s);
+    bool times = false;
+    for (size_t r = 0; capture_ns && r < rows; r++)
+        times |= capture_ns[r] != INT64_MIN;
+    if (times && !(s->times = malloc(rows * JC_TIME_BYTES)))
+        return jc_fail(JACLIP_ERROR_OUT_OF_MEMORY, "out of memory appending to %s", path);
+    for (size_t r = 0; times && r < rows; r++)
+        jc_put_u64le(s->times + r * JC_TIME_BYTES, (uint64_t)capture_ns[r]);
     s->vectors = malloc(rows * dim * jc_row_bytes(row_format));
     s->offsets = malloc(rows * sizeof *s->offsets);
     s->labels = malloc(label_bytes);
@@ -359,7 +230,7 @@ static jaclip_status stage_rows(jc_staged_rows *s, const jaclip_tensor *embeddin
         at += len;
     }
     free(scratch);
-    s->run = (jc_run){s->vectors, s->offsets, s->labels, s->stamps, rows, 0, 0};
+    s->run = (jc_run){s->vectors, s->offsets, s->labels, s->stamps, rows, 0, 0, s->times};
     return JACLIP_OK;
 }
 
@@ -378,17 +249,21 @@ static jaclip_status commit_segments(int fd, jc_file_header *fh, const uint64_t 
             return st;
         pos += seg_bytes;
         fh->segments += 1;
-        fh->version = JC_FORMAT_VERSION_META; /* committed with the header below */
+        if (fh->version < JC_FORMAT_VERSION_META)
+            fh->version = JC_FORMAT_VERSION_META; /* committed with the header below */
     }
     if (nids > 0) {
-        if ((st = write_tombstones(fd, pos, ids, nids, path, &seg_bytes)))
+        if ((st = jc_index_write_tombstones(fd, pos, ids, nids, path, &seg_bytes)))
             return st;
         pos += seg_bytes;
         fh->segments += 1;
         fh->deleted += nids;
     }
     if (rows->count > 0) {
-        if ((st = write_segment(fd, pos, rows, 1, rows->count, fh, label_bytes, path, &seg_bytes)))
+        bool times = jc_index_runs_have_times(rows, 1);
+        if (times)
+            fh->version = JC_FORMAT_VERSION_TIMES; /* committed with the header below */
+        if ((st = jc_index_write_segment(fd, pos, rows, 1, rows->count, fh, times, label_bytes, path, &seg_bytes)))
             return st;
         pos += seg_bytes;
         fh->segments += 1;
@@ -405,9 +280,10 @@ static jaclip_status commit_segments(int fd, jc_file_header *fh, const uint64_t 
     return sync_fd(fd, path);
 }
 
-jaclip_status jaclip_index_replace_file(const char *path, const char *const *remove_labels, size_t nremove,
-                                        const jaclip_tensor *embeddings, const char *const *labels,
-                                        const jaclip_index_stamp *stamps, size_t *out_removed)
+jaclip_status jaclip_index_replace_file_timed(const char *path, const char *const *remove_labels, size_t nremove,
+                                              const jaclip_tensor *embeddings, const char *const *labels,
+                                              const jaclip_index_stamp *stamps, const int64_t *capture_ns,
+                                              size_t *out_removed)
 {
     jaclip_status st;
     size_t rows = 0, label_bytes = 0;
@@ -427,8 +303,8 @@ jaclip_status jaclip_index_replace_file(const char *path, const char *const *rem
         return st;
     if (!JC_INDEX_HOST_LE)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "index files are written on little-endian hosts only");
-    /* Deletions and stamps need version 2. */
-    if ((st = open_for_update(path, nremove > 0 || stamps, &fd, &fh)))
+    /* Deletions, stamps and capture times need version 2 at least. */
+    if ((st = open_for_update(path, nremove > 0 || stamps || capture_ns, &fd, &fh)))
         return st;
     size_t dim = fh.dim;
     if (embeddings && (st = jc_index_check_rows(embeddings, labels, dim, &rows, &label_bytes)))
@@ -439,7 +315,7 @@ jaclip_status jaclip_index_replace_file(const char *path, const char *const *rem
     }
     if (rows == 0 && nids == 0)
         goto done;
-    if (rows > 0 && (st = stage_rows(&staged, embeddings, labels, stamps, rows, label_bytes, dim,
+    if (rows > 0 && (st = stage_rows(&staged, embeddings, labels, stamps, capture_ns, rows, label_bytes, dim,
                                      jc_index_row_format_of(&fh), path)))
         goto done;
     if ((st = commit_segments(fd, &fh, ids, nids, &staged.run, label_bytes, NULL, path)))
@@ -452,6 +328,14 @@ done:
     free(ids);
     staged_free(&staged);
     return st;
+}
+
+jaclip_status jaclip_index_replace_file(const char *path, const char *const *remove_labels, size_t nremove,
+                                        const jaclip_tensor *embeddings, const char *const *labels,
+                                        const jaclip_index_stamp *stamps, size_t *out_removed)
+{
+    return jaclip_index_replace_file_timed(path, remove_labels, nremove, embeddings, labels, stamps, NULL,
+                                           out_removed);
 }
 
 jaclip_status jaclip_index_append_file(const char *path, const jaclip_tensor *embeddings, const char *const *labels)

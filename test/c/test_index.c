@@ -630,9 +630,9 @@ static void test_damaged_files(void)
 
     /* A newer format version is named as such. */
     memcpy(copy, good, size);
-    copy[8] = 4; /* 3 is the metadata version (test/index/test_index_meta.c) */
+    copy[8] = 5; /* 3 is the metadata version, 4 the capture-time one (test/index/test_index_times.c) */
     CHECK_ERROR(load_bytes(copy, size, 0), JACLIP_ERROR_INDEX_FORMAT);
-    CHECK(strstr(jaclip_last_error(), "version 4") != NULL);
+    CHECK(strstr(jaclip_last_error(), "version 5") != NULL);
 
     /* Trailing bytes past the committed size are an unfinished append: ignored. */
     unsigned char *longer = malloc(size + 100);

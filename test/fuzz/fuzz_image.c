@@ -45,6 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     jaclip_image *image = NULL;
     jaclip_tensor *tensor = NULL;
     uint32_t flags = (size & 1) ? JACLIP_IMAGE_EXIF_TRANSPOSE : JACLIP_IMAGE_DEFAULT;
+    /* The capture time never fails on bytes: a date in range, or none. */
+    int64_t taken = 0;
+    if (jaclip_image_capture_time(&taken, data, size) != JACLIP_OK ||
+        (taken != JACLIP_TIME_NONE && (taken < -6000000000000000000LL || taken > 8000000000000000000LL)))
+        abort();
     jaclip_status st = jaclip_image_load_memory(&image, data, size, (uint64_t)1 << 21, flags);
     if (flags == JACLIP_IMAGE_DEFAULT)
         check_file_path(data, size, st);

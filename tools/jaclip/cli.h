@@ -159,6 +159,11 @@ int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 /* index build (sync false) and index sync (tools/jaclip/sync.c). */
 int index_update(int argc, char **argv, bool sync);
+/* tools/jaclip/sync_read.c: the file's bytes (malloc'd), its stamp and its capture time
+ * (jaclip_image_capture_time) from the same open file; NULL with errno on failure. path_stamp: size
+ * and mtime only (hash 0), zeros when stat fails. */
+unsigned char *read_stamped(const char *path, size_t *size, jaclip_index_stamp *stamp, int64_t *capture_ns);
+void path_stamp(const char *path, jaclip_index_stamp *stamp);
 /* Takes INDEX.lock, the lock every jaclip writer of INDEX holds for its whole run: refuses with a
  * message if another holds it, or waits when wait. Returns the descriptor (held until exit). */
 int index_writer_lock(const char *index_path, bool wait);

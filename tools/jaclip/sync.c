@@ -1,7 +1,6 @@
 #include "cli.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 
 /* ---- index build / sync: one writer keeps an index in step with folders ------------------------- */
 
@@ -49,6 +48,7 @@ typedef struct {
     char *path;               /* absolute */
     char *label;              /* path, or relative to --root */
     jaclip_index_stamp stamp; /* size and mtime; content_hash filled when read */
+    int64_t capture_ns;       /* EXIF capture time, filled when read (JACLIP_TIME_NONE: none) */
     bool in_index;
 } found_file;
 
@@ -61,70 +61,6 @@ static found_file *find_file(found_file *files, size_t n, const char *label)
 {
     found_file key = {.label = (char *)label};
     return bsearch(&key, files, n, sizeof *files, by_label);
-}
-
-static uint64_t hash_bytes(const unsigned char *data, size_t size)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    uint64_t h = 0;
-    if (!EVP_Digest(data, size, md, &len, EVP_sha256(), NULL) || len < 8) {
-        cli_warn("SHA-256 failed");
-        exit(EXIT_RUNTIME);
-    }
-    for (int i = 0; i < 8; i++)
-        h = h << 8 | md[i];
-    return h ? h : 1; /* 0 means "not recorded" */
-}
-
-/* The file's bytes (malloc'd) and its stamp from the same open file; NULL with errno on failure. */
-static unsigned char *read_stamped(const char *path, size_t *size, jaclip_index_stamp *stamp)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    struct stat sb;
-    unsigned char *buf = NULL;
-    if (fd < 0)
-        return NULL;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        if (!S_ISREG(sb.st_mode))
-            errno = EINVAL;
-        goto fail;
-    }
-    size_t n = (size_t)sb.st_size, got = 0;
-    buf = malloc(n ? n : 1);
-    if (!buf)
-        goto fail;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r == 0)
-                errno = EIO;
-            goto fail;
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *size = n;
-    stamp->size = (uint64_t)sb.st_size;
-    stamp->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-    stamp->content_hash = hash_bytes(buf, n);
-    return buf;
-fail:
-    free(buf);
-    close(fd);
-    return NULL;
-}
-
-static void file_stamp(const char *path, jaclip_index_stamp *stamp)
-{
-    struct stat sb;
-    memset(stamp, 0, sizeof *stamp);
-    if (stat(path, &sb) == 0) {
-        stamp->size = (uint64_t)sb.st_size;
-        stamp->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-    }
 }
 
 /* realpath of each DIR, sorted, without repeats and without any DIR inside another one. */
@@ -170,10 +106,11 @@ static bool under_roots(const string_list *roots, const char *path)
 
 /* Commits one batch: removes every row of the batch's labels and appends what was embedded. */
 static void commit(const char *output, const char *const *remove, size_t nremove, const jaclip_tensor *emb,
-                   const char *const *labels, const jaclip_index_stamp *stamps, size_t *removed)
+                   const char *const *labels, const jaclip_index_stamp *stamps, const int64_t *captures,
+                   size_t *removed)
 {
     size_t r = 0;
-    jaclip_status st = jaclip_index_replace_file(output, remove, nremove, emb, labels, stamps, &r);
+    jaclip_status st = jaclip_index_replace_file_timed(output, remove, nremove, emb, labels, stamps, captures, &r);
     if (st)
         die(output, st);
     if (removed)
@@ -312,7 +249,7 @@ static void find_files(update_run *u)
         found_file *f = &u->files[u->nfiles++];
         f->path = p;
         f->label = u->root ? p + u->root_len + (u->root_len > 1) : p;
-        file_stamp(p, &f->stamp);
+        path_stamp(p, &f->stamp);
     }
     free(paths.items);
     qsort(u->files, u->nfiles, sizeof *u->files, by_label);
@@ -411,9 +348,11 @@ static void plan_update(update_run *u)
         /* Size or time differ: the content decides. */
         size_t size = 0;
         jaclip_index_stamp now;
-        unsigned char *bytes = old.content_hash ? read_stamped(f->path, &size, &now) : NULL;
+        int64_t capture;
+        unsigned char *bytes = old.content_hash ? read_stamped(f->path, &size, &now, &capture) : NULL;
         if (bytes && now.content_hash == old.content_hash) {
             f->stamp = now;
+            f->capture_ns = capture; /* also for a row written before capture times were recorded */
             u->restamp[u->nrestamp++] = i;
             u->unchanged++;
         } else {
@@ -437,7 +376,7 @@ static void remove_and_restamp(update_run *u)
     jaclip_status st;
     for (size_t first = 0; first < u->gone.count && !stop_signal; first += 4096) {
         size_t n = u->gone.count - first < 4096 ? u->gone.count - first : 4096;
-        commit(u->output, (const char *const *)u->gone.items + first, n, NULL, NULL, NULL, &u->removed);
+        commit(u->output, (const char *const *)u->gone.items + first, n, NULL, NULL, NULL, NULL, &u->removed);
     }
     for (size_t i = 0; i < u->nrestamp && !stop_signal; i++) {
         found_file *f = &u->files[u->restamp[i]];
@@ -445,7 +384,7 @@ static void remove_and_restamp(update_run *u)
         if ((st = jaclip_index_embeddings(&e, u->index, u->old_row[u->restamp[i]], 1)))
             die(u->output, st);
         const char *label[1] = {f->label};
-        commit(u->output, label, 1, e, label, &f->stamp, NULL);
+        commit(u->output, label, 1, e, label, &f->stamp, &f->capture_ns, NULL);
         jaclip_tensor_free(e);
         u->restamped++;
     }
@@ -458,13 +397,14 @@ typedef struct {
     const char **labels;       /* of the images that decoded */
     const char **batch_labels; /* of every file of the batch */
     jaclip_index_stamp *stamps;
+    int64_t *captures;
 } update_batch;
 
 /* Reads, decodes and preprocesses file f into slot n of b; false (after saying why) if it is skipped. */
 static bool prepare_file(update_run *u, update_batch *b, size_t n, found_file *f, progress *prog)
 {
     size_t size = 0;
-    unsigned char *bytes = read_stamped(f->path, &size, &b->stamps[n]);
+    unsigned char *bytes = read_stamped(f->path, &size, &b->stamps[n], &b->captures[n]);
     jaclip_image *image = NULL;
     jaclip_status st = bytes ? jaclip_image_load_memory(&image, bytes, size, 0, u->image_flags) : JACLIP_ERROR_IO;
     int err = errno;
@@ -490,7 +430,8 @@ static void embed_files(update_run *u, size_t batch)
     jaclip_status st;
     progress prog = {isatty(STDERR_FILENO) != 0, u->ntodo, 0, now_seconds(), 0};
     update_batch b = {xcalloc(batch, sizeof *b.pixels), xcalloc(batch, sizeof *b.labels),
-                      xcalloc(batch, sizeof *b.batch_labels), xcalloc(batch, sizeof *b.stamps)};
+                      xcalloc(batch, sizeof *b.batch_labels), xcalloc(batch, sizeof *b.stamps),
+                      xcalloc(batch, sizeof *b.captures)};
     if (u->ntodo > 0)
         progress_show(&prog, false);
     for (size_t first = 0; first < u->ntodo && !stop_signal; first += batch) {
@@ -517,7 +458,7 @@ static void embed_files(update_run *u, size_t batch)
         }
         /* Old rows of every file of the batch go in the same commit as the new ones (a changed file
          * that no longer decodes leaves no stale row behind). */
-        commit(u->output, b.batch_labels, u->sync ? nb : 0, emb, b.labels, b.stamps, NULL);
+        commit(u->output, b.batch_labels, u->sync ? nb : 0, emb, b.labels, b.stamps, b.captures, NULL);
         jaclip_tensor_free(emb);
         prog.done = end;
         progress_show(&prog, end == u->ntodo);
@@ -528,6 +469,7 @@ static void embed_files(update_run *u, size_t batch)
     free(b.labels);
     free(b.batch_labels);
     free(b.stamps);
+    free(b.captures);
 }
 
 /* The closing line; the exit status (128 + signal when interrupted). */

@@ -278,6 +278,18 @@ class Index(Owned):
             raise _errors.NotFoundError(f"row {i} is not in the index", 13)
         return raw.decode("utf-8")
 
+    def row_time(self, i):
+        """(ns since the epoch or None, source) of row i: the time date filters compare
+        (jaclip_index_row_time): source "exif" (the photo's capture time recorded at build/sync),
+        "mtime" (the file's modification time from its stamp) or None (neither recorded)."""
+        i = operator.index(i)
+        out, source = ctypes.c_int64(), ctypes.c_int()
+        with self._read() as p:
+            if not 0 <= i < lib.jaclip_index_size(p):
+                raise _errors.NotFoundError(f"row {i} is not in the index", 13)
+            check(lib.jaclip_index_row_time(ctypes.byref(out), ctypes.byref(source), p, i))
+        return (None, None) if source.value == 0 else (out.value, ("exif", "mtime")[source.value - 1])
+
     def labels(self):
         """Every label, in row order."""
         with self._read() as p:
@@ -308,8 +320,9 @@ class Index(Owned):
         of queries (float32 [Q, dim]), best first, ties to the lower row; k' = min(k, len(self)).
 
         Filter, then rank (jaclip_index_search_with): folder (rows whose label lies under it, as labels
-        are stored), after / before (the file's modification time from its stamp: datetime, or ns since
-        the epoch; after inclusive, before exclusive), types (extensions, e.g. ["jpg", "png"]). k results
+        are stored), after / before (the row's time, row_time(): the photo's EXIF capture time, else the
+        file's modification time from its stamp; datetime, or ns since the epoch; after inclusive,
+        before exclusive), types (extensions, e.g. ["jpg", "png"]). k results
         come back whenever k rows pass. offset skips the best ones (pages); threshold (a cosine) turns
         lower results into row -1, score -inf. Then k' = min(k, passing rows - offset)."""
         k = _count(k, "k")

@@ -107,6 +107,10 @@ _SIGNATURES = {
     # stamps: jaclip_index_stamp arrays (_sync._Stamp)
     "jaclip_index_replace_file": (i32, [ctypes.c_char_p, c_char_pp, sz, P, c_char_pp, P, c_size_p]),
     "jaclip_index_stamp_of": (i32, [P, P, sz]),
+    # capture times (format version 4): EXIF DateTimeOriginal per row, the date filters' time
+    "jaclip_index_replace_file_timed": (i32, [ctypes.c_char_p, c_char_pp, sz, P, c_char_pp, P, P, c_size_p]),
+    "jaclip_index_row_time": (i32, [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int), P, sz]),
+    "jaclip_image_capture_time": (i32, [ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, sz]),
     # metadata (format version 3): root, label style, orientation
     "jaclip_index_metadata": (ctypes.c_char_p, [P, ctypes.c_char_p]),
     "jaclip_index_set_metadata": (i32, [P, ctypes.c_char_p, ctypes.c_char_p]),

@@ -23,6 +23,16 @@ class _Stamp(ctypes.Structure):
 
 
 
+NO_TIME = -(1 << 63)  # JACLIP_TIME_NONE
+
+
+def _capture_time(data):
+    """The photo's EXIF capture time in ns (jaclip_image_capture_time), NO_TIME when it has none."""
+    out = ctypes.c_int64()
+    check(lib.jaclip_image_capture_time(ctypes.byref(out), data, len(data)))
+    return out.value
+
+
 def _content_hash(data):
     h = int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
     return h or 1  # 0 means "not recorded"
@@ -114,7 +124,7 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
         counts["removed"] = len(plan["gone"])
         counts["skipped"] += skipped
         for first in range(0, len(plan["todo"]), batch):
-            labels, images, stamps, batch_labels = [], [], [], []
+            labels, images, stamps, times, batch_labels = [], [], [], [], []
             for label in plan["todo"][first:first + batch]:
                 batch_labels.append(label)
                 try:
@@ -127,10 +137,11 @@ def sync_index(dirs, index_path, model, root=None, batch=16, wait=False, fp16=Fa
                     continue
                 labels.append(label)
                 stamps.append(_Stamp(st.st_size, st.st_mtime_ns, _content_hash(data)))
+                times.append(_capture_time(data))
             emb = model.encode_images(images) if images else None
             for image in images:
                 image.close()
-            _commit(index_path, batch_labels, emb, labels, stamps)
+            _commit(index_path, batch_labels, emb, labels, stamps, times)
             for label in labels:
                 counts["reembedded" if label in plan["old"] else "added"] += 1
         return counts
@@ -185,7 +196,9 @@ def _plan(ix, files, roots, root, unverified):
     return {"gone": gone, "todo": todo, "old": old}, counts
 
 
-def _commit(index_path, remove, emb, labels, stamps):
+def _commit(index_path, remove, emb, labels, stamps, times=None):
+    """One durable commit: rows of remove deleted, rows of emb appended with their labels, stamps and
+    capture times (jaclip_index_replace_file_timed)."""
     if not remove and not labels:
         return
     raw_remove = _label_list(remove)
@@ -193,11 +206,12 @@ def _commit(index_path, remove, emb, labels, stamps):
     raw = _label_list(labels)
     arr = (ctypes.c_char_p * max(len(raw), 1))(*raw)
     st = (_Stamp * max(len(stamps), 1))(*stamps)
+    tm = (ctypes.c_int64 * len(times))(*times) if times else None
     out = ctypes.c_size_t()
     if emb is None:
-        check(lib.jaclip_index_replace_file(os.fsencode(index_path), rm, len(raw_remove), None, arr, st,
-                                            ctypes.byref(out)))
+        check(lib.jaclip_index_replace_file_timed(os.fsencode(index_path), rm, len(raw_remove), None, arr, st, tm,
+                                                  ctypes.byref(out)))
         return
     with CTensors((emb, FLOAT32)) as (t,):
-        check(lib.jaclip_index_replace_file(os.fsencode(index_path), rm, len(raw_remove), t, arr, st,
-                                            ctypes.byref(out)))
+        check(lib.jaclip_index_replace_file_timed(os.fsencode(index_path), rm, len(raw_remove), t, arr, st, tm,
+                                                  ctypes.byref(out)))

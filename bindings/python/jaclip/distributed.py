@@ -282,7 +282,7 @@ def embed_partition(number, paths, digest, out_dir, batch_size=16, write_npy=Tru
         return old
 
     dim = model.embedding_dim
-    labels, blocks, skipped, stamps = [], [], [], []
+    labels, blocks, skipped, stamps, times = [], [], [], [], []
     for first in range(0, len(paths), batch_size):
         images, batch_labels = [], []
         try:
@@ -292,6 +292,7 @@ def embed_partition(number, paths, digest, out_dir, batch_size=16, write_npy=Tru
                     images.append(Image.from_bytes(data))
                     batch_labels.append(p)
                     stamps.append(stamp)
+                    times.append(_sync._capture_time(data))
                 except _SKIPPABLE as e:
                     why = str(e)
                     skipped.append({"path": p, "error": why[len(p) + 2:] if why.startswith(p + ": ") else why})
@@ -304,11 +305,11 @@ def embed_partition(number, paths, digest, out_dir, batch_size=16, write_npy=Tru
     rows = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
 
     index_path = os.path.join(out_dir, names["index"])
-    with Index(dim) as index:  # the model and each file's stamp recorded, as `jaclip index sync` does
+    with Index(dim) as index:  # the model, each file's stamp and capture time recorded, as `jaclip index sync` does
         index.fingerprint = fingerprint
         index.save(index_path)  # atomic and synced by the library
     if labels:
-        _sync._commit(index_path, [], rows, labels, stamps)
+        _sync._commit(index_path, [], rows, labels, stamps, times)
     with Index.load(index_path) as index:
         normalised = index.embeddings()
     files = {"index": _file_record(out_dir, names["index"])}

@@ -1,6 +1,10 @@
 module Jaclip
   # One search result of Index#search_text / #search_image: the row's label, its cosine score, its row.
   Hit = Struct.new(:label, :score, :row)
+  # Index#duplicates: total groups over all pages, and this page's groups.
+  Duplicates = Struct.new(:total, :groups)
+  # One group of duplicates: exact (some members share a content hash) and its hits, first row first.
+  DuplicateGroup = Struct.new(:exact, :hits)
 
   # An exact cosine-similarity index of labelled rows (jaclip_index): Index.open(dim) for an empty one,
   # Index.load(path) for a saved one; with a block, freed when the block ends. Rows are stored
@@ -218,6 +222,47 @@ module Jaclip
       end
     end
 
+    # Groups of duplicate rows (jaclip_index_duplicates): rows whose file stamps record the same
+    # content hash (exact) joined with rows at cosine >= threshold (near; 0.5 to 1). Groups ordered by
+    # their first row; offset: / limit: (0: all) choose a page. Returns Duplicates(total, groups), each
+    # group DuplicateGroup(exact, hits), hits Hit(label, score: cosine to the group's first, row).
+    def duplicates(threshold = 0.95, exact_only: false, offset: 0, limit: 0)
+      out = FFI::MemoryPointer.new(:pointer)
+      Native.check(Native.jaclip_dupes_options_create(out))
+      opts = out.read_pointer
+      begin
+        Native.check(Native.jaclip_dupes_options_set_threshold(opts, Float(threshold)))
+        Native.check(Native.jaclip_dupes_options_set_exact_only(opts, exact_only ? 1 : 0))
+        Native.check(Native.jaclip_dupes_options_set_page(opts, Index.count(offset, "offset"),
+                                                          Index.count(limit, "limit")))
+        read { |p| Index.collect_duplicates(p, opts) }
+      ensure
+        Native.jaclip_dupes_options_free(opts)
+      end
+    end
+
+    # The groups of jaclip_index_duplicates(p, opts) as Duplicates, labels copied while p is held.
+    def self.collect_duplicates(p, opts)
+      out = FFI::MemoryPointer.new(:pointer)
+      Native.check(Native.jaclip_index_duplicates(out, p, opts))
+      d = out.read_pointer
+      begin
+        row = FFI::MemoryPointer.new(:size_t)
+        score = FFI::MemoryPointer.new(:float)
+        groups = (0...Native.jaclip_dupes_count(d)).map do |g|
+          hits = (0...Native.jaclip_dupes_group_size(d, g)).map do |j|
+            Native.check(Native.jaclip_dupes_member(row, score, d, g, j))
+            r = row.read(:size_t)
+            Hit.new(Native.jaclip_index_label(p, r).read_string.force_encoding(Encoding::UTF_8), score.read_float, r)
+          end
+          DuplicateGroup.new(Native.jaclip_dupes_group_exact(d, g) != 0, hits)
+        end
+        Duplicates.new(Native.jaclip_dupes_total(d), groups)
+      ensure
+        Native.jaclip_dupes_free(d)
+      end
+    end
+
     def self.time_ns(value) = value.respond_to?(:to_r) && value.is_a?(Time) ? (value.to_r * 1_000_000_000).to_i : Integer(value)
 
     # A jaclip_search_options for these filters, or nil when there are none (the caller frees it).
@@ -242,6 +287,23 @@ module Jaclip
         raise
       end
       opts
+    end
+
+    # [ns since the epoch, :exif or :mtime] of row i, the time date filters compare
+    # (jaclip_index_row_time): the photo's recorded EXIF capture time, else its file's mtime;
+    # [nil, nil] when neither is recorded.
+    def row_time(i)
+      raise TypeError, "a row must be an Integer, not #{i.class}" unless i.is_a?(Integer)
+
+      out = FFI::MemoryPointer.new(:int64)
+      source = FFI::MemoryPointer.new(:int)
+      read do |p|
+        raise NotFoundError.new("row #{i} is not in the index", 13) if i.negative? || i >= Native.jaclip_index_size(p)
+
+        Native.check(Native.jaclip_index_row_time(out, source, p, i))
+      end
+      s = source.read_int
+      s.zero? ? [nil, nil] : [out.read_int64, s == 1 ? :exif : :mtime]
     end
 
     # The metadata value of key ("root", "labels", "orientation"), or nil.

@@ -168,6 +168,19 @@ module Jaclip
     attach_function :jaclip_search_options_set_time_range, %i[pointer int64 int64], :status
     attach_function :jaclip_search_options_add_file_type, %i[pointer string], :status
     attach_function :jaclip_index_search_with, %i[out out pointer pointer size_t pointer], :status, blocking: true
+    # duplicate groups
+    attach_function :jaclip_dupes_options_create, [:out], :status
+    attach_function :jaclip_dupes_options_free, [:pointer], :void
+    attach_function :jaclip_dupes_options_set_threshold, %i[pointer float], :status
+    attach_function :jaclip_dupes_options_set_exact_only, %i[pointer int], :status
+    attach_function :jaclip_dupes_options_set_page, %i[pointer size_t size_t], :status
+    attach_function :jaclip_index_duplicates, %i[out pointer pointer], :status, blocking: true
+    attach_function :jaclip_dupes_free, [:pointer], :void
+    attach_function :jaclip_dupes_total, [:pointer], :size_t
+    attach_function :jaclip_dupes_count, [:pointer], :size_t
+    attach_function :jaclip_dupes_group_size, %i[pointer size_t], :size_t
+    attach_function :jaclip_dupes_group_exact, %i[pointer size_t], :int
+    attach_function :jaclip_dupes_member, %i[pointer pointer pointer size_t size_t], :status
     attach_function :jaclip_index_check_fingerprint, %i[pointer string uint32], :status
     attach_function :jaclip_index_row_format, [:pointer], :uint32
     attach_function :jaclip_index_set_row_format, %i[pointer uint32], :status
@@ -176,6 +189,11 @@ module Jaclip
     attach_function :jaclip_index_replace_file, %i[string pointer size_t pointer pointer pointer pointer], :status,
                     blocking: true
     attach_function :jaclip_index_stamp_of, %i[pointer pointer size_t], :status
+    # capture times (format version 4): EXIF DateTimeOriginal per row, the date filters' time
+    attach_function :jaclip_index_replace_file_timed,
+                    %i[string pointer size_t pointer pointer pointer pointer pointer], :status, blocking: true
+    attach_function :jaclip_index_row_time, %i[pointer pointer pointer size_t], :status
+    attach_function :jaclip_image_capture_time, %i[pointer pointer size_t], :status
 
     attach_function :jaclip_ann_build, %i[out pointer int uint32], :status, blocking: true
     attach_function :jaclip_ann_load, %i[out string pointer uint32], :status, blocking: true

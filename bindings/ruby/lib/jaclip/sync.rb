@@ -4,7 +4,7 @@ module Jaclip
   # Jaclip.sync_index: keeps an index file in step with folders, as `jaclip index sync` and Python's
   # jaclip.sync_index do and with the same file protocol (INDEX.lock, stamps, one durable commit per
   # batch), so all three can take turns on one index. Embedding, normalisation and the file format are
-  # the library's (jaclip_index_replace_file, jaclip_index_stamp_of).
+  # the library's (jaclip_index_replace_file_timed, jaclip_index_stamp_of).
   module IndexSync
     IMAGE_EXTENSIONS = %w[.jpg .jpeg .png].freeze
 
@@ -88,28 +88,39 @@ module Jaclip
       [gone, todo, old, counts]
     end
 
+    # The photo's EXIF capture time in ns (jaclip_image_capture_time); NO_TIME when it has none.
+    NO_TIME = -(1 << 63)
+    def capture_time(data)
+      out = FFI::MemoryPointer.new(:int64)
+      buf = FFI::MemoryPointer.from_string(data.b)
+      Native.check(Native.jaclip_image_capture_time(out, buf, data.bytesize))
+      out.read_int64
+    end
+
     # One durable commit: rows of remove deleted, then embeddings (nil: none) with labels and stamps
-    # ([size, mtime_ns, content_hash] each).
+    # ([size, mtime_ns, content_hash, capture_ns] each; jaclip_index_replace_file_timed).
     def commit(index_path, remove, embeddings, labels, stamps)
       return if remove.empty? && labels.empty?
 
       rm, _keep_rm, nrm = Index.plain_label_pointers(remove)
       st = FFI::MemoryPointer.new(Stamp, [stamps.size, 1].max)
-      stamps.each_with_index do |(size, mtime, hash), i|
+      tm = FFI::MemoryPointer.new(:int64, [stamps.size, 1].max)
+      stamps.each_with_index do |(size, mtime, hash, capture), i|
         s = Stamp.new(st + i * Stamp.size)
         s[:size] = size
         s[:mtime_ns] = mtime
         s[:content_hash] = hash
+        tm.put_int64(i * 8, capture || NO_TIME)
       end
       out = FFI::MemoryPointer.new(:size_t)
       if embeddings.nil?
         none = FFI::MemoryPointer.new(:pointer)
-        Native.check(Native.jaclip_index_replace_file(index_path, rm, nrm, nil, none, st, out))
+        Native.check(Native.jaclip_index_replace_file_timed(index_path, rm, nrm, nil, none, st, tm, out))
         return
       end
       Tensor.with_c([embeddings, Tensor::FLOAT32]) do |t|
         arr, _keep = Index.label_pointers(labels, t)
-        Native.check(Native.jaclip_index_replace_file(index_path, rm, nrm, t, arr, st, out))
+        Native.check(Native.jaclip_index_replace_file_timed(index_path, rm, nrm, t, arr, st, tm, out))
       end
     end
   end
@@ -169,7 +180,7 @@ module Jaclip
             next
           end
           labels << label
-          stamps << [st.size, IndexSync.mtime_ns(st), IndexSync.content_hash(data)]
+          stamps << [st.size, IndexSync.mtime_ns(st), IndexSync.content_hash(data), IndexSync.capture_time(data)]
         end
         begin
           emb = images.empty? ? nil : model.encode_images(images)
