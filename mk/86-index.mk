@@ -1,43 +1,25 @@
-# Index files, format version 2 (lib/index/): test/index/test_index_files.c (deletion, tombstones,
-# compaction, stamps, fingerprint, float16 rows, version 1 files, and the issue-13 classes) run under
-# a 4 GB address-space limit and a 120 s timeout, so a regression fails instead of swapping or hanging.
-INDEX_FILES_TEST := $(BUILD)/test/test_index_files
-
-$(INDEX_FILES_TEST): test/index/test_index_files.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
-	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -o $@ $< -L$(BUILD) -ljaclip \
-		-Wl,-rpath,$(abspath $(BUILD)) -lm -lpthread
-
-.PHONY: test-index-files
-test-index-files: lib $(INDEX_FILES_TEST)
-	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_FILES_TEST)
-
-TEST_STEPS += test-index-files
-
-# Index metadata, format version 3 (issue 25): test/index/test_index_meta.c, same limits.
-INDEX_META_TEST := $(BUILD)/test/test_index_meta
-
-$(INDEX_META_TEST): test/index/test_index_meta.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
-	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -Itest/c -o $@ $< -L$(BUILD) -ljaclip \
+# Index test programs (lib/index/), each run under a 4 GB address-space limit and a 120 s timeout, so a
+# regression fails instead of swapping or hanging:
+#   test-index-files   format version 2: deletion, tombstones, compaction, stamps, fingerprint, float16
+#                      rows, version 1 files, and the issue-13 classes (test/index/test_index_files.c)
+#   test-index-meta    metadata, format version 3 (issue 25)
+#   test-index-filter  filter-then-rank search options against brute force (issue 25)
+#   test-index-times   capture times: EXIF DateTimeOriginal, hostile EXIF, per-row times in format
+#                      version 4 (issue 25)
+# $(eval $(call index_test,NAME)): build/test/test_index_NAME from test/index/test_index_NAME.c, and
+# the step test-index-NAME.
+define index_test
+$(BUILD)/test/test_index_$(1): test/index/test_index_$(1).c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
+	$$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -Itest/c -o $$@ $$< -L$(BUILD) -ljaclip \
 		-Wl,-rpath,$(abspath $(BUILD)) -lz -lm -lpthread
 
-.PHONY: test-index-meta
-test-index-meta: lib $(INDEX_META_TEST)
-	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_META_TEST)
+.PHONY: test-index-$(1)
+test-index-$(1): lib $(BUILD)/test/test_index_$(1)
+	$$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(BUILD)/test/test_index_$(1)
 
-TEST_STEPS += test-index-meta
-
-# Filter-then-rank search options against brute force (issue 25): test/index/test_index_filter.c.
-INDEX_FILTER_TEST := $(BUILD)/test/test_index_filter
-
-$(INDEX_FILTER_TEST): test/index/test_index_filter.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
-	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -Itest/c -o $@ $< -L$(BUILD) -ljaclip \
-		-Wl,-rpath,$(abspath $(BUILD)) -lm -lpthread
-
-.PHONY: test-index-filter
-test-index-filter: lib $(INDEX_FILTER_TEST)
-	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_FILTER_TEST)
-
-TEST_STEPS += test-index-filter
+TEST_STEPS += test-index-$(1)
+endef
+$(foreach t,files meta filter times,$(eval $(call index_test,$(t))))
 
 # jaclip index sync hashes file contents with OpenSSL's SHA-256.
 CLI_LDLIBS += -lcrypto
@@ -55,17 +37,3 @@ bench-filters: lib
 bench-index-storage: lib
 	$(PYTHON) bench/bench_index.py --storage --rows 100000 --queries 50
 	$(PYTHON) bench/bench_index.py --storage --rows 1000000 --queries 20
-
-# Capture times (issue 25): EXIF DateTimeOriginal, hostile EXIF, per-row times in format version 4:
-# test/index/test_index_times.c, same limits.
-INDEX_TIMES_TEST := $(BUILD)/test/test_index_times
-
-$(INDEX_TIMES_TEST): test/index/test_index_times.c test/c/check.h include/jaclip.h $(SHLIB) | $(BUILD)/test/.dir
-	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Iinclude -Itest/c -o $@ $< -L$(BUILD) -ljaclip \
-		-Wl,-rpath,$(abspath $(BUILD)) -lz -lm -lpthread
-
-.PHONY: test-index-times
-test-index-times: lib $(INDEX_TIMES_TEST)
-	$(TEST_ENV) prlimit --as=4294967296 timeout 120 $(INDEX_TIMES_TEST)
-
-TEST_STEPS += test-index-times

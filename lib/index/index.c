@@ -200,16 +200,25 @@ jaclip_status jaclip_index_embeddings(jaclip_tensor **out, const jaclip_index *i
     return JACLIP_OK;
 }
 
-jaclip_status jaclip_index_stamp_of(jaclip_index_stamp *out, const jaclip_index *index, size_t i)
+/* A row argument of the per-row getters: the index exists and holds row i. */
+static jaclip_status check_row(const jaclip_index *index, size_t i)
 {
-    if (!out)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
-    memset(out, 0, sizeof *out);
     if (!index)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "index is NULL");
     if (i >= index->count)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "row %zu is past the end of an index of %zu rows", i,
                        index->count);
+    return JACLIP_OK;
+}
+
+jaclip_status jaclip_index_stamp_of(jaclip_index_stamp *out, const jaclip_index *index, size_t i)
+{
+    if (!out)
+        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out is NULL");
+    memset(out, 0, sizeof *out);
+    jaclip_status st = check_row(index, i);
+    if (st)
+        return st;
     jc_run run = run_of(index, i);
     if (!run.stamps)
         return JACLIP_OK;
@@ -228,11 +237,9 @@ jaclip_status jaclip_index_row_time(int64_t *out_ns, int *out_source, const jacl
     if (!out_ns)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "out_ns is NULL");
     *out_ns = JACLIP_TIME_NONE;
-    if (!index)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "index is NULL");
-    if (i >= index->count)
-        return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "row %zu is past the end of an index of %zu rows", i,
-                       index->count);
+    jaclip_status st = check_row(index, i);
+    if (st)
+        return st;
     jc_run run = run_of(index, i);
     *out_ns = jc_run_time(&run, i - run.first, &source);
     if (out_source)
