@@ -78,3 +78,36 @@ def test_duplicates_bad_parameters(dupes_server, query):
 def test_duplicates_unknown_index(dupes_server):
     s, _ = dupes_server
     assert s.request("GET", "/v1/duplicates?index=nope")[0] == 404
+
+
+def test_duplicates_follow_a_reloaded_index_and_many_settings(model, tmp_path):
+    # Groupings are kept per loaded view and setting: after the file changes, pages come from the new rows;
+    # more settings than are kept still answer right.
+    rng = np.random.default_rng(26)
+    dim = model.embedding_dim
+    data = rng.standard_normal((60, dim)).astype(np.float32)
+    data[1] = data[0] + 0.001 * rng.standard_normal(dim)
+    path = tmp_path / "live.jci"
+
+    def save(rows):
+        with jaclip.Index(dim) as ix:
+            ix.add(rows, [f"p/{i:02}.jpg" for i in range(len(rows))])
+            ix.save(str(tmp_path / "next.jci"))
+        (tmp_path / "next.jci").replace(path)
+    save(data)
+    s = Server("--index", f"live={path}", "--threads", "1", address_space=4 << 30)
+    try:
+        first = s.json("GET", "/v1/duplicates?index=live")
+        assert [[r["row"] for r in g["rows"]] for g in first["groups"]] == brute_groups(data, 0.95)[0] == [[0, 1]]
+        changed = data.copy()
+        changed[1] = rng.standard_normal(dim)
+        changed[5] = changed[4] + 0.001 * rng.standard_normal(dim)
+        save(changed)
+        s.json("POST", "/v1/admin/reload", {})
+        again = s.json("GET", "/v1/duplicates?index=live")
+        assert [[r["row"] for r in g["rows"]] for g in again["groups"]] == brute_groups(changed, 0.95)[0] == [[4, 5]]
+        for t in (0.9, 0.92, 0.94, 0.96, 0.98, 0.95):  # past the 4 kept settings, and back (LSH is sure here)
+            page = s.json("GET", f"/v1/duplicates?index=live&threshold={t}&limit=1000")
+            assert [[r["row"] for r in g["rows"]] for g in page["groups"]] == brute_groups(changed, t)[0]
+    finally:
+        assert s.stop() == 0

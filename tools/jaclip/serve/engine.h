@@ -86,6 +86,12 @@ bool engine_search(engine *e, engine_index *x, const jaclip_tensor *query, size_
 bool engine_search_with(engine *e, engine_index *x, const jaclip_tensor *query, size_t k,
                         const jaclip_search_options *options, jaclip_tensor **rows, jaclip_tensor **scores,
                         engine_result *why);
+/* Every duplicate group of x at threshold (jaclip_index_duplicates), grouped once per view and setting
+ * and kept with the view (4 settings; past those *owned is set and the caller frees it).
+ * The result stays valid while x is held. One grouping of a view runs at a time; others wait for it.
+ * NULL with *why set when the library fails. */
+const jaclip_dupes *engine_dupes(engine_index *x, float threshold, bool exact_only, jaclip_dupes **owned,
+                                 engine_result *why);
 /* Whether x is searched through an INDEX.ann, and its kind's name. */
 bool engine_index_has_ann(const engine_index *x);
 const char *engine_index_ann_kind(const engine_index *x);

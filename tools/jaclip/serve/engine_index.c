@@ -86,7 +86,8 @@ static engine_index *load_index(const engine *e, const char *name, const char *p
     if ((*st = jaclip_index_load(&index, path, JACLIP_INDEX_DEFAULT)))
         return NULL;
     engine_index *x = xcalloc(1, sizeof *x);
-    *x = (engine_index){.name = name, .index = index, .id = atomic_fetch_add(&next_id, 1), .refs = 1};
+    *x = (engine_index){.name = name, .index = index, .id = atomic_fetch_add(&next_id, 1), .refs = 1,
+                        .dupes = engine_dupes_cache_new()};
     find_root(x);
     if (!e->exact)
         load_ann(x, path);
@@ -96,6 +97,7 @@ static engine_index *load_index(const engine *e, const char *name, const char *p
 static void free_index(engine_index *x)
 {
     jaclip_ann_free(x->ann); /* it borrows the index */
+    engine_dupes_cache_free(x->dupes);
     jaclip_index_free(x->index);
     free(x->root);
     free(x->resolved_root);

@@ -9,6 +9,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* Duplicate groupings kept per view (engine_dupes.c): up to this many settings each. */
+enum { ENGINE_DUPES_KEPT = 4 };
+typedef struct engine_dupes_cache engine_dupes_cache;
+engine_dupes_cache *engine_dupes_cache_new(void);
+void engine_dupes_cache_free(engine_dupes_cache *c);
+
 /* One load of an index file. The rows are read into memory, never mapped: a file truncated or rewritten
  * in place under the server cannot fault it (SIGBUS), it is only noticed and reloaded. */
 struct engine_index {
@@ -21,6 +27,7 @@ struct engine_index {
     char *root, *resolved_root;
     bool recorded_root; /* root is the one the index records (jaclip_index_root): labels are relative */
     jaclip_ann *ann;    /* INDEX.ann, when present and current for these rows (and no --exact); borrows index */
+    engine_dupes_cache *dupes; /* engine_dupes.c: groupings of these rows, kept with the view */
 };
 
 /* What identifies a file's content for reload detection. */

@@ -3,9 +3,9 @@
 
 enum { MAX_DUP_LIMIT = 1000, DEFAULT_DUP_LIMIT = 50 };
 
-/* GET /v1/duplicates?index=NAME&threshold=T&exact_only=1&offset=N&limit=N. Each request groups the
- * whole index (seconds at a million rows; docs/duplicates.md) while holding its view, so a reload
- * never changes the rows under it. */
+/* GET /v1/duplicates?index=NAME&threshold=T&exact_only=1&offset=N&limit=N. The whole index is grouped
+ * once per loaded view and setting (engine_dupes) while the request holds that view, so a reload never
+ * changes the rows under it and later pages cost a copy. */
 void route_dupes(routes *rt, const route_request *r, reply *out)
 {
     double threshold;
@@ -23,25 +23,17 @@ void route_dupes(routes *rt, const route_request *r, reply *out)
     if (!x)
         return;
     const jaclip_index *index = engine_index_handle(x);
-    jaclip_dupes_options *o = NULL;
-    jaclip_dupes *d = NULL;
-    jaclip_status st = jaclip_dupes_options_create(&o);
-    if (!st)
-        st = jaclip_dupes_options_set_threshold(o, (float)threshold);
-    if (!st)
-        st = jaclip_dupes_options_set_exact_only(o, (int)exact_only);
-    if (!st)
-        st = jaclip_dupes_options_set_page(o, (size_t)offset, (size_t)limit);
-    if (!st)
-        st = jaclip_index_duplicates(&d, index, o);
-    jaclip_dupes_options_free(o);
-    if (st) {
-        reply_library_error(out, st, jaclip_last_error());
+    jaclip_dupes *owned = NULL;
+    engine_result why = {0};
+    const jaclip_dupes *d = engine_dupes(x, (float)threshold, exact_only != 0, &owned, &why);
+    if (!d) {
+        reply_failure(out, &why);
         engine_index_put(rt->engine, x);
         return;
     }
+    size_t total = jaclip_dupes_count(d), end = (size_t)offset + (size_t)limit;
     json_t *groups = json_array();
-    for (size_t g = 0; groups && g < jaclip_dupes_count(d); g++) {
+    for (size_t g = (size_t)offset; groups && g < total && g < end; g++) {
         json_t *rows = json_array();
         for (size_t j = 0; rows && j < jaclip_dupes_group_size(d, g); j++) {
             size_t row = 0;
@@ -54,9 +46,9 @@ void route_dupes(routes *rt, const route_request *r, reply *out)
         json_array_append_new(groups, json_pack("{s:b,s:o*}", "exact", jaclip_dupes_group_exact(d, g), "rows", rows));
     }
     reply_json(out, HTTP_OK,
-               json_pack("{s:s,s:I,s:I,s:I,s:f,s:b,s:o*}", "index", engine_index_name(x), "total",
-                         (json_int_t)jaclip_dupes_total(d), "offset", (json_int_t)offset, "limit", (json_int_t)limit,
-                         "threshold", threshold, "exact_only", (int)exact_only, "groups", groups));
-    jaclip_dupes_free(d);
+               json_pack("{s:s,s:I,s:I,s:I,s:f,s:b,s:o*}", "index", engine_index_name(x), "total", (json_int_t)total,
+                         "offset", (json_int_t)offset, "limit", (json_int_t)limit, "threshold", threshold,
+                         "exact_only", (int)exact_only, "groups", groups));
+    jaclip_dupes_free(owned);
     engine_index_put(rt->engine, x);
 }
