@@ -49,8 +49,7 @@ from ._manifest import sha256_file as _sha256_file
 PLUGIN_NAME = "jaclip-model"
 _SUBDIRS = ("shards", "img_emb", "metadata", "manifest")
 # The file names the jaclip command's walker takes (tools/jaclip/common.c): the formats libjaclip decodes.
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".gif", ".bmp", ".dib",
-                     ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif")
+_IMAGE_EXTENSIONS = _sync.IMAGE_EXTENSIONS
 # Decoding failures are final (the file is recorded as skipped); an unreadable file fails the partition
 # instead, because a worker that cannot see the storage must not commit an empty shard.
 _SKIPPABLE = (_errors.ImageDecodeError, _errors.ImageTooLargeError)

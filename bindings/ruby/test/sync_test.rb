@@ -95,6 +95,51 @@ class SyncTest < Minitest::Test
     end
   end
 
+  # The index records its root, label style and orientation (issue 25): the gem follows them as the
+  # command does, and walks every format the command walks.
+  def test_sync_index_follows_the_recorded_root_and_orientation
+    skip "#{CLI} not built (make test-ruby builds it)" unless File.executable?(CLI)
+    Dir.mktmpdir do |dir|
+      photos = File.join(dir, "p")
+      2.times { |i| write_image(File.join(photos, "i#{i}.png"), 500 + i) }
+      FileUtils.cp(File.join(ROOT, "data", "images-pillow", "g4_orientation_6.tif"), File.join(photos, "turned.tif"))
+      index = File.join(dir, "x.jci")
+      rc, _, err = cli("index", "build", "--model", TINY_MODEL, photos, "-o", index, "--root", dir, "--exif-transpose")
+      assert_equal 0, rc, err
+      Jaclip::Index.load(index) do |ix|
+        assert_equal [dir, "relative", "exif-transpose"], %w[root labels orientation].map { |k| ix.metadata(k) }
+      end
+      # No root given: the recorded one, so nothing changes (before: every row re-added with absolute labels).
+      counts = Jaclip.sync_index(photos, index, model)
+      assert_equal({ added: 0, reembedded: 0, removed: 0, unchanged: 3, skipped: 0 }, counts)
+      elsewhere = File.join(dir, "elsewhere")
+      Dir.mkdir(elsewhere)
+      e = assert_raises(Jaclip::InvalidArgumentError) { Jaclip.sync_index(photos, index, model, root: elsewhere) }
+      assert_match(/relative to/, e.message)
+      # A changed file is embedded upright, as the index's rows are: equal to a fresh upright build.
+      FileUtils.cp(File.join(ROOT, "data", "images-pillow", "g4_orientation_6.tif"), File.join(photos, "turned2.tif"))
+      File.utime(Time.at(1), Time.at(1), File.join(photos, "turned.tif"))
+      counts = Jaclip.sync_index(photos, index, model)
+      assert_equal 1, counts[:added]
+      fresh = File.join(dir, "fresh.jci")
+      rc, _, err = cli("index", "build", "--model", TINY_MODEL, photos, "-o", fresh, "--root", dir, "--exif-transpose")
+      assert_equal 0, rc, err
+      got, want = rows_by_label(index), rows_by_label(fresh)
+      assert_equal want.keys.sort, got.keys.sort
+      want.each { |label, row| assert_rows_close [row], [got[label]], 1e-6 }
+      # An index of absolute labels refuses a root; a new one records what the gem used.
+      absolute = File.join(dir, "abs.jci")
+      Jaclip.sync_index(photos, absolute, model)
+      assert_raises(Jaclip::InvalidArgumentError) { Jaclip.sync_index(photos, absolute, model, root: dir) }
+      Jaclip::Index.load(absolute) do |ix|
+        assert_equal [nil, "absolute", "as-stored"], %w[root labels orientation].map { |k| ix.metadata(k) }
+      end
+      rc, _, err = cli("index", "sync", "--model", TINY_MODEL, photos, "-o", absolute)
+      assert_equal 0, rc, err
+      assert_includes err, "0 added, 0 re-embedded, 0 removed, 4 unchanged"
+    end
+  end
+
   def unit_rows(n, dim, offset = 0)
     Array.new(n) { |i| Array.new(dim) { |j| j == (i + offset) % dim ? 1.0 : 0.0 } }
   end

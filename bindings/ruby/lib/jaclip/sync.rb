@@ -6,7 +6,8 @@ module Jaclip
   # batch), so all three can take turns on one index. Embedding, normalisation and the file format are
   # the library's (jaclip_index_replace_file_timed, jaclip_index_stamp_of).
   module IndexSync
-    IMAGE_EXTENSIONS = %w[.jpg .jpeg .png].freeze
+    # The file names the jaclip command's walker takes (tools/jaclip/common.c): the formats libjaclip decodes.
+    IMAGE_EXTENSIONS = %w[.jpg .jpeg .jpe .jfif .mpo .png .webp .gif .bmp .dib .tif .tiff .heic .heif .hif .avif].freeze
 
     # jaclip_index_stamp: the file's size, mtime (ns) and content hash; zeros when not recorded.
     class Stamp < FFI::Struct
@@ -51,6 +52,20 @@ module Jaclip
         end
       end
       [roots, found.uniq.sort, skipped]
+    end
+
+    # The root to label by: as given, else the one the index records; an index recording another root
+    # (or absolute labels) is refused.
+    def settle_root(index_path, root)
+      return root unless File.exist?(index_path)
+
+      style, recorded = Index.load(index_path, mmap: true, verify: false) { |ix| [ix.metadata("labels"), ix.metadata("root")] }
+      raise InvalidArgumentError.new("#{index_path}: its labels are absolute paths; drop root", 1) if style == "absolute" && root
+      if style == "relative" && root && recorded && root != recorded
+        raise InvalidArgumentError.new("#{index_path}: its labels are relative to #{recorded}, not to #{root}", 1)
+      end
+
+      root || recorded
     end
 
     def plan(index, files, roots, root)
@@ -125,9 +140,11 @@ module Jaclip
     end
   end
 
-  # Makes the index file at index_path hold exactly the JPEG and PNG files under dirs (a path or an
+  # Makes the index file at index_path hold exactly the image files under dirs (a path or an
   # Array), embedded by model: adds new files, removes rows of files that are gone (under dirs only),
-  # re-embeds files whose content changed. Labels are absolute paths, or relative to root. Returns the
+  # re-embeds files whose content changed. Labels are absolute paths, or relative to root (nil: the root
+  # the index records; another root than it records is refused, as `jaclip index sync` refuses it); images
+  # are embedded upright when the index records orientation "exif-transpose". Returns the
   # counts { added:, reembedded:, removed:, unchanged:, skipped: }. Resumable after any interruption;
   # refuses (InputOutputError) or with wait: true waits for another writer; refuses an index of another
   # model (ModelMismatchError) unless force.
@@ -137,7 +154,7 @@ module Jaclip
     batch = Index.count(batch, "batch")
     raise InvalidArgumentError.new("batch must be at least 1", 1) if batch.zero?
 
-    root = File.realpath(root.to_s) if root
+    root = IndexSync.settle_root(index_path, root && File.realpath(root.to_s))
     roots, paths, skipped = IndexSync.walk(dirs)
     files = {}
     paths.each do |path|
@@ -157,11 +174,16 @@ module Jaclip
       unless File.exist?(index_path)
         Index.open(model.embedding_dim, fp16: fp16) do |fresh|
           fresh.fingerprint = model.fingerprint
+          fresh.set_metadata("labels", root ? "relative" : "absolute")
+          fresh.set_metadata("root", root)
+          fresh.set_metadata("orientation", "as-stored")
           fresh.save(index_path)
         end
       end
+      upright = false
       gone, todo, old, counts = Index.load(index_path, mmap: true) do |ix|
         ix.check_model(model) unless force
+        upright = ix.metadata("orientation") == "exif-transpose" # embed as the index's rows were
         IndexSync.plan(ix, files, roots, root)
       end
       IndexSync.commit(index_path, gone, nil, [], [])
@@ -174,7 +196,7 @@ module Jaclip
         batch_labels.each do |label|
           begin
             data, st = File.open(files[label], "rb") { |f| [f.read, f.stat] }
-            images << Image.from_bytes(data)
+            images << Image.from_bytes(data, exif_transpose: upright)
           rescue SystemCallError, Jaclip::Error
             counts[:skipped] += 1
             next
