@@ -237,7 +237,7 @@ def test_favicon_and_the_pages_headers(server):
     # No inline script or handler: the policy would block it.
     assert all(a.get("src") for t, a in tags.tags if t == "script")
     assert not [a for _, attrs in tags.tags for a in attrs if a.startswith("on")]
-    for name in ("app", "i18n", "api", "ui", "search", "dupes"):
+    for name in ("app", "i18n", "api", "ui", "paging", "search", "dupes"):
         code, headers, js = server.request("GET", f"/{name}.js")
         assert code == 200 and headers["Content-Type"].startswith("text/javascript")
         assert len(js.decode().splitlines()) <= 600

@@ -18,6 +18,7 @@ EMBED(web_api_js, WEB "api.js")
 EMBED(web_ui_js, WEB "ui.js")
 EMBED(web_search_js, WEB "search.js")
 EMBED(web_dupes_js, WEB "dupes.js")
+EMBED(web_paging_js, WEB "paging.js")
 
 #define HTML "text/html; charset=utf-8"
 #define JS "text/javascript; charset=utf-8"
@@ -42,6 +43,7 @@ bool web_file(const char *path, const unsigned char **data, size_t *len, const c
         {"/ui.js", JS, FILE_OF(web_ui_js)},
         {"/search.js", JS, FILE_OF(web_search_js)},
         {"/dupes.js", JS, FILE_OF(web_dupes_js)},
+        {"/paging.js", JS, FILE_OF(web_paging_js)},
     };
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         if (!strcmp(path, files[i].path)) {

@@ -2,12 +2,12 @@
 // scrolled; each group a row of cards (its first photo, then the others with their cosine to it).
 import { api, session } from "./api.js";
 import { t } from "./i18n.js";
-import { card, pager, setStatus, showError } from "./ui.js";
+import { pagedList } from "./paging.js";
+import { card, setStatus } from "./ui.js";
 
 const LIMIT = 12;
 const $ = (id) => document.getElementById(id);
-let current = null; // { query, offset, total, done, busy }
-let check = () => {};
+let list = null;
 
 function group(g) {
   const box = document.createElement("section");
@@ -22,57 +22,30 @@ function group(g) {
   return box;
 }
 
-async function more() {
-  const s = current;
-  if (!s || s.done || s.busy) return;
-  s.busy = true;
-  const q = new URLSearchParams(s.query);
-  q.set("offset", String(s.offset));
-  let answer;
-  try {
-    answer = await api("/v1/duplicates?" + q);
-  } catch (e) {
-    if (s === current) {
-      s.done = true;
-      $("groups").dataset.state = "error";
-      showError($("dupes-status"), e);
-    }
-    return;
-  } finally {
-    s.busy = false;
-  }
-  if (s !== current) return;
-  s.offset += answer.groups.length;
-  s.done = !answer.groups.length || s.offset >= answer.total;
-  $("groups").append(...answer.groups.map(group));
-  $("groups").dataset.state = s.done ? "done" : "more";
-  setStatus($("dupes-status"), answer.total ? t("dupes.count", { n: answer.total }) : t("dupes.none"));
-  check();
-}
-
 export function findDupes() {
   const query = { threshold: $("dupes-threshold").value, exact_only: $("dupes-exact").checked ? "1" : "0",
     limit: String(LIMIT) };
   if (session.index) query.index = session.index;
-  current = { query, offset: 0, done: false, busy: false };
-  $("groups").replaceChildren();
-  $("groups").dataset.state = "loading";
-  setStatus($("dupes-status"), t("dupes.searching"));
-  more();
+  const fetch = (offset) => api("/v1/duplicates?" + new URLSearchParams(Object.assign({ offset }, query)));
+  const draw = (answer, offset) => {
+    $("groups").append(...answer.groups.map(group));
+    setStatus($("dupes-status"), answer.total ? t("dupes.count", { n: answer.total }) : t("dupes.none"));
+    return { count: answer.groups.length, last: !answer.groups.length || offset + answer.groups.length >= answer.total };
+  };
+  list.start(fetch, draw, t("dupes.searching"));
 }
 
 // The view was opened: the first search, unless one was made.
 export function showDupes() {
-  if (!current) findDupes();
+  if (!list.active()) findDupes();
 }
 
 export function forgetDupes() {
-  current = null;
-  $("groups").replaceChildren();
+  list.clear();
 }
 
 export function initDupes() {
-  check = pager($("dupes-more"), more);
+  list = pagedList($("groups"), $("dupes-status"), $("dupes-more"));
   $("dupes-form").addEventListener("submit", (e) => {
     e.preventDefault();
     findDupes();

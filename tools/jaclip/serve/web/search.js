@@ -3,13 +3,14 @@
 // skipped, so a page never repeats one).
 import { api, postJson, session } from "./api.js";
 import { t } from "./i18n.js";
-import { basename, card, folderOf, pager, setStatus, showError } from "./ui.js";
+import { pagedList } from "./paging.js";
+import { basename, card, folderOf, setStatus } from "./ui.js";
 
 const PAGE = 24;
 const $ = (id) => document.getElementById(id);
 const folders = new Set(); // folders of the labels seen, offered by the folder box
-let current = null; // { query, what, filters, index, offset, seen, count, done, busy }
-let check = () => {};
+let list = null;
+let last = null; // the query shown, { query, what }, to run again when the filters change
 
 function dayAfter(date) {
   const [y, m, d] = date.split("-").map(Number);
@@ -37,46 +38,22 @@ function offerFolders(hits) {
 
 // what: { kind: "text" | "row" | "image", name } for the status line.
 export function search(query, what) {
-  current = { query, what, filters: filters(), index: session.index, offset: 0, seen: new Set(), count: 0,
-    done: false, busy: false };
-  $("results").replaceChildren();
-  $("results").dataset.state = "loading";
-  setStatus($("status"), t("searching"));
-  more();
-}
-
-async function more() {
-  const s = current;
-  if (!s || s.done || s.busy) return;
-  s.busy = true;
-  $("more").textContent = s.offset ? t("loading.more") : "";
-  const body = Object.assign({ k: PAGE }, s.query, s.filters, s.index ? { index: s.index } : {});
-  if (s.offset) body.offset = s.offset;
-  let answer;
-  try {
-    answer = await postJson("/v1/search", body);
-  } catch (e) {
-    if (s === current) {
-      s.done = true;
-      $("results").dataset.state = "error";
-      showError($("status"), e);
-    }
-    return;
-  } finally {
-    s.busy = false;
-    if (s === current) $("more").textContent = "";
-  }
-  if (s !== current) return;
-  s.offset += answer.results.length;
-  s.done = answer.results.length < PAGE;
-  const fresh = answer.results.filter((hit) => !s.seen.has(hit.label) && s.seen.add(hit.label));
-  s.count += fresh.length;
-  $("results").append(...fresh.map((hit) => card(hit, pick)));
-  $("results").dataset.state = s.done ? "done" : "more";
-  offerFolders(fresh);
-  const line = s.count ? t("results." + s.what.kind, { what: s.what.name, n: s.count }) : t("results.none");
-  setStatus($("status"), s.count && s.done ? line + t("results.end") : line);
-  check();
+  last = { query, what };
+  const body = Object.assign({ k: PAGE }, query, filters(), session.index ? { index: session.index } : {});
+  const seen = new Set();
+  let shown = 0;
+  const fetch = (offset) => postJson("/v1/search", offset ? Object.assign({ offset }, body) : body);
+  const draw = (answer) => {
+    const fresh = answer.results.filter((hit) => !seen.has(hit.label) && seen.add(hit.label));
+    const done = answer.results.length < PAGE;
+    shown += fresh.length;
+    $("results").append(...fresh.map((hit) => card(hit, pick)));
+    offerFolders(fresh);
+    const line = shown ? t("results." + what.kind, { what: what.name, n: shown }) : t("results.none");
+    setStatus($("status"), shown && done ? line + t("results.end") : line);
+    return { count: answer.results.length, last: done };
+  };
+  list.start(fetch, draw, t("searching"));
 }
 
 function pick(hit) {
@@ -85,27 +62,24 @@ function pick(hit) {
 
 // An image query: encoded once (/v1/embed/image), then searched by its embedding page after page.
 async function searchImage(file) {
-  current = null;
-  $("results").replaceChildren();
-  $("results").dataset.state = "loading";
-  setStatus($("status"), t("searching"));
+  last = null;
+  list.wait(t("searching"));
   const type = file.type.startsWith("image/") ? file.type : "application/octet-stream";
   try {
     const answer = await api("/v1/embed/image", { method: "POST", headers: { "Content-Type": type }, body: file });
     search({ embedding: answer.embeddings[0] }, { kind: "image", name: file.name });
   } catch (e) {
-    $("results").dataset.state = "error";
-    showError($("status"), e);
+    list.fail(e);
   }
 }
 
 // The same query again (filters or index changed).
 export function again() {
-  if (current) search(current.query, current.what);
+  if (last) search(last.query, last.what);
 }
 
 export function initSearch() {
-  check = pager($("more"), more);
+  list = pagedList($("results"), $("status"), $("more"));
   const form = $("filter-form");
   form.addEventListener("submit", (e) => {
     e.preventDefault();

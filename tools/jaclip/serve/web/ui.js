@@ -1,5 +1,5 @@
-// What both views draw: status lines (errors as a sentence with the server's words under "details"),
-// result cards (thumbnail, name, score, link to the original) and the pager of infinite scrolling.
+// What both views draw: status lines (errors as a sentence with the server's words under "details")
+// and result cards (thumbnail, name, score, link to the original).
 // Every label goes into the page as text (textContent, attributes), never as HTML.
 import { blobUrl, fileUrl, session } from "./api.js";
 import { errorSentence, t } from "./i18n.js";
@@ -105,17 +105,4 @@ export function card(hit, onPick) {
     fig.title = hit.label;
   }
   return fig;
-}
-
-// Calls more() when sentinel comes within a screen of the view. The function returned asks again, to
-// call after a page is drawn: a sentinel that stayed in range moved no intersection, and observing
-// anew reports where it is now.
-export function pager(sentinel, more) {
-  const observer = new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) more(); },
-    { rootMargin: "0px 0px 100% 0px" });
-  observer.observe(sentinel);
-  return () => {
-    observer.unobserve(sentinel);
-    observer.observe(sentinel);
-  };
 }
