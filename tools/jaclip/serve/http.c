@@ -6,9 +6,8 @@
 #include <netinet/in.h>
 
 static const char *const route_names[ROUTE_COUNT] = {
-    "page",     "healthz", "metrics",   "info",        "indexes",        "embed_text",   "embed_image",
-    "classify", "search",  "thumbnail", "immich_ping", "immich_predict", "admin_reload", "duplicates", "original",
-    "unknown"};
+    "page",   "healthz",   "metrics",     "info",           "indexes",      "embed_text", "embed_image", "classify",
+    "search", "thumbnail", "immich_ping", "immich_predict", "admin_reload", "duplicates", "original",    "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
 static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -195,7 +194,7 @@ static bool peer_is_loopback(struct MHD_Connection *c)
 /* Routes that anyone may reach when --token is set: the page's own files and the health check. */
 static bool is_public(route_id r) { return r == ROUTE_PAGE || r == ROUTE_HEALTHZ || r == ROUTE_IMMICH_PING; }
 
-#define PAGE_POLICY                                                                                    \
+#define PAGE_POLICY                                                                                       \
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; " \
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 #define OTHER_POLICY "default-src 'none'; frame-ancestors 'none'; sandbox"
