@@ -3,7 +3,7 @@
 # http*.c (+ web.c; serve.c wires them) -> routes*.c -> engine*.c (docs/architecture.md). The page's files
 # (tools/jaclip/serve/web/) are embedded by web.c's .incbin, so the command is rebuilt when they change.
 #   test-serve   test/serve: every endpoint against the Python binding, hostile HTTP input, graceful
-#                stop, and the page in headless Chromium (screenshot: build/serve-page.png)
+#                stop, and the page in headless Chromium (screenshots: build/serve-page/*.png)
 #   bench-serve  bench/bench_serve.py (not in make test): 1, 4, 16 concurrent clients on loopback
 #   bench-immich bench/bench_immich.py (not in make test): images/s through Immich's /predict, 1 and 4
 #                clients, against in-process encoding (docs/immich.md)
@@ -16,7 +16,7 @@ $(CLI) $(CLI_INSTALLED): $(SERVE_SRCS) $(wildcard tools/jaclip/serve/*.h) $(SERV
 
 .PHONY: test-serve bench-serve bench-immich
 test-serve: lib test-models $(CLI)
-	$(TEST_ENV) JACLIP_CLI=$(abspath $(CLI)) JACLIP_SCREENSHOT=$(abspath $(BUILD))/serve-page.png \
+	$(TEST_ENV) JACLIP_CLI=$(abspath $(CLI)) JACLIP_SCREENSHOTS=$(abspath $(BUILD))/serve-page \
 		PYTHONPATH=bindings/python $(PYTHON) -m pytest -q -rs -p no:cacheprovider test/serve
 
 TEST_STEPS += test-serve

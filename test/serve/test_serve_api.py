@@ -193,7 +193,7 @@ def test_openapi_file_lists_every_endpoint(server):
         probe = path.replace("{name}", "photos")
         assert server.request("GET", probe)[0] != 404 or probe == "/v1/thumbnail", path
     assert set(spec["paths"]) >= {"/healthz", "/metrics", "/v1/info", "/v1/indexes", "/v1/embed/text",
-                                  "/v1/embed/image", "/v1/classify", "/v1/search", "/v1/thumbnail"}
+                                  "/v1/embed/image", "/v1/classify", "/v1/search", "/v1/thumbnail", "/v1/original"}
 
 
 def test_classify_with_the_servers_classifier(model, photos, tmp_path):

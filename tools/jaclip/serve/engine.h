@@ -116,6 +116,13 @@ bool engine_classify(engine *e, const classify_request *q, jaclip_tensor **probs
 bool engine_thumbnail(engine *e, engine_index *x, size_t row, unsigned size, unsigned char **jpeg, size_t *len,
                       engine_result *why);
 
+/* ---- original files (engine_files.c) ---- */
+/* Row's own file, opened for reading under the rules of thumbnails (a regular file below the index's
+ * folder): *fd (the caller closes it), its size, and its media type from its first bytes (an image
+ * type, or application/octet-stream). Takes no model slot. */
+bool engine_original(engine *e, engine_index *x, size_t row, int *fd, size_t *size, const char **type,
+                     engine_result *why);
+
 /* Prometheus lines of the engine's counters (batches, thumbnail cache, index reloads). */
 void engine_metrics(engine *e, FILE *f);
 

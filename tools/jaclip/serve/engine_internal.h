@@ -126,6 +126,10 @@ bool batch_run(engine *e, batch_job *job);
 void engine_indexes_open(engine *e, const char *const *args, size_t n);
 void engine_indexes_close(engine *e);
 
+/* engine_files.c: the row's file (label as the index stores it), opened only if it is a regular file
+ * below x's root (symbolic links as docs/serve.md says); -1 with *why set (ENGINE_NOT_FOUND). */
+int engine_open_row_file(const engine_index *x, const char *label, struct stat *st, engine_result *why);
+
 /* engine_thumb.c */
 void engine_thumbs_close(engine *e);
 

@@ -2,8 +2,6 @@
  * JPEG by libjpeg-turbo, and kept in a small direct-mapped cache. */
 #include "engine_internal.h"
 
-#include <fcntl.h>
-#include <limits.h>
 #include <turbojpeg.h>
 
 /* The largest source file read, and its pixel limit (below the library's default). */
@@ -16,60 +14,17 @@ void engine_thumbs_close(engine *e)
         free(e->thumbs[i].jpeg);
 }
 
-/* Whether the file open as fd is the row's file at path below the index's root: the path the kernel
- * opened (/proc/self/fd, so no race with a rename) must be the resolved root followed by the rest of the
- * path as the index records it. A folder under the root replaced by a symbolic link (to another tree)
- * resolves elsewhere and is refused. */
-static bool under_root(const engine_index *x, const char *path, int fd)
-{
-    if (!x->root || !x->resolved_root)
-        return false;
-    size_t root_len = strlen(x->root);
-    if (strncmp(path, x->root, root_len) || path[root_len] != '/')
-        return false;
-    char link[64], actual[PATH_MAX + 1];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, actual, sizeof actual - 1);
-    if (n <= 0 || (size_t)n >= sizeof actual - 1)
-        return false;
-    actual[n] = '\0';
-    size_t resolved_len = strlen(x->resolved_root);
-    if (strncmp(actual, x->resolved_root, resolved_len) || actual[resolved_len] != '/')
-        return false;
-    /* A recorded root was chosen by whoever built the index: any file resolving below it may be served,
-     * symbolic links included. Otherwise the root is only inferred from the labels: the path must resolve
-     * to itself, so no link at all may lead elsewhere. */
-    return x->recorded_root || !strcmp(actual + resolved_len, path + root_len);
-}
-
-/* The file of a row, read only if it is a regular file, not a symbolic link, and below the index's root. */
+/* The file of a row, read whole if it is a regular file below the index's root (engine_files.c) and not
+ * over THUMB_MAX_FILE. */
 static char *read_row_file(const engine_index *x, const char *label, size_t *len, engine_result *why)
 {
-    char joined[PATH_MAX];
-    const char *path = label;
-    if (x->recorded_root && label[0] != '/') { /* relative to the recorded root */
-        if ((size_t)snprintf(joined, sizeof joined, "%s/%s", x->root, label) >= sizeof joined) {
-            fail(why, ENGINE_NOT_FOUND, "this row's path is too long");
-            return NULL;
-        }
-        path = joined;
-    }
-    if (path[0] != '/') {
-        fail(why, ENGINE_NOT_FOUND, "this row's label is not a file path");
-        return NULL;
-    }
-    /* Links are followed only below a recorded root (under_root then checks where they lead). */
-    int fd = open(path, O_RDONLY | (x->recorded_root ? 0 : O_NOFOLLOW) | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
-    bool inside = fd >= 0 && under_root(x, path, fd);
-    if (fd < 0 || !inside || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > THUMB_MAX_FILE) {
-        int err = fd < 0 ? errno : 0;
-        if (fd >= 0)
-            close(fd);
-        fail(why, ENGINE_NOT_FOUND, "this row's file cannot be served%s",
-             err == ELOOP         ? " (a symbolic link)"
-             : fd >= 0 && !inside ? " (it resolves outside the folder the index was built from)"
-                                  : "");
+    int fd = engine_open_row_file(x, label, &st, why);
+    if (fd < 0)
+        return NULL;
+    if (st.st_size > THUMB_MAX_FILE) {
+        close(fd);
+        fail(why, ENGINE_NOT_FOUND, "this row's file cannot be served (over %lld bytes)", (long long)THUMB_MAX_FILE);
         return NULL;
     }
     char *buf = malloc((size_t)st.st_size + 1);

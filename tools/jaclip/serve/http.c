@@ -6,8 +6,8 @@
 #include <netinet/in.h>
 
 static const char *const route_names[ROUTE_COUNT] = {
-    "page",     "healthz", "metrics",   "info",        "indexes",        "embed_text",   "embed_image",
-    "classify", "search",  "thumbnail", "immich_ping", "immich_predict", "admin_reload", "duplicates", "unknown"};
+    "page",   "healthz",   "metrics",     "info",           "indexes",      "embed_text", "embed_image", "classify",
+    "search", "thumbnail", "immich_ping", "immich_predict", "admin_reload", "duplicates", "original",    "unknown"};
 /* Upper bounds of the latency histogram, in seconds (the last bucket is +Inf). */
 static const double latency_bounds[LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -151,7 +151,8 @@ static route_id route_of(const char *url, const char **rest)
                  {"/ping", ROUTE_IMMICH_PING},
                  {"/predict", ROUTE_IMMICH_PREDICT},
                  {"/v1/admin/reload", ROUTE_ADMIN_RELOAD},
-                 {"/v1/duplicates", ROUTE_DUPLICATES}};
+                 {"/v1/duplicates", ROUTE_DUPLICATES},
+                 {"/v1/original", ROUTE_ORIGINAL}};
     *rest = NULL;
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (!strcmp(url, exact[i].path))
@@ -193,15 +194,30 @@ static bool peer_is_loopback(struct MHD_Connection *c)
 /* Routes that anyone may reach when --token is set: the page's own files and the health check. */
 static bool is_public(route_id r) { return r == ROUTE_PAGE || r == ROUTE_HEALTHZ || r == ROUTE_IMMICH_PING; }
 
+#define PAGE_POLICY                                                                                       \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; " \
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+#define OTHER_POLICY "default-src 'none'; frame-ancestors 'none'; sandbox"
+
 static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, reply *out)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(out->len, out->body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = out->has_file
+                                    ? MHD_create_response_from_fd64(out->len, out->file)
+                                    : MHD_create_response_from_buffer(out->len, out->body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
-        free(out->body);
+        if (out->has_file)
+            close(out->file);
+        else
+            free(out->body);
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, out->content_type);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    /* The page may run its own scripts and show its own images only; any other answer (JSON, a photo,
+     * the favicon) opened as a document runs nothing and cannot be framed. */
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            !strncmp(out->content_type, "text/html", 9) ? PAGE_POLICY : OTHER_POLICY);
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     if (out->cache_control)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, out->cache_control);
     if (out->http == MHD_HTTP_UNAUTHORIZED)
@@ -373,6 +389,7 @@ static void dispatch(http_server *s, request *r, const char *rest, reply *out)
     case ROUTE_IMMICH_PREDICT: route_immich_predict(s->routes, &q, out); break;
     case ROUTE_ADMIN_RELOAD: route_admin_reload(s->routes, &q, out); break;
     case ROUTE_DUPLICATES: route_dupes(s->routes, &q, out); break;
+    case ROUTE_ORIGINAL: route_original(s->routes, &q, out); break;
     default: break;
     }
     free(args.items);

@@ -37,13 +37,16 @@ typedef struct {
  * ~5 MiB of memory, whatever --max-body says. */
 #define ROUTES_JSON_MAX_BODY (1 << 20)
 
-/* What a route answers: status, body (malloc'd, owned) and its type. */
+/* What a route answers: status, body (malloc'd, owned) and its type; or, with has_file, the first len
+ * bytes of the open file `file` (owned: the HTTP layer sends and closes it). */
 typedef struct {
     unsigned http;
     char *body;
     size_t len;
     const char *content_type;
     const char *cache_control;
+    bool has_file;
+    int file;
 } reply;
 
 /* What the routes need besides the engine: the server's limits, for /v1/info. */
@@ -68,7 +71,8 @@ void route_embed_text(routes *rt, const route_request *r, reply *out);
 void route_embed_image(routes *rt, const route_request *r, reply *out);
 void route_classify(routes *rt, const route_request *r, reply *out);
 void route_search(routes *rt, const route_request *r, reply *out);
-void route_thumbnail(routes *rt, const route_request *r, reply *out);
+void route_thumbnail(routes *rt, const route_request *r, reply *out); /* routes_files.c */
+void route_original(routes *rt, const route_request *r, reply *out);  /* routes_files.c */
 /* Immich's machine-learning protocol (routes_immich.c, docs/immich.md): GET /ping, POST /predict. */
 void route_immich_ping(routes *rt, const route_request *r, reply *out);
 void route_immich_predict(routes *rt, const route_request *r, reply *out);

@@ -1,4 +1,4 @@
-/* POST /v1/search and GET /v1/thumbnail. */
+/* POST /v1/search. */
 #include "routes_internal.h"
 
 /* The parameters of a search: from a JSON body (*root keeps it) or the form / query string. false
@@ -257,50 +257,4 @@ done:
     jaclip_tensor_free(rows);
     jaclip_tensor_free(scores);
     json_decref(root);
-}
-
-/* GET /v1/thumbnail?index=NAME&row=N (or &label=PATH, which must be a row's label exactly)&size=S. The
- * file opened is always a row's label: nothing from the request is used as a path. */
-void route_thumbnail(routes *rt, const route_request *r, reply *out)
-{
-    engine_index *x = pick_index(rt, query_arg(r, "index"), out);
-    if (!x)
-        return;
-    const jaclip_index *index = engine_index_handle(x);
-    long size, row = -1;
-    const char *label = query_arg(r, "label");
-    if (!int_option(NULL, query_arg(r, "size"), "size", 16, 512, DEFAULT_THUMB, &size, out))
-        goto done;
-    if (label && query_arg(r, "row")) {
-        BAD_REQUEST(out, "give \"row\" or \"label\", not both");
-        goto done;
-    }
-    if (label) {
-        size_t found;
-        if (jaclip_index_find_label(&found, index, label)) {
-            reply_error(out, HTTP_NOT_FOUND, "JACLIP_ERROR_NOT_FOUND", "no row of '%s' has that label",
-                        engine_index_name(x));
-            goto done;
-        }
-        row = (long)found;
-    } else if (!int_option(NULL, query_arg(r, "row"), "row", 0, (long)jaclip_index_size(index) - 1, -1, &row, out)) {
-        goto done;
-    } else if (row < 0) {
-        BAD_REQUEST(out, "give \"row\" (or \"label\")");
-        goto done;
-    }
-    engine_result why;
-    unsigned char *jpeg;
-    size_t len;
-    if (!engine_thumbnail(rt->engine, x, (size_t)row, (unsigned)size, &jpeg, &len, &why)) {
-        reply_failure(out, &why);
-        goto done;
-    }
-    out->http = HTTP_OK;
-    out->body = (char *)jpeg;
-    out->len = len;
-    out->content_type = "image/jpeg";
-    out->cache_control = "private, max-age=3600";
-done:
-    engine_index_put(rt->engine, x);
 }

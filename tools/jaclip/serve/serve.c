@@ -8,9 +8,10 @@
 static const char serve_usage[] =
     "usage: jaclip serve --model MODEL [--index [NAME=]INDEX]... [--host ADDR] [--port N] [options]\n"
     "\n"
-    "An HTTP service: the JSON API of docs/serve.md (embed, classify, search, index info, /healthz,\n"
-    "/metrics), a search page at /, and Immich's machine-learning protocol (/ping, /predict: CLIP only,\n"
-    "docs/immich.md). The model is loaded once and shared.\n"
+    "An HTTP service: the JSON API of docs/serve.md (embed, classify, search, duplicates, a row's\n"
+    "thumbnail or original file, index info, /healthz, /metrics), a search page at / (Japanese, or\n"
+    "English when the browser prefers it), and Immich's machine-learning protocol (/ping, /predict:\n"
+    "CLIP only, docs/immich.md). The model is loaded once and shared.\n"
     "\n"
     "  -m, --model FILE          model file (default: $JACLIP_MODEL)\n"
     "  -i, --index [NAME=]FILE   an index to search (repeatable); NAME defaults to the file's base name\n"
