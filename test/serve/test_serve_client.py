@@ -69,3 +69,20 @@ def test_token(photos):
         assert Client(f"http://127.0.0.1:{s.port}", token="s3cret").info()["indexes"]
     finally:
         assert s.stop() == 0
+
+
+def test_search_filters_and_pages_equal_the_library(client, model, photos):
+    index, paths, folder = photos["index"], photos["paths"], str(photos["folder"])
+    query = model.encode_texts(["赤い車"])
+    for filters in ({"offset": 2}, {"types": ["png"]}, {"folder": folder, "offset": 1},
+                    {"types": ["jpg", "JPEG"], "offset": 1}, {"folder": "/nowhere"}, {"offset": 7}):
+        rows, scores = index.search(query, 3, **filters)
+        got = client.search(text="赤い車", k=3, index="photos", exact=True, **filters)
+        assert [h.row for h in got] == rows[0].tolist(), filters
+        np.testing.assert_allclose([h.score for h in got], scores[0], rtol=0, atol=TOL)
+    by_image = client.search(image=paths[5], k=2, index="photos", types=["png"], exact=True)
+    assert by_image[0].row == 5 and all(h.label.endswith(".png") for h in by_image)
+    # These rows record no file stamps, so no row has a time and a date filter passes none.
+    assert client.search(text="犬", k=3, index="photos", after="2000-01-01") == []
+    with pytest.raises(jaclip.InvalidArgumentError):
+        client.search(text="犬", k=3, index="photos", before="yesterday")

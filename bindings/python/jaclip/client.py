@@ -153,14 +153,24 @@ class Client:
         data, _ = self._request("POST", "/v1/classify", body, ctype)
         return [Prediction(x["label"], x["probability"]) for x in json.loads(data)["labels"]]
 
-    def search(self, text=None, embedding=None, row=None, image=None, k=10, threshold=None, index=None):
+    def search(self, text=None, embedding=None, row=None, image=None, k=10, threshold=None, index=None, *,
+               offset=0, folder=None, after=None, before=None, types=None, exact=False):
         """[Hit(label, score, row)], best first, by exactly one of text, embedding (D numbers), row (of the
-        index: "more like this") or image (path or bytes)."""
+        index: "more like this") or image (path or bytes). Filter, then rank, as Index.search: offset (pages),
+        folder, after / before (dates "YYYY-MM-DD[THH:MM[:SS]]" in the server's local time, compared with
+        each row's capture time), types (extensions); exact: never the server's INDEX.ann."""
         if sum(x is not None for x in (text, embedding, row, image)) != 1:
             raise ValueError("give exactly one of text, embedding, row or image")
+        options = {"threshold": threshold, "index": index, "offset": offset or None, "folder": folder,
+                   "after": after, "before": before, "types": list(types) if types else None,
+                   "exact": True if exact else None}
+        options = {key: value for key, value in options.items() if value is not None}
         if image is not None:
-            query = {"k": k, **({"threshold": threshold} if threshold is not None else {}),
-                     **({"index": index} if index is not None else {})}
+            query = {"k": k, **options}
+            if "types" in query:
+                query["types"] = ",".join(query["types"])
+            if "exact" in query:
+                query["exact"] = 1
             data, _ = self._request("POST", "/v1/search", self._image_bytes(image), "application/octet-stream",
                                     query=query)
             results = json.loads(data)["results"]
@@ -172,10 +182,7 @@ class Client:
                 payload["row"] = int(row)
             else:
                 payload["embedding"] = [float(x) for x in np.asarray(embedding, np.float32).reshape(-1)]
-            if threshold is not None:
-                payload["threshold"] = threshold
-            if index is not None:
-                payload["index"] = index
+            payload.update(options)
             results = self._json("POST", "/v1/search", payload)["results"]
         return [Hit(r["label"], r["score"], r["row"]) for r in results]
 

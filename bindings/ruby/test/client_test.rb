@@ -58,6 +58,15 @@ class ClientTest < Minitest::Test
       assert_raises(Jaclip::ImageDecodeError) { c.embed_images(["junk".b]) }
       assert_raises(Jaclip::NotFoundError) { c.search(text: "犬", index: "nope") }
       assert_raises(ArgumentError) { c.search(text: "犬", row: 0) }
+      # Filter, then rank, and pages: as Index#search over the same rows.
+      query = model.encode_texts(["赤い車"])
+      [{ offset: 1 }, { types: ["png"] }, { folder: File.dirname(red) }, { types: %w[jpeg], offset: 0 },
+       { folder: "/nowhere" }].each do |filters|
+        rows, = index.search(query, 2, **filters)
+        assert_equal rows.first, c.search(text: "赤い車", k: 2, exact: true, **filters).map(&:row), filters.inspect
+      end
+      assert_equal [1], c.search(image: red, k: 2, types: ["png"]).map(&:row)
+      assert_equal [], c.search(text: "犬", k: 2, after: "2000-01-01") # no row records a time
     end
   end
 

@@ -69,14 +69,21 @@ module Jaclip
     end
 
     # [Hit], best first, by exactly one of text:, embedding: (D numbers), row: (of the index) or image:.
-    def search(text: nil, embedding: nil, row: nil, image: nil, k: 10, threshold: nil, index: nil)
+    # Filter, then rank, as Index#search: offset: (pages), folder:, after: / before: (dates
+    # "YYYY-MM-DD[THH:MM[:SS]]" in the server's local time, against each row's capture time), types:
+    # (extensions); exact: true never uses the server's INDEX.ann.
+    def search(text: nil, embedding: nil, row: nil, image: nil, k: 10, threshold: nil, index: nil, offset: 0,
+               folder: nil, after: nil, before: nil, types: nil, exact: false)
       given = { "text" => text, "embedding" => embedding, "row" => row }.compact
       raise ArgumentError, "give exactly one of text:, embedding:, row: or image:" unless given.size + (image ? 1 : 0) == 1
 
-      options = { "k" => k, "threshold" => threshold, "index" => index }.compact
+      options = { "k" => k, "threshold" => threshold, "index" => index, "offset" => (offset if offset.positive?),
+                  "folder" => folder, "after" => after, "before" => before, "types" => (Array(types) if types),
+                  "exact" => (true if exact) }.compact
       results = if image
+                  query = options.merge({ "types" => options["types"]&.join(","), "exact" => (1 if exact) }.compact)
                   JSON.parse(request(:post, "/v1/search", image_bytes(image), "application/octet-stream",
-                                     query: options))["results"]
+                                     query: query))["results"]
                 else
                   json(:post, "/v1/search", given.merge(options))["results"]
                 end
