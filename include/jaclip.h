@@ -276,7 +276,7 @@ typedef enum jaclip_precision {
      * jaclip-convert --dtype int8, which is also what DEFAULT runs for such a file. */
     JACLIP_PRECISION_INT8 = 3,
     /* The fastest precision measured on this kind of device whose features stay at cosine >= 0.999 to
-     * fp32 (docs/precision.md): bf16 on a CPU with native bf16 (AVX512_BF16 or AMX-BF16: 1.5-3.6x fp32,
+     * fp32 (docs/precision.md): bf16 on a CPU with native bf16 (AVX512_BF16 or AMX-BF16: 1.4-3.6x fp32,
      * cosine 0.9998), else as DEFAULT (fp32 files stay fp32; int8 files, below that bar, run int8 only
      * because that is all they hold). Never reported by jaclip_model_precision(), which says what runs. */
     JACLIP_PRECISION_AUTO = 4

@@ -24,7 +24,7 @@ static void explain_precision(jaclip_model *m, jaclip_precision asked)
     bool as_default = asked == JACLIP_PRECISION_DEFAULT || asked == JACLIP_PRECISION_AUTO;
     if (asked == JACLIP_PRECISION_AUTO && runs == JACLIP_PRECISION_BF16 && cpu_device)
         snprintf(r, n,
-                 "bf16: chosen by JACLIP_PRECISION_AUTO: bf16 is native %s, where it measured 1.5-3.6x fp32 "
+                 "bf16: chosen by JACLIP_PRECISION_AUTO: bf16 is native %s, where it measured 1.4-3.6x fp32 "
                  "with features at cosine 0.9998 to fp32 (docs/precision.md)",
                  bf16_support);
     else if (asked == JACLIP_PRECISION_AUTO && runs == JACLIP_PRECISION_FP32 && stored == JACLIP_PRECISION_FP32)
