@@ -1,6 +1,6 @@
 # Reliability and the stable ABI (docs/reliability.md, docs/threading.md, docs/abi.md). Test steps:
 #   test-sanitize       every libtorch-free source (mk/lib.mk's LIB_SRCS) built with
-#                       ASan+UBSan (clang) and linked into test_image, test_tokenizer, test_index,
+#                       ASan+UBSan (clang) and linked into test_image, test_tokenizer, test_index(_file),
 #                       test_hostile and test/sanitize/san_core.c; model loading must fail cleanly there
 #   test-tsan           the same sources under ThreadSanitizer: test/sanitize/tsan_threads.c and
 #                       test_tokenizer (tokenizer, images, similarity and index shared by 4 threads)
@@ -16,7 +16,7 @@
 REL_WRAP := -Wl,--wrap=dlopen
 REL_TEST_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Itest/c
 # The tests that need no libtorch.
-REL_PLAIN_TESTS := test_image test_tokenizer test_index test_hostile
+REL_PLAIN_TESTS := test_image test_tokenizer test_index test_index_file test_hostile
 
 # $(eval $(call sanitized,DIR,FLAGS)): every libtorch-free library source compiled with FLAGS into
 # DIR/obj (mk/lib.mk's san_rules), and the dlopen wrapper.
