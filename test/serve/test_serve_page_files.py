@@ -88,7 +88,7 @@ def test_original_serves_only_regular_files_of_the_index_under_its_folder(tmp_pa
     tree, outside = tmp_path / "tree", tmp_path / "outside"
     (tree / "in").mkdir(parents=True)
     outside.mkdir()
-    for name in ("ok.jpg", "link.jpg", "text.jpg", "dir.jpg", "gone.jpg"):
+    for name in ("ok.jpg", "link.jpg", "text.jpg", "dir.jpg", "gone.jpg", "夏 の海(1);\"x\".jpg"):
         shutil.copyfile(photos["paths"][0], tree / "in" / name)
     shutil.copyfile(photos["paths"][2], outside / "secret.jpg")
     index = index_of(tree, *(["--root", str(tree)] if recorded_root else []))
@@ -107,6 +107,14 @@ def test_original_serves_only_regular_files_of_the_index_under_its_folder(tmp_pa
         code, headers, body = fetch(base + q(prefix + "ok.jpg"))
         assert code == 200 and body == (tree / "in" / "ok.jpg").read_bytes()
         assert headers["Content-Type"] == "image/jpeg" and headers["Content-Length"] == str(len(body))
+        assert headers["Content-Disposition"] == "inline; filename*=UTF-8''ok.jpg"
+        # Saved under its own name: RFC 5987's characters kept, every other byte percent-encoded.
+        odd = '夏 の海(1);"x".jpg'
+        code, headers, body = fetch(base + q(prefix + odd))
+        value = headers["Content-Disposition"]
+        assert code == 200 and value == "inline; filename*=UTF-8''" + q(odd, safe="!#$&+^`|")
+        encoded = value.split("''", 1)[1]
+        assert urllib.parse.unquote(encoded) == odd and all(c not in encoded for c in ' ;"()')
         code, headers, body = fetch(base + q(prefix + "text.jpg"))  # not an image: bytes to download
         assert code == 200 and headers["Content-Type"] == "application/octet-stream"
         assert "sandbox" in headers["Content-Security-Policy"]
@@ -117,11 +125,11 @@ def test_original_serves_only_regular_files_of_the_index_under_its_folder(tmp_pa
             assert fetch(base + bad)[0] == 404, bad  # a path that is no row's label
         origin = f"http://127.0.0.1:{s.port}/v1/original?index=t"
         assert fetch(origin + "&row=0&label=" + q(prefix + "ok.jpg"))[0] == 400
-        assert fetch(origin + "&row=5")[0] == 400 and fetch(origin + "&row=-1")[0] == 400
+        assert fetch(origin + "&row=6")[0] == 400 and fetch(origin + "&row=-1")[0] == 400
         assert fetch(origin)[0] == 400 and fetch(origin + "&row=x")[0] == 400
         code, _, body = s.request("HEAD", f"/v1/original?index=t&label={q(prefix + 'ok.jpg')}")
         assert code == 200 and body == b""
-        assert 'jaclip_requests_total{route="original",code="200"} 3' in s.request("GET", "/metrics")[2].decode()
+        assert 'jaclip_requests_total{route="original",code="200"} 4' in s.request("GET", "/metrics")[2].decode()
     finally:
         assert s.stop() == 0
 

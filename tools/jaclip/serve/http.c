@@ -220,6 +220,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, reply *o
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     if (out->cache_control)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, out->cache_control);
+    if (out->disposition[0])
+        MHD_add_response_header(resp, "Content-Disposition", out->disposition);
     if (out->http == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (out->http == MHD_HTTP_METHOD_NOT_ALLOWED)

@@ -45,6 +45,7 @@ typedef struct {
     size_t len;
     const char *content_type;
     const char *cache_control;
+    char disposition[800]; /* Content-Disposition when not empty */
     bool has_file;
     int file;
 } reply;

@@ -57,8 +57,27 @@ done:
     engine_index_put(rt->engine, x);
 }
 
+/* "inline; filename*=UTF-8''NAME" for label's last part, percent-encoded as RFC 5987 asks, so that a
+ * browser saves the original under its own name; nothing when it would not fit. */
+static void set_disposition(reply *out, const char *label)
+{
+    static const char keep[] = "!#$&+-.^_`|~";
+    const char *slash = strrchr(label, '/'), *name = slash ? slash + 1 : label;
+    size_t n = (size_t)snprintf(out->disposition, sizeof out->disposition, "inline; filename*=UTF-8''");
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (n + 4 > sizeof out->disposition) {
+            out->disposition[0] = '\0';
+            return;
+        }
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                     (*p && strchr(keep, *p));
+        n += (size_t)(plain ? snprintf(out->disposition + n, 2, "%c", *p)
+                            : snprintf(out->disposition + n, 4, "%%%02X", *p));
+    }
+}
+
 /* GET /v1/original?index=NAME&row=N (or &label=PATH): the row's file as it is, streamed from the file
- * opened under the thumbnails' rules, typed by its first bytes. */
+ * opened under the thumbnails' rules, typed by its first bytes, named by its label's last part. */
 void route_original(routes *rt, const route_request *r, reply *out)
 {
     engine_index *x = pick_index(rt, query_arg(r, "index"), out);
@@ -79,6 +98,7 @@ void route_original(routes *rt, const route_request *r, reply *out)
     out->file = fd;
     out->len = size;
     out->content_type = type;
+    set_disposition(out, jaclip_index_label(engine_index_handle(x), row));
     /* A row may name another file after a reload: the browser asks again rather than keep it. */
     out->cache_control = "private, no-cache";
 done:
