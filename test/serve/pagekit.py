@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CLI, ROOT, TINY_MODEL
+from conftest import CLI, ROOT, TINY_MODEL, Server
 
 SHOTS = os.environ.get("JACLIP_SCREENSHOTS", os.path.join(ROOT, "build", "serve-page"))
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -117,3 +117,19 @@ def library(tmp_path_factory, model):
     assert sorted(index.labels()) == sorted(mtimes)
     return {"lib": lib, "index": index, "index_path": str(index_path), "mtimes": mtimes, "base": base,
             "copies": {f"copies/c{j:02d}{os.path.splitext(label)[1]}": label for j, label in enumerate(originals)}}
+
+
+@pytest.fixture(scope="module")
+def server(library):
+    """A server of the library, two model slots."""
+    s = Server("--index", f"lib={library['index_path']}", "--threads", "2")
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def ja():
+    """A browser that prefers Japanese."""
+    driver = chrome("ja-JP,ja,en")
+    yield driver
+    driver.quit()

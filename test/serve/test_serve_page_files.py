@@ -14,24 +14,10 @@ import pytest
 from PIL import Image
 
 from conftest import CLI, TINY_MODEL, Server
-from pagekit import HOSTILE, chrome, library, results, search_text, shot, status, wait_for  # noqa: F401 (fixture)
+from pagekit import HOSTILE, chrome, ja, library, results, search_text, server, shot, status, wait_for  # noqa: F401 (fixtures)
 from test_serve_page_ui import load_all, open_page, state
 
 TOKEN = "page-test-token-5f1c"
-
-
-@pytest.fixture(scope="module")
-def server(library):
-    s = Server("--index", f"lib={library['index_path']}", "--threads", "2")
-    yield s
-    assert s.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def ja():
-    driver = chrome("ja-JP,ja")
-    yield driver
-    driver.quit()
 
 
 def fetch(url, headers=None):

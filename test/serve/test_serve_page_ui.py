@@ -7,21 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import Server
-from pagekit import DAY, chrome, library, results, search_text, shot, status, wait_for  # noqa: F401 (fixture)
-
-
-@pytest.fixture(scope="module")
-def server(library):
-    s = Server("--index", f"lib={library['index_path']}", "--threads", "2")
-    yield s
-    assert s.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def ja():
-    driver = chrome("ja-JP,ja,en")
-    yield driver
-    driver.quit()
+from pagekit import DAY, chrome, ja, library, results, search_text, server, shot, status, wait_for  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
