@@ -181,6 +181,18 @@ static void test_append(void)
     jaclip_index_free(whole);
 }
 
+/* The first keep bytes of an appended file under the header from before the append (128 bytes,
+ * version 2): the file as a crash before the header commit leaves it. */
+static void write_uncommitted(const char *path, const unsigned char *old_bytes, const unsigned char *new_bytes,
+                              size_t keep)
+{
+    unsigned char *mix = malloc(keep);
+    memcpy(mix, new_bytes, keep);
+    memcpy(mix, old_bytes, 128);
+    write_file(path, mix, keep);
+    free(mix);
+}
+
 /* An append cut off at any byte (as by a crash or power loss before the header commit) leaves the
  * earlier rows loadable, and the next append replaces the leftovers. */
 static void test_interrupted_append(void)
@@ -199,11 +211,7 @@ static void test_interrupted_append(void)
     /* The state before the header commit: the old header followed by part of the new segment. */
     int failures = 0;
     for (size_t keep = old_size; keep <= new_size; keep += 7) {
-        unsigned char *mix = malloc(keep);
-        memcpy(mix, new_bytes, keep);
-        memcpy(mix, old_bytes, 128); /* the version 2 header */
-        write_file(cut, mix, keep);
-        free(mix);
+        write_uncommitted(cut, old_bytes, new_bytes, keep);
         if (jaclip_index_load(&loaded, cut, 0) != JACLIP_OK || jaclip_index_size(loaded) != 3)
             failures++;
         jaclip_index_free(loaded);
@@ -211,11 +219,7 @@ static void test_interrupted_append(void)
     }
     CHECK(failures == 0);
     /* Appending to such a file drops the leftovers. */
-    unsigned char *mix = malloc(new_size - 5);
-    memcpy(mix, new_bytes, new_size - 5);
-    memcpy(mix, old_bytes, 128);
-    write_file(cut, mix, new_size - 5);
-    free(mix);
+    write_uncommitted(cut, old_bytes, new_bytes, new_size - 5);
     CHECK_OK(jaclip_index_append_file(cut, e, labels));
     CHECK_OK(jaclip_index_load(&loaded, cut, JACLIP_INDEX_MMAP));
     CHECK(jaclip_index_size(loaded) == 5);
