@@ -42,8 +42,8 @@ static bool refuse(cursor *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    c->st = jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: faiss data: %s %s (forged or damaged file)", c->where, c->what,
-                    detail);
+    c->st =
+        jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: faiss data: %s %s (forged or damaged file)", c->where, c->what, detail);
     return false;
 }
 
@@ -143,8 +143,8 @@ static bool index_header(cursor *c, size_t dim, uint64_t ntotal)
     int32_t d, metric;
     int64_t n, unused[2];
     uint8_t trained;
-    if (!TAKE(c, d, "d") || !TAKE(c, n, "ntotal") || !TAKE(c, unused, "unused words") || !TAKE(c, trained, "is_trained") ||
-        !TAKE(c, metric, "metric_type"))
+    if (!TAKE(c, d, "d") || !TAKE(c, n, "ntotal") || !TAKE(c, unused, "unused words") ||
+        !TAKE(c, trained, "is_trained") || !TAKE(c, metric, "metric_type"))
         return false;
     if (d <= 0 || (size_t)d != dim)
         return refuse(c, "d = %d, the index is %zu wide", (int)d, dim);
@@ -296,8 +296,7 @@ static bool inverted_lists(cursor *c, size_t nlist, size_t code_size, uint64_t r
 static bool ivf_flat(cursor *c, const jc_ann_faiss_shape *s)
 {
     c->what = "IVF-Flat";
-    return fourcc(c, "IwFl") && ivf_header(c, s) &&
-           inverted_lists(c, s->nlist, sizeof(float) * s->dim, s->rows, true);
+    return fourcc(c, "IwFl") && ivf_header(c, s) && inverted_lists(c, s->nlist, sizeof(float) * s->dim, s->rows, true);
 }
 
 /* read_ProductQuantizer. faiss computes d % M and 1 << nbits from these before reading on. */
@@ -353,10 +352,9 @@ static bool hnsw_read(cursor *c, hnsw_fields *h)
            vector(c, sizeof(int32_t), &h->ncum, &h->cum, "cum_nneighbor_per_level") &&
            vector(c, sizeof(int32_t), &h->nlevels, &h->levels, "levels") &&
            vector(c, sizeof(size_t), &h->noffsets, &h->offsets, "offsets") &&
-           vector(c, sizeof(int32_t), &h->nneighbors, &h->neighbors, "neighbors") &&
-           TAKE(c, h->entry, "entry_point") && TAKE(c, h->max_level, "max_level") &&
-           TAKE(c, h->ef_construction, "efConstruction") && TAKE(c, h->ef_search, "efSearch") &&
-           TAKE(c, h->upper_beam, "upper_beam");
+           vector(c, sizeof(int32_t), &h->nneighbors, &h->neighbors, "neighbors") && TAKE(c, h->entry, "entry_point") &&
+           TAKE(c, h->max_level, "max_level") && TAKE(c, h->ef_construction, "efConstruction") &&
+           TAKE(c, h->ef_search, "efSearch") && TAKE(c, h->upper_beam, "upper_beam");
 }
 
 /* Levels and offsets: node i has levels[i] (1..top) levels, cum[levels[i]] neighbour slots from
@@ -376,8 +374,8 @@ static bool hnsw_levels(cursor *c, const hnsw_fields *h, size_t rows)
             return refuse(c, "cum_nneighbor_per_level: decreases at level %zu", i);
     int32_t top = (int32_t)(h->ncum - 1 < INT32_MAX ? h->ncum - 1 : INT32_MAX);
     if (h->nlevels != rows || h->noffsets != rows + 1 || size_at(h->offsets, 0) != 0)
-        return refuse(c, "levels / offsets: %zu / %zu entries for %zu rows (offsets from 0)", h->nlevels,
-                      h->noffsets, rows);
+        return refuse(c, "levels / offsets: %zu / %zu entries for %zu rows (offsets from 0)", h->nlevels, h->noffsets,
+                      rows);
     for (size_t i = 0; i < rows; i++) {
         int32_t level = i32_at(h->levels, i);
         if (level < 1 || level > top)
@@ -403,8 +401,8 @@ static bool hnsw_links(cursor *c, const hnsw_fields *h, size_t rows)
                  j++) {
                 int32_t v = i32_at(h->neighbors, j);
                 if (v != -1 && (v < 0 || (size_t)v >= rows || i32_at(h->levels, (size_t)v) <= l))
-                    return refuse(c, "neighbors: node %zu links to %d at level %d, not a node of that level", u,
-                                  (int)v, (int)l);
+                    return refuse(c, "neighbors: node %zu links to %d at level %d, not a node of that level", u, (int)v,
+                                  (int)l);
             }
     }
     return true;
@@ -413,9 +411,9 @@ static bool hnsw_links(cursor *c, const hnsw_fields *h, size_t rows)
 /* Searches start at the entry point on max_level, which is the highest level of any node. */
 static bool hnsw_entry(cursor *c, const hnsw_fields *h, size_t rows)
 {
-    bool entry_ok = rows == 0 ? h->entry == -1 && h->max_level == -1
-                              : h->entry >= 0 && (size_t)h->entry < rows &&
-                                    h->max_level == i32_at(h->levels, (size_t)h->entry) - 1;
+    bool entry_ok =
+        rows == 0 ? h->entry == -1 && h->max_level == -1
+                  : h->entry >= 0 && (size_t)h->entry < rows && h->max_level == i32_at(h->levels, (size_t)h->entry) - 1;
     if (!entry_ok)
         return refuse(c, "entry_point = %d on max_level = %d, not a node of that level", (int)h->entry,
                       (int)h->max_level);
@@ -449,8 +447,8 @@ jaclip_status jc_ann_check_faiss_stream(const unsigned char *data, size_t size, 
     cursor c = {data, data + size, where, "structure", JACLIP_OK};
     if (shape->dim == 0)
         return jc_fail(JACLIP_ERROR_INDEX_FORMAT, "%s: faiss data: checked against a width of 0", where);
-    bool ok = shape->family == JC_FAISS_IVF_FLAT   ? ivf_flat(&c, shape)
-              : shape->family == JC_FAISS_IVF_PQ   ? ivf_pq(&c, shape)
+    bool ok = shape->family == JC_FAISS_IVF_FLAT    ? ivf_flat(&c, shape)
+              : shape->family == JC_FAISS_IVF_PQ    ? ivf_pq(&c, shape)
               : shape->family == JC_FAISS_HNSW_FLAT ? hnsw(&c, shape)
                                                     : refuse(&c, "of unknown family %d", (int)shape->family);
     if (ok && left(&c)) {
