@@ -719,10 +719,11 @@ JACLIP_API jaclip_status jaclip_ann_build(jaclip_ann **out, const jaclip_index *
                                           uint32_t flags);
 /* Loads an ANN file written by jaclip_ann_save for index. The header is checked (magic, version,
  * CRC32 of itself and of the faiss data) and must name index's dim, row count and row fingerprint
- * (a digest of every row and label, recomputed here: a pass over the index) before any byte reaches
- * faiss; flags must be 0. Errors: INVALID_ARGUMENT, IO, INDEX_FORMAT (damaged or foreign file, or
- * stale: built from other rows; the message says which, so a caller may rebuild), BACKEND,
- * OUT_OF_MEMORY. */
+ * (a digest of every row and label, recomputed here: a pass over the index), and the faiss data
+ * must then pass a check of every field faiss trusts (sizes, counts, ids, links, finite floats: a
+ * forged file with valid CRCs is refused too), before any byte reaches faiss; flags must be 0.
+ * Errors: INVALID_ARGUMENT, IO, INDEX_FORMAT (damaged, forged or foreign file, or stale: built from
+ * other rows; the message says which, so a caller may rebuild), BACKEND, OUT_OF_MEMORY. */
 JACLIP_API jaclip_status jaclip_ann_load(jaclip_ann **out, const char *path, const jaclip_index *index, uint32_t flags);
 /* Writes the ANN to path atomically (temporary file, fsync, rename). Errors: INVALID_ARGUMENT, IO,
  * BACKEND, OUT_OF_MEMORY. */

@@ -1,10 +1,12 @@
 # ANN files (lib/ann/): a bounded libFuzzer run in make test (test-fuzz-ann, ANN_FUZZ_SECONDS, default
-# 20) over damaged files, and a long one in make fuzz (fuzz-ann). The harness builds its own index and
-# writes one valid file per kind as seeds (test/fuzz/fuzz_ann.c). The plugin itself is not instrumented.
-# fuzz-ann-forged (not in make test or make fuzz): half the inputs get valid checksums and header
-# fields, so mutated faiss data reaches faiss's parser, which is not safe against forgery (docs/ann.md).
-# test/fuzz/ann-regressions: forged inputs that made faiss allocate 3.5 GB, leak what it had read, and
-# crash the first search, before the plugin bounded and checked its reads; test-fuzz-ann replays them.
+# 20) and a long one in make fuzz (fuzz-ann) over damaged files. The harness builds its own index and
+# writes one valid file per kind as seeds (test/fuzz/fuzz_ann.c). The plugin itself is not instrumented;
+# the check of faiss's stream before faiss reads it (lib/ann/ann_faiss_check.c) is. Forged inputs: half
+# the inputs get valid checksums and header fields, so mutated faiss data reaches that check (and what
+# it passes, faiss): the bounded run does this since the check exists, fuzz-ann-forged (not in make
+# fuzz) for FUZZ_SECONDS. test/fuzz/ann-regressions: forged inputs that made faiss allocate 3.5 GB, leak
+# what it had read, crash the first search, and divide by zero in read_index (M = 0), before the
+# plugin bounded its reads and the stream was checked; test-fuzz-ann replays them.
 ANN_FUZZ_DIR := $(BUILD)/fuzz-ann
 ANN_FUZZ := $(ANN_FUZZ_DIR)/fuzz_ann
 ANN_FUZZ_SECONDS ?= 20
@@ -30,7 +32,7 @@ test-fuzz-ann: $(ANN_FUZZ) $(ANN_FUZZ_DIR)/seed/.done
 	$(ANN_FUZZ_ENV) JACLIP_FUZZ_ANN_FORGED=1 $(ANN_FUZZ) $(ANN_FUZZ_ARGS) test/fuzz/ann-regressions/* \
 		> $(ANN_FUZZ_DIR)/regressions.log 2>&1 || { tail -n 40 $(ANN_FUZZ_DIR)/regressions.log; exit 1; }
 	@echo "fuzzing ANN files for $(ANN_FUZZ_SECONDS) s (log: $(ANN_FUZZ_DIR)/fuzz.log)"
-	$(call fuzz_bounded,fuzz_ann,$(ANN_FUZZ),$(ANN_FUZZ_DIR),-max_total_time=$(ANN_FUZZ_SECONDS) $(ANN_FUZZ_ARGS),$(ANN_FUZZ_ENV))
+	$(call fuzz_bounded,fuzz_ann,$(ANN_FUZZ),$(ANN_FUZZ_DIR),-max_total_time=$(ANN_FUZZ_SECONDS) $(ANN_FUZZ_ARGS),$(ANN_FUZZ_ENV) JACLIP_FUZZ_ANN_FORGED=1)
 
 fuzz-ann: $(ANN_FUZZ) $(ANN_FUZZ_DIR)/seed/.done
 	$(call fuzz_long,$(ANN_FUZZ),$(ANN_FUZZ_DIR),$(ANN_FUZZ_ARGS),$(ANN_FUZZ_ENV))

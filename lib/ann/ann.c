@@ -2,7 +2,7 @@
  * by collection size, their own file beside the index (docs/ann.md), and exact re-scoring of what
  * they find against the index's rows. Only the public index API is used, so the index's storage can
  * change underneath without touching this file. */
-#include "backend/faiss/faiss_bridge.h"
+#include "ann/ann_faiss_check.h"
 #include "common/bytes.h"
 
 #include <errno.h>
@@ -410,6 +410,10 @@ static jaclip_status load_checked(jaclip_ann *ann, int fd, uint64_t file_size, c
     ann->kind = (jaclip_ann_kind)a.kind;
     ann->nlist = (size_t)a.nlist;
     if (ann->kind != JACLIP_ANN_EXACT) {
+        /* faiss trusts its stream (a forged M = 0 divides by zero inside read_index): checked first. */
+        jc_ann_faiss_shape shape = {family_of_kind(ann->kind), ann->dim, ann->rows, a.nlist};
+        if ((st = jc_ann_check_faiss_stream(payload, (size_t)a.payload_bytes, &shape, path)))
+            goto done;
         const jc_faiss_api *f = jc_faiss(&st);
         if (!f)
             goto done;

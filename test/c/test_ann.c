@@ -2,6 +2,7 @@
  * ANN file refused when damaged, truncated, foreign or stale, argument checks, and a missing faiss
  * plugin reported as BACKEND. Needs no model; a few seconds. Temporary files under $TMPDIR. */
 #include "jaclip.h"
+#include "ann_files.h"
 #include "check.h"
 
 #include <math.h>
@@ -56,23 +57,6 @@ static jaclip_tensor *near_rows(const jaclip_tensor *rows, size_t nq, double noi
     return t;
 }
 
-static jaclip_index *make_index(const jaclip_tensor *rows)
-{
-    size_t n = (size_t)jaclip_tensor_dim(rows, 0);
-    char **labels = malloc(n * sizeof *labels);
-    for (size_t i = 0; i < n; i++) {
-        labels[i] = malloc(32);
-        snprintf(labels[i], 32, "img-%zu.jpg", i);
-    }
-    jaclip_index *index = NULL;
-    CHECK_OK(jaclip_index_create(&index, (size_t)jaclip_tensor_dim(rows, 1)));
-    CHECK_OK(jaclip_index_add(index, rows, (const char *const *)labels));
-    for (size_t i = 0; i < n; i++)
-        free(labels[i]);
-    free(labels);
-    return index;
-}
-
 /* Mean fraction of the exact top-k found by the ANN's top-k. */
 static double recall_at(const jaclip_ann *ann, const jaclip_index *index, const jaclip_tensor *queries, size_t k)
 {
@@ -104,37 +88,6 @@ static double recall_at(const jaclip_ann *ann, const jaclip_index *index, const 
     jaclip_tensor_free(ai);
     jaclip_tensor_free(as);
     return (double)hits / (double)(nq * kk);
-}
-
-static uint32_t crc32_ieee(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int b = 0; b < 8; b++)
-            c = c >> 1 ^ (0xedb88320u & -(c & 1));
-    }
-    return ~c;
-}
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> 8 * i);
-}
-/* Recomputes the header CRC (docs/ann.md: bytes 60..63 over 0..59), so a test reaches the next check. */
-static void reseal_header(unsigned char *h) { put32(h + 60, crc32_ieee(h, 60)); }
-
-static void expect_refused(const char *name, const void *data, size_t size, const jaclip_index *index, const char *why)
-{
-    const char *path = tmp_path(name);
-    write_file(path, data, size);
-    jaclip_ann *ann = (jaclip_ann *)1;
-    jaclip_status st = jaclip_ann_load(&ann, path, index, 0);
-    if (st != JACLIP_ERROR_INDEX_FORMAT)
-        fprintf(stderr, "%s (%s): got %s: %s\n", name, why, jaclip_status_string(st), jaclip_last_error());
-    CHECK(st == JACLIP_ERROR_INDEX_FORMAT);
-    CHECK(ann == NULL);
-    CHECK(jaclip_last_error()[0] != '\0');
 }
 
 /* Runs before anything opens the plugin: a child process that cannot find it. */

@@ -4,9 +4,8 @@
  *   even: the bytes as they are (the header parser, checksums, the stale checks);
  *   odd:  with JACLIP_FUZZ_ANN_FORGED=1 only (otherwise as even), the header's rows, dim and row
  *         fingerprint are set to the index's and both CRC32s are recomputed, so the mutated faiss data
- *         reaches the plugin's deserializer (a forged file, not a damaged one). faiss's parser is not
- *         safe against forgery (docs/ann.md): this mode finds its crashes; make test replays the
- *         ones the plugin now refuses.
+ *         reaches the check of faiss's stream (lib/ann/ann_faiss_check.c, instrumented here) and what
+ *         it lets through reaches faiss (a forged file, not a damaged one).
  * Every failure must be a documented status with a message, and leave *out NULL.
  * JACLIP_FUZZ_ANN_SEEDS=DIR writes one valid file per ANN kind into DIR and exits (the seeds). */
 #include "common/bytes.h"

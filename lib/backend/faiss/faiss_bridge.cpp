@@ -166,7 +166,9 @@ struct MemoryReader final : faiss::IOReader {
 // faiss reads its fields without checking that they agree, and searches trust them: a crafted file
 // whose PQ says 9 bits a code, or whose list holds fewer code bytes than ids, read out of bounds at
 // the first search (test/fuzz/fuzz_ann.c). These are the invariants search relies on, for the three
-// structures this library builds. Returns what is wrong, or nullptr.
+// structures this library builds. Returns what is wrong, or nullptr. libjaclip checks the stream
+// itself before it gets here (lib/ann/ann_faiss_check.c); these stay as a second line, on what faiss
+// actually built.
 using idx_t = faiss::Index::idx_t;
 
 bool flat_holds(const faiss::Index *index, int d, idx_t rows)
