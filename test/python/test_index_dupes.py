@@ -16,27 +16,11 @@ os.environ.setdefault("JACLIP_LIBRARY", LIBRARY)
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 import jaclip  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, "test", "tools"))
+from brute_dupes import components  # noqa: E402
+
 CLI = os.path.join(os.path.dirname(LIBRARY), "jaclip")
 THRESHOLD = 0.95
-
-
-def components(data, threshold):
-    """Groups (sorted row lists, by first row) of the graph cosine >= threshold, by numpy over all pairs."""
-    x = data / np.linalg.norm(data, axis=1, keepdims=True)
-    sim = x.astype(np.float64) @ x.astype(np.float64).T
-    parent = list(range(len(data)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-    for i, j in zip(*np.nonzero(np.triu(sim >= threshold, 1))):
-        parent[find(i)] = find(j)
-    groups = {}
-    for i in range(len(data)):
-        groups.setdefault(find(i), []).append(i)
-    return sorted(g for g in groups.values() if len(g) > 1), sim
 
 
 def generated(n=1200, dim=48, seed=7):

@@ -1,28 +1,16 @@
 """GET /v1/duplicates (issue 25): the groups of a served index against numpy brute force, page by page,
 and its bad parameters. Loopback, bounded (400 generated rows, RLIMIT_AS on the server)."""
+import os
+import sys
+
 import numpy as np
 import pytest
 
 import jaclip
-from conftest import Server
+from conftest import ROOT, Server
 
-
-def brute_groups(data, threshold):
-    x = data / np.linalg.norm(data, axis=1, keepdims=True)
-    sim = x.astype(np.float64) @ x.astype(np.float64).T
-    parent = list(range(len(data)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-    for i, j in zip(*np.nonzero(np.triu(sim >= threshold, 1))):
-        parent[find(i)] = find(j)
-    groups = {}
-    for i in range(len(data)):
-        groups.setdefault(find(i), []).append(i)
-    return sorted(g for g in groups.values() if len(g) > 1), sim
+sys.path.insert(0, os.path.join(ROOT, "test", "tools"))
+from brute_dupes import components as brute_groups  # noqa: E402
 
 
 @pytest.fixture(scope="module")
