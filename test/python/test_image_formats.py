@@ -63,13 +63,10 @@ def compare_decoded(jc, handle, pil_image, what, sizes=(224, 37)):
         base.compare(jc, handle, pil_image, size, what)
 
 
-def check_against_pil(jc, path=None, data=None, flags=0):
-    """'identical' / 'refused by both' / 'differing'; asserts nothing itself about the outcome."""
-    pil_image = base.pil_open(path, data)
-    status, handle = jc.load(path, data, flags)
-    if status != base.OK:
-        assert not handle.value and jc.error()
-    if pil_image is None or not base.reference_can_preprocess(pil_image):
+def verdict(jc, status, handle, reference, what):
+    """'identical' / 'refused by both' / 'differing' for libjaclip's load (status, handle: freed here)
+    against reference, a PIL image the reference pipeline takes, or None when it refuses the file."""
+    if reference is None:
         if status == base.OK:
             jc.c.jaclip_image_free(handle)
             return "differing"
@@ -77,14 +74,25 @@ def check_against_pil(jc, path=None, data=None, flags=0):
     if status != base.OK:
         return "differing"
     try:
-        if flags & base.EXIF_TRANSPOSE and pil_image.format != "TIFF":
-            pil_image = base.ImageOps.exif_transpose(pil_image)
-        compare_decoded(jc, handle, pil_image, path or "<bytes>")
+        compare_decoded(jc, handle, reference, what)
     except AssertionError:
         return "differing"
     finally:
         jc.c.jaclip_image_free(handle)
     return "identical"
+
+
+def check_against_pil(jc, path=None, data=None, flags=0):
+    """'identical' / 'refused by both' / 'differing'; asserts nothing itself about the outcome."""
+    pil_image = base.pil_open(path, data)
+    status, handle = jc.load(path, data, flags)
+    if status != base.OK:
+        assert not handle.value and jc.error()
+    if pil_image is None or not base.reference_can_preprocess(pil_image):
+        pil_image = None
+    elif flags & base.EXIF_TRANSPOSE and pil_image.format != "TIFF":
+        pil_image = base.ImageOps.exif_transpose(pil_image)
+    return verdict(jc, status, handle, pil_image, path or "<bytes>")
 
 
 def heif_reference(path, folder):
@@ -99,22 +107,8 @@ def heif_reference(path, folder):
 
 
 def check_against_heif_convert(jc, path, folder):
-    reference = heif_reference(path, folder)
     status, handle = jc.load(path)
-    if reference is None:
-        if status == base.OK:
-            jc.c.jaclip_image_free(handle)
-            return "differing"
-        return "refused by both"
-    if status != base.OK:
-        return "differing"
-    try:
-        compare_decoded(jc, handle, reference, path)
-    except AssertionError:
-        return "differing"
-    finally:
-        jc.c.jaclip_image_free(handle)
-    return "identical"
+    return verdict(jc, status, handle, heif_reference(path, folder), path)
 
 
 def pillow_files():
