@@ -279,7 +279,13 @@ typedef enum jaclip_precision {
      * fp32 (docs/precision.md): bf16 on a CPU with native bf16 (AVX512_BF16 or AMX-BF16: 1.4-3.6x fp32,
      * cosine 0.9998), else as DEFAULT (fp32 files stay fp32; int8 files, below that bar, run int8 only
      * because that is all they hold). Never reported by jaclip_model_precision(), which says what runs. */
-    JACLIP_PRECISION_AUTO = 4
+    JACLIP_PRECISION_AUTO = 4,
+    /* Every Linear layer's weights quantized to int8 at load (per output channel) and its input per
+     * row, multiplied in exact int32 arithmetic by libjaclip's own kernel (AVX512-VNNI where the CPU has
+     * it, portable C elsewhere: the same numbers, many times slower); everything else in fp32. From an
+     * fp32 or bf16 file, CPU only. A row's features never depend on the other rows of its batch, and
+     * a new input costs what a repeated one does (docs/precision.md: speed and cosine to fp32). */
+    JACLIP_PRECISION_INT8_WEIGHTS = 5
 } jaclip_precision;
 
 /* Options with every default: device "cpu", threads 0 (all cores this process may use), precision

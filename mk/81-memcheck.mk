@@ -24,8 +24,11 @@ $(MEMCHECK_DIR)/torch_bridge.o: $(TORCH_BRIDGE_SRCS) $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CLANGXX) -std=c++17 $(SAN_COMMON) -fPIC -fvisibility=hidden $(ASAN_TORCH_FLAGS) $(TORCH_CXXFLAGS) \
 		-Wno-shadow -c $< -o $@
+$(MEMCHECK_DIR)/qlinear.o: $(QLINEAR_SRCS) lib/qlinear/qlinear.h
+	@mkdir -p $(@D)
+	$(CLANG) -std=c11 $(SAN_COMMON) -fPIC -fvisibility=hidden $(ASAN_TORCH_FLAGS) -c $< -o $@
 # No --no-undefined: the sanitizer runtime's symbols come from the (statically linked) program.
-$(ASAN_TORCH_PLUGIN): $(MEMCHECK_DIR)/torch_bridge.o
+$(ASAN_TORCH_PLUGIN): $(MEMCHECK_DIR)/torch_bridge.o $(MEMCHECK_DIR)/qlinear.o
 	$(CLANGXX) -shared $(ASAN_TORCH_FLAGS) -Wl,-soname,libjaclip-torch.so.1 -o $@ $^ $(PLUGIN_LDLIBS)
 
 $(MEMCHECK_DIR)/deepbind_off.o: test/sanitize/deepbind_off.c

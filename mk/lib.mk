@@ -122,11 +122,17 @@ $(call lib_objs,$(BUILD)/obj,$(INDEX_SRCS)): CFLAGS_LIB += -O3
 
 $(call lib_objs,$(BUILD)/obj,$(ZEROSHOT_SRCS)): lib/zeroshot/zeroshot_presets.inc
 
-$(call lib_objs,$(BUILD)/obj,$(TORCH_BRIDGE_SRCS)): CXXFLAGS_LIB += $(TORCH_CXXFLAGS) -Wno-shadow
+# -fopenmp: at::parallel_for is inline and runs serially in a file built without OpenMP.
+$(call lib_objs,$(BUILD)/obj,$(TORCH_BRIDGE_SRCS)): CXXFLAGS_LIB += $(TORCH_CXXFLAGS) -Wno-shadow -fopenmp
 $(call lib_objs,$(BUILD)/obj,$(FAISS_BRIDGE_SRCS)): CXXFLAGS_LIB += -fopenmp
 
-$(PLUGIN): $(call lib_objs,$(BUILD)/obj,$(TORCH_BRIDGE_SRCS))
-	$(CXX) -shared -Wl,-soname,libjaclip-torch.so.1 -Wl,--no-undefined -o $@ $^ $(PLUGIN_LDLIBS)
+# lib/qlinear (int8-weight Linear layers) runs inside the torch plugin only; -O3 unrolls its kernels.
+QLINEAR_SRCS := $(call module_srcs,qlinear)
+QLINEAR_OBJS := $(call lib_objs,$(BUILD)/obj,$(QLINEAR_SRCS))
+$(QLINEAR_OBJS): CFLAGS_LIB += -O3
+
+$(PLUGIN): $(call lib_objs,$(BUILD)/obj,$(TORCH_BRIDGE_SRCS)) $(QLINEAR_OBJS)
+	$(CXX) -shared -fopenmp -Wl,-soname,libjaclip-torch.so.1 -Wl,--no-undefined -o $@ $^ $(PLUGIN_LDLIBS)
 
 # -Bsymbolic: the plugin's own operator new/delete (the read budget of faiss_bridge.cpp) serve its code.
 $(FAISS_PLUGIN): $(call lib_objs,$(BUILD)/obj,$(FAISS_BRIDGE_SRCS))

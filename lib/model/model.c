@@ -48,6 +48,11 @@ static void explain_precision(jaclip_model *m, jaclip_precision asked)
                  as_default ? "as stored in the file" : "asked for", bf16_support);
     else if (runs == JACLIP_PRECISION_INT8)
         snprintf(r, n, "int8: as stored in the file (Linear layers quantized dynamically, run by oneDNN)");
+    else if (runs == JACLIP_PRECISION_INT8_WEIGHTS)
+        snprintf(r, n, "int8-weights: asked for; %s",
+                 cpu->avx512_vnni ? "Linear layers run libjaclip's int8 kernel on AVX512-VNNI"
+                                  : "no AVX512-VNNI on this CPU, so Linear layers run libjaclip's portable int8 "
+                                    "code: expect it many times slower than fp32");
     else
         snprintf(r, n, "fp32: %s",
                  asked == JACLIP_PRECISION_FP32 && stored != JACLIP_PRECISION_FP32

@@ -70,7 +70,7 @@ jaclip_status jaclip_model_options_set_precision(jaclip_model_options *options, 
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "options is NULL");
     if (precision != JACLIP_PRECISION_DEFAULT && precision != JACLIP_PRECISION_FP32 &&
         precision != JACLIP_PRECISION_BF16 && precision != JACLIP_PRECISION_INT8 &&
-        precision != JACLIP_PRECISION_AUTO)
+        precision != JACLIP_PRECISION_AUTO && precision != JACLIP_PRECISION_INT8_WEIGHTS)
         return jc_fail(JACLIP_ERROR_INVALID_ARGUMENT, "unknown precision %d", (int)precision);
     options->precision = precision;
     return JACLIP_OK;

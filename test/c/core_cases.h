@@ -175,7 +175,8 @@ static void test_options(void)
     CHECK_ERROR(jaclip_model_options_set_num_threads(o, 5000), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_OK(jaclip_model_options_set_precision(o, JACLIP_PRECISION_BF16));
     CHECK_OK(jaclip_model_options_set_precision(o, JACLIP_PRECISION_INT8));
-    CHECK_ERROR(jaclip_model_options_set_precision(o, (jaclip_precision)5), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_OK(jaclip_model_options_set_precision(o, JACLIP_PRECISION_INT8_WEIGHTS));
+    CHECK_ERROR(jaclip_model_options_set_precision(o, (jaclip_precision)6), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_OK(jaclip_model_options_set_max_image_pixels(o, 1000));
     CHECK_OK(jaclip_model_options_set_image_flags(o, JACLIP_IMAGE_EXIF_TRANSPOSE));
     CHECK_ERROR(jaclip_model_options_set_image_flags(o, 0x80), JACLIP_ERROR_INVALID_ARGUMENT);

@@ -285,7 +285,7 @@ static void test_options_and_numbers(void)
     CHECK_ERROR(jaclip_model_options_set_num_threads(o, INT32_MAX), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_model_options_set_num_threads(o, INT32_MIN), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_ERROR(jaclip_model_options_set_precision(o, (jaclip_precision)-1), JACLIP_ERROR_INVALID_ARGUMENT);
-    CHECK_ERROR(jaclip_model_options_set_precision(o, (jaclip_precision)5), JACLIP_ERROR_INVALID_ARGUMENT);
+    CHECK_ERROR(jaclip_model_options_set_precision(o, (jaclip_precision)6), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_OK(jaclip_model_options_set_precision(o, JACLIP_PRECISION_AUTO));
     CHECK_ERROR(jaclip_model_options_set_image_flags(o, UINT32_MAX), JACLIP_ERROR_INVALID_ARGUMENT);
     CHECK_OK(jaclip_model_options_set_max_image_pixels(o, UINT64_MAX));

@@ -29,7 +29,7 @@ static const char classify_usage[] =
     "      --json              JSON instead of a table\n"
     "      --device DEV        cpu (default), cuda or cuda:N\n"
     "      --threads N         libtorch threads (default: all cores)\n"
-    "      --precision P       default (as stored), fp32, bf16, int8 or auto\n"
+    "      --precision P       default (as stored), fp32, bf16, int8, int8-weights or auto\n"
     "  -h, --help              this help\n";
 
 /* Splits a comma-separated list, trimming ASCII spaces; empty items are a usage error. */

@@ -101,14 +101,14 @@ int next_option(int argc, char **argv, const char *shortopts, const struct optio
     return -1;
 }
 
-static const char *const precision_words[] = {"default", "fp32", "bf16", "int8", "auto"};
+static const char *const precision_words[] = {"default", "fp32", "bf16", "int8", "auto", "int8-weights"};
 
 jaclip_precision parse_precision(const char *text)
 {
     for (size_t i = 0; i < sizeof precision_words / sizeof *precision_words; i++)
         if (!strcmp(text, precision_words[i]))
             return (jaclip_precision)i;
-    usage_error("--precision must be default, fp32, bf16, int8 or auto, got '%s'", text);
+    usage_error("--precision must be default, fp32, bf16, int8, int8-weights or auto, got '%s'", text);
 }
 
 const char *precision_word(jaclip_precision precision)

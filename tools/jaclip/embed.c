@@ -20,7 +20,7 @@ static const char embed_usage[] =
     "      --strict          an unreadable image is an error (exit 1) instead of a warning\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
     "      --threads N       libtorch threads (default: all cores)\n"
-    "      --precision P     default (as stored), fp32, bf16, int8 or auto\n"
+    "      --precision P     default (as stored), fp32, bf16, int8, int8-weights or auto\n"
     "  -h, --help            this help\n"
     "\n"
     "Texts that start with '-' go after '--'.\n";

@@ -28,7 +28,7 @@ static const char search_usage[] =
     "      --force           search even if INDEX records another model's fingerprint\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
     "      --threads N       libtorch threads (default: all cores)\n"
-    "      --precision P     default (as stored), fp32, bf16, int8 or auto\n"
+    "      --precision P     default (as stored), fp32, bf16, int8, int8-weights or auto\n"
     "  -h, --help            this help\n";
 
 typedef struct {

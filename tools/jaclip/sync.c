@@ -38,7 +38,7 @@ static const char sync_usage[] =
     "      --force           use INDEX even though it records another model's fingerprint\n"
     "      --device DEV      cpu (default), cuda or cuda:N\n"
     "      --threads N       libtorch threads (default: all cores)\n"
-    "      --precision P     default (as stored), fp32, bf16, int8 or auto\n"
+    "      --precision P     default (as stored), fp32, bf16, int8, int8-weights or auto\n"
     "  -h, --help            this help\n";
 
 enum { OPT_ROOT = OPT_COMMAND_BASE + 20, OPT_WAIT, OPT_FP16, OPT_FORCE, OPT_MOVED, OPT_EXIF_INDEX };

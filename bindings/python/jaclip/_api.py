@@ -11,8 +11,8 @@ from ._lib import SKIP_CALLBACK, P, check, lib
 from ._tensor import FLOAT32, INT64, CTensors, call, np, take
 
 _KINDS = {"cosine": 0, "dot": 1}
-_PRECISIONS = {None: 0, "default": 0, "fp32": 1, "bf16": 2, "int8": 3, "auto": 4}
-_PRECISION_NAMES = {1: "fp32", 2: "bf16", 3: "int8"}
+_PRECISIONS = {None: 0, "default": 0, "fp32": 1, "bf16": 2, "int8": 3, "auto": 4, "int8-weights": 5}
+_PRECISION_NAMES = {1: "fp32", 2: "bf16", 3: "int8", 5: "int8-weights"}
 _PIXEL_FORMATS = {"L": 1, "RGB": 2, "RGBA": 3, "LA": 4}
 _PIXEL_FORMAT_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _PIXEL_BYTES = {1: 1, 2: 3, 3: 4, 4: 2}  # jaclip_pixel_format -> bytes per pixel
@@ -318,7 +318,7 @@ class Model(Owned):
     """A loaded model (jaclip_model). Safe to share between threads; close() or `with` frees it.
 
     device: "cpu", "cuda" or "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
-    OpenBLAS's process-wide pool); precision: None (as stored; a bf16 file runs fp32 where bf16 is not native, see precision_reason), "fp32", "bf16", "int8" (int8 files only) or "auto" (bf16 where this CPU runs it natively, else as stored); max_image_pixels: limit for images the model decodes
+    OpenBLAS's process-wide pool); precision: None (as stored; a bf16 file runs fp32 where bf16 is not native, see precision_reason), "fp32", "bf16", "int8" (int8 files only), "int8-weights" (int8 Linear weights made at load from an fp32 / bf16 file, run by libjaclip's own kernel: docs/precision.md) or "auto" (bf16 where this CPU runs it natively, else as stored); max_image_pixels: limit for images the model decodes
     (0 = default); exif_transpose: rotate decoded images by their EXIF orientation."""
 
     def __init__(self, path, device="cpu", num_threads=0, precision=None, max_image_pixels=0,
@@ -384,7 +384,7 @@ class Model(Owned):
 
     @property
     def precision(self):
-        """What the model computes in: "fp32", "bf16" or "int8"."""
+        """What the model computes in: "fp32", "bf16", "int8" or "int8-weights"."""
         return _PRECISION_NAMES[self._get(lib.jaclip_model_precision)]
 
     @property

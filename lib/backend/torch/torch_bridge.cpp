@@ -3,10 +3,14 @@
 // built into libjaclip-torch.so.1 and reached only through jc_torch_api (torch_bridge.h).
 #include "backend/bridge.hpp"
 #include "backend/torch/torch_bridge.h"
+#include "qlinear/qlinear.h"
 
 #include <ATen/Parallel.h>
 #include <caffe2/serialize/read_adapter_interface.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/cuda.h>
+#include <torch/library.h>
 #include <torch/script.h>
 
 #include <malloc.h>
@@ -19,6 +23,7 @@
 #include <new>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -107,6 +112,116 @@ bool has_tensor_method(torch::jit::Module &module, const char *name, size_t args
 
 } // namespace
 
+// ---- int8-weight Linear layers (JACLIP_PRECISION_INT8_WEIGHTS) ------------------------------------
+// Every nn.Linear of the model calls jaclip::q8_linear instead of aten::linear: lib/qlinear's kernel,
+// with the weights packed once at load. Output columns are split between torch's threads.
+namespace {
+
+at::Tensor q8_linear(const at::Tensor &x, const at::Tensor &packed, const at::Tensor &scale, const at::Tensor &colsum,
+                     const c10::optional<at::Tensor> &bias)
+{
+    TORCH_CHECK(x.device().is_cpu(), "int8-weight Linear layers run on the CPU only");
+    TORCH_CHECK(x.dim() >= 1, "q8_linear: input without dimensions");
+    const int64_t n = scale.size(0), k = x.size(-1), kp = jc_q8_kpad(k), nb = jc_q8_blocks(n);
+    TORCH_CHECK(packed.scalar_type() == at::kChar && packed.numel() == nb * JC_Q8_BLOCK * kp &&
+                    colsum.numel() == nb * JC_Q8_BLOCK,
+                "q8_linear: an input of width ", k, " does not match the packed weights");
+    at::Tensor xf = x.to(at::kFloat).contiguous();
+    const int64_t m = k > 0 ? xf.numel() / k : 0;
+    at::Tensor xq = at::empty({m, kp}, at::kByte), xs = at::empty({m}, at::kFloat), xz = at::empty({m}, at::kInt);
+    const float *xp = xf.data_ptr<float>();
+    at::parallel_for(0, m, 16, [&](int64_t r0, int64_t r1) {
+        jc_q8_quantize_rows(xp + r0 * k, r1 - r0, k, xq.data_ptr<uint8_t>() + r0 * kp, xs.data_ptr<float>() + r0,
+                            xz.data_ptr<int32_t>() + r0);
+    });
+    at::Tensor b;
+    if (bias && bias->defined())
+        b = bias->to(at::kFloat).contiguous();
+    at::Tensor y = at::empty({m, n}, at::kFloat);
+    const int64_t pairs = (nb + 1) / 2; // the kernel's widest tile is two blocks
+    at::parallel_for(0, pairs, 1, [&](int64_t p0, int64_t p1) {
+        jc_q8_gemm(packed.data_ptr<int8_t>(), scale.data_ptr<float>(), colsum.data_ptr<int32_t>(),
+                   b.defined() ? b.data_ptr<float>() : nullptr, n, k, xq.data_ptr<uint8_t>(), xs.data_ptr<float>(),
+                   xz.data_ptr<int32_t>(), m, y.data_ptr<float>(), p0 * 2, std::min(p1 * 2, nb));
+    });
+    std::vector<int64_t> sizes = x.sizes().vec();
+    sizes.back() = n;
+    return y.view(sizes);
+}
+
+TORCH_LIBRARY(jaclip, m)
+{
+    m.def("q8_linear(Tensor x, Tensor packed, Tensor scale, Tensor colsum, Tensor? bias) -> Tensor", q8_linear);
+}
+
+bool is_linear(const torch::jit::Module &module)
+{
+    const std::string name = module.type()->name() ? module.type()->name()->qualifiedName() : "";
+    return name.rfind("__torch__.torch.nn.modules.linear.", 0) == 0 && name.size() > 7 &&
+           name.compare(name.size() - 7, 7, ".Linear") == 0;
+}
+
+// Packs one Linear's weight and frees the float copy.
+void pack_linear(torch::jit::Module &linear)
+{
+    at::Tensor w = linear.attr("weight").toTensor().to(at::kFloat).contiguous();
+    TORCH_CHECK(w.dim() == 2, "a Linear weight of ", w.dim(), " dimensions");
+    const int64_t n = w.size(0), k = w.size(1), nb = jc_q8_blocks(n);
+    at::Tensor packed = at::empty({nb * JC_Q8_BLOCK * jc_q8_kpad(k)}, at::kChar);
+    at::Tensor scale = at::empty({n}, at::kFloat), colsum = at::empty({nb * JC_Q8_BLOCK}, at::kInt);
+    jc_q8_pack(w.data_ptr<float>(), n, k, packed.data_ptr<int8_t>(), scale.data_ptr<float>(),
+               colsum.data_ptr<int32_t>());
+    linear.register_buffer("q8_packed", packed);
+    linear.register_buffer("q8_scale", scale);
+    linear.register_buffer("q8_colsum", colsum);
+    linear.setattr("weight", at::empty({0}, at::kFloat));
+}
+
+// Makes a Linear type's forward call jaclip::q8_linear. Instances of one type share its graph.
+void rewrite_linear_forward(torch::jit::Module &linear)
+{
+    std::shared_ptr<torch::jit::Graph> graph = linear.get_method("forward").graph();
+    std::vector<torch::jit::Node *> calls;
+    for (torch::jit::Node *node : graph->nodes())
+        if (node->kind() == c10::Symbol::fromQualString("aten::linear"))
+            calls.push_back(node);
+    TORCH_CHECK(calls.size() == 1, "a Linear forward with ", calls.size(), " aten::linear calls");
+    torch::jit::Node *node = calls[0];
+    torch::jit::WithInsertPoint guard(node);
+    torch::jit::Value *self = graph->inputs()[0];
+    torch::jit::Value *out = graph->insert(
+        c10::Symbol::fromQualString("jaclip::q8_linear"),
+        {node->input(0), graph->insertGetAttr(self, "q8_packed"), graph->insertGetAttr(self, "q8_scale"),
+         graph->insertGetAttr(self, "q8_colsum"), node->input(2)});
+    node->output()->replaceAllUsesWith(out);
+    node->destroy();
+    torch::jit::EliminateDeadCode(graph);
+}
+
+void use_int8_weights(torch::jit::Module &module)
+{
+    std::vector<c10::ClassTypePtr> rewritten, kept;
+    // The two projections (direct children) stay fp32: the top-level methods read their weights
+    // themselves (F.linear in tools/jaclip_convert/cloob.py), and they are 1% of the weights.
+    for (const torch::jit::Module &child : module.children())
+        kept.push_back(child.type());
+    for (const torch::jit::NameModule &named : module.named_modules()) {
+        torch::jit::Module sub = named.value;
+        if (!is_linear(sub) || named.name.find('.') == std::string::npos)
+            continue;
+        TORCH_CHECK(std::find(kept.begin(), kept.end(), sub.type()) == kept.end(),
+                    "a Linear layer shares its type with a projection");
+        pack_linear(sub);
+        if (std::find(rewritten.begin(), rewritten.end(), sub.type()) == rewritten.end()) {
+            rewrite_linear_forward(sub);
+            rewritten.push_back(sub.type());
+        }
+    }
+    TORCH_CHECK(!rewritten.empty(), "the model has no Linear layers to quantize");
+}
+
+} // namespace
+
 // Resolved only where libtorch's BLAS is OpenBLAS (Debian's default BLAS alternative).
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
@@ -182,6 +297,12 @@ static jaclip_status choose_precision(jc_torch_model *m, const jc_torch_load_arg
                     "%s: int8 runs only from a file converted with jaclip-convert --dtype int8", where);
     if (int8_file && !device.is_cpu())
         return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "%s: int8 models run on the CPU only", where);
+    bool int8_weights = args->precision == JACLIP_PRECISION_INT8_WEIGHTS;
+    if (int8_weights && int8_file)
+        return fail(JACLIP_ERROR_INVALID_ARGUMENT,
+                    "%s: int8 weights are made at load from an fp32 or bf16 file; this file is already int8", where);
+    if (int8_weights && !device.is_cpu())
+        return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "%s: int8 weights run on the CPU only", where);
     // The default keeps a bf16 file in bf16 only where bf16 is native (GPUs, AVX512_BF16, AMX):
     // elsewhere it is many times slower than fp32, so the weights are widened at load.
     // AUTO: bf16 on a CPU where it is native (measured faster than fp32 on every such CPU kind); on a
@@ -190,10 +311,16 @@ static jaclip_status choose_precision(jc_torch_model *m, const jc_torch_load_arg
     bool as_default = args->precision == JACLIP_PRECISION_DEFAULT || args->precision == JACLIP_PRECISION_AUTO;
     bool want_bf16 = args->precision == JACLIP_PRECISION_BF16 || auto_bf16 ||
                      (as_default && stored == at::kBFloat16 && (args->native_bf16 || !device.is_cpu()));
+    want_bf16 = want_bf16 && !int8_weights;
     at::ScalarType target = want_bf16 ? at::kBFloat16 : at::kFloat;
     if (stored != target)
         m->module.to(target);
-    m->precision = int8_file ? JACLIP_PRECISION_INT8 : want_bf16 ? JACLIP_PRECISION_BF16 : JACLIP_PRECISION_FP32;
+    if (int8_weights)
+        use_int8_weights(m->module);
+    m->precision = int8_file      ? JACLIP_PRECISION_INT8
+                   : int8_weights ? JACLIP_PRECISION_INT8_WEIGHTS
+                   : want_bf16    ? JACLIP_PRECISION_BF16
+                                  : JACLIP_PRECISION_FP32;
     return JACLIP_OK;
 }
 

@@ -2,8 +2,8 @@ require "pathname"
 
 module Jaclip
   KINDS = { cosine: 0, dot: 1 }.freeze
-  PRECISIONS = { nil => 0, default: 0, fp32: 1, bf16: 2, int8: 3, auto: 4 }.freeze
-  PRECISION_NAMES = { 1 => :fp32, 2 => :bf16, 3 => :int8 }.freeze
+  PRECISIONS = { nil => 0, default: 0, fp32: 1, bf16: 2, int8: 3, auto: 4, int8_weights: 5 }.freeze
+  PRECISION_NAMES = { 1 => :fp32, 2 => :bf16, 3 => :int8, 5 => :int8_weights }.freeze
   PIXEL_FORMATS = { "L" => 1, "RGB" => 2, "RGBA" => 3, "LA" => 4 }.freeze
   EXIF_TRANSPOSE = 1
 
@@ -267,7 +267,7 @@ module Jaclip
   # at the end of the block.
   #
   # device: "cpu", "cuda", "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
-  # OpenBLAS's process-wide pool); precision: nil (as stored; bf16 files run fp32 where bf16 is not native), :fp32, :bf16, :int8 (int8 files) or :auto (bf16 where native); max_image_pixels: limit for images the model decodes
+  # OpenBLAS's process-wide pool); precision: nil (as stored; bf16 files run fp32 where bf16 is not native), :fp32, :bf16, :int8 (int8 files), :int8_weights (int8 Linear weights made at load, libjaclip's kernel) or :auto (bf16 where native); max_image_pixels: limit for images the model decodes
   # (0 = default); exif_transpose: rotate decoded images by their EXIF orientation.
   class Model
     include Closable
@@ -276,7 +276,7 @@ module Jaclip
 
     def initialize(path, device: "cpu", num_threads: 0, precision: nil, max_image_pixels: 0,
                    exif_transpose: false, _loader: nil)
-      code = PRECISIONS.fetch(precision&.to_sym) { raise InvalidArgumentError.new("unknown precision #{precision.inspect} (nil, :fp32, :bf16, :int8 or :auto)", 1) }
+      code = PRECISIONS.fetch(precision&.to_sym) { raise InvalidArgumentError.new("unknown precision #{precision.inspect} (nil, :fp32, :bf16, :int8, :int8_weights or :auto)", 1) }
       @max_pixels = max_image_pixels
       @flags = exif_transpose ? EXIF_TRANSPOSE : 0
       opts_out = FFI::MemoryPointer.new(:pointer)
