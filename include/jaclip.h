@@ -276,15 +276,16 @@ typedef enum jaclip_precision {
      * jaclip-convert --dtype int8, which is also what DEFAULT runs for such a file. */
     JACLIP_PRECISION_INT8 = 3,
     /* The fastest precision measured on this kind of device whose features stay at cosine >= 0.999 to
-     * fp32 (docs/precision.md): bf16 on a CPU with native bf16 (AVX512_BF16 or AMX-BF16: 1.4-3.6x fp32,
-     * cosine 0.9998), else as DEFAULT (fp32 files stay fp32; int8 files, below that bar, run int8 only
-     * because that is all they hold). Never reported by jaclip_model_precision(), which says what runs. */
+     * fp32 (docs/precision.md): INT8_WEIGHTS on a CPU with AVX512-VNNI and no AMX (cosine 0.9996), else
+     * bf16 on a CPU with native bf16 (AVX512_BF16 or AMX-BF16: 1.4-3.6x fp32, cosine 0.9998), else as
+     * DEFAULT (fp32 files stay fp32; int8 files, below that bar, run int8 only because that is all they
+     * hold). Never reported by jaclip_model_precision(), which says what runs. */
     JACLIP_PRECISION_AUTO = 4,
     /* Every Linear layer's weights quantized to int8 at load (per output channel) and its input per
      * row, multiplied in exact int32 arithmetic by libjaclip's own kernel (AVX512-VNNI where the CPU has
      * it, portable C elsewhere: the same numbers, many times slower); everything else in fp32. From an
-     * fp32 or bf16 file, CPU only. A row's features never depend on the other rows of its batch, and
-     * a new input costs what a repeated one does (docs/precision.md: speed and cosine to fp32). */
+     * fp32 or bf16 file, CPU only. The Linear layers treat each row alone and keep no state, so a new
+     * input costs what a repeated one does (docs/precision.md: speed and cosine to fp32). */
     JACLIP_PRECISION_INT8_WEIGHTS = 5
 } jaclip_precision;
 

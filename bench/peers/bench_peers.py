@@ -2,7 +2,7 @@
 """libjaclip against ONNX Runtime on the same CPU, in one run (make bench-peers).
 
 Peers: ONNX Runtime (onnxruntime-node, graphs exported from the reference model at opset 17 by
-export_onnx.py) in fp32 and in int8 as quantize_dynamic makes it; libjaclip fp32, bf16 and int8 through
+export_onnx.py) in fp32 and in int8 as quantize_dynamic makes it; libjaclip fp32, bf16, int8 and int8-weights through
 its Python binding. Each engine is a long-lived process of its own; the rounds are interleaved (every
 task, every engine, in a rotating order, round after round), and each figure is the median over
 rounds, each ratio the median of the per-round ratios (paired), so load from other processes hits
@@ -191,7 +191,8 @@ def main():
     engines = {"ORT fp32": Worker("ORT fp32", node("")), "ORT int8": Worker("ORT int8", node("-int8")),
                "libjaclip fp32": Worker("libjaclip fp32", me(args.model, "fp32")),
                "libjaclip bf16": Worker("libjaclip bf16", me(args.model, "bf16")),
-               "libjaclip int8": Worker("libjaclip int8", me(args.model_int8, "default"))}
+               "libjaclip int8": Worker("libjaclip int8", me(args.model_int8, "default")),
+               "libjaclip int8-weights": Worker("libjaclip int8-weights", me(args.model, "int8-weights"))}
     ort = [e for e in engines if e.startswith("ORT")]
 
     def request(engine, task, r, k=0, save=None):

@@ -60,6 +60,8 @@ static void init(void)
         features.native_bf16 = env[0] == '1';
         features.native_bf16_overridden = true;
     }
+    const char *portable = getenv("JACLIP_Q8_PORTABLE");
+    features.int8_kernel = features.avx512_vnni && !(portable && portable[0] == '1');
     static const struct {
         const char *name;
         size_t offset;

@@ -93,10 +93,12 @@ uint32_t jc_crc32(uint32_t crc, const void *data, size_t size);
 size_t jc_utf8_invalid_at(const unsigned char *s, size_t n);
 
 /* The CPU's native capabilities (lib/common/cpu.c), detected once; thread-safe. native_bf16 is
- * avx512_bf16 || amx_bf16 unless JACLIP_NATIVE_BF16=0/1 overrides it (native_bf16_overridden). */
+ * avx512_bf16 || amx_bf16 unless JACLIP_NATIVE_BF16=0/1 overrides it (native_bf16_overridden).
+ * int8_kernel: lib/qlinear's AVX512-VNNI kernel runs here (avx512_vnni, unless JACLIP_Q8_PORTABLE=1
+ * forces the portable code, as qlinear.c reads it too). */
 typedef struct jc_cpu_features {
     bool avx2, fma, avx512f, avx512_vnni, avx512_bf16, amx_bf16, amx_int8;
-    bool native_bf16, native_bf16_overridden;
+    bool native_bf16, native_bf16_overridden, int8_kernel;
 } jc_cpu_features;
 const jc_cpu_features *jc_cpu(void);
 /* The cores this thread may run on (its affinity mask), at least 1. */

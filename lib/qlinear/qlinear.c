@@ -18,28 +18,31 @@ static inline float round_even(float v)
     return v >= 0 ? (v + magic) - magic : (v - magic) + magic;
 }
 
-void jc_q8_pack(const float *w, int64_t n, int64_t k, int8_t *packed, float *scale, int32_t *colsum)
+void jc_q8_pack(const float *w, int64_t n, int64_t k, int64_t b0, int64_t b1, int8_t *packed, float *scale,
+                int32_t *colsum)
 {
-    int64_t kp = jc_q8_kpad(k), nb = jc_q8_blocks(n);
-    memset(packed, 0, (size_t)(nb * JC_Q8_BLOCK * kp));
-    memset(colsum, 0, sizeof(int32_t) * (size_t)(nb * JC_Q8_BLOCK));
-    for (int64_t j = 0; j < n; j++) {
+    const float magic = 12582912.0f;
+    int64_t kp = jc_q8_kpad(k);
+    memset(packed + b0 * JC_Q8_BLOCK * kp, 0, (size_t)((b1 - b0) * JC_Q8_BLOCK * kp));
+    memset(colsum + b0 * JC_Q8_BLOCK, 0, sizeof(int32_t) * (size_t)((b1 - b0) * JC_Q8_BLOCK));
+    int64_t j1 = b1 * JC_Q8_BLOCK < n ? b1 * JC_Q8_BLOCK : n;
+    for (int64_t j = b0 * JC_Q8_BLOCK; j < j1; j++) {
         const float *row = w + j * k;
         float amax = 0;
         for (int64_t i = 0; i < k; i++)
             amax = fabsf(row[i]) > amax ? fabsf(row[i]) : amax;
-        float s = amax > 0 ? amax / 127.0f : 1.0f;
-        scale[j] = s;
-        int8_t *block = packed + (j / JC_Q8_BLOCK) * JC_Q8_BLOCK * kp;
-        int64_t lane = j % JC_Q8_BLOCK;
+        float s = amax > 0 ? amax / 127.0f : 1.0f, inv = amax > 0 ? 127.0f / amax : 1.0f;
         int32_t sum = 0;
-        for (int64_t i = 0; i < k; i++) {
-            float q = round_even(row[i] / s);
-            q = q > 127 ? 127 : q < -127 ? -127 : q;
-            int8_t v = (int8_t)q;
-            block[(i / 4) * JC_Q8_BLOCK * 4 + lane * 4 + i % 4] = v;
-            sum += v;
+        int8_t *dst = packed + (j / JC_Q8_BLOCK) * JC_Q8_BLOCK * kp + (j % JC_Q8_BLOCK) * 4;
+        for (int64_t i = 0; i < k; i++) { /* q = round_even(clamp(w * inv + 127, 0, 254)) - 127: no branch */
+            float u = row[i] * inv + 127.0f;
+            u = u > 254 ? 254 : u;
+            u = u > 0 ? u : 0;
+            int8_t q = (int8_t)((int32_t)((u + magic) - magic) - 127);
+            dst[(i / 4) * JC_Q8_BLOCK * 4 + i % 4] = q;
+            sum += q;
         }
+        scale[j] = s;
         colsum[j] = sum;
     }
 }

@@ -29,8 +29,10 @@ static inline int64_t jc_q8_blocks(int64_t n) { return (n + JC_Q8_BLOCK - 1) / J
 
 /* Packs a row-major float weight [n][k] (finite values) into packed[blocks(n)][kpad(k)/4][16][4]
  * (zero-padded), scale[n] = max|w| / 127 per output channel (symmetric, zero point 0; an all-zero
- * channel gets scale 1) and colsum[blocks(n) * 16] = the sum of each channel's int8 weights. */
-void jc_q8_pack(const float *w, int64_t n, int64_t k, int8_t *packed, float *scale, int32_t *colsum);
+ * channel gets scale 1; q = w * (127 / max|w|) rounded to even, via + 127) and colsum[blocks(n) * 16] = the sum of
+ * each channel's int8 weights; for the output blocks [b0, b1) only (threads split the blocks). */
+void jc_q8_pack(const float *w, int64_t n, int64_t k, int64_t b0, int64_t b1, int8_t *packed, float *scale,
+                int32_t *colsum);
 
 /* Quantizes m rows of x (row stride k) to unsigned 8 bits, each row with its own range (widened to
  * hold 0): xq[m][kpad(k)] (zero-padded), scale[m] and zero[m] with x ~ scale * (xq - zero). A row

@@ -50,10 +50,17 @@ def test_bf16_file_runs_bf16_only_where_bf16_is_native():
             assert "widened to fp32" in m.precision_reason and "JACLIP_PRECISION_BF16" in m.precision_reason
 
 
-def load_in_subprocess(native_bf16, path, precision="None"):
+def int8_kernel_here(flags):
+    """Where auto picks int8-weights: libjaclip's AVX512-VNNI kernel runs, and no AMX."""
+    return "avx512_vnni" in flags and "amx_bf16" not in flags
+
+
+def load_in_subprocess(native_bf16, path, precision="None", portable="1"):
+    # JACLIP_Q8_PORTABLE=1 (the default here) takes int8-weights out of auto's choice, so the bf16 / fp32
+    # branch is what these tests see on any CPU; test_auto_picks_int8_weights_where_vnni_runs the other.
     code = (f"import jaclip; m = jaclip.Model({path!r}, precision={precision}); "
             "print(m.precision); print(m.precision_reason)")
-    env = dict(os.environ, JACLIP_NATIVE_BF16=native_bf16,
+    env = dict(os.environ, JACLIP_NATIVE_BF16=native_bf16, JACLIP_Q8_PORTABLE=portable,
                PYTHONPATH=os.path.join(ROOT, "bindings", "python"), JACLIP_LIBRARY=LIBRARY)
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -85,19 +92,34 @@ def test_auto_runs_bf16_exactly_where_bf16_is_native(native):
     assert precision == "int8" and reason.startswith("int8: as stored"), reason
 
 
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_auto_picks_int8_weights_where_vnni_runs(native):
+    if not int8_kernel_here(cpuinfo_flags()):
+        pytest.skip("this CPU has no AVX512-VNNI, or has AMX: auto never picks int8-weights here (tested above)")
+    for path in (TINY_MODEL, TINY_MODEL_BF16):
+        precision, reason = load_in_subprocess(native, path, '"auto"', portable="0")
+        assert precision == "int8-weights" and reason.startswith("int8-weights: chosen by JACLIP_PRECISION_AUTO")
+    precision, reason = load_in_subprocess(native, TINY_MODEL_INT8, '"auto"', portable="0")
+    assert precision == "int8" and reason.startswith("int8: as stored"), reason
+
+
+def expected_auto(flags):
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    return "int8-weights" if int8_kernel_here(flags) else "bf16" if native else "fp32"
+
+
 def test_auto_on_this_cpu_follows_proc_cpuinfo_and_stays_near_fp32():
     flags = cpuinfo_flags()
-    native = "avx512_bf16" in flags or "amx_bf16" in flags
     with jaclip.Model(TINY_MODEL, precision="auto") as a, jaclip.Model(TINY_MODEL) as f:
-        assert a.precision == ("bf16" if native else "fp32"), a.precision_reason
+        assert a.precision == expected_auto(flags), a.precision_reason
         ours, ref = np.asarray(a.encode_texts(TEXTS)), np.asarray(f.encode_texts(TEXTS))
-        # bf16 on the tiny random model, as in test_widened_bf16_file_gives_the_bf16_weights_in_fp32; the
-        # full-size figure (0.9998) is measured by make bench-peers.
+        # bf16 or int8-weights on the tiny random model, as in test_widened_bf16_file_gives_the_bf16_weights_in_fp32
+        # and test_int8_weights.py; the full-size figures (0.9998, 0.9996) are measured by make bench-peers.
         assert cosine_rows(ours, ref).min() > 0.99
     out = subprocess.run([CLI, "info", "--json", "--precision", "auto", TINY_MODEL], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["precision"] == ("bf16" if native else "fp32")
+    assert json.loads(out.stdout)["precision"] == expected_auto(flags)
     bad = subprocess.run([CLI, "embed", "--model", TINY_MODEL, "--precision", "fastest", "--text", "犬",
                           "--format", "json"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "auto" in bad.stderr

@@ -58,7 +58,11 @@ static void check_shape(int64_t m, int64_t k, int64_t n, bool with_bias, float s
     for (int64_t j = 0; j < n; j++)
         bias[j] = uniform(-1, 1);
 
-    jc_q8_pack(w, n, k, packed, ws, colsum);
+    /* Packed block by block, as threads split it, into memory that was not zero. */
+    memset(packed, 0x5a, (size_t)(nb * JC_Q8_BLOCK * kp));
+    memset(colsum, 0x5a, sizeof(int32_t) * (size_t)(nb * JC_Q8_BLOCK));
+    for (int64_t b = 0; b < nb; b++)
+        jc_q8_pack(w, n, k, b, b + 1, packed, ws, colsum);
     for (int64_t j = 0; j < n; j++) {
         int32_t sum = 0;
         for (int64_t i = 0; i < kp; i++) {
@@ -135,7 +139,7 @@ static void check_nan_rows(void)
         x[i] = uniform(-1, 1);
     x[0 * k + 5] = NAN;
     x[2 * k + 7] = INFINITY;
-    jc_q8_pack(w, n, k, packed, ws, colsum);
+    jc_q8_pack(w, n, k, 0, jc_q8_blocks(n), packed, ws, colsum);
     jc_q8_quantize_rows(x, m, k, xq, xs, xz);
     jc_q8_gemm(packed, ws, colsum, NULL, n, k, xq, xs, xz, m, y, 0, jc_q8_blocks(n));
     for (int j = 0; j < n; j++) {

@@ -7,6 +7,7 @@ require "jaclip"
 
 TINY_MODEL = File.expand_path(ENV.fetch("JACLIP_TEST_MODEL", File.join(ROOT, "build", "models", "tiny.jaclip")), ROOT)
 TINY_MODEL_BF16 = File.expand_path(ENV.fetch("JACLIP_TEST_MODEL_BF16", File.join(ROOT, "build", "models", "tiny-bf16.jaclip")), ROOT)
+TINY_MODEL_INT8 = File.expand_path(ENV.fetch("JACLIP_TEST_MODEL_INT8", File.join(ROOT, "build", "models", "tiny-int8.jaclip")), ROOT)
 BAD_MODELS = File.expand_path(ENV.fetch("JACLIP_BAD_MODELS", File.join(ROOT, "build", "models", "bad")), ROOT)
 DOG = File.join(ROOT, "data", "dog.jpeg")
 SPIECE = File.join(ROOT, "data", "rinna-japanese-spiece.model")

@@ -149,9 +149,21 @@ at::Tensor q8_linear(const at::Tensor &x, const at::Tensor &packed, const at::Te
     return y.view(sizes);
 }
 
+// The attention products of an int8-weights model on a CPU with native bf16. Those large enough for
+// OpenBLAS to wake its own pool (m*n*k >= 262144, its threshold) would leave that pool spinning against
+// torch's threads (images b8 ran 1.25x slower so, make bench-peers): they run in bf16 on oneDNN, on
+// torch's threads. Smaller ones (a text query's) stay fp32 on the calling thread.
+at::Tensor attn_matmul(const at::Tensor &a, const at::Tensor &b)
+{
+    if (a.dim() < 2 || b.dim() < 2 || a.size(-2) * a.size(-1) * b.size(-1) < 262144)
+        return at::matmul(a, b);
+    return at::matmul(a.to(at::kBFloat16), b.to(at::kBFloat16)).to(a.scalar_type());
+}
+
 TORCH_LIBRARY(jaclip, m)
 {
     m.def("q8_linear(Tensor x, Tensor packed, Tensor scale, Tensor colsum, Tensor? bias) -> Tensor", q8_linear);
+    m.def("attn_matmul(Tensor a, Tensor b) -> Tensor", attn_matmul);
 }
 
 bool is_linear(const torch::jit::Module &module)
@@ -169,8 +181,10 @@ void pack_linear(torch::jit::Module &linear)
     const int64_t n = w.size(0), k = w.size(1), nb = jc_q8_blocks(n);
     at::Tensor packed = at::empty({nb * JC_Q8_BLOCK * jc_q8_kpad(k)}, at::kChar);
     at::Tensor scale = at::empty({n}, at::kFloat), colsum = at::empty({nb * JC_Q8_BLOCK}, at::kInt);
-    jc_q8_pack(w.data_ptr<float>(), n, k, packed.data_ptr<int8_t>(), scale.data_ptr<float>(),
-               colsum.data_ptr<int32_t>());
+    at::parallel_for(0, nb, 1, [&](int64_t b0, int64_t b1) {
+        jc_q8_pack(w.data_ptr<float>(), n, k, b0, b1, packed.data_ptr<int8_t>(), scale.data_ptr<float>(),
+                   colsum.data_ptr<int32_t>());
+    });
     linear.register_buffer("q8_packed", packed);
     linear.register_buffer("q8_scale", scale);
     linear.register_buffer("q8_colsum", colsum);
@@ -198,8 +212,35 @@ void rewrite_linear_forward(torch::jit::Module &linear)
     torch::jit::EliminateDeadCode(graph);
 }
 
-void use_int8_weights(torch::jit::Module &module)
+// Makes the model's attention (tools/jaclip_convert/cloob.py's SelfAttention) call jaclip::attn_matmul.
+void rewrite_attention(torch::jit::Module &module)
 {
+    std::vector<c10::ClassTypePtr> done;
+    for (torch::jit::Module sub : module.modules()) {
+        auto name = sub.type()->name();
+        if (!name || name->qualifiedName() != "__torch__.jaclip_convert.cloob.SelfAttention" ||
+            std::find(done.begin(), done.end(), sub.type()) != done.end())
+            continue;
+        done.push_back(sub.type());
+        std::shared_ptr<torch::jit::Graph> graph = sub.get_method("forward").graph();
+        std::vector<torch::jit::Node *> calls;
+        for (torch::jit::Node *node : graph->nodes())
+            if (node->kind() == c10::Symbol::fromQualString("aten::matmul"))
+                calls.push_back(node);
+        for (torch::jit::Node *node : calls) {
+            torch::jit::WithInsertPoint guard(node);
+            torch::jit::Value *out =
+                graph->insert(c10::Symbol::fromQualString("jaclip::attn_matmul"), {node->input(0), node->input(1)});
+            node->output()->replaceAllUsesWith(out);
+            node->destroy();
+        }
+    }
+}
+
+void use_int8_weights(torch::jit::Module &module, bool native_bf16)
+{
+    if (native_bf16)
+        rewrite_attention(module);
     std::vector<c10::ClassTypePtr> rewritten, kept;
     // The two projections (direct children) stay fp32: the top-level methods read their weights
     // themselves (F.linear in tools/jaclip_convert/cloob.py), and they are 1% of the weights.
@@ -305,9 +346,12 @@ static jaclip_status choose_precision(jc_torch_model *m, const jc_torch_load_arg
         return fail(JACLIP_ERROR_DEVICE_UNAVAILABLE, "%s: int8 weights run on the CPU only", where);
     // The default keeps a bf16 file in bf16 only where bf16 is native (GPUs, AVX512_BF16, AMX):
     // elsewhere it is many times slower than fp32, so the weights are widened at load.
-    // AUTO: bf16 on a CPU where it is native (measured faster than fp32 on every such CPU kind); on a
+    // AUTO: int8 weights where the caller measured them fastest (AVX512-VNNI without AMX, CPU only);
+    // else bf16 on a CPU where it is native (measured faster than fp32 on every such CPU kind); on a
     // GPU, nothing was measured, so it keeps to the default.
-    bool auto_bf16 = args->precision == JACLIP_PRECISION_AUTO && device.is_cpu() && args->native_bf16;
+    bool is_auto = args->precision == JACLIP_PRECISION_AUTO;
+    int8_weights = int8_weights || (is_auto && device.is_cpu() && !int8_file && args->auto_int8_weights);
+    bool auto_bf16 = is_auto && device.is_cpu() && args->native_bf16;
     bool as_default = args->precision == JACLIP_PRECISION_DEFAULT || args->precision == JACLIP_PRECISION_AUTO;
     bool want_bf16 = args->precision == JACLIP_PRECISION_BF16 || auto_bf16 ||
                      (as_default && stored == at::kBFloat16 && (args->native_bf16 || !device.is_cpu()));
@@ -316,7 +360,7 @@ static jaclip_status choose_precision(jc_torch_model *m, const jc_torch_load_arg
     if (stored != target)
         m->module.to(target);
     if (int8_weights)
-        use_int8_weights(m->module);
+        use_int8_weights(m->module, args->native_bf16);
     m->precision = int8_file      ? JACLIP_PRECISION_INT8
                    : int8_weights ? JACLIP_PRECISION_INT8_WEIGHTS
                    : want_bf16    ? JACLIP_PRECISION_BF16

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever jc_torch_api or jc_torch_host changes; both sides must agree. */
-#define JC_TORCH_PLUGIN_INTERFACE 2
+#define JC_TORCH_PLUGIN_INTERFACE 3
 #define JC_TORCH_PLUGIN_FILE "libjaclip-torch.so.1"
 #define JC_TORCH_PLUGIN_ENTRY "jc_torch_plugin_entry"
 
@@ -30,6 +30,7 @@ typedef struct jc_torch_load_args {
     jaclip_precision precision;
     int32_t num_threads; /* 0: the cores this process may use */
     bool native_bf16;    /* the CPU computes bf16 natively (lib/common/cpu.c) */
+    bool auto_int8_weights; /* AUTO means INT8_WEIGHTS for an fp32 / bf16 file on this CPU (model.c) */
 } jc_torch_load_args;
 
 /* What libjaclip lends the plugin: its error recording, so messages land in jaclip_last_error(). */

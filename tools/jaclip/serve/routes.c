@@ -384,16 +384,6 @@ static json_t *indexes_json(routes *rt)
     return list;
 }
 
-/* What runs (jaclip_model_precision), named as `jaclip info` names it. */
-static const char *precision_name(jaclip_precision p)
-{
-    switch (p) {
-    case JACLIP_PRECISION_BF16: return "bf16";
-    case JACLIP_PRECISION_INT8: return "int8";
-    default: return "fp32";
-    }
-}
-
 void route_info(routes *rt, const route_request *r, reply *out)
 {
     const jaclip_model *m = engine_model(rt->engine);
@@ -402,7 +392,7 @@ void route_info(routes *rt, const route_request *r, reply *out)
                          jaclip_version_string(), "model", "dim", (json_int_t)jaclip_model_embedding_dim(m),
                          "image_size", (json_int_t)jaclip_model_image_size(m), "max_text_length",
                          (json_int_t)jaclip_model_max_text_length(m), "device", jaclip_model_device(m), "precision",
-                         precision_name(jaclip_model_precision(m)), "precision_reason",
+                         precision_word(jaclip_model_precision(m)) /* as `jaclip info` names it */, "precision_reason",
                          jaclip_model_precision_reason(m), "fingerprint", jaclip_model_fingerprint(m), "indexes",
                          indexes_json(rt), "limits", "max_body", (json_int_t)rt->max_body, "max_texts",
                          (json_int_t)MAX_TEXTS, "max_labels", (json_int_t)MAX_LABELS, "max_k", (json_int_t)MAX_K,
