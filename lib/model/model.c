@@ -25,7 +25,7 @@ static void explain_precision(jaclip_model *m, jaclip_precision asked)
     if (asked == JACLIP_PRECISION_AUTO && runs == JACLIP_PRECISION_INT8_WEIGHTS)
         snprintf(r, n,
                  "int8-weights: chosen by JACLIP_PRECISION_AUTO: this CPU has AVX512-VNNI and no AMX, where int8 "
-                 "weights on libjaclip's kernel measured fastest (1.1-3x bf16; a new text query in 9.7 ms on 2 "
+                 "weights on libjaclip's kernel measured fastest (1.5-2.1x bf16; a new text query in 9.8 ms on 2 "
                  "cores) with features at cosine 0.9996 to fp32 (docs/precision.md)");
     else if (asked == JACLIP_PRECISION_AUTO && runs == JACLIP_PRECISION_BF16 && cpu_device)
         snprintf(r, n,

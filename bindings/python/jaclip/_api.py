@@ -318,7 +318,7 @@ class Model(Owned):
     """A loaded model (jaclip_model). Safe to share between threads; close() or `with` frees it.
 
     device: "cpu", "cuda" or "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
-    OpenBLAS's process-wide pool); precision: None (as stored; a bf16 file runs fp32 where bf16 is not native, see precision_reason), "fp32", "bf16", "int8" (int8 files only), "int8-weights" (int8 Linear weights made at load from an fp32 / bf16 file, run by libjaclip's own kernel: docs/precision.md) or "auto" (bf16 where this CPU runs it natively, else as stored); max_image_pixels: limit for images the model decodes
+    OpenBLAS's process-wide pool); precision: None (as stored; a bf16 file runs fp32 where bf16 is not native, see precision_reason), "fp32", "bf16", "int8" (int8 files only), "int8-weights" (int8 Linear weights made at load from an fp32 / bf16 file, run by libjaclip's own kernel: docs/precision.md) or "auto" (int8-weights with AVX512-VNNI and no AMX, else bf16 where this CPU runs it natively, else as stored); max_image_pixels: limit for images the model decodes
     (0 = default); exif_transpose: rotate decoded images by their EXIF orientation."""
 
     def __init__(self, path, device="cpu", num_threads=0, precision=None, max_image_pixels=0,

@@ -35,7 +35,7 @@ static const char serve_usage[] =
     "      --timeout SECONDS     idle connection timeout, the longest wait for a model slot or a body,\n"
     "                            and how long a stop waits for requests in flight (default: 30)\n"
     "      --device DEV          cpu (default), cuda or cuda:N\n"
-    "      --precision P         default (as stored), fp32, bf16, int8, int8-weights or auto (bf16 where native)\n"
+    "      --precision P         default (as stored), fp32, bf16, int8, int8-weights or auto\n"
     "      --exact               never use INDEX.ann: every search is exact (a request may also ask\n"
     "                            for exact search with \"exact\": true)\n"
     "      --force               serve every --index even if it records another model's fingerprint\n"

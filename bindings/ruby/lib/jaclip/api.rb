@@ -267,7 +267,7 @@ module Jaclip
   # at the end of the block.
   #
   # device: "cpu", "cuda", "cuda:N"; num_threads: cores to use, 0 = all (non-zero also sizes
-  # OpenBLAS's process-wide pool); precision: nil (as stored; bf16 files run fp32 where bf16 is not native), :fp32, :bf16, :int8 (int8 files), :int8_weights (int8 Linear weights made at load, libjaclip's kernel) or :auto (bf16 where native); max_image_pixels: limit for images the model decodes
+  # OpenBLAS's process-wide pool); precision: nil (as stored; bf16 files run fp32 where bf16 is not native), :fp32, :bf16, :int8 (int8 files), :int8_weights (int8 Linear weights made at load, libjaclip's kernel) or :auto (int8_weights with AVX512-VNNI and no AMX, else bf16 where native); max_image_pixels: limit for images the model decodes
   # (0 = default); exif_transpose: rotate decoded images by their EXIF orientation.
   class Model
     include Closable
