@@ -1,16 +1,18 @@
 /* Run under memcheck by make test-valgrind-loop: the whole life of a model three times over (load,
  * tokenise, encode texts, images and pixels, similarity, top-k, free) plus the failing loads of
  * damaged files, so that a leak per load or per call shows as a definite leak of three blocks rather
- * than hiding in start-up noise. Needs JACLIP_TEST_MODEL and JACLIP_BAD_MODELS. */
+ * than hiding in start-up noise; each round once as stored and once with int8 weights (packed at load,
+ * the graph rewritten, lib/qlinear's kernel). Needs JACLIP_TEST_MODEL and JACLIP_BAD_MODELS. */
 #include "jaclip.h"
 #include "check.h"
 
-static void one_round(const char *model_path, const char *bad_dir, const char *dog)
+static void one_round(const char *model_path, const char *bad_dir, const char *dog, jaclip_precision precision)
 {
     jaclip_model_options *o = NULL;
     jaclip_model *m = NULL;
     CHECK_OK(jaclip_model_options_create(&o));
     CHECK_OK(jaclip_model_options_set_num_threads(o, 1));
+    CHECK_OK(jaclip_model_options_set_precision(o, precision));
     CHECK_OK(jaclip_model_load(&m, model_path, o));
     jaclip_model_options_free(o);
     if (!m)
@@ -61,7 +63,9 @@ int main(void)
     const char *bad = env_or("JACLIP_BAD_MODELS", "build/models/bad");
     char dog[4096];
     snprintf(dog, sizeof dog, "%s/dog.jpeg", env_or("JACLIP_PROJECT_DATA", "data"));
-    for (int round = 0; round < 3; round++)
-        one_round(model, bad, dog);
+    for (int round = 0; round < 3; round++) {
+        one_round(model, bad, dog, JACLIP_PRECISION_DEFAULT);
+        one_round(model, bad, dog, JACLIP_PRECISION_INT8_WEIGHTS);
+    }
     return check_summary("valgrind_loop");
 }
