@@ -11,17 +11,14 @@
 #define JC_Q8_X86 1
 #endif
 
-/* Rounds to nearest even for |v| < 2^22 without a libm call (vectorisable; exact in float). */
-static inline float round_even(float v)
-{
-    const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    return v >= 0 ? (v + magic) - magic : (v - magic) + magic;
-}
+/* 1.5 * 2^23: adding and subtracting it rounds a float in [0, 2^22) to the nearest integer, ties to
+ * even, without a libm call (vectorisable; the AVX-512 code does the same with the same constant). */
+#define ROUND_MAGIC 12582912.0f
+static inline float round_even_nonneg(float v) { return (v + ROUND_MAGIC) - ROUND_MAGIC; }
 
 void jc_q8_pack(const float *w, int64_t n, int64_t k, int64_t b0, int64_t b1, int8_t *packed, float *scale,
                 int32_t *colsum)
 {
-    const float magic = 12582912.0f;
     int64_t kp = jc_q8_kpad(k);
     memset(packed + b0 * JC_Q8_BLOCK * kp, 0, (size_t)((b1 - b0) * JC_Q8_BLOCK * kp));
     memset(colsum + b0 * JC_Q8_BLOCK, 0, sizeof(int32_t) * (size_t)((b1 - b0) * JC_Q8_BLOCK));
@@ -38,7 +35,7 @@ void jc_q8_pack(const float *w, int64_t n, int64_t k, int64_t b0, int64_t b1, in
             float u = row[i] * inv + 127.0f;
             u = u > 254 ? 254 : u;
             u = u > 0 ? u : 0;
-            int8_t q = (int8_t)((int32_t)((u + magic) - magic) - 127);
+            int8_t q = (int8_t)((int32_t)round_even_nonneg(u) - 127);
             dst[(i / 4) * JC_Q8_BLOCK * 4 + i % 4] = q;
             sum += q;
         }
@@ -63,24 +60,26 @@ static void row_range_portable(const float *row, int64_t k, float *lo_out, float
 /* q = round_even(min(max(x * inv + z, 0), 255)): the definition both versions follow op for op. */
 static void row_quantize_portable(const float *row, int64_t k, float inv, float z, uint8_t *q)
 {
-    const float magic = 12582912.0f;
     for (int64_t i = 0; i < k; i++) {
         float u = row[i] * inv + z;
         u = u > 0 ? u : 0;
         u = u < 255 ? u : 255;
-        q[i] = (uint8_t)(int32_t)((u + magic) - magic);
+        q[i] = (uint8_t)(int32_t)round_even_nonneg(u);
     }
 }
 
 #ifdef JC_Q8_X86
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw")))
 
+/* The lanes of a 16-float vector that hold the first `left` of what remains (all 16 from 16 on). */
+static inline __mmask16 lanes(int64_t left) { return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1); }
+
 AVX512_TARGET static void row_range_avx512(const float *row, int64_t k, float *lo_out, float *hi_out, bool *nan)
 {
     __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
     __mmask16 seen = 0;
     for (int64_t i = 0; i < k; i += 16) {
-        __mmask16 mask = k - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - i)) - 1);
+        __mmask16 mask = lanes(k - i);
         __m512 v = _mm512_maskz_loadu_ps(mask, row + i); /* zeros past the end change no range */
         lo = _mm512_min_ps(v, lo);                       /* v < lo ? v : lo, as the C loop */
         hi = _mm512_max_ps(v, hi);
@@ -91,10 +90,10 @@ AVX512_TARGET static void row_range_avx512(const float *row, int64_t k, float *l
 
 AVX512_TARGET static void row_quantize_avx512(const float *row, int64_t k, float inv, float z, uint8_t *q)
 {
-    const __m512 magic = _mm512_set1_ps(12582912.0f), vinv = _mm512_set1_ps(inv), vz = _mm512_set1_ps(z);
+    const __m512 magic = _mm512_set1_ps(ROUND_MAGIC), vinv = _mm512_set1_ps(inv), vz = _mm512_set1_ps(z);
     const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
     for (int64_t i = 0; i < k; i += 16) {
-        __mmask16 mask = k - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - i)) - 1);
+        __mmask16 mask = lanes(k - i);
         __m512 u = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + i), vinv), vz);
         u = _mm512_max_ps(u, zero); /* u > 0 ? u : 0 */
         u = _mm512_min_ps(u, top);  /* u < 255 ? u : 255 */
@@ -128,7 +127,7 @@ void jc_q8_quantize_rows(const float *x, int64_t m, int64_t k, uint8_t *xq, floa
             continue;
         }
         float s = range > 0 ? range / 255.0f : 1.0f;
-        float z = round_even(-lo / s);
+        float z = round_even_nonneg(-lo / s); /* lo <= 0 */
         z = z > 255 ? 255 : z;
 #ifdef JC_Q8_X86
         if (wide)
@@ -148,8 +147,8 @@ static inline float finish(int32_t acc, int32_t xzero, int32_t colsum, float xsc
 }
 
 static void gemm_portable(const int8_t *packed, const float *wscale, const int32_t *colsum, const float *bias,
-                          int64_t n, int64_t k, const uint8_t *xq, const float *xscale, const int32_t *xzero,
-                          int64_t m, float *y, int64_t b0, int64_t b1)
+                          int64_t n, int64_t k, const uint8_t *xq, const float *xscale, const int32_t *xzero, int64_t m,
+                          float *y, int64_t b0, int64_t b1)
 {
     int64_t kp = jc_q8_kpad(k);
     for (int64_t b = b0; b < b1; b++) {
@@ -206,8 +205,7 @@ tile(const int R, const int C, const int8_t *w, int64_t wstride, const uint8_t *
 #pragma GCC unroll 2
     for (int c = 0; c < C; c++) {
         int64_t j0 = (b + c) * JC_Q8_BLOCK;
-        int64_t valid = n - j0 < JC_Q8_BLOCK ? n - j0 : JC_Q8_BLOCK;
-        __mmask16 mask = (__mmask16)((1u << valid) - 1);
+        __mmask16 mask = lanes(n - j0);
         __m512 ws = _mm512_maskz_loadu_ps(mask, wscale + j0);
         __m512 bs = bias ? _mm512_maskz_loadu_ps(mask, bias + j0) : _mm512_setzero_ps();
         __m512i cs = _mm512_loadu_si512((const void *)(colsum + j0)); /* padded to whole blocks */
@@ -221,14 +219,20 @@ tile(const int R, const int C, const int8_t *w, int64_t wstride, const uint8_t *
     }
 }
 
-#define TILE_CASE(R, C)                                                                                            \
-    case R:                                                                                                        \
-        tile(R, C, w, wstride, x, kp, b, wscale, colsum, bias, n, r, xscale, xzero, y);                             \
-        break;
+/* One constant-shaped tile for each row count 1..8 (R rows left) at C blocks. */
+// clang-format off
+#define TILE_CASE(R, C) \
+    case R: tile(R, C, w, wstride, x, kp, b, wscale, colsum, bias, n, r, xscale, xzero, y); break;
+#define TILE_SWITCH(C) \
+    switch (R) { \
+        TILE_CASE(1, C) TILE_CASE(2, C) TILE_CASE(3, C) TILE_CASE(4, C) \
+        TILE_CASE(5, C) TILE_CASE(6, C) TILE_CASE(7, C) TILE_CASE(8, C) \
+    }
+// clang-format on
 
-VNNI_TARGET static void gemm_vnni(const int8_t *packed, const float *wscale, const int32_t *colsum,
-                                  const float *bias, int64_t n, int64_t k, const uint8_t *xq, const float *xscale,
-                                  const int32_t *xzero, int64_t m, float *y, int64_t b0, int64_t b1)
+VNNI_TARGET static void gemm_vnni(const int8_t *packed, const float *wscale, const int32_t *colsum, const float *bias,
+                                  int64_t n, int64_t k, const uint8_t *xq, const float *xscale, const int32_t *xzero,
+                                  int64_t m, float *y, int64_t b0, int64_t b1)
 {
     int64_t kp = jc_q8_kpad(k), wstride = JC_Q8_BLOCK * kp;
     /* Rows in chunks whose activations stay in L2 (~256 KB) while every block of the range passes. */
@@ -242,29 +246,10 @@ VNNI_TARGET static void gemm_vnni(const int8_t *packed, const float *wscale, con
             for (int64_t r = r0; r < r1; r += 8) {
                 const uint8_t *x = xq + r * kp;
                 int R = r1 - r < 8 ? (int)(r1 - r) : 8;
-                if (C == 2) {
-                    switch (R) {
-                        TILE_CASE(1, 2)
-                        TILE_CASE(2, 2)
-                        TILE_CASE(3, 2)
-                        TILE_CASE(4, 2)
-                        TILE_CASE(5, 2)
-                        TILE_CASE(6, 2)
-                        TILE_CASE(7, 2)
-                        TILE_CASE(8, 2)
-                    }
-                } else {
-                    switch (R) {
-                        TILE_CASE(1, 1)
-                        TILE_CASE(2, 1)
-                        TILE_CASE(3, 1)
-                        TILE_CASE(4, 1)
-                        TILE_CASE(5, 1)
-                        TILE_CASE(6, 1)
-                        TILE_CASE(7, 1)
-                        TILE_CASE(8, 1)
-                    }
-                }
+                if (C == 2)
+                    TILE_SWITCH(2)
+                else
+                    TILE_SWITCH(1)
             }
         }
     }

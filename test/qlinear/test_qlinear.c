@@ -12,16 +12,16 @@
 
 static int failures, checks;
 
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        checks++;                                                                                                      \
-        if (!(cond)) {                                                                                                 \
-            if (failures++ < 20) {                                                                                     \
-                fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                                        \
-                fprintf(stderr, __VA_ARGS__);                                                                          \
-                fputc('\n', stderr);                                                                                   \
-            }                                                                                                          \
-        }                                                                                                              \
+#define CHECK(cond, ...)                                        \
+    do {                                                        \
+        checks++;                                               \
+        if (!(cond)) {                                          \
+            if (failures++ < 20) {                              \
+                fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
+                fprintf(stderr, __VA_ARGS__);                   \
+                fputc('\n', stderr);                            \
+            }                                                   \
+        }                                                       \
     } while (0)
 
 static uint64_t rng = 0x9e3779b97f4a7c15u;
@@ -110,8 +110,8 @@ static void check_shape(int64_t m, int64_t k, int64_t n, bool with_bias, float s
                     acc += (int64_t)xq[r * kp + i] * packed_at(packed, kp, j, i);
                     exact += (double)x[r * k + i] * w[j * k + i];
                 }
-                float want = fmaf((float)(int32_t)(acc - (int64_t)xz[r] * colsum[j]), xs[r] * ws[j],
-                                  with_bias ? bias[j] : 0.0f);
+                float want =
+                    fmaf((float)(int32_t)(acc - (int64_t)xz[r] * colsum[j]), xs[r] * ws[j], with_bias ? bias[j] : 0.0f);
                 float got = y[r * n + j];
                 CHECK(memcmp(&got, &want, sizeof got) == 0, "m%lld k%lld n%lld y[%lld][%lld] = %.9g, want %.9g",
                       (long long)m, (long long)k, (long long)n, (long long)r, (long long)j, got, want);

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
 #include <sstream>
@@ -191,25 +192,40 @@ void pack_linear(torch::jit::Module &linear)
     linear.setattr("weight", at::empty({0}, at::kFloat));
 }
 
-// Makes a Linear type's forward call jaclip::q8_linear. Instances of one type share its graph.
-void rewrite_linear_forward(torch::jit::Module &linear)
+// Replaces every call of `from` in a module's forward graph (shared by all instances of its type) with a
+// call of `to`, whose inputs `inputs` makes in place of the old call (it may add nodes before it).
+// Returns how many calls it replaced.
+size_t
+replace_calls(torch::jit::Module &module, const char *from, const char *to,
+              const std::function<std::vector<torch::jit::NamedValue>(torch::jit::Graph &, torch::jit::Node *)> &inputs)
 {
-    std::shared_ptr<torch::jit::Graph> graph = linear.get_method("forward").graph();
+    std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
+    const c10::Symbol kind = c10::Symbol::fromQualString(from);
     std::vector<torch::jit::Node *> calls;
     for (torch::jit::Node *node : graph->nodes())
-        if (node->kind() == c10::Symbol::fromQualString("aten::linear"))
+        if (node->kind() == kind)
             calls.push_back(node);
-    TORCH_CHECK(calls.size() == 1, "a Linear forward with ", calls.size(), " aten::linear calls");
-    torch::jit::Node *node = calls[0];
-    torch::jit::WithInsertPoint guard(node);
-    torch::jit::Value *self = graph->inputs()[0];
-    torch::jit::Value *out = graph->insert(
-        c10::Symbol::fromQualString("jaclip::q8_linear"),
-        {node->input(0), graph->insertGetAttr(self, "q8_packed"), graph->insertGetAttr(self, "q8_scale"),
-         graph->insertGetAttr(self, "q8_colsum"), node->input(2)});
-    node->output()->replaceAllUsesWith(out);
-    node->destroy();
+    for (torch::jit::Node *node : calls) {
+        torch::jit::WithInsertPoint guard(node);
+        torch::jit::Value *out = graph->insert(c10::Symbol::fromQualString(to), inputs(*graph, node));
+        node->output()->replaceAllUsesWith(out);
+        node->destroy();
+    }
     torch::jit::EliminateDeadCode(graph);
+    return calls.size();
+}
+
+// Makes a Linear type's forward call jaclip::q8_linear on the buffers pack_linear registered.
+void rewrite_linear_forward(torch::jit::Module &linear)
+{
+    size_t replaced =
+        replace_calls(linear, "aten::linear", "jaclip::q8_linear", [](torch::jit::Graph &g, torch::jit::Node *node) {
+            torch::jit::Value *self = g.inputs()[0];
+            return std::vector<torch::jit::NamedValue>{node->input(0), g.insertGetAttr(self, "q8_packed"),
+                                                       g.insertGetAttr(self, "q8_scale"),
+                                                       g.insertGetAttr(self, "q8_colsum"), node->input(2)};
+        });
+    TORCH_CHECK(replaced == 1, "a Linear forward with ", replaced, " aten::linear calls");
 }
 
 // Makes the model's attention (tools/jaclip_convert/cloob.py's SelfAttention) call jaclip::attn_matmul.
@@ -222,18 +238,9 @@ void rewrite_attention(torch::jit::Module &module)
             std::find(done.begin(), done.end(), sub.type()) != done.end())
             continue;
         done.push_back(sub.type());
-        std::shared_ptr<torch::jit::Graph> graph = sub.get_method("forward").graph();
-        std::vector<torch::jit::Node *> calls;
-        for (torch::jit::Node *node : graph->nodes())
-            if (node->kind() == c10::Symbol::fromQualString("aten::matmul"))
-                calls.push_back(node);
-        for (torch::jit::Node *node : calls) {
-            torch::jit::WithInsertPoint guard(node);
-            torch::jit::Value *out =
-                graph->insert(c10::Symbol::fromQualString("jaclip::attn_matmul"), {node->input(0), node->input(1)});
-            node->output()->replaceAllUsesWith(out);
-            node->destroy();
-        }
+        replace_calls(sub, "aten::matmul", "jaclip::attn_matmul", [](torch::jit::Graph &, torch::jit::Node *node) {
+            return std::vector<torch::jit::NamedValue>{node->input(0), node->input(1)};
+        });
     }
 }
 
