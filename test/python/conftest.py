@@ -15,6 +15,8 @@ PROJECT_DATA = os.path.join(ROOT, "data")
 TINY_MODEL = os.path.abspath(os.environ.get("JACLIP_TEST_MODEL", os.path.join(ROOT, "build", "models", "tiny.jaclip")))
 TINY_MODEL_BF16 = os.path.abspath(os.environ.get("JACLIP_TEST_MODEL_BF16",
                                                  os.path.join(ROOT, "build", "models", "tiny-bf16.jaclip")))
+TINY_MODEL_INT8 = os.path.abspath(os.environ.get("JACLIP_TEST_MODEL_INT8",
+                                                 os.path.join(ROOT, "build", "models", "tiny-int8.jaclip")))
 TINY_CHECKPOINT = os.path.abspath(os.environ.get("JACLIP_TEST_CHECKPOINT",
                                                  os.path.join(ROOT, "build", "models", "tiny-checkpoint")))
 PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
@@ -174,6 +176,22 @@ def assert_features_close(ours, theirs, what="features"):
     bound = 1e-5 * max(1.0, float(np.abs(theirs).max(initial=0.0)))
     diff = float(np.abs(ours - theirs).max(initial=0.0))
     assert diff <= bound, f"{what}: max difference {diff:.3g} > {bound:.3g}"
+
+
+def cosine_rows(a, b):
+    """Cosine of each row of a with the same row of b, in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def cpuinfo_flags():
+    """The CPU's flags as /proc/cpuinfo names them, read independently of the library's cpuid detection;
+    a pytest skip where there are none (not x86 Linux)."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    pytest.skip("/proc/cpuinfo has no flags line (not x86 Linux)")
 
 
 def shared_path(*parts):

@@ -11,14 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import LIBRARY, PYTHON, ROOT, TINY_MODEL, TINY_MODEL_BF16, assert_features_close
+from conftest import (LIBRARY, PYTHON, ROOT, TINY_MODEL, TINY_MODEL_BF16, TINY_MODEL_INT8, assert_features_close,
+                      cosine_rows, cpuinfo_flags)
 
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 os.environ.setdefault("JACLIP_LIBRARY", LIBRARY)
 import jaclip  # noqa: E402
 
-TINY_MODEL_INT8 = os.path.abspath(os.environ.get("JACLIP_TEST_MODEL_INT8",
-                                                 os.path.join(ROOT, "build", "models", "tiny-int8.jaclip")))
 CLI = os.path.join(ROOT, "build", "jaclip")
 SHARED = os.environ.get("JACLIP_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
 PHOTOS = [os.path.join(ROOT, "data", "dog.jpeg")] + [
@@ -32,16 +31,8 @@ def photos():
 
 
 def vnni_here():
-    with open("/proc/cpuinfo") as f:
-        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    if flags is None:
-        pytest.skip("/proc/cpuinfo has no flags line (not x86 Linux)")
+    flags = cpuinfo_flags()
     return all(f in flags for f in ("avx512f", "avx512bw", "avx512_vnni"))
-
-
-def cosine_rows(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def test_reports_itself_and_which_kernel_runs():

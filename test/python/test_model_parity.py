@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import PROJECT_DATA, PYTHON, ROOT, TINY_CHECKPOINT, TINY_MODEL_BF16
+from conftest import PROJECT_DATA, PYTHON, ROOT, TINY_CHECKPOINT, TINY_MODEL_BF16, cosine_rows
 from reference_cloob import ReferenceCloob
 
 TOLERANCE = 1e-5
@@ -84,12 +84,8 @@ def test_bf16_model_is_close_to_fp32_reference(lib, reference):
         lib.c.jaclip_model_free(model)
     ref = reference.image_features(pixels).numpy()
     ref_text = reference.text_features(ids, mask).numpy()
-
-    def cosine(a, b):
-        return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-    assert cosine(ours, ref).min() >= 0.99
-    assert cosine(ours_text, ref_text).min() >= 0.99
+    assert cosine_rows(ours, ref).min() >= 0.99
+    assert cosine_rows(ours_text, ref_text).min() >= 0.99
     assert np.abs(ours - ref).max() > TOLERANCE, "bf16 should not be bit-identical to fp32"
 
 

@@ -9,30 +9,15 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import LIBRARY, PYTHON, ROOT, TINY_MODEL, TINY_MODEL_BF16
+from conftest import LIBRARY, PYTHON, ROOT, TINY_MODEL, TINY_MODEL_BF16, TINY_MODEL_INT8, cosine_rows, cpuinfo_flags
 
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 os.environ.setdefault("JACLIP_LIBRARY", LIBRARY)
 import jaclip  # noqa: E402
 
-TINY_MODEL_INT8 = os.path.abspath(os.environ.get("JACLIP_TEST_MODEL_INT8",
-                                                 os.path.join(ROOT, "build", "models", "tiny-int8.jaclip")))
 CLI = os.path.join(ROOT, "build", "jaclip")
 DOG = os.path.join(ROOT, "data", "dog.jpeg")
 TEXTS = ["犬", "猫の写真", "海辺を走る犬"]
-
-
-def cpuinfo_flags():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    pytest.skip("/proc/cpuinfo has no flags line (not x86 Linux)")
-
-
-def cosine_rows(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def test_cpu_features_agree_with_proc_cpuinfo():
