@@ -283,9 +283,10 @@ typedef enum jaclip_precision {
     JACLIP_PRECISION_AUTO = 4,
     /* Every Linear layer's weights quantized to int8 at load (per output channel) and its input per
      * row, multiplied in exact int32 arithmetic by libjaclip's own kernel (AVX512-VNNI where the CPU has
-     * it, portable C elsewhere: the same numbers, many times slower); everything else in fp32. From an
-     * fp32 or bf16 file, CPU only. The Linear layers treat each row alone and keep no state, so a new
-     * input costs what a repeated one does (docs/precision.md: speed and cosine to fp32). */
+     * it, portable C elsewhere: the same numbers, many times slower); everything else in fp32, except
+     * large attention products: bf16 on oneDNN where bf16 is native. From an fp32 or bf16 file, CPU
+     * only. The Linear layers treat each row alone and keep no state, so a new input costs what a
+     * repeated one does (docs/precision.md: speed and cosine to fp32). */
     JACLIP_PRECISION_INT8_WEIGHTS = 5
 } jaclip_precision;
 
